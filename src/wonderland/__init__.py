@@ -1,0 +1,29 @@
+"""wonderland: differentiable programming from first principles.
+
+``import wonderland as wl``; the main names:
+
+* tensors: ``wl.tensor``, ``wl.Tensor``, ``wl.zeros`` … ``wl.eye``, ``wl.random``
+* operations: NumPy's names (``wl.exp``, ``wl.sum``, ``wl.matmul``, ``wl.einsum``,
+  ``wl.concatenate``, ``wl.take_along_axis`` …), also as tensor methods
+* transforms: ``wl.grad``, ``wl.value_and_grad``, ``wl.vjp``, ``wl.jvp``, ``wl.jacrev``,
+  ``wl.jacfwd``, ``wl.hessian``, ``wl.checkpoint``, ``wl.custom_vjp``, ``wl.custom_jvp``
+* PyTorch-style autodiff: ``requires_grad``, ``.backward()``, ``.grad``, ``wl.no_grad()``
+* checking: ``wl.testing.check_grads``, ``wl.detect_anomaly()``
+"""
+
+from . import backend
+from ._version import __version__
+from .core import dtypes
+from .core.dtypes import (bool_, float16, float32, float64, get_default_dtype, int8, int16,
+                          int32, int64, set_default_dtype, uint8)
+from .core import (Primitive, Tensor, apply, as_tensor, checkpoint, custom_jvp, custom_vjp,
+                   detect_anomaly, enable_grad, grad, hessian, is_grad_enabled, jacfwd,
+                   jacrev, jvp, no_grad, set_grad_enabled, tensor, value_and_grad, vjp)
+from .core.pytree import tree_map
+from . import ops
+from .ops import *  # noqa: F401,F403 - the primitives at wl.<name>
+from . import autograd, random, testing
+
+bool = bool_  # noqa: A001 - NumPy's name for the dtype
+
+__all__ = [n for n in dir() if not n.startswith("_")]

@@ -1,0 +1,52 @@
+"""The primitives, grouped by family; each one's forward, VJP and JVP side by side.
+
+========================  ====================================================
+``elementwise``           arithmetic, unary math, comparisons, where, clip, cast
+``reductions``            sum, mean, prod, max, min, var, std, logsumexp, softmax,
+                          log_softmax, cumsum, argmax, argmin, any, all
+``linalg``                matmul, einsum, tensordot, outer
+``shape``                 reshape, transpose, broadcast, concatenate, stack, split,
+                          pad, flip, repeat, tile
+``indexing``              getitem and its dual add_at; take, take_along_axis,
+                          index_add, scatter_add, one_hot
+``creation``              zeros, ones, full, arange, linspace, eye, ``*_like``
+========================  ====================================================
+"""
+
+from . import methods as _methods
+from .creation import (arange, empty, eye, full, full_like, linspace, ones, ones_like,
+                       zeros, zeros_like)
+from .elementwise import (abs, add, astype, ceil, clip, cos, divide, equal, erf, exp,
+                          expm1, floor, floor_divide, greater, greater_equal, isfinite,
+                          isinf, isnan, less, less_equal, log, log1p, logical_and,
+                          logical_not, logical_or, logical_xor, maximum, minimum, multiply,
+                          negative, not_equal, pow_scalar, power, relu, remainder, round,
+                          sigmoid, sign, sin, sqrt, square, subtract, tan, tanh, where)
+from .indexing import (add_at, getitem, index_add, one_hot, scatter_add, take,
+                       take_along_axis)
+from .linalg import einsum, matmul, outer, tensordot
+from .reductions import (all, any, argmax, argmin, cumsum, log_softmax, logsumexp, max,
+                         mean, min, prod, softmax, std, sum, var)
+from .shape import (broadcast_arrays, broadcast_to, concatenate, expand_dims, flatten,
+                    flip, moveaxis, pad, ravel, repeat, reshape, split, squeeze, stack,
+                    swapaxes, tile, transpose)
+
+_methods.install()
+
+__all__ = [
+    "arange", "empty", "eye", "full", "full_like", "linspace", "ones", "ones_like", "zeros",
+    "zeros_like",
+    "abs", "add", "astype", "ceil", "clip", "cos", "divide", "equal", "erf", "exp", "expm1",
+    "floor", "floor_divide", "greater", "greater_equal", "isfinite", "isinf", "isnan",
+    "less", "less_equal", "log", "log1p", "logical_and", "logical_not", "logical_or",
+    "logical_xor", "maximum", "minimum", "multiply", "negative", "not_equal", "power",
+    "relu", "remainder", "round", "sigmoid", "sign", "sin", "sqrt", "square", "subtract",
+    "tan", "tanh", "where",
+    "add_at", "getitem", "index_add", "one_hot", "scatter_add", "take", "take_along_axis",
+    "einsum", "matmul", "outer", "tensordot",
+    "all", "any", "argmax", "argmin", "cumsum", "log_softmax", "logsumexp", "max", "mean",
+    "min", "prod", "softmax", "std", "sum", "var",
+    "broadcast_arrays", "broadcast_to", "concatenate", "expand_dims", "flatten", "flip",
+    "moveaxis", "pad", "ravel", "repeat", "reshape", "split", "squeeze", "stack",
+    "swapaxes", "tile", "transpose",
+]

@@ -1,0 +1,261 @@
+"""Reductions and normalisations along axes: sum, mean, prod, max, min, var, std,
+logsumexp, softmax, log_softmax, cumsum, argmax, argmin, any, all.
+
+``axis`` is an int, a tuple of ints (negative counts from the end) or ``None`` for
+every axis; ``keepdims`` keeps reduced axes with length 1, as in NumPy.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+from .. import backend as B
+from ..core.primitive import Primitive, apply
+from ..core.tensor import Tensor
+from ._common import constant, floating, kept_shape, normalize_axes, normalize_axis, to_tensor
+
+xp = B.xp
+
+
+def _keep(t: Tensor, shape: tuple, axis: tuple, keepdims: bool) -> Tensor:
+    """A reduced result reshaped to the keepdims shape (for broadcasting against input)."""
+    return t if keepdims else t.reshape(kept_shape(shape, axis))
+
+
+# ----------------------------------------------------------------------------- sum
+def _sum_vjp(g, out, x, *, axis, keepdims):
+    return _keep(g, x.shape, axis, keepdims).broadcast_to(x.shape)
+
+
+_sum = Primitive("sum", lambda x, *, axis, keepdims: xp.sum(x, axis=axis, keepdims=keepdims),
+                 vjp=_sum_vjp, linear=True)
+
+
+def sum(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - NumPy's name
+    """Sum of elements over ``axis``."""
+    x = to_tensor(x, "sum")
+    axes = normalize_axes(axis, x.ndim, "sum")
+    return apply(_sum, (x,), {"axis": axes, "keepdims": bool(keepdims)})
+
+
+def mean(x, axis=None, keepdims=False) -> Tensor:
+    """Arithmetic mean over ``axis`` (integer inputs give a float result)."""
+    x = floating(to_tensor(x, "mean"))
+    axes = normalize_axes(axis, x.ndim, "mean")
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    total = apply(_sum, (x,), {"axis": axes, "keepdims": bool(keepdims)})
+    if count == 0:
+        return total * float("nan")
+    return total * (1.0 / count)
+
+
+def var(x, axis=None, ddof=0, keepdims=False) -> Tensor:
+    """Variance over ``axis``: mean squared deviation, divided by ``n - ddof``."""
+    x = floating(to_tensor(x, "var"))
+    axes = normalize_axes(axis, x.ndim, "var")
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    if count - ddof <= 0:
+        raise ValueError(f"var: ddof={ddof} leaves no degrees of freedom for {count} "
+                         f"element{'s' if count != 1 else ''}")
+    d = x - mean(x, axes, keepdims=True)
+    return sum(d * d, axes, keepdims) * (1.0 / (count - ddof))
+
+
+def std(x, axis=None, ddof=0, keepdims=False) -> Tensor:
+    """Standard deviation over ``axis``: ``sqrt(var(x, axis, ddof))``."""
+    return var(x, axis, ddof, keepdims).sqrt()
+
+
+# ----------------------------------------------------------------------------- prod
+def _prod_others(x: Tensor, outk: Tensor, axis) -> Tensor:
+    """For each element, the product of the *other* elements in its slice."""
+    zero = x.data == 0
+    if not zero.any():
+        return outk / x
+    from .elementwise import where
+
+    zeros = constant(zero)
+    count = constant(zero.sum(axis=axis, keepdims=True))
+    nonzero_prod = prod(where(zeros, 1.0, x), axis, keepdims=True)
+    safe = where(zeros, 1.0, x)
+    only_zero = constant(zero & (count.data == 1))
+    return where(count.data == 0, outk / safe, where(only_zero, nonzero_prod, 0.0))
+
+
+def _prod_vjp(g, out, x, *, axis, keepdims):
+    return _keep(g, x.shape, axis, keepdims) * _prod_others(x, _keep(out, x.shape, axis, keepdims), axis)
+
+
+def _prod_jvp(t, out, x, *, axis, keepdims):
+    return sum(t * _prod_others(x, _keep(out, x.shape, axis, keepdims), axis), axis, keepdims)
+
+
+_prod = Primitive("prod", lambda x, *, axis, keepdims: xp.prod(x, axis=axis, keepdims=keepdims),
+                  vjp=_prod_vjp, jvp=_prod_jvp)
+
+
+def prod(x, axis=None, keepdims=False) -> Tensor:
+    """Product of elements over ``axis``; the gradient is exact also where there are zeros."""
+    x = to_tensor(x, "prod")
+    axes = normalize_axes(axis, x.ndim, "prod")
+    return apply(_prod, (x,), {"axis": axes, "keepdims": bool(keepdims)})
+
+
+# ----------------------------------------------------------------------------- max, min
+def _tie_share(x, out, axis, keepdims):
+    """1/k on each of the k elements equal to the extremum of their slice, else 0."""
+    hit = x.data == _keep(out, x.shape, axis, keepdims).data
+    share = hit / hit.sum(axis=axis, keepdims=True)
+    return constant(share.astype(x.data.dtype))
+
+
+def _extremum(name, fn):
+    def vjp(g, out, x, *, axis, keepdims):
+        return _keep(g, x.shape, axis, keepdims) * _tie_share(x, out, axis, keepdims)
+
+    def jvp(t, out, x, *, axis, keepdims):
+        return sum(t * _tie_share(x, out, axis, keepdims), axis, keepdims)
+
+    prim = Primitive(name, lambda x, *, axis, keepdims: fn(x, axis=axis, keepdims=keepdims),
+                     vjp=vjp, jvp=jvp)
+
+    def op(x, axis=None, keepdims=False) -> Tensor:
+        x = to_tensor(x, name)
+        axes = normalize_axes(axis, x.ndim, name)
+        if x.size == 0 or builtins.any(x.shape[a] == 0 for a in axes):
+            raise ValueError(f"{name}: zero-size reduction over axis {axis} of a tensor of "
+                             f"shape {x.shape} has no identity")
+        return apply(prim, (x,), {"axis": axes, "keepdims": bool(keepdims)})
+
+    op.__name__ = name
+    op.__doc__ = (f"{name.capitalize()} over ``axis``. When several elements tie for the "
+                  f"{name}imum, the gradient is split equally among them.")
+    return op
+
+
+max = _extremum("max", xp.max)  # noqa: A001 - NumPy's name
+min = _extremum("min", xp.min)  # noqa: A001 - NumPy's name
+
+
+# ----------------------------------------------------------------------------- logsumexp, softmax
+def _lse_forward(x, *, axis, keepdims):
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)
+    with xp.errstate(divide="ignore"):
+        s = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    return s if keepdims else xp.squeeze(s, axis=axis)
+
+
+def _lse_weights(x, out, axis, keepdims):
+    return (x - _keep(out, x.shape, axis, keepdims)).exp()
+
+
+_logsumexp = Primitive(
+    "logsumexp", _lse_forward,
+    vjp=lambda g, out, x, *, axis, keepdims:
+        _keep(g, x.shape, axis, keepdims) * _lse_weights(x, out, axis, keepdims),
+    jvp=lambda t, out, x, *, axis, keepdims:
+        sum(t * _lse_weights(x, out, axis, keepdims), axis, keepdims))
+
+
+def logsumexp(x, axis=None, keepdims=False) -> Tensor:
+    """``log(sum(exp(x)))`` over ``axis``, computed without overflow."""
+    x = floating(to_tensor(x, "logsumexp"))
+    axes = normalize_axes(axis, x.ndim, "logsumexp")
+    if builtins.any(x.shape[a] == 0 for a in axes):
+        raise ValueError(f"logsumexp: zero-size reduction over axis {axis} of shape {x.shape}")
+    return apply(_logsumexp, (x,), {"axis": axes, "keepdims": bool(keepdims)})
+
+
+def _softmax_forward(x, *, axis):
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+_softmax = Primitive(
+    "softmax", _softmax_forward,
+    vjp=lambda g, out, x, *, axis: out * (g - sum(g * out, axis, keepdims=True)),
+    jvp=lambda t, out, x, *, axis: out * (t - sum(t * out, axis, keepdims=True)))
+
+
+def _log_softmax_forward(x, *, axis):
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+
+_log_softmax = Primitive(
+    "log_softmax", _log_softmax_forward,
+    vjp=lambda g, out, x, *, axis: g - out.exp() * sum(g, axis, keepdims=True),
+    jvp=lambda t, out, x, *, axis: t - sum(out.exp() * t, axis, keepdims=True))
+
+
+def softmax(x, axis=-1) -> Tensor:
+    """``exp(x) / sum(exp(x))`` along ``axis`` (default the last), computed stably."""
+    x = floating(to_tensor(x, "softmax"))
+    return apply(_softmax, (x,), {"axis": normalize_axes(axis, x.ndim, "softmax")})
+
+
+def log_softmax(x, axis=-1) -> Tensor:
+    """``x - logsumexp(x)`` along ``axis`` (default the last), computed stably."""
+    x = floating(to_tensor(x, "log_softmax"))
+    return apply(_log_softmax, (x,), {"axis": normalize_axes(axis, x.ndim, "log_softmax")})
+
+
+# ----------------------------------------------------------------------------- cumsum
+_cumsum = Primitive(
+    "cumsum", lambda x, *, axis: xp.cumsum(x, axis=axis),
+    vjp=lambda g, out, x, *, axis: cumsum(g.flip(axis), axis).flip(axis),
+    linear=True)
+
+
+def cumsum(x, axis=None) -> Tensor:
+    """Cumulative sum along ``axis`` (``None``: over the flattened tensor)."""
+    x = to_tensor(x, "cumsum")
+    if axis is None:
+        x = x.reshape(-1)
+        axis = 0
+    return apply(_cumsum, (x,), {"axis": normalize_axis(axis, x.ndim, "cumsum")})
+
+
+# ----------------------------------------------------------------------------- index-valued, boolean
+_argmax = Primitive("argmax", lambda x, *, axis, keepdims: xp.argmax(x, axis=axis, keepdims=keepdims),
+                    differentiable=False)
+_argmin = Primitive("argmin", lambda x, *, axis, keepdims: xp.argmin(x, axis=axis, keepdims=keepdims),
+                    differentiable=False)
+_any = Primitive("any", lambda x, *, axis, keepdims: xp.any(x, axis=axis, keepdims=keepdims),
+                 differentiable=False)
+_all = Primitive("all", lambda x, *, axis, keepdims: xp.all(x, axis=axis, keepdims=keepdims),
+                 differentiable=False)
+
+
+def _arg(prim, name):
+    def op(x, axis=None, keepdims=False) -> Tensor:
+        x = to_tensor(x, name)
+        if x.size == 0:
+            raise ValueError(f"{name}: attempt to get {name} of an empty tensor")
+        ax = None if axis is None else normalize_axis(axis, x.ndim, name)
+        return apply(prim, (x,), {"axis": ax, "keepdims": bool(keepdims)})
+
+    op.__name__ = name
+    op.__doc__ = f"Indices of the {name[3:]}imum along ``axis`` (int64); not differentiated."
+    return op
+
+
+argmax = _arg(_argmax, "argmax")
+argmin = _arg(_argmin, "argmin")
+
+
+def any(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - NumPy's name
+    """Whether any element along ``axis`` is true."""
+    x = to_tensor(x, "any")
+    return apply(_any, (x,), {"axis": normalize_axes(axis, x.ndim, "any"), "keepdims": bool(keepdims)})
+
+
+def all(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - NumPy's name
+    """Whether every element along ``axis`` is true."""
+    x = to_tensor(x, "all")
+    return apply(_all, (x,), {"axis": normalize_axes(axis, x.ndim, "all"), "keepdims": bool(keepdims)})
