@@ -18,7 +18,7 @@ Two callers:
 from __future__ import annotations
 
 from .. import backend as B
-from .modes import set_grad_enabled, state
+from .modes import state
 from .primitive import NO_PARAMS, Primitive, describe, vjp_rule
 from .tensor import Tensor, _wrap
 
@@ -96,6 +96,8 @@ def unbroadcast(c: Tensor, shape: tuple) -> Tensor:
     lead = c.ndim - len(shape)
     if lead < 0:
         return c.broadcast_to(shape)
+    if lead and c.shape[lead:] == shape:                 # only leading axes were added
+        return c.sum(axis=tuple(range(lead)))
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and c.shape[lead + i] != 1)
     if axes:
@@ -121,12 +123,6 @@ def _without_graph(c: Tensor) -> Tensor:
     return out
 
 
-def _free(node: Tensor) -> None:
-    node._prim = FREED
-    node._inputs = None
-    node._params = NO_PARAMS
-
-
 def run_backward(roots, cotangents, targets=None, create_graph=False, retain_graph=False):
     """Propagate ``cotangents`` of ``roots`` back through the recorded graph.
 
@@ -142,7 +138,10 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
             rid = id(root)
             grads[rid] = ct if rid not in grads else grads[rid] + ct
     results = {}
-    with set_grad_enabled(create_graph):
+    anomaly = state.anomaly
+    saved_mode = state.grad_enabled
+    state.grad_enabled = create_graph
+    try:
         for node in reversed(order):
             nid = id(node)
             g = grads.pop(nid, None)
@@ -151,7 +150,7 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
                     results[nid] = g
                 continue
             prim = node._prim
-            if prim is None:
+            if prim is None:                                   # a leaf
                 if g is not None and target_ids is None:
                     node.grad = g if node.grad is None else node.grad + g
                 continue
@@ -161,36 +160,45 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
                 continue
             if dep is not None and nid not in dep:
                 continue
-            inputs = node._inputs
             if g is not None:
-                needs = [p.requires_grad and (dep is None or id(p) in dep) for p in inputs]
+                inputs = node._inputs
+                if dep is None:
+                    needs = [p.requires_grad for p in inputs]
+                else:
+                    needs = [p.requires_grad and id(p) in dep for p in inputs]
                 try:
                     cts = vjp_rule(prim, g, node, inputs, node._params, needs)
                 except FloatingPointError as exc:
                     # a step inside this rule produced nan/inf: report the rule's owner
-                    if state.anomaly and "the backward of" not in str(exc):
+                    if anomaly and "the backward of" not in str(exc):
                         bad = "nan" if "produced nan" in str(exc) else "inf"
                         raise FloatingPointError(_backward_message(node, bad, None)) from exc
                     raise
-                for i, (p, need, c) in enumerate(zip(inputs, needs, cts)):
-                    if not need or c is None:
+                for i, p in enumerate(inputs):
+                    c = cts[i]
+                    if c is None or not needs[i]:
                         continue
-                    if c.data.shape != p.data.shape:
-                        c = unbroadcast(c, p.data.shape)
-                    if c.data.dtype != p.data.dtype:
-                        c = c.astype(p.data.dtype)
+                    pdata = p.data
+                    if c.data.shape != pdata.shape:
+                        c = unbroadcast(c, pdata.shape)
+                    if c.data.dtype != pdata.dtype:
+                        c = c.astype(pdata.dtype)
                     if not create_graph and c.requires_grad:
                         c = _without_graph(c)
-                    if state.anomaly:
+                    if anomaly:
                         _check_backward(node, i, c)
                     pid = id(p)
                     prev = grads.get(pid)
                     grads[pid] = c if prev is None else prev + c
             if not retain_graph:
-                _free(node)
+                node._prim = FREED
+                node._inputs = None
+                node._params = NO_PARAMS
+    finally:
+        state.grad_enabled = saved_mode
     if targets is None:
         return None
-    return [results.get(id(t)) if id(t) in results else _wrap(B.xp.zeros_like(t.data))
+    return [results[id(t)] if id(t) in results else _wrap(B.xp.zeros_like(t.data))
             for t in targets]
 
 

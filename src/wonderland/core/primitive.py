@@ -73,7 +73,13 @@ def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
         if level:
             return _apply_with_tangents(prim, inputs, params, level)
     try:
-        data = prim.forward(*[x.data for x in inputs], **params)
+        n = len(inputs)
+        if n == 2:
+            data = prim.forward(inputs[0].data, inputs[1].data, **params)
+        elif n == 1:
+            data = prim.forward(inputs[0].data, **params)
+        else:
+            data = prim.forward(*[x.data for x in inputs], **params)
     except _PLAIN_ERRORS as exc:
         if type(exc) not in _PLAIN_ERRORS or str(exc).startswith(prim.name + ":"):
             raise

@@ -73,10 +73,15 @@ def normalize_axis(axis, ndim: int, what: str) -> int:
     return int(axis) % ndim
 
 
+_ALL_AXES = [tuple(range(n)) for n in range(33)]
+
+
 def normalize_axes(axis, ndim: int, what: str) -> tuple:
     """Axes as a sorted tuple in ``[0, ndim)``; ``None`` means every axis."""
     if axis is None:
-        return tuple(range(ndim))
+        return _ALL_AXES[ndim] if ndim < 33 else tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:
+        return (axis % ndim,)
     if isinstance(axis, (tuple, list)):
         axes = tuple(normalize_axis(a, ndim, what) for a in axis)
         if len(set(axes)) != len(axes):

@@ -67,25 +67,29 @@ def _add_at_forward(x, v, *, index, unique):
 _add_at = Primitive(
     "add_at", _add_at_forward,
     vjp=(lambda g, out, x, v, *, index, unique: g,
-         lambda g, out, x, v, *, index, unique: apply(_getitem, (g,), {"index": index})),
+         lambda g, out, x, v, *, index, unique: _gather(g, index, unique)),
     linear=True)
 
 
-def _getitem_vjp(g, out, x, *, index):
+def _getitem_vjp(g, out, x, *, index, unique):
     zeros = constant(xp.zeros(x.shape, dtype=g.dtype))
-    unique = all(not isinstance(i, B.ndarray) for i in index) or _unique_index(index)
     return apply(_add_at, (zeros, g), {"index": index, "unique": unique})
 
 
-_getitem = Primitive("getitem", lambda x, *, index: x[index], vjp=_getitem_vjp, linear=True)
+_getitem = Primitive("getitem", lambda x, *, index, unique: x[index], vjp=_getitem_vjp,
+                     linear=True)
+
+
+def _gather(x, index, unique):
+    return apply(_getitem, (x,), {"index": index, "unique": unique})
 
 
 def getitem(x, index) -> Tensor:
     """``x[index]`` with NumPy's rules: ints, slices, None, ``...``, integer and bool
     tensors or arrays. The gradient scatters back, and repeated indices accumulate."""
     x = to_tensor(x, "getitem")
-    index, _ = _normalize_index(index)
-    return apply(_getitem, (x,), {"index": index})
+    index, basic = _normalize_index(index)
+    return _gather(x, index, basic or _unique_index(index))
 
 
 def add_at(x, index, values) -> Tensor:
@@ -131,7 +135,7 @@ def take(x, indices, axis=None) -> Tensor:
         x, axis = x.reshape(-1), 0
     axis = normalize_axis(axis, x.ndim, "take")
     _check_bounds(idx, x.shape[axis], "take")
-    return apply(_getitem, (x,), {"index": (slice(None),) * axis + (idx,)})
+    return _gather(x, (slice(None),) * axis + (idx,), idx.size <= 1)
 
 
 def _along_axis_index(shape, idx, axis):
@@ -158,7 +162,8 @@ def take_along_axis(x, indices, axis) -> Tensor:
                          f"dimensions, got {idx.ndim}")
     axis = normalize_axis(axis, x.ndim, "take_along_axis")
     _check_bounds(idx, x.shape[axis], "take_along_axis")
-    return apply(_getitem, (x,), {"index": _along_axis_index(x.shape, idx, axis)})
+    # with one index per slice, every output position reads a different element
+    return _gather(x, _along_axis_index(x.shape, idx, axis), idx.shape[axis] == 1)
 
 
 def index_add(x, index, values, axis=0) -> Tensor:

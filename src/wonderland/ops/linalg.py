@@ -12,6 +12,7 @@ from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ._common import constant, operands, to_tensor
+from .shape import _transpose
 
 xp = B.xp
 
@@ -24,8 +25,20 @@ def _matmul_forward(a, b):
     return xp.matmul(a, b)
 
 
+_SWAP_LAST: dict = {}
+
+
 def _mT(t: Tensor) -> Tensor:
-    return t.swapaxes(-1, -2)
+    """Swap the last two axes (params cached per rank: this sits on the hot path)."""
+    params = _SWAP_LAST.get(t.ndim)
+    if params is None:
+        nd = t.ndim
+        params = _SWAP_LAST[nd] = {"axes": tuple(range(nd - 2)) + (nd - 1, nd - 2)}
+    return apply(_transpose, (t,), params)
+
+
+def _mm(a: Tensor, b: Tensor) -> Tensor:
+    return apply(_matmul, (a, b))
 
 
 def _matmul_vjp_a(g, out, a, b):
@@ -34,8 +47,8 @@ def _matmul_vjp_a(g, out, a, b):
             return g * b
         return g.expand_dims(-1) * b                        # (..., n, 1) * (k,)
     if a.ndim == 1:
-        return matmul(g.expand_dims(-2), _mT(b)).squeeze(-2)  # (..., k), summed by the engine
-    return matmul(g, _mT(b))                              # batch dims summed by the engine
+        return _mm(g.expand_dims(-2), _mT(b)).squeeze(-2)    # (..., k), summed by the engine
+    return _mm(g, _mT(b))                                 # batch dims summed by the engine
 
 
 def _matmul_vjp_b(g, out, a, b):
@@ -44,16 +57,16 @@ def _matmul_vjp_b(g, out, a, b):
             return g * a
         return a.expand_dims(-1) * g.expand_dims(-2)        # (k, 1) * (..., 1, m)
     if b.ndim == 1:
-        return matmul(_mT(a), g.expand_dims(-1)).squeeze(-1)
+        return _mm(_mT(a), g.expand_dims(-1)).squeeze(-1)
     if b.ndim == 2 and a.ndim > 2:                         # fold the batch into one GEMM
-        return matmul(_mT(a.reshape(-1, a.shape[-1])), g.reshape(-1, g.shape[-1]))
-    return matmul(_mT(a), g)
+        return _mm(_mT(a.reshape(-1, a.shape[-1])), g.reshape(-1, g.shape[-1]))
+    return _mm(_mT(a), g)
 
 
 _matmul = Primitive(
     "matmul", _matmul_forward,
     vjp=(_matmul_vjp_a, _matmul_vjp_b),
-    jvp=(lambda t, out, a, b: matmul(t, b), lambda t, out, a, b: matmul(a, t)))
+    jvp=(lambda t, out, a, b: _mm(t, b), lambda t, out, a, b: _mm(a, t)))
 
 
 def matmul(a, b) -> Tensor:

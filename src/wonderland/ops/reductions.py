@@ -27,7 +27,7 @@ def _sum_vjp(g, out, x, *, axis, keepdims):
     return _keep(g, x.shape, axis, keepdims).broadcast_to(x.shape)
 
 
-_sum = Primitive("sum", lambda x, *, axis, keepdims: xp.sum(x, axis=axis, keepdims=keepdims),
+_sum = Primitive("sum", lambda x, *, axis, keepdims: x.sum(axis=axis, keepdims=keepdims),
                  vjp=_sum_vjp, linear=True)
 
 
@@ -94,7 +94,7 @@ def _prod_jvp(t, out, x, *, axis, keepdims):
     return sum(t * _prod_others(x, _keep(out, x.shape, axis, keepdims), axis), axis, keepdims)
 
 
-_prod = Primitive("prod", lambda x, *, axis, keepdims: xp.prod(x, axis=axis, keepdims=keepdims),
+_prod = Primitive("prod", lambda x, *, axis, keepdims: x.prod(axis=axis, keepdims=keepdims),
                   vjp=_prod_vjp, jvp=_prod_jvp)
 
 
@@ -137,17 +137,18 @@ def _extremum(name, fn):
     return op
 
 
-max = _extremum("max", xp.max)  # noqa: A001 - NumPy's name
-min = _extremum("min", xp.min)  # noqa: A001 - NumPy's name
+max = _extremum("max", lambda x, axis, keepdims: x.max(axis=axis, keepdims=keepdims))  # noqa: A001
+min = _extremum("min", lambda x, axis, keepdims: x.min(axis=axis, keepdims=keepdims))  # noqa: A001
 
 
 # ----------------------------------------------------------------------------- logsumexp, softmax
 def _lse_forward(x, *, axis, keepdims):
-    m = xp.max(x, axis=axis, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0)
+    m = x.max(axis=axis, keepdims=True)
+    if not xp.isfinite(m).all():
+        m = xp.where(xp.isfinite(m), m, 0)
     with xp.errstate(divide="ignore"):
-        s = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
-    return s if keepdims else xp.squeeze(s, axis=axis)
+        s = xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True)) + m
+    return s if keepdims else s.squeeze(axis=axis)
 
 
 def _lse_weights(x, out, axis, keepdims):
@@ -172,8 +173,9 @@ def logsumexp(x, axis=None, keepdims=False) -> Tensor:
 
 
 def _softmax_forward(x, *, axis):
-    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
-    return e / xp.sum(e, axis=axis, keepdims=True)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 _softmax = Primitive(
@@ -183,8 +185,9 @@ _softmax = Primitive(
 
 
 def _log_softmax_forward(x, *, axis):
-    shifted = x - xp.max(x, axis=axis, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    shifted = x - x.max(axis=axis, keepdims=True)
+    shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted
 
 
 _log_softmax = Primitive(

@@ -17,7 +17,7 @@ xp = B.xp
 
 
 # ----------------------------------------------------------------------------- reshape
-_reshape = Primitive("reshape", lambda x, *, shape: xp.reshape(x, shape),
+_reshape = Primitive("reshape", lambda x, *, shape: x.reshape(shape),
                      vjp=lambda g, out, x, *, shape: g.reshape(x.shape), linear=True)
 
 
@@ -90,7 +90,7 @@ def squeeze(x, axis=None) -> Tensor:
 
 # ----------------------------------------------------------------------------- transpose
 _transpose = Primitive(
-    "transpose", lambda x, *, axes: xp.transpose(x, axes),
+    "transpose", lambda x, *, axes: x.transpose(axes),
     vjp=lambda g, out, x, *, axes: g.transpose(tuple(np.argsort(axes))), linear=True)
 
 
@@ -133,7 +133,7 @@ def swapaxes(x, axis1, axis2) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- broadcast_to
-_broadcast_to = Primitive("broadcast_to", lambda x, *, shape: xp.broadcast_to(x, shape),
+_broadcast_to = Primitive("broadcast_to", lambda x, *, shape: B.broadcast_to(x, shape),
                           vjp=lambda g, out, x, *, shape: g, linear=True)
 
 

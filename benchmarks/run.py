@@ -1,0 +1,92 @@
+"""Run benchmarks side by side and print ratios.
+
+    python benchmarks/run.py [WORKLOAD ...] [--rounds R] [--iters N] [--markdown]
+
+Every (workload, contender) pair runs in its own process, so that NumPy's and
+PyTorch's thread pools never compete inside one process; contenders alternate
+(A B C A B C ...) for ``--rounds`` rounds and each figure is the median over rounds of
+the per-process median step time. Ratios are wonderland's time over the others'
+(below 1.00 means wonderland is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from workloads import WORKLOADS  # noqa: E402
+
+DEFAULT = ["op_add", "op_multiply", "op_matmul", "mlp_step"]
+
+
+def _have_torch() -> bool:
+    try:
+        import importlib.util
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:
+        return False
+
+
+def run_pair(workload, contender, iters):
+    out = subprocess.run([sys.executable, os.path.join(HERE, "worker.py"), workload,
+                          contender, "--iters", str(iters)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("workloads", nargs="*", default=DEFAULT,
+                    help=f"workloads to run (default: {' '.join(DEFAULT)}; available: "
+                         f"{', '.join(sorted(WORKLOADS))})")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    ap.add_argument("--iters", type=int, default=200, help="timed steps per process")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = ap.parse_args(argv)
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        ap.error(f"unknown workload(s) {unknown}; available: {sorted(WORKLOADS)}")
+    torch_ok = _have_torch()
+    rows = []
+    for w in args.workloads:
+        contenders = [c for c in WORKLOADS[w][1] if c != "torch" or torch_ok]
+        samples = {c: [] for c in contenders}
+        for r in range(args.rounds):
+            for c in contenders:
+                samples[c].append(run_pair(w, c, args.iters))
+            print(f"  {w}: round {r + 1}/{args.rounds}", file=sys.stderr, end="\r")
+        med = {c: statistics.median(v) for c, v in samples.items()}
+        rows.append((w, med))
+    print(file=sys.stderr)
+    header = ["workload", "wonderland", "torch", "numpy", "wl/torch", "wl/numpy"]
+    lines = []
+    for w, med in rows:
+        def ms(c):
+            return f"{med[c] * 1e3:.3f} ms" if c in med else "-"
+
+        def ratio(c):
+            return f"{med['wonderland'] / med[c]:.2f}" if c in med else "-"
+        lines.append([w, ms("wonderland"), ms("torch"), ms("numpy"), ratio("torch"), ratio("numpy")])
+    if args.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for line in lines:
+            print("| " + " | ".join(line) + " |")
+    else:
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+        for line in [header] + lines:
+            print("  ".join(str(x).ljust(wd) for x, wd in zip(line, widths)))
+    if not torch_ok:
+        print("(torch is not installed: its column is empty)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Benchmark workloads: each builds one step function for one contender.
+
+A workload is a function ``(contender, **options) -> step`` where ``step()`` runs one
+iteration. Contenders: ``wonderland``, ``torch`` (PyTorch eager, CPU) and ``numpy``
+(the same computation written by hand: the floor our overhead is measured against).
+The three contenders of a workload compute the same thing from the same initial values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WORKLOADS = {}
+
+
+def workload(name, contenders):
+    def register(fn):
+        WORKLOADS[name] = (fn, contenders)
+        return fn
+    return register
+
+
+# ----------------------------------------------------------------------------- per-op
+def _op_inputs(n):
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((n, n)).astype(np.float32),
+            rng.standard_normal((n, n)).astype(np.float32),
+            rng.standard_normal((n, n)).astype(np.float32))
+
+
+def _op_workload(op):
+    def build(contender, size=16):
+        a0, b0, g0 = _op_inputs(size)
+        if contender == "wonderland":
+            import wonderland as wl
+            a = wl.tensor(a0, requires_grad=True)
+            b = wl.tensor(b0, requires_grad=True)
+            g = wl.tensor(g0)
+            fn = {"add": lambda: a + b, "multiply": lambda: a * b, "matmul": lambda: a @ b}[op]
+
+            def step():
+                fn().backward(g)
+                a.grad = None
+                b.grad = None
+            return step
+        if contender == "torch":
+            import torch
+            a = torch.tensor(a0, requires_grad=True)
+            b = torch.tensor(b0, requires_grad=True)
+            g = torch.tensor(g0)
+            fn = {"add": lambda: a + b, "multiply": lambda: a * b, "matmul": lambda: a @ b}[op]
+
+            def step():
+                fn().backward(g)
+                a.grad = None
+                b.grad = None
+            return step
+        a, b, g = a0, b0, g0
+        if op == "add":
+            def step():
+                _ = a + b
+                return g.copy(), g.copy()
+        elif op == "multiply":
+            def step():
+                _ = a * b
+                return g * b, g * a
+        else:
+            def step():
+                _ = a @ b
+                return g @ b.T, a.T @ g
+        return step
+    return build
+
+
+for _op in ("add", "multiply", "matmul"):
+    workload(f"op_{_op}", ("wonderland", "torch", "numpy"))(_op_workload(_op))
+
+
+# ----------------------------------------------------------------------------- MLP step
+def _mlp_setup(sizes, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], batch)
+    ws = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32)
+          for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(b, np.float32) for b in sizes[1:]]
+    return x, y, ws, bs
+
+
+@workload("mlp_step", ("wonderland", "torch", "numpy"))
+def mlp_step(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
+    """One SGD step of an MLP with ReLU and softmax cross-entropy (mean over the batch)."""
+    x, y, ws, bs = _mlp_setup(sizes, batch)
+    if contender == "wonderland":
+        import wonderland as wl
+        params = [wl.tensor(w, requires_grad=True) for w in ws] + \
+                 [wl.tensor(b, requires_grad=True) for b in bs]
+        n = len(ws)
+        X = wl.tensor(x)
+        Y = wl.tensor(y).reshape(-1, 1)
+
+        def step():
+            h = X
+            for i in range(n):
+                h = h @ params[i] + params[n + i]
+                if i < n - 1:
+                    h = wl.relu(h)
+            loss = -wl.take_along_axis(wl.log_softmax(h, axis=-1), Y, axis=1).mean()
+            loss.backward()
+            for p in params:
+                p.data -= lr * p.grad.data
+                p.grad = None
+        return step
+    if contender == "torch":
+        import torch
+        params = [torch.tensor(w, requires_grad=True) for w in ws] + \
+                 [torch.tensor(b, requires_grad=True) for b in bs]
+        n = len(ws)
+        X = torch.tensor(x)
+        Y = torch.tensor(y)
+
+        def step():
+            h = X
+            for i in range(n):
+                h = h @ params[i] + params[n + i]
+                if i < n - 1:
+                    h = torch.relu(h)
+            loss = torch.nn.functional.cross_entropy(h, Y)
+            loss.backward()
+            with torch.no_grad():
+                for p in params:
+                    p -= lr * p.grad
+                    p.grad = None
+        return step
+    n = len(ws)
+    rows = np.arange(batch)
+
+    def step():
+        acts, pre = [x], []
+        h = x
+        for i in range(n):
+            z = h @ ws[i] + bs[i]
+            pre.append(z)
+            h = np.maximum(z, 0) if i < n - 1 else z
+            acts.append(h)
+        z = h - h.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        p = e / e.sum(axis=1, keepdims=True)
+        _loss = -np.log(p[rows, y]).mean()
+        d = p
+        d[rows, y] -= 1.0
+        d /= batch
+        for i in reversed(range(n)):
+            gw = acts[i].T @ d
+            gb = d.sum(axis=0)
+            if i > 0:
+                d = d @ ws[i].T
+                d *= pre[i - 1] > 0
+            ws[i] -= lr * gw
+            bs[i] -= lr * gb
+    return step
