@@ -23,6 +23,7 @@ from .core.pytree import tree_map
 from . import ops
 from .ops import *  # noqa: F401,F403 - the primitives at wl.<name>
 from . import autograd, random, testing
+from .random import bernoulli, normal, permutation, randint, uniform  # also at wl.random
 
 bool = bool_  # noqa: A001 - NumPy's name for the dtype
 
