@@ -22,7 +22,10 @@ from .core import (Primitive, Tensor, apply, as_tensor, checkpoint, custom_jvp, 
 from .core.pytree import tree_map
 from . import ops
 from .ops import *  # noqa: F401,F403 - the primitives at wl.<name>
-from . import autograd, random, testing
+from . import autograd, linalg, random, testing
+from . import data, distributions, io, metrics, models, nn, optim, train
+from .ops.nn import linear, softmax_cross_entropy
+from .ops.decompositions import diagonal, tril, triu
 from .random import bernoulli, normal, permutation, randint, uniform  # also at wl.random
 
 bool = bool_  # noqa: A001 - NumPy's name for the dtype

@@ -1,0 +1,6 @@
+"""Data: datasets, the DataLoader, bundled and synthetic datasets, file readers, splits."""
+
+from .dataset import DataLoader, Dataset, Subset, TensorDataset, default_collate, random_split
+from .datasets import (Standardizer, load_breast_cancer, load_diabetes, load_digits, load_iris,
+                       load_wine, make_circles, make_moons, make_regression_1d, make_spirals,
+                       make_xor, read_csv, read_npz, train_test_split)

@@ -1,0 +1,7 @@
+"""Reference models built only from ``wl.nn`` and ``wl.linalg``."""
+
+from . import universal
+from .bayes import BayesianLinearRegression
+from .linear import (LinearRegression, LogisticRegression, SoftmaxRegression, gradient_descent,
+                     least_squares)
+from .universal import bump_network

@@ -1,0 +1,329 @@
+"""The stateless form of every layer, activation and loss (``wl.nn.functional``).
+
+Shapes are channels-last: features, classes and channels are the last axis.
+Losses take ``reduction="mean" | "sum" | "none"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import ops
+from ..core.tensor import Tensor
+from ..ops._common import constant, floating, operands, to_tensor
+from ..ops.nn import linear, softmax_cross_entropy
+
+__all__ = [
+    "linear", "embedding", "dropout", "relu", "leaky_relu", "softplus", "elu", "gelu", "silu",
+    "sigmoid", "tanh", "softmax", "log_softmax", "log_sigmoid", "mse_loss", "l1_loss",
+    "huber_loss", "smooth_l1_loss", "hinge_loss", "multi_margin_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss", "kl_div",
+    "softmax_cross_entropy", "one_hot",
+]
+
+one_hot = ops.one_hot
+relu = ops.relu
+sigmoid = ops.sigmoid
+tanh = ops.tanh
+softmax = ops.softmax
+log_softmax = ops.log_softmax
+
+
+# ----------------------------------------------------------------------------- layers
+def embedding(indices, weight, padding_idx=None) -> Tensor:
+    """Rows of ``weight`` (num_embeddings, dim) at integer ``indices``; the result has
+    shape ``indices.shape + (dim,)``. Rows at ``padding_idx`` receive no gradient."""
+    idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got {idx.dtype}")
+    n = weight.shape[0]
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        bad = idx.max() if idx.max() >= n else idx.min()
+        raise IndexError(f"embedding: index {int(bad)} is out of range for {n} embeddings")
+    out = ops.take(weight, constant(idx), axis=0)
+    if padding_idx is not None:
+        keep = constant((idx != padding_idx)[..., None].astype(weight.dtype))
+        out = out * keep
+    return out
+
+
+def dropout(x, p=0.5, training=True, generator=None) -> Tensor:
+    """Inverted dropout: zero each element with probability ``p`` and scale the rest by
+    ``1/(1-p)`` in training; the identity at inference."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    x = to_tensor(x, "dropout")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    from ..random import _gen
+
+    keep = _gen(generator).bernoulli(1.0 - p, x.shape, dtype=x.dtype)
+    return x * (keep * (1.0 / (1.0 - p)))
+
+
+# ----------------------------------------------------------------------------- activations
+def leaky_relu(x, negative_slope=0.01) -> Tensor:
+    """``x`` where positive, ``negative_slope * x`` elsewhere."""
+    x = floating(to_tensor(x, "leaky_relu"))
+    return ops.where(x > 0, x, x * negative_slope)
+
+
+def softplus(x, beta=1.0, threshold=20.0) -> Tensor:
+    """``log(1 + exp(beta x)) / beta``, linear where ``beta x > threshold``; stable."""
+    x = floating(to_tensor(x, "softplus"))
+    bx = x * beta
+    smooth = (ops.log1p(ops.exp(-ops.abs(bx))) + ops.relu(bx)) * (1.0 / beta)
+    return ops.where(bx > threshold, x, smooth)
+
+
+def log_sigmoid(x) -> Tensor:
+    """``log(sigmoid(x)) = -softplus(-x)``, stable."""
+    return -softplus(-floating(to_tensor(x, "log_sigmoid")))
+
+
+def elu(x, alpha=1.0) -> Tensor:
+    """``x`` where positive, ``alpha (exp(x) - 1)`` elsewhere."""
+    x = floating(to_tensor(x, "elu"))
+    return ops.where(x > 0, x, ops.expm1(ops.minimum(x, 0.0)) * alpha)
+
+
+def gelu(x, approximate="none") -> Tensor:
+    """Gaussian error linear unit ``x Φ(x)``; ``approximate="tanh"`` for the tanh form."""
+    x = floating(to_tensor(x, "gelu"))
+    if approximate == "none":
+        return x * (ops.erf(x * (1.0 / math.sqrt(2.0))) + 1.0) * 0.5
+    if approximate == "tanh":
+        inner = (x + x * x * x * 0.044715) * math.sqrt(2.0 / math.pi)
+        return x * (ops.tanh(inner) + 1.0) * 0.5
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def silu(x) -> Tensor:
+    """``x * sigmoid(x)`` (also called swish)."""
+    x = floating(to_tensor(x, "silu"))
+    return x * ops.sigmoid(x)
+
+
+# ----------------------------------------------------------------------------- reductions
+def _reduce(loss, reduction, what, weight_sum=None):
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        if weight_sum is not None:
+            return loss.sum() / weight_sum
+        return loss.mean()
+    raise ValueError(f"{what}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _same_shape(a, b, what):
+    a, b = operands(a, b, what)
+    if a.shape != b.shape:
+        raise ValueError(f"{what}: input shape {a.shape} and target shape {b.shape} differ")
+    a = floating(a)
+    return a, b.astype(a.dtype) if b.dtype != a.dtype else b
+
+
+# ----------------------------------------------------------------------------- regression losses
+def mse_loss(input, target, reduction="mean") -> Tensor:  # noqa: A002 - PyTorch's name
+    """Squared error ``(input - target)²``."""
+    a, b = _same_shape(input, target, "mse_loss")
+    d = a - b
+    return _reduce(d * d, reduction, "mse_loss")
+
+
+def l1_loss(input, target, reduction="mean") -> Tensor:  # noqa: A002
+    """Absolute error ``|input - target|``."""
+    a, b = _same_shape(input, target, "l1_loss")
+    return _reduce(ops.abs(a - b), reduction, "l1_loss")
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0) -> Tensor:  # noqa: A002
+    """Quadratic ``½e²`` inside ``|e| ≤ delta``, linear ``delta(|e| - ½delta)`` outside."""
+    if delta <= 0:
+        raise ValueError(f"huber_loss: delta must be positive, got {delta}")
+    a, b = _same_shape(input, target, "huber_loss")
+    e = ops.abs(a - b)
+    quad = ops.minimum(e, delta)
+    return _reduce(quad * quad * 0.5 + (e - quad) * delta, reduction, "huber_loss")
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0) -> Tensor:  # noqa: A002
+    """Huber divided by ``beta`` (PyTorch's smooth L1)."""
+    if beta <= 0:
+        return l1_loss(input, target, reduction)
+    return huber_loss(input, target, reduction, delta=beta) * (1.0 / beta)
+
+
+# ----------------------------------------------------------------------------- classification losses
+def hinge_loss(scores, target, margin=1.0, reduction="mean") -> Tensor:
+    """Binary hinge ``max(0, margin - y·s)`` with targets ``y ∈ {-1, +1}``."""
+    s, y = _same_shape(scores, target, "hinge_loss")
+    yv = y.data
+    if yv.size and not np.isin(yv, (-1, 1)).all():
+        raise ValueError("hinge_loss: targets must be -1 or +1")
+    return _reduce(ops.relu(margin - y * s), reduction, "hinge_loss")
+
+
+def _class_targets(logits, target, what):
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{what}: class targets must be integers, got {t.dtype}")
+    if t.shape != logits.shape[:-1]:
+        raise ValueError(f"{what}: target shape {t.shape} does not match the logits' leading "
+                         f"shape {logits.shape[:-1]} (logits {logits.shape}, classes last)")
+    return t
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean") -> Tensor:  # noqa: A002
+    """Multi-class hinge: ``sum_{i≠y} max(0, margin - x_y + x_i)^p / C`` per sample."""
+    x = floating(to_tensor(input, "multi_margin_loss"))
+    t = _class_targets(x, target, "multi_margin_loss")
+    if p not in (1, 2):
+        raise ValueError(f"multi_margin_loss: p must be 1 or 2, got {p}")
+    c = x.shape[-1]
+    if t.size and (t.min() < 0 or t.max() >= c):
+        raise IndexError(f"multi_margin_loss: target out of range for {c} classes")
+    xy = ops.take_along_axis(x, constant(t[..., None]), axis=-1)
+    viol = ops.relu(x - xy + margin)
+    if p == 2:
+        viol = viol * viol
+    if weight is not None:
+        w = to_tensor(weight, "multi_margin_loss")
+        viol = viol * constant(w.data[t][..., None])
+    not_target = constant((np.arange(c) != t[..., None]).astype(x.dtype))
+    return _reduce((viol * not_target).sum(-1) * (1.0 / c), reduction, "multi_margin_loss")
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean") -> Tensor:  # noqa: A002
+    """``-(y log p + (1-y) log(1-p))`` on probabilities; logs are clamped at -100 (as
+    PyTorch does) so that p = 0 or 1 give a finite loss."""
+    p, y = _same_shape(input, target, "binary_cross_entropy")
+    pv = p.data
+    if pv.size and (pv.min() < 0 or pv.max() > 1):
+        raise ValueError("binary_cross_entropy: input must be probabilities in [0, 1]; use "
+                         "binary_cross_entropy_with_logits for scores")
+    with np.errstate(divide="ignore"):
+        logp = ops.maximum(ops.log(p), -100.0)
+        log1mp = ops.maximum(ops.log1p(-p), -100.0)
+    loss = -(y * logp + (1.0 - y) * log1mp)
+    if weight is not None:
+        loss = loss * to_tensor(weight, "binary_cross_entropy")
+    return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",  # noqa: A002
+                                     pos_weight=None) -> Tensor:
+    """Binary cross-entropy on logits ``z``: ``-(w_pos y log σ(z) + (1-y) log(1-σ(z)))``,
+    computed stably with ``log σ(z) = -softplus(-z)``."""
+    z, y = _same_shape(input, target, "binary_cross_entropy_with_logits")
+    log_p = log_sigmoid(z)
+    log_1mp = log_sigmoid(-z)
+    if pos_weight is not None:
+        loss = -(y * log_p * to_tensor(pos_weight, "binary_cross_entropy_with_logits")
+                 + (1.0 - y) * log_1mp)
+    else:
+        loss = -(y * log_p + (1.0 - y) * log_1mp)
+    if weight is not None:
+        loss = loss * to_tensor(weight, "binary_cross_entropy_with_logits")
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0) -> Tensor:
+    """Softmax cross-entropy with classes on the last axis, as one fused primitive.
+
+    ``target`` is either integer class indices of shape ``logits.shape[:-1]`` (entries
+    equal to ``ignore_index`` are skipped) or class probabilities of the logits' shape.
+    ``weight`` rescales each class; ``label_smoothing`` ε mixes the target with the
+    uniform distribution: ``(1-ε)·target + ε/C``. With ``reduction="mean"`` and class
+    indices the sum is divided by the total weight of the counted targets, as in PyTorch.
+    """
+    z = floating(to_tensor(logits, "cross_entropy"))
+    if z.ndim == 0:
+        raise ValueError("cross_entropy: logits need a class axis (the last)")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    c = z.shape[-1]
+    w = None
+    if weight is not None:
+        w = to_tensor(weight, "cross_entropy").data.astype(z.dtype)
+        if w.shape != (c,):
+            raise ValueError(f"cross_entropy: weight must have shape ({c},), got {w.shape}")
+    t_arr = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t_arr.dtype.kind == "f":                       # class probabilities
+        q = to_tensor(target, "cross_entropy").astype(z.dtype)
+        if q.shape != z.shape:
+            raise ValueError(f"cross_entropy: probability targets of shape {q.shape} must "
+                             f"match the logits' shape {z.shape}")
+        if label_smoothing:
+            q = q * (1.0 - label_smoothing) + label_smoothing / c
+        if w is not None:
+            q = q * constant(w)
+        return _reduce(softmax_cross_entropy(z, q), reduction, "cross_entropy")
+    t = _class_targets(z, target, "cross_entropy")
+    valid = t != ignore_index
+    safe_t = np.where(valid, t, 0)
+    if safe_t.size and (safe_t.min() < 0 or safe_t.max() >= c):
+        bad = safe_t.max() if safe_t.max() >= c else safe_t.min()
+        raise IndexError(f"cross_entropy: target {int(bad)} is out of range for {c} classes")
+    q = np.zeros(z.shape, dtype=z.dtype)
+    np.put_along_axis(q, safe_t[..., None], 1.0, axis=-1)
+    if label_smoothing:
+        q *= (1.0 - label_smoothing)
+        q += label_smoothing / c
+    wt = np.ones(t.shape, dtype=z.dtype) if w is None else w[safe_t]
+    if w is not None:
+        if label_smoothing:
+            # PyTorch: (1-ε)·w_y·nll + ε/C·Σ_c w_c·(-log p_c)
+            onehot = np.zeros(z.shape, dtype=z.dtype)
+            np.put_along_axis(onehot, safe_t[..., None], 1.0, axis=-1)
+            q = (1.0 - label_smoothing) * onehot * wt[..., None] + (label_smoothing / c) * w
+        else:
+            q *= wt[..., None]
+    q *= valid[..., None]
+    loss = softmax_cross_entropy(z, constant(q))
+    if reduction == "mean":
+        denom = float((wt * valid).sum())
+        return loss.sum() * (1.0 / denom) if denom else loss.sum() * float("nan")
+    return _reduce(loss, reduction, "cross_entropy")
+
+
+def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean") -> Tensor:
+    """Negative log-likelihood ``-log_probs[target]`` (classes on the last axis)."""
+    lp = floating(to_tensor(log_probs, "nll_loss"))
+    t = _class_targets(lp, target, "nll_loss")
+    c = lp.shape[-1]
+    valid = t != ignore_index
+    safe_t = np.where(valid, t, 0)
+    if safe_t.size and (safe_t.min() < 0 or safe_t.max() >= c):
+        raise IndexError(f"nll_loss: target out of range for {c} classes")
+    picked = ops.take_along_axis(lp, constant(safe_t[..., None]), axis=-1)[..., 0]
+    wt = np.ones(t.shape, dtype=lp.dtype) if weight is None else \
+        to_tensor(weight, "nll_loss").data.astype(lp.dtype)[safe_t]
+    wt = wt * valid
+    loss = -picked * constant(wt)
+    if reduction == "mean":
+        denom = float(wt.sum())
+        return loss.sum() * (1.0 / denom) if denom else loss.sum() * float("nan")
+    return _reduce(loss, reduction, "nll_loss")
+
+
+def kl_div(input, target, reduction="mean", log_target=False) -> Tensor:  # noqa: A002
+    """PyTorch's ``kl_div``: ``input`` holds log-probabilities, ``target`` probabilities
+    (or log-probabilities with ``log_target``); pointwise ``t (log t - input)``.
+    ``reduction="batchmean"`` divides the sum by the first dimension."""
+    x, t = _same_shape(input, target, "kl_div")
+    if log_target:
+        loss = ops.exp(t) * (t - x)
+    else:
+        safe = ops.where(t > 0, t, 1.0)
+        loss = ops.where(t > 0, t * (ops.log(safe) - x), 0.0)
+    if reduction == "batchmean":
+        return loss.sum() * (1.0 / (x.shape[0] if x.ndim else 1))
+    return _reduce(loss, reduction, "kl_div")

@@ -1,0 +1,193 @@
+"""SGD (momentum, Nesterov), Adam, AdamW, RMSprop and Adagrad, with PyTorch's update
+rules and defaults. Every update works in place on NumPy arrays with ``out=`` so that
+no step allocates more than a scratch buffer per parameter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .optimizer import Optimizer
+
+
+def _check_range(name, value, low, high=None):
+    if value < low or (high is not None and value >= high):
+        raise ValueError(f"invalid {name}: {value}")
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum and L2 decay:
+    ``d = g + wd·p``; ``buf = μ·buf + (1 - dampening)·d``; ``p -= lr·(d + μ·buf if
+    nesterov else buf)``."""
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, maximize=False):
+        _check_range("lr", lr, 0.0)
+        _check_range("momentum", momentum, 0.0)
+        _check_range("weight_decay", weight_decay, 0.0)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening = 0")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def _update(self, p, g, state, group):
+        lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if group["maximize"]:
+            g = -g
+        if wd:
+            g = g + wd * p
+        if mu:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, copy=True)
+            else:
+                buf *= mu
+                buf += (1.0 - group["dampening"]) * g
+            g = g + mu * buf if group["nesterov"] else buf
+        p -= lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba): bias-corrected first and second moment estimates.
+    ``weight_decay`` adds ``wd·p`` to the gradient (L2); see :class:`AdamW` for the
+    decoupled form."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False, maximize=False):
+        _check_range("lr", lr, 0.0)
+        _check_range("eps", eps, 0.0)
+        _check_range("beta1", betas[0], 0.0, 1.0)
+        _check_range("beta2", betas[1], 0.0, 1.0)
+        _check_range("weight_decay", weight_decay, 0.0)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize))
+
+    def _update(self, p, g, state, group):
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if group["maximize"]:
+            g = -g
+        if wd:
+            if self.decoupled:
+                p *= 1.0 - lr * wd
+            else:
+                g = g + wd * p
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p)
+            state["exp_avg_sq"] = np.zeros_like(p)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros_like(p)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        scratch = np.subtract(g, m)                      # m += (1 - b1)(g - m)
+        scratch *= 1.0 - b1
+        m += scratch
+        np.multiply(g, g, out=scratch)                   # v = b2 v + (1 - b2) g²
+        scratch *= 1.0 - b2
+        v *= b2
+        v += scratch
+        if group["amsgrad"]:
+            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"]
+        bias1 = 1.0 - b1 ** t
+        bias2 = 1.0 - b2 ** t
+        np.sqrt(v, out=scratch)                          # denom = sqrt(v)/sqrt(bc2) + eps
+        scratch *= 1.0 / math.sqrt(bias2)
+        scratch += eps
+        np.divide(m, scratch, out=scratch)
+        scratch *= lr / bias1
+        p -= scratch
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``p *= 1 - lr·wd`` before the Adam step."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, maximize=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+
+
+class RMSprop(Optimizer):
+    """RMSprop: divide by a running root-mean-square of gradients (optionally centred,
+    with momentum)."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, maximize=False):
+        _check_range("lr", lr, 0.0)
+        _check_range("alpha", alpha, 0.0)
+        _check_range("eps", eps, 0.0)
+        _check_range("momentum", momentum, 0.0)
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered, maximize=maximize))
+
+    def _update(self, p, g, state, group):
+        lr, alpha, eps, wd, mu = (group["lr"], group["alpha"], group["eps"],
+                                  group["weight_decay"], group["momentum"])
+        if group["maximize"]:
+            g = -g
+        if wd:
+            g = g + wd * p
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros_like(p)
+            if mu > 0:
+                state["momentum_buffer"] = np.zeros_like(p)
+            if group["centered"]:
+                state["grad_avg"] = np.zeros_like(p)
+        state["step"] += 1
+        sq = state["square_avg"]
+        sq *= alpha
+        sq += (1.0 - alpha) * g * g
+        if group["centered"]:
+            ga = state["grad_avg"]
+            ga *= alpha
+            ga += (1.0 - alpha) * g
+            avg = np.sqrt(sq - ga * ga)
+        else:
+            avg = np.sqrt(sq)
+        avg += eps
+        if mu > 0:
+            buf = state["momentum_buffer"]
+            buf *= mu
+            buf += g / avg
+            p -= lr * buf
+        else:
+            p -= lr * (g / avg)
+
+
+class Adagrad(Optimizer):
+    """Adagrad: per-coordinate steps shrinking with the accumulated squared gradients."""
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10, maximize=False):
+        _check_range("lr", lr, 0.0)
+        _check_range("lr_decay", lr_decay, 0.0)
+        _check_range("initial_accumulator_value", initial_accumulator_value, 0.0)
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      eps=eps, maximize=maximize))
+
+    def _update(self, p, g, state, group):
+        if group["maximize"]:
+            g = -g
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p
+        if not state:
+            state["step"] = 0
+            state["sum"] = np.full_like(p, group["initial_accumulator_value"])
+        state["step"] += 1
+        clr = group["lr"] / (1.0 + (state["step"] - 1) * group["lr_decay"])
+        s = state["sum"]
+        s += g * g
+        std = np.sqrt(s)
+        std += group["eps"]
+        p -= clr * (g / std)
