@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import zipfile
 
 import numpy as np
 
@@ -131,6 +132,8 @@ def read_npz(path, keys=None) -> dict:
     """Arrays of an ``.npz`` file as tensors (loaded with ``allow_pickle=False``)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"read_npz: no such file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"read_npz: {path} is not a valid npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
             names = list(f.files) if keys is None else list(keys)
