@@ -23,7 +23,8 @@ sys.path.insert(0, HERE)
 
 from workloads import WORKLOADS  # noqa: E402
 
-DEFAULT = ["op_add", "op_multiply", "op_matmul", "mlp_step"]
+DEFAULT = ["op_add", "op_multiply", "op_matmul", "mlp_step", "digits_mlp_epoch", "adam_mlp_params",
+           "adam_many_small"]
 
 
 def _have_torch() -> bool:

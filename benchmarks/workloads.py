@@ -159,3 +159,87 @@ def mlp_step(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
             ws[i] -= lr * gw
             bs[i] -= lr * gb
     return step
+
+
+# ----------------------------------------------------------------------------- training on digits
+def _digits(seed=0):
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = ((d.data - d.data.mean(0)) / (d.data.std(0) + 1e-8)).astype(np.float32)
+    return x, d.target.astype(np.int64)
+
+
+@workload("digits_mlp_epoch", ("wonderland", "torch"))
+def digits_mlp_epoch(contender, sizes=(64, 256, 256, 10), batch=64, lr=1e-3):
+    """One epoch (1,797 images, batches of 64, shuffled) of Adam on an MLP 64-256-256-10
+    with ReLU and cross-entropy, through each library's usual layers and loss."""
+    x, y = _digits()
+    rng = np.random.default_rng(0)
+    ws = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32)
+          for a, b in zip(sizes[:-1], sizes[1:])]
+    if contender == "wonderland":
+        import wonderland as wl
+        model = wl.nn.MLP(list(sizes))
+        for layer, w in zip([m for m in model if isinstance(m, wl.nn.Linear)], ws):
+            layer.weight.data[...] = w
+        opt = wl.optim.Adam(model.parameters(), lr=lr)
+        loader = wl.data.DataLoader(wl.data.TensorDataset(wl.tensor(x), wl.tensor(y)), batch,
+                                    shuffle=True, generator=wl.random.Generator(0))
+        ce = wl.nn.functional.cross_entropy
+
+        def step():
+            for xb, yb in loader:
+                opt.zero_grad()
+                ce(model(xb), yb).backward()
+                opt.step()
+        return step
+    import torch
+    layers = []
+    for i, w in enumerate(ws):
+        lin = torch.nn.Linear(w.shape[0], w.shape[1])
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(w.T))
+        layers.append(lin)
+        if i < len(ws) - 1:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    X, Y = torch.tensor(x), torch.tensor(y)
+    gen = torch.Generator().manual_seed(0)
+
+    def step():
+        perm = torch.randperm(len(X), generator=gen)
+        for i in range(0, len(X), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X[idx]), Y[idx]).backward()
+            opt.step()
+    return step
+
+
+# ----------------------------------------------------------------------------- Adam update
+def _adam_workload(shapes):
+    def build(contender):
+        rng = np.random.default_rng(0)
+        params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        if contender == "wonderland":
+            import wonderland as wl
+            ps = [wl.nn.Parameter(p) for p in params]
+            for p, g in zip(ps, grads):
+                p.grad = wl.tensor(g)
+            opt = wl.optim.Adam(ps, lr=1e-3)
+            return opt.step
+        import torch
+        ps = [torch.tensor(p, requires_grad=True) for p in params]
+        for p, g in zip(ps, grads):
+            p.grad = torch.tensor(g)
+        opt = torch.optim.Adam(ps, lr=1e-3)
+        return opt.step
+    return build
+
+
+workload("adam_mlp_params", ("wonderland", "torch"))(
+    _adam_workload([(784, 512), (512,), (512, 512), (512,), (512, 10), (10,)]))
+workload("adam_many_small", ("wonderland", "torch"))(
+    _adam_workload([(32, 32)] * 100 + [(32,)] * 100))

@@ -181,3 +181,78 @@ def test_clipping_matches_pytorch():
     assert n1.item() == pytest.approx(n2.item())
     np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy(), rtol=1e-6)
     np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: optim.Adam(ps, lr=1e-2, weight_decay=0.1, amsgrad=True),
+    lambda ps: optim.AdamW(ps, lr=1e-2),
+    lambda ps: optim.SGD(ps, lr=1e-2, momentum=0.9, nesterov=True),
+    lambda ps: optim.RMSprop(ps, lr=1e-2, momentum=0.5, centered=True),
+    lambda ps: optim.Adagrad(ps, lr=1e-2),
+])
+@pytest.mark.parametrize("shapes", [[(400, 300), (300,), (70000,)],      # one flat buffer
+                                    [(400, 400), (100000,)]])            # parameter by parameter
+def test_sliced_parallel_update_equals_whole_update(make, shapes, monkeypatch):
+    """Large parameters are updated in slices on several threads; the result must be
+    bitwise what one whole-array update gives."""
+    from wonderland.optim import optimizer as base
+    init = [R.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[R.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
+
+    def run():
+        ps = [nn.Parameter(w) for w in init]
+        opt = make(ps)
+        for gs in grads:
+            for p, g in zip(ps, gs):
+                p.grad = wl.tensor(g)
+            opt.step()
+        return [p.numpy().copy() for p in ps]
+
+    monkeypatch.setattr(base, "_workers", lambda: 3)
+    sliced = run()
+    monkeypatch.setattr(base, "_workers", lambda: 1)
+    whole = run()
+    for a, b in zip(sliced, whole):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.torch
+def test_parameters_without_gradients_are_skipped_like_pytorch():
+    """A step where one parameter has no gradient leaves it (and its step count) alone."""
+    shapes = [(5, 4), (4,), (3,)]
+    init = [R.standard_normal(s).astype(np.float32) for s in shapes]
+    ps = [nn.Parameter(w) for w in init]
+    tps = [torch.tensor(w, requires_grad=True) for w in init]
+    opt, topt = optim.Adam(ps, lr=0.05), torch.optim.Adam(tps, lr=0.05)
+    for step in range(6):
+        for i, (p, tp) in enumerate(zip(ps, tps)):
+            if step in (2, 3) and i == 1:
+                p.grad, tp.grad = None, None
+            else:
+                g = R.standard_normal(p.shape).astype(np.float32)
+                p.grad, tp.grad = wl.tensor(g), torch.tensor(g)
+        opt.step()
+        topt.step()
+    for p, tp in zip(ps, tps):
+        np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert [opt.state[p]["step"] for p in ps] == [6, 4, 6]
+
+
+def test_flat_group_survives_dtype_change_and_state_loading():
+    model = nn.MLP([3, 5, 2])
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    x = wl.random.normal((4, 3))
+    for _ in range(2):
+        opt.zero_grad()
+        (model(x) ** 2).sum().backward()
+        opt.step()
+    before = [p.numpy().copy() for p in model.parameters()]
+    model.double()                                   # parameters get new arrays
+    opt.zero_grad()
+    (model(x.astype(wl.float64)) ** 2).sum().backward()
+    opt.step()
+    after = [p.numpy() for p in model.parameters()]
+    assert all(not np.allclose(a, b) for a, b in zip(after, before))
+    assert all(p.dtype == wl.float64 for p in model.parameters())
+    sd = opt.state_dict()
+    assert all("_flat_fresh" not in s for s in sd["state"].values())

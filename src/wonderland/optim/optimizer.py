@@ -8,10 +8,69 @@ dicts, as in PyTorch) so that schedules can change them between steps.
 from __future__ import annotations
 
 import copy
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..core.tensor import Tensor
+
+# Parameters with at least this many elements are updated in slices on several threads:
+# the update is a handful of memory-bound passes, and NumPy releases the GIL in them.
+_SPLIT = 1 << 16
+_pool = None
+
+
+def _workers() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 4))
+
+
+def run_elementwise(jobs, kernel) -> None:
+    """Run ``kernel(p, g, state, group, hyper)`` for each job, slicing large parameters
+    (and their same-shaped state arrays) across a small thread pool."""
+    global _pool
+    workers = _workers()
+    total = sum(job[0].size for job in jobs)
+    if workers == 1 or total < 2 * _SPLIT:
+        for job in jobs:
+            kernel(*job)
+        return
+    tasks = []
+    for p, g, state, group, hyper in jobs:
+        n = p.size
+        pieces = workers if n >= _SPLIT else 1
+        if pieces == 1:
+            tasks.append((n, (p, g, state, group, hyper)))
+            continue
+        flat = {k: v.reshape(-1) for k, v in state.items()
+                if isinstance(v, np.ndarray) and v.shape == p.shape}
+        pf, gf = p.reshape(-1), g.reshape(-1)
+        bounds = np.linspace(0, n, pieces + 1).astype(int)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            sub = dict(state)
+            sub.update({k: v[a:b] for k, v in flat.items()})
+            tasks.append((b - a, (pf[a:b], gf[a:b], sub, group, hyper)))
+    tasks.sort(key=lambda t: -t[0])
+    lanes, load = [[] for _ in range(workers)], [0] * workers
+    for size, job in tasks:
+        i = load.index(min(load))
+        lanes[i].append(job)
+        load[i] += size
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="wl-optim")
+
+    def run(lane):
+        for job in lane:
+            kernel(*job)
+
+    futures = [_pool.submit(run, lane) for lane in lanes[1:] if lane]
+    run(lanes[0])
+    for f in futures:
+        f.result()
 
 
 class Optimizer:
@@ -19,6 +78,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups = []
         self.state = {}
+        self._flats = {}
         if isinstance(params, Tensor):
             raise TypeError("optimizer: params must be an iterable of tensors or of dicts, "
                             "got a single tensor (wrap it in a list)")
@@ -68,25 +128,77 @@ class Optimizer:
                     p.grad = Tensor(np.zeros_like(p.data))
 
     def step(self, closure=None):
+        """One update of every parameter that has a gradient."""
         loss = None
         if closure is not None:
             from ..core.modes import enable_grad
 
             with enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        jobs = []
+        for gi, group in enumerate(self.param_groups):
+            with_grad = []
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad.data
-                if g.shape != p.data.shape:
-                    raise ValueError(f"{type(self).__name__}: gradient of shape {g.shape} for a "
-                                     f"parameter of shape {p.shape}")
-                state = self.state.setdefault(p, {})
-                self._update(p.data, g.astype(p.data.dtype, copy=False), state, group)
+                if p.grad.data.shape != p.data.shape:
+                    raise ValueError(f"{type(self).__name__}: gradient of shape {p.grad.shape} "
+                                     f"for a parameter of shape {p.shape}")
+                with_grad.append(p)
+            if not with_grad:
+                continue
+            if len(with_grad) == len(group["params"]) and self._flat_step(gi, group, jobs):
+                continue
+            for p in with_grad:
+                state = self.state.get(p)
+                first = state is None
+                if first:
+                    state = self.state[p] = self._init_state(p.data, group)
+                hyper = self._prepare(state, group, first)
+                jobs.append((p.data, p.grad.data.astype(p.data.dtype, copy=False), state, group, hyper))
+        run_elementwise(jobs, self._kernel)
         return loss
 
-    def _update(self, param, grad, state, group):  # pragma: no cover - abstract
+    # ------------------------------------------------------------------ flat groups
+    # When every parameter of a group is updated and the parameters are small on
+    # average, the group's parameters and state live in one flat buffer each (the
+    # parameters' arrays become views into it), so an update is a few passes over one
+    # array instead of a few NumPy calls per parameter.
+    def _flat_step(self, gi, group, jobs) -> bool:
+        params = group["params"]
+        if sum(p.data.size for p in params) >= _SPLIT * len(params):
+            return False          # large parameters: per-call overhead is already negligible
+        flat = self._flats.get(gi)
+        if flat is None or not flat.intact(params, self.state):
+            flat = _FlatGroup.build(params, self.state, self, group)
+            if flat is None:
+                return False
+            self._flats[gi] = flat
+        hypers = []
+        for p in params:
+            state = self.state.get(p)
+            first = "_flat_fresh" in state
+            state.pop("_flat_fresh", None)
+            hypers.append(self._prepare(state, group, first))
+        if any(h != hypers[0] for h in hypers[1:]):        # e.g. different step counts
+            for p, h in zip(params, hypers):
+                jobs.append((p.data, p.grad.data.astype(p.data.dtype, copy=False),
+                             self.state[p], group, h))
+            return True
+        grad = flat.gather_grads(params)
+        jobs.append((flat.param, grad, flat.state, group, hypers[0]))
+        return True
+
+    # The update of one parameter is split in two: ``_prepare`` advances per-parameter
+    # counters and returns the scalars of this step; ``_kernel`` is purely elementwise,
+    # so it may run on slices of large parameters in parallel (see run_elementwise).
+    def _init_state(self, param, group) -> dict:
+        return {}
+
+    def _prepare(self, state, group, first) -> dict:
+        return {}
+
+    def _kernel(self, p, g, state, group, hyper):  # pragma: no cover - abstract
         raise NotImplementedError
 
     # ------------------------------------------------------------------ state
@@ -122,6 +234,7 @@ class Optimizer:
                                  f"({len(theirs['params'])} in the state, {len(mine['params'])} here)")
             params.extend(zip(theirs["params"], mine["params"]))
         self.state = {}
+        self._flats = {}
         for idx, p in params:
             s = state_dict["state"].get(idx, state_dict["state"].get(str(idx)))
             if s is None:
@@ -150,3 +263,60 @@ class Optimizer:
                 if k != "params":
                     lines.append(f"    {k}: {g[k]}")
         return "\n".join(lines) + "\n)"
+
+
+class _FlatGroup:
+    """One flat buffer for a group's parameters and one per state array."""
+
+    def __init__(self, param, state, offsets, dicts):
+        self.param = param          # flat parameter buffer; each p.data is a view into it
+        self.state = state          # flat state arrays (and the group's scalars)
+        self.offsets = offsets
+        self.dicts = dicts          # the per-parameter state dicts (views into the buffers)
+        self.grad = np.empty_like(param)
+
+    @classmethod
+    def build(cls, params, states, optimizer, group):
+        dtype = params[0].data.dtype
+        if any(p.data.dtype != dtype for p in params) or len(params) < 2:
+            return None
+        have = [p in states for p in params]
+        if any(have) and not all(have):
+            return None
+        sizes = [p.data.size for p in params]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        buf = np.empty(int(offsets[-1]), dtype=dtype)
+        for p, a, b in zip(params, offsets[:-1], offsets[1:]):
+            buf[a:b] = p.data.ravel()
+        template = optimizer._init_state(buf, group)
+        flat_state = {}
+        for k, v in template.items():
+            if isinstance(v, np.ndarray) and v.shape == buf.shape:
+                if all(have):
+                    if any(not isinstance(states[p].get(k), np.ndarray) for p in params):
+                        return None
+                    for p, a, b in zip(params, offsets[:-1], offsets[1:]):
+                        v[a:b] = states[p][k].ravel()
+                flat_state[k] = v
+        dicts = []
+        for p, a, b in zip(params, offsets[:-1], offsets[1:]):
+            p.data = buf[a:b].reshape(p.data.shape)
+            old = states.get(p, {})
+            d = {k: (old[k] if k in old else v) for k, v in template.items()
+                 if not (isinstance(v, np.ndarray) and v.shape == buf.shape)}
+            for k, v in flat_state.items():
+                d[k] = v[a:b].reshape(p.data.shape)
+            if not all(have):
+                d["_flat_fresh"] = True
+            states[p] = d
+            dicts.append(d)
+        return cls(buf, flat_state, offsets, dicts)
+
+    def intact(self, params, states) -> bool:
+        return all(p.data.base is self.param and states.get(p) is d
+                   for p, d in zip(params, self.dicts))
+
+    def gather_grads(self, params):
+        for p, a, b in zip(params, self.offsets[:-1], self.offsets[1:]):
+            self.grad[a:b] = p.grad.data.ravel()
+        return self.grad

@@ -1,6 +1,10 @@
 """SGD (momentum, Nesterov), Adam, AdamW, RMSprop and Adagrad, with PyTorch's update
-rules and defaults. Every update works in place on NumPy arrays with ``out=`` so that
-no step allocates more than a scratch buffer per parameter.
+rules and defaults.
+
+Each optimiser gives ``_init_state`` (the arrays it keeps per parameter), ``_prepare``
+(per-step scalars such as bias corrections) and ``_kernel``, a purely elementwise update
+written with in-place NumPy operations, so that large parameters can be updated in
+slices on several threads.
 """
 
 from __future__ import annotations
@@ -15,6 +19,16 @@ from .optimizer import Optimizer
 def _check_range(name, value, low, high=None):
     if value < low or (high is not None and value >= high):
         raise ValueError(f"invalid {name}: {value}")
+
+
+def _effective_grad(p, g, group, coupled_decay=True):
+    """The gradient after ``maximize`` and coupled (L2) weight decay."""
+    if group.get("maximize"):
+        g = -g
+    wd = group.get("weight_decay", 0.0)
+    if wd and coupled_decay:
+        g = g + wd * p
+    return g
 
 
 class SGD(Optimizer):
@@ -33,16 +47,19 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize))
 
-    def _update(self, p, g, state, group):
-        lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-        if group["maximize"]:
-            g = -g
-        if wd:
-            g = g + wd * p
+    def _init_state(self, param, group):
+        return {"momentum_buffer": np.zeros_like(param)} if group["momentum"] else {}
+
+    def _prepare(self, state, group, first):
+        return {"first": first}
+
+    def _kernel(self, p, g, state, group, hyper):
+        lr, mu = group["lr"], group["momentum"]
+        g = _effective_grad(p, g, group)
         if mu:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = np.array(g, copy=True)
+            buf = state["momentum_buffer"]
+            if hyper["first"]:
+                buf[...] = g                     # PyTorch: the first buffer is the gradient
             else:
                 buf *= mu
                 buf += (1.0 - group["dampening"]) * g
@@ -68,23 +85,22 @@ class Adam(Optimizer):
                                       weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize))
 
-    def _update(self, p, g, state, group):
-        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if group["maximize"]:
-            g = -g
-        if wd:
-            if self.decoupled:
-                p *= 1.0 - lr * wd
-            else:
-                g = g + wd * p
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p)
-            state["exp_avg_sq"] = np.zeros_like(p)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p)
+    def _init_state(self, param, group):
+        state = {"step": 0, "exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = np.zeros_like(param)
+        return state
+
+    def _prepare(self, state, group, first):
         state["step"] += 1
-        t = state["step"]
+        b1, b2 = group["betas"]
+        return {"bias1": 1.0 - b1 ** state["step"], "bias2": 1.0 - b2 ** state["step"]}
+
+    def _kernel(self, p, g, state, group, hyper):
+        lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
+        if self.decoupled and group["weight_decay"]:
+            p *= 1.0 - lr * group["weight_decay"]
+        g = _effective_grad(p, g, group, coupled_decay=not self.decoupled)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         scratch = np.subtract(g, m)                      # m += (1 - b1)(g - m)
         scratch *= 1.0 - b1
@@ -96,13 +112,11 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
-        bias1 = 1.0 - b1 ** t
-        bias2 = 1.0 - b2 ** t
         np.sqrt(v, out=scratch)                          # denom = sqrt(v)/sqrt(bc2) + eps
-        scratch *= 1.0 / math.sqrt(bias2)
+        scratch *= 1.0 / math.sqrt(hyper["bias2"])
         scratch += eps
         np.divide(m, scratch, out=scratch)
-        scratch *= lr / bias1
+        scratch *= lr / hyper["bias1"]
         p -= scratch
 
 
@@ -129,21 +143,21 @@ class RMSprop(Optimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered, maximize=maximize))
 
-    def _update(self, p, g, state, group):
-        lr, alpha, eps, wd, mu = (group["lr"], group["alpha"], group["eps"],
-                                  group["weight_decay"], group["momentum"])
-        if group["maximize"]:
-            g = -g
-        if wd:
-            g = g + wd * p
-        if not state:
-            state["step"] = 0
-            state["square_avg"] = np.zeros_like(p)
-            if mu > 0:
-                state["momentum_buffer"] = np.zeros_like(p)
-            if group["centered"]:
-                state["grad_avg"] = np.zeros_like(p)
+    def _init_state(self, param, group):
+        state = {"step": 0, "square_avg": np.zeros_like(param)}
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = np.zeros_like(param)
+        if group["centered"]:
+            state["grad_avg"] = np.zeros_like(param)
+        return state
+
+    def _prepare(self, state, group, first):
         state["step"] += 1
+        return {}
+
+    def _kernel(self, p, g, state, group, hyper):
+        lr, alpha, eps, mu = group["lr"], group["alpha"], group["eps"], group["momentum"]
+        g = _effective_grad(p, g, group)
         sq = state["square_avg"]
         sq *= alpha
         sq += (1.0 - alpha) * g * g
@@ -176,18 +190,17 @@ class Adagrad(Optimizer):
                                       initial_accumulator_value=initial_accumulator_value,
                                       eps=eps, maximize=maximize))
 
-    def _update(self, p, g, state, group):
-        if group["maximize"]:
-            g = -g
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p
-        if not state:
-            state["step"] = 0
-            state["sum"] = np.full_like(p, group["initial_accumulator_value"])
+    def _init_state(self, param, group):
+        return {"step": 0, "sum": np.full_like(param, group["initial_accumulator_value"])}
+
+    def _prepare(self, state, group, first):
         state["step"] += 1
-        clr = group["lr"] / (1.0 + (state["step"] - 1) * group["lr_decay"])
+        return {"clr": group["lr"] / (1.0 + (state["step"] - 1) * group["lr_decay"])}
+
+    def _kernel(self, p, g, state, group, hyper):
+        g = _effective_grad(p, g, group)
         s = state["sum"]
         s += g * g
         std = np.sqrt(s)
         std += group["eps"]
-        p -= clr * (g / std)
+        p -= hyper["clr"] * (g / std)

@@ -1,0 +1,150 @@
+"""Chapter 6: automatic differentiation — accuracy against finite differences, the cost
+of forward and reverse mode, and what checkpointing saves."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import wonderland as wl
+
+from .base import Check, Result
+from .plotting import COLORS
+
+
+def _f(x):
+    return wl.sin(x) * wl.exp(x) / (1.0 + x * x)
+
+
+def _df_exact(x):
+    return (np.cos(x) * np.exp(x) + np.sin(x) * np.exp(x)) / (1 + x * x) - \
+        np.sin(x) * np.exp(x) * 2 * x / (1 + x * x) ** 2
+
+
+def _accuracy(ctx):
+    x0 = 0.7
+    exact = _df_exact(x0)
+    steps = np.logspace(-1, -15, 57)
+    fwd_err, ctr_err = [], []
+    f = lambda v: _f(wl.tensor(np.float64(v))).item()  # noqa: E731
+    for h in steps:
+        fwd_err.append(abs((f(x0 + h) - f(x0)) / h - exact))
+        ctr_err.append(abs((f(x0 + h) - f(x0 - h)) / (2 * h) - exact))
+    ad = wl.grad(_f)(wl.tensor(np.float64(x0))).item()
+    return steps, np.array(fwd_err), np.array(ctr_err), abs(ad - exact)
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _cost(ctx):
+    sizes = ctx.pick([2, 4, 8, 16, 32, 64], [2, 8, 32])
+    repeats = ctx.pick(5, 3)
+    rng = np.random.default_rng(ctx.seed)
+    many_in = {"fwd": [], "rev": []}
+    many_out = {"fwd": [], "rev": []}
+    for n in sizes:
+        w = wl.tensor(rng.standard_normal((n, n)) / np.sqrt(n))
+        x = wl.tensor(rng.standard_normal(n))
+        scalar_out = lambda v: wl.tanh(w @ wl.tanh(w @ v)).sum()  # noqa: E731  R^n -> R
+        many_in["fwd"].append(_median_time(lambda: wl.jacfwd(scalar_out)(x), repeats))
+        many_in["rev"].append(_median_time(lambda: wl.jacrev(scalar_out)(x), repeats))
+        c = wl.tensor(rng.standard_normal(n))
+        scalar_in = lambda s: wl.tanh(w @ wl.tanh(c * s))  # noqa: E731          R -> R^n
+        s0 = wl.tensor(np.float64(0.3))
+        many_out["fwd"].append(_median_time(lambda: wl.jacfwd(scalar_in)(s0), repeats))
+        many_out["rev"].append(_median_time(lambda: wl.jacrev(scalar_in)(s0), repeats))
+    return sizes, many_in, many_out
+
+
+def _checkpoint_memory(ctx):
+    rng = np.random.default_rng(ctx.seed)
+    ws = [wl.tensor(rng.standard_normal((64, 64)) / 8, requires_grad=True) for _ in range(16)]
+    x = wl.tensor(rng.standard_normal((256, 64)))
+
+    def block(h, w):
+        return wl.tanh(wl.tanh(h @ w) @ w)
+
+    def net(ckpt):
+        h = x
+        fn = wl.checkpoint(block) if ckpt else block
+        for w in ws:
+            h = fn(h, w)
+        return (h * h).sum()
+
+    plain = wl.autograd.saved_bytes(net(False))
+    ckpt = wl.autograd.saved_bytes(net(True))
+    g_plain = wl.autograd.grad(net(False), ws)
+    g_ckpt = wl.autograd.grad(net(True), ws)
+    same = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(g_plain, g_ckpt))
+    return plain, ckpt, same
+
+
+def run(ctx) -> Result:
+    ctx.status("finite differences against autodiff")
+    steps, fwd_err, ctr_err, ad_err = _accuracy(ctx)
+    ctx.status("cost of forward and reverse mode")
+    sizes, many_in, many_out = _cost(ctx)
+    ctx.status("checkpointing")
+    plain_bytes, ckpt_bytes, ckpt_diff = _checkpoint_memory(ctx)
+
+    fig = ctx.figure("accuracy", "Error of the derivative of sin(x)·eˣ/(1+x²) at x = 0.7: "
+                     "finite differences trade truncation for round-off as the step shrinks; "
+                     "autodiff is exact to machine precision.")
+    ax = fig.add_subplot(111)
+    ax.loglog(steps, np.maximum(fwd_err, 1e-17), "-", color=COLORS[0], label="forward difference")
+    ax.loglog(steps, np.maximum(ctr_err, 1e-17), "-", color=COLORS[1], label="central difference")
+    ax.axhline(max(ad_err, 1e-17), color=COLORS[2], ls="--", label="autodiff (reverse mode)")
+    ax.set_xlabel("step h")
+    ax.set_ylabel("absolute error")
+    ax.invert_xaxis()
+    ax.legend()
+    ctx.save(fig)
+
+    fig = ctx.figure("cost", "Time to build a full Jacobian. Left: f: ℝⁿ→ℝ, reverse mode needs "
+                     "one pass, forward mode n. Right: f: ℝ→ℝⁿ, the roles swap.")
+    fig.set_size_inches(9, 3.6)
+    ax1, ax2 = fig.subplots(1, 2)
+    for ax, data, title in [(ax1, many_in, "n inputs, 1 output"), (ax2, many_out, "1 input, n outputs")]:
+        ax.loglog(sizes, data["fwd"], "-o", color=COLORS[0], label="forward (jacfwd)")
+        ax.loglog(sizes, data["rev"], "-o", color=COLORS[1], label="reverse (jacrev)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("n")
+        ax.set_ylabel("seconds")
+        ax.set_title(title)
+        ax.legend()
+    ctx.save(fig)
+
+    best_ctr = float(np.min(ctr_err))
+    ratio_in = many_in["fwd"][-1] / many_in["rev"][-1]
+    ratio_out = many_out["rev"][-1] / many_out["fwd"][-1]
+    metrics = {"autodiff_abs_error": ad_err, "best_central_difference_error": best_ctr,
+               "best_forward_difference_error": float(np.min(fwd_err)),
+               f"jacfwd_over_jacrev_time_n{sizes[-1]}_inputs": ratio_in,
+               f"jacrev_over_jacfwd_time_n{sizes[-1]}_outputs": ratio_out,
+               "saved_bytes_plain": plain_bytes, "saved_bytes_checkpoint": ckpt_bytes,
+               "checkpoint_grad_max_diff": ckpt_diff}
+    checks = [Check("autodiff derivative error", ad_err, 1e-13, "<="),
+              Check("best central difference is worse than autodiff", best_ctr, ad_err, ">"),
+              Check("many inputs: forward mode slower than reverse (time ratio)", ratio_in, 1.5, ">="),
+              Check("many outputs: reverse mode slower than forward (time ratio)", ratio_out, 1.5, ">="),
+              Check("checkpointing keeps less memory (fraction of plain)", ckpt_bytes / plain_bytes, 0.5, "<="),
+              Check("checkpointed gradients equal plain ones", ckpt_diff, 1e-12, "<=")]
+    summary = (f"Autodiff gives the derivative to {ad_err:.1e}; the best central difference only "
+               f"reaches {best_ctr:.1e} (at a step near 1e-5), and the best one-sided difference "
+               f"{np.min(fwd_err):.1e}: shrinking the step further lets round-off win. Building a "
+               f"Jacobian of f: ℝ^{sizes[-1]}→ℝ takes {ratio_in:.0f}× longer in forward mode than in "
+               f"reverse mode; for f: ℝ→ℝ^{sizes[-1]} reverse mode is {ratio_out:.0f}× slower. "
+               f"Checkpointing each of 16 two-layer blocks cuts the memory held for the backward "
+               f"pass from {plain_bytes / 1e6:.1f} MB to {ckpt_bytes / 1e6:.1f} MB, with identical "
+               f"gradients, at the price of one extra forward pass.")
+    return Result(metrics, summary, checks)

@@ -1,0 +1,68 @@
+"""The tour's HTML report: a summary table, then one section per experiment with its
+paragraph, checks, metrics and figures."""
+
+from __future__ import annotations
+
+import html
+
+from . import EXPERIMENTS
+
+_STYLE = """
+body { font-family: Georgia, 'Times New Roman', serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; line-height: 1.5; }
+h1 { font-weight: normal; font-size: 2rem; margin-bottom: 0; }
+h2 { font-weight: normal; border-bottom: 1px solid #ddd; margin-top: 2.5rem; }
+.sub { color: #666; margin-top: 0.2rem; }
+table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
+td, th { padding: 0.25rem 0.7rem; border-bottom: 1px solid #eee; text-align: left; }
+th { background: #f6f6f6; }
+.ok { color: #1a7f37; } .fail { color: #c62828; font-weight: bold; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9rem; }
+code { background: #f4f4f4; padding: 0 0.2rem; }
+"""
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3e}"
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def write_html(path, results, env, quick):
+    e = html.escape
+    rows = []
+    for ch, r in results.items():
+        n_ok = sum(c.passed for c in r.checks)
+        cls = "ok" if r.passed else "fail"
+        rows.append(f"<tr><td><a href='#{ch}'>{ch}</a></td><td>{e(EXPERIMENTS[ch].title)}</td>"
+                    f"<td class='{cls}'>{n_ok}/{len(r.checks)}</td><td>{r.seconds:.1f} s</td></tr>")
+    sections = []
+    for ch, r in results.items():
+        checks = "".join(
+            f"<tr><td class='{'ok' if c.passed else 'fail'}'>{'✓' if c.passed else '✗'}</td>"
+            f"<td>{e(c.description)}</td><td>{_fmt(c.value)} {e(c.op)} {_fmt(c.threshold)}</td></tr>"
+            for c in r.checks)
+        metrics = "".join(f"<tr><td><code>{e(k)}</code></td><td>{_fmt(v)}</td></tr>"
+                          for k, v in r.metrics.items())
+        figures = "".join(f"<figure><img src='{e(f.path)}' alt='{e(f.caption)}'>"
+                          f"<figcaption>{e(f.caption)}</figcaption></figure>" for f in r.figures)
+        sections.append(
+            f"<h2 id='{ch}'>{e(ch)} · {e(EXPERIMENTS[ch].title)}</h2>"
+            f"<p>{e(r.summary)}</p><table><tr><th></th><th>check</th><th>measured</th></tr>{checks}</table>"
+            f"{figures}<details><summary>all metrics</summary><table>{metrics}</table></details>")
+    total = sum(r.seconds for r in results.values())
+    env_line = (f"wonderland {e(env['wonderland'])} · Python {e(env['python'])} · NumPy "
+                f"{e(env['numpy'])} · {e(str(env['blas']))} ({env['blas_threads']} threads) · "
+                f"{e(env['date'])} · {total:.0f} s{' · quick mode' if quick else ''}")
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>wonderland tour</title>"
+           f"<style>{_STYLE}</style></head><body><h1>A tour of wonderland</h1>"
+           f"<p class='sub'>{env_line}</p><p>One small experiment per chapter of <em>Alice's "
+           f"Adventures in a Differentiable Wonderland</em>, each trained or computed here from "
+           f"first principles, with the checks it must pass.</p>"
+           f"<table><tr><th>chapter</th><th>experiment</th><th>checks</th><th>time</th></tr>"
+           f"{''.join(rows)}</table>{''.join(sections)}</body></html>")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(doc)
