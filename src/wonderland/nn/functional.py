@@ -267,29 +267,29 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
             q = q * constant(w)
         return _reduce(softmax_cross_entropy(z, q), reduction, "cross_entropy")
     t = _class_targets(z, target, "cross_entropy")
-    valid = t != ignore_index
-    safe_t = np.where(valid, t, 0)
+    ignored = t == ignore_index
+    any_ignored = bool(ignored.any())
+    safe_t = np.where(ignored, 0, t) if any_ignored else t
     if safe_t.size and (safe_t.min() < 0 or safe_t.max() >= c):
         bad = safe_t.max() if safe_t.max() >= c else safe_t.min()
         raise IndexError(f"cross_entropy: target {int(bad)} is out of range for {c} classes")
-    q = np.zeros(z.shape, dtype=z.dtype)
-    np.put_along_axis(q, safe_t[..., None], 1.0, axis=-1)
-    if label_smoothing:
-        q *= (1.0 - label_smoothing)
-        q += label_smoothing / c
+    rows = np.arange(safe_t.size)
+    onehot = np.zeros((safe_t.size, c), dtype=z.dtype)
+    onehot[rows, safe_t.ravel()] = 1.0
+    onehot = onehot.reshape(z.shape)
     wt = np.ones(t.shape, dtype=z.dtype) if w is None else w[safe_t]
-    if w is not None:
-        if label_smoothing:
-            # PyTorch: (1-ε)·w_y·nll + ε/C·Σ_c w_c·(-log p_c)
-            onehot = np.zeros(z.shape, dtype=z.dtype)
-            np.put_along_axis(onehot, safe_t[..., None], 1.0, axis=-1)
-            q = (1.0 - label_smoothing) * onehot * wt[..., None] + (label_smoothing / c) * w
-        else:
-            q *= wt[..., None]
-    q *= valid[..., None]
-    loss = softmax_cross_entropy(z, constant(q))
+    if label_smoothing:
+        # PyTorch: (1-ε)·w_y·(-log p_y) + ε/C·Σ_c w_c·(-log p_c)
+        q = (1.0 - label_smoothing) * onehot * wt[..., None] + \
+            (label_smoothing / c) * (w if w is not None else 1.0)
+    else:
+        q = onehot * wt[..., None] if w is not None else onehot
+    if any_ignored:
+        q = q * ~ignored[..., None]
+        wt = wt * ~ignored
+    loss = softmax_cross_entropy(z, constant(q.astype(z.dtype, copy=False)))
     if reduction == "mean":
-        denom = float((wt * valid).sum())
+        denom = float(wt.sum())
         return loss.sum() * (1.0 / denom) if denom else loss.sum() * float("nan")
     return _reduce(loss, reduction, "cross_entropy")
 

@@ -112,11 +112,13 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
-        np.sqrt(v, out=scratch)                          # denom = sqrt(v)/sqrt(bc2) + eps
-        scratch *= 1.0 / math.sqrt(hyper["bias2"])
-        scratch += eps
+        # p -= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps), with sqrt(bc2) folded into the
+        # scalars so the denominator takes two passes instead of three
+        root_bc2 = math.sqrt(hyper["bias2"])
+        np.sqrt(v, out=scratch)
+        scratch += eps * root_bc2
         np.divide(m, scratch, out=scratch)
-        scratch *= lr / hyper["bias1"]
+        scratch *= lr * root_bc2 / hyper["bias1"]
         p -= scratch
 
 
