@@ -108,6 +108,8 @@ def test_log_probs_entropies_and_kl_match_pytorch():
     pts = R.standard_normal((3, 2))
     np.testing.assert_allclose(mw.log_prob(f64(pts)).numpy(), mt.log_prob(t(pts)).numpy(), rtol=1e-10)
     np.testing.assert_allclose(mw.entropy().numpy(), mt.entropy().numpy(), rtol=1e-10)
+    mp = D.MultivariateNormal(f64([0.1, 0.2]), precision_matrix=f64(np.linalg.inv(a)))
+    np.testing.assert_allclose(mp.log_prob(f64(pts)).numpy(), mt.log_prob(t(pts)).numpy(), rtol=1e-9)
     kl_pairs = [
         ((D.Normal(f64(0.5), f64(1.5)), D.Normal(f64(-1.0), f64(0.7))),
          (TD.Normal(t(0.5), t(1.5)), TD.Normal(t(-1.0), t(0.7)))),

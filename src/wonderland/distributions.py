@@ -236,13 +236,21 @@ class Categorical(Distribution):
 
 class MultivariateNormal(Distribution):
     """Gaussian N(loc, Σ) in d dimensions, parameterised through the Cholesky factor
-    ``L`` of Σ (give ``covariance_matrix`` or ``scale_tril``)."""
+    ``L`` of Σ (give one of ``covariance_matrix``, ``precision_matrix``, ``scale_tril``)."""
 
     has_rsample = True
 
-    def __init__(self, loc, covariance_matrix=None, scale_tril=None):
-        if (covariance_matrix is None) == (scale_tril is None):
-            raise ValueError("MultivariateNormal: give exactly one of covariance_matrix and scale_tril")
+    def __init__(self, loc, covariance_matrix=None, precision_matrix=None, scale_tril=None):
+        given = [m is not None for m in (covariance_matrix, precision_matrix, scale_tril)]
+        if sum(given) != 1:
+            raise ValueError("MultivariateNormal: give exactly one of covariance_matrix, "
+                             "precision_matrix and scale_tril")
+        if precision_matrix is not None:
+            from .linalg import inv
+
+            prec = _param(precision_matrix, "MultivariateNormal")
+            covariance_matrix = inv(prec)
+            covariance_matrix = (covariance_matrix + covariance_matrix.mT) * 0.5
         self.loc = _param(loc, "MultivariateNormal")
         if self.loc.ndim < 1:
             raise ValueError("MultivariateNormal: loc must have an event axis")
