@@ -11,3 +11,8 @@ from .layers import (ELU, GELU, MLP, Dropout, Embedding, Flatten, Identity, Leak
 from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeLoss, HuberLoss,
                      KLDivLoss, L1Loss, MSELoss, MultiMarginLoss, NLLLoss, SmoothL1Loss)
 from .module import Module, Parameter, functional_call
+from .conv import (AvgPool1d, AvgPool2d, AvgPool3d, Conv1d, Conv2d, Conv3d, ConvTranspose1d,
+                   ConvTranspose2d, ConvTranspose3d, GlobalAvgPool, GlobalMaxPool, MaxPool1d,
+                   MaxPool2d, MaxPool3d)
+from .normalization import (BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, ChannelDropout,
+                            Dropout1d, Dropout2d, Dropout3d, GroupNorm, LayerNorm, RMSNorm)

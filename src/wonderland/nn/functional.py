@@ -20,7 +20,11 @@ __all__ = [
     "sigmoid", "tanh", "softmax", "log_softmax", "log_sigmoid", "mse_loss", "l1_loss",
     "huber_loss", "smooth_l1_loss", "hinge_loss", "multi_margin_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss", "kl_div",
-    "softmax_cross_entropy", "one_hot",
+    "softmax_cross_entropy", "one_hot", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+    "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
+    "avg_pool2d", "avg_pool3d", "global_avg_pool", "global_max_pool", "masked_global_avg_pool",
+    "masked_global_max_pool", "batch_norm", "layer_norm", "group_norm", "rms_norm",
+    "channel_dropout",
 ]
 
 one_hot = ops.one_hot
@@ -327,3 +331,10 @@ def kl_div(input, target, reduction="mean", log_target=False) -> Tensor:  # noqa
     if reduction == "batchmean":
         return loss.sum() * (1.0 / (x.shape[0] if x.ndim else 1))
     return _reduce(loss, reduction, "kl_div")
+
+
+from .conv import (avg_pool1d, avg_pool2d, avg_pool3d, conv1d, conv2d, conv3d,  # noqa: E402
+                   conv_transpose1d, conv_transpose2d, conv_transpose3d, global_avg_pool,
+                   global_max_pool, masked_global_avg_pool, masked_global_max_pool, max_pool1d,
+                   max_pool2d, max_pool3d)
+from .normalization import batch_norm, channel_dropout, group_norm, layer_norm, rms_norm  # noqa: E402

@@ -1,0 +1,419 @@
+"""Convolution and pooling layers, channels last: sequences ``(b, t, c)``, images
+``(b, h, w, c)``, volumes/video ``(b, t, h, w, c)``.
+
+Kernels are ``(*kernel_size, in_channels/groups, out_channels)``; a transposed
+convolution's kernel is the kernel of the convolution it transposes,
+``(*kernel_size, out_channels/groups, in_channels)``. From PyTorch, both are
+``weight.permute(2, 3, 1, 0)`` (2-D).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import ops
+from ..core import dtypes
+from ..core.tensor import Tensor
+from ..ops._common import constant, floating, to_tensor
+from ..ops.conv import conv_raw, conv_transpose_raw
+from ..ops.pool import argmax_windows, window_gather
+from . import init
+from .module import Module, Parameter
+
+_NAMES = {1: "(batch, length, channels)", 2: "(batch, height, width, channels)",
+          3: "(batch, depth, height, width, channels)"}
+
+
+def _tuple(v, nd, what, name):
+    if isinstance(v, (int, np.integer)):
+        out = (int(v),) * nd
+    else:
+        out = tuple(int(a) for a in v)
+    if len(out) != nd:
+        raise ValueError(f"{what}: {name} must be an int or {nd} ints, got {v!r}")
+    return out
+
+
+def _check_input(x, nd, what):
+    x = floating(to_tensor(x, what))
+    if x.ndim != nd + 2:
+        raise ValueError(f"{what}: input must have shape {_NAMES[nd]}, got {x.shape}")
+    return x
+
+
+def _padding(padding, kernel, stride, dilation, nd, what):
+    """Per-dimension (before, after) pads from PyTorch-style and named forms."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0)] * nd
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{what}: padding='same' needs stride 1, got stride {stride}")
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+            return pads
+        if padding == "causal":
+            if nd != 1:
+                raise ValueError(f"{what}: padding='causal' applies to 1-D convolutions only")
+            return [(dilation[0] * (kernel[0] - 1), 0)]
+        raise ValueError(f"{what}: padding must be an int, a tuple, 'valid', 'same' or "
+                         f"'causal', got {padding!r}")
+    if isinstance(padding, (int, np.integer)):
+        return [(int(padding), int(padding))] * nd
+    padding = list(padding)
+    if len(padding) != nd:
+        raise ValueError(f"{what}: padding needs {nd} entries, got {padding!r}")
+    pads = []
+    for p in padding:
+        pads.append((int(p), int(p)) if isinstance(p, (int, np.integer)) else (int(p[0]), int(p[1])))
+    if any(a < 0 or b < 0 for a, b in pads):
+        raise ValueError(f"{what}: padding must be non-negative, got {padding!r}")
+    return pads
+
+
+def _pad(x, pads, value=0.0):
+    if all(a == 0 and b == 0 for a, b in pads):
+        return x
+    return ops.pad(x, [(0, 0)] + list(pads) + [(0, 0)], constant_values=value)
+
+
+def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, nd=None):
+    """N-d convolution (``nd`` from the weight). See :func:`conv2d`."""
+    weight = floating(to_tensor(weight, "conv"))
+    nd = nd or weight.ndim - 2
+    what = f"conv{nd}d"
+    if weight.ndim != nd + 2:
+        raise ValueError(f"{what}: weight must have shape (*kernel_size, in_channels/groups, "
+                         f"out_channels) with {nd} kernel dims, got {weight.shape}")
+    x = _check_input(x, nd, what)
+    kernel = weight.shape[:nd]
+    stride = _tuple(stride, nd, what, "stride")
+    dilation = _tuple(dilation, nd, what, "dilation")
+    if min(stride) < 1 or min(dilation) < 1:
+        raise ValueError(f"{what}: stride and dilation must be positive, got {stride}, {dilation}")
+    if groups < 1 or x.shape[-1] % groups or weight.shape[-1] % groups:
+        raise ValueError(f"{what}: groups={groups} must divide the input channels "
+                         f"({x.shape[-1]}) and the output channels ({weight.shape[-1]})")
+    if x.shape[-1] != weight.shape[-2] * groups:
+        raise ValueError(f"{what}: input has {x.shape[-1]} channels but the weight "
+                         f"{weight.shape} expects {weight.shape[-2] * groups} (groups={groups})")
+    pads = _padding(padding, kernel, stride, dilation, nd, what)
+    x = _pad(x, pads)
+    spatial = x.shape[1:1 + nd]
+    if any(d * (k - 1) + 1 > n for n, k, d in zip(spatial, kernel, dilation)):
+        raise ValueError(f"{what}: kernel {kernel} with dilation {dilation} is larger than the "
+                         f"padded input {spatial}")
+    if weight.dtype != x.dtype:
+        weight = weight.astype(x.dtype)
+    out = conv_raw(x, weight, stride, dilation, groups)
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution of ``x (b, t, c_in)`` with ``weight (k, c_in/groups, c_out)``.
+    ``padding``: an int, ``(before, after)``, ``"valid"``, ``"same"`` or ``"causal"``
+    (output at t sees inputs ≤ t only)."""
+    return conv(x, weight, bias, stride, padding, dilation, groups, nd=1)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution of ``x (b, h, w, c_in)`` with ``weight (kh, kw, c_in/groups, c_out)``.
+
+    ``padding`` is an int, one int per dimension, one ``(before, after)`` pair per
+    dimension, ``"valid"`` or ``"same"``. ``groups = c_in`` gives a depthwise convolution.
+    """
+    return conv(x, weight, bias, stride, padding, dilation, groups, nd=2)
+
+
+def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """3-D convolution of ``x (b, t, h, w, c_in)`` with ``weight (kt, kh, kw, c_in/groups, c_out)``."""
+    return conv(x, weight, bias, stride, padding, dilation, groups, nd=3)
+
+
+def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                   dilation=1, *, nd=None):
+    """N-d transposed convolution (the adjoint of a convolution); see :func:`conv_transpose2d`."""
+    weight = floating(to_tensor(weight, "conv_transpose"))
+    nd = nd or weight.ndim - 2
+    what = f"conv_transpose{nd}d"
+    x = _check_input(x, nd, what)
+    kernel = weight.shape[:nd]
+    stride = _tuple(stride, nd, what, "stride")
+    dilation = _tuple(dilation, nd, what, "dilation")
+    padding = _tuple(padding, nd, what, "padding")
+    output_padding = _tuple(output_padding, nd, what, "output_padding")
+    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"{what}: output_padding {output_padding} must be smaller than the "
+                         f"stride or the dilation")
+    if x.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"{what}: input has {x.shape[-1]} channels but the weight {weight.shape} "
+                         f"expects {weight.shape[-1]} (its last axis)")
+    if x.shape[-1] % groups:
+        raise ValueError(f"{what}: groups={groups} must divide the input channels {x.shape[-1]}")
+    out_channels = weight.shape[-2] * groups
+    full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(x.shape[1:1 + nd], stride, dilation, kernel)]
+    if weight.dtype != x.dtype:
+        weight = weight.astype(x.dtype)
+    y = conv_transpose_raw(x, weight, stride, dilation, groups, (x.shape[0], *full, out_channels))
+    extra = [max(0, op - p) for op, p in zip(output_padding, padding)]
+    if any(extra):
+        y = ops.pad(y, [(0, 0)] + [(0, e) for e in extra] + [(0, 0)])
+    index = (slice(None),) + tuple(slice(p, n - p + op) for p, n, op in zip(padding, full, output_padding))
+    y = y[index]
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """1-D transposed convolution; ``weight (k, c_out/groups, c_in)``."""
+    return conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, nd=1)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """2-D transposed convolution (upsampling): the adjoint of :func:`conv2d`.
+
+    ``weight`` is ``(kh, kw, c_out/groups, c_in)``; the output size per dimension is
+    ``(n - 1)·stride − 2·padding + dilation·(k − 1) + output_padding + 1``, as in PyTorch.
+    """
+    return conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, nd=2)
+
+
+def conv_transpose3d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """3-D transposed convolution; ``weight (kt, kh, kw, c_out/groups, c_in)``."""
+    return conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, nd=3)
+
+
+# ----------------------------------------------------------------------------- pooling
+def _pool_args(x, kernel_size, stride, padding, dilation, nd, what):
+    x = _check_input(x, nd, what)
+    kernel = _tuple(kernel_size, nd, what, "kernel_size")
+    stride = kernel if stride is None else _tuple(stride, nd, what, "stride")
+    dilation = _tuple(dilation, nd, what, "dilation")
+    padding = _tuple(padding, nd, what, "padding")
+    if any(2 * p > k for p, k in zip(padding, kernel)):
+        raise ValueError(f"{what}: padding {padding} must be at most half the kernel {kernel}")
+    return x, kernel, stride, padding, dilation
+
+
+def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, *, nd):
+    what = f"max_pool{nd}d"
+    x, kernel, stride, padding, dilation = _pool_args(x, kernel_size, stride, padding, dilation, nd, what)
+    x = _pad(x, [(p, p) for p in padding], value=float("-inf"))
+    if any(d * (k - 1) + 1 > n for n, k, d in zip(x.shape[1:1 + nd], kernel, dilation)):
+        raise ValueError(f"{what}: window {kernel} is larger than the input {x.shape[1:1 + nd]}")
+    idx = argmax_windows(x.data, kernel, stride, dilation)
+    return window_gather(x, idx, kernel, stride, dilation)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """1-D max pooling over ``(b, t, c)``; ``stride`` defaults to the kernel size."""
+    return max_pool(x, kernel_size, stride, padding, dilation, nd=1)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """2-D max pooling over ``(b, h, w, c)`` (2×2 halves h and w). The gradient goes to
+    the first maximum of each window, as in PyTorch."""
+    return max_pool(x, kernel_size, stride, padding, dilation, nd=2)
+
+
+def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """3-D max pooling over ``(b, t, h, w, c)``."""
+    return max_pool(x, kernel_size, stride, padding, dilation, nd=3)
+
+
+def avg_pool(x, kernel_size, stride=None, padding=0, count_include_pad=True, *, nd):
+    what = f"avg_pool{nd}d"
+    x, kernel, stride, padding, _ = _pool_args(x, kernel_size, stride, padding, 1, nd, what)
+    c = x.shape[-1]
+    k = int(np.prod(kernel))
+    w = constant(np.full((*kernel, 1, c), 1.0 / k, dtype=x.dtype))
+    pads = [(p, p) for p in padding]
+    xp = _pad(x, pads)
+    if any(kk > n for n, kk in zip(xp.shape[1:1 + nd], kernel)):
+        raise ValueError(f"{what}: window {kernel} is larger than the input {xp.shape[1:1 + nd]}")
+    out = conv_raw(xp, w, stride, (1,) * nd, c)
+    if count_include_pad or not any(padding):
+        return out
+    ones = np.zeros((1, *xp.shape[1:1 + nd], 1), dtype=x.dtype)
+    ones[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, x.shape[1:1 + nd]))] = 1.0
+    counts = conv_raw(constant(ones), constant(np.full((*kernel, 1, 1), 1.0 / k, dtype=x.dtype)),
+                      stride, (1,) * nd, 1)
+    return out / counts
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+    """1-D average pooling over ``(b, t, c)``."""
+    return avg_pool(x, kernel_size, stride, padding, count_include_pad, nd=1)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+    """2-D average pooling over ``(b, h, w, c)`` (a depthwise convolution with a constant
+    kernel); ``count_include_pad=False`` averages over the real elements only."""
+    return avg_pool(x, kernel_size, stride, padding, count_include_pad, nd=2)
+
+
+def avg_pool3d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+    """3-D average pooling over ``(b, t, h, w, c)``."""
+    return avg_pool(x, kernel_size, stride, padding, count_include_pad, nd=3)
+
+
+def global_avg_pool(x):
+    """Mean over every axis but the batch and channel axes: ``(b, ..., c) → (b, c)``."""
+    x = floating(to_tensor(x, "global_avg_pool"))
+    if x.ndim < 3:
+        raise ValueError(f"global_avg_pool: expected (batch, ..., channels), got {x.shape}")
+    return x.mean(axis=tuple(range(1, x.ndim - 1)))
+
+
+def global_max_pool(x):
+    """Maximum over every axis but the batch and channel axes."""
+    x = floating(to_tensor(x, "global_max_pool"))
+    if x.ndim < 3:
+        raise ValueError(f"global_max_pool: expected (batch, ..., channels), got {x.shape}")
+    return x.max(axis=tuple(range(1, x.ndim - 1)))
+
+
+def masked_global_avg_pool(x, mask):
+    """Mean over the time axis of ``x (b, t, c)`` counting only positions where
+    ``mask (b, t)`` is true: padding in variable-length batches does not dilute it."""
+    x = floating(to_tensor(x, "masked_global_avg_pool"))
+    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if x.ndim != 3 or m.shape != x.shape[:2]:
+        raise ValueError(f"masked_global_avg_pool: need x (b, t, c) and mask (b, t); got "
+                         f"{x.shape} and {m.shape}")
+    mf = m.astype(x.dtype)[..., None]
+    counts = np.maximum(mf.sum(axis=1), 1.0)
+    return (x * constant(mf)).sum(1) / constant(counts)
+
+
+def masked_global_max_pool(x, mask):
+    """Maximum over the time axis of ``x (b, t, c)`` at positions where ``mask`` is true."""
+    x = floating(to_tensor(x, "masked_global_max_pool"))
+    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if x.ndim != 3 or m.shape != x.shape[:2]:
+        raise ValueError(f"masked_global_max_pool: need x (b, t, c) and mask (b, t); got "
+                         f"{x.shape} and {m.shape}")
+    return ops.where(constant(m[..., None]), x, float("-inf")).max(axis=1)
+
+
+# ----------------------------------------------------------------------------- modules
+class _ConvNd(Module):
+    nd = 2
+    transposed = False
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, output_padding=0, dtype=None, generator=None):
+        super().__init__()
+        name = type(self).__name__
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(f"{name}: channel counts must be positive")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels ({in_channels}) "
+                             f"and out_channels ({out_channels})")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _tuple(kernel_size, self.nd, name, "kernel_size")
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.groups, self.output_padding = groups, output_padding
+        d = dtypes.as_dtype(dtype) or dtypes.get_default_dtype()
+        if self.transposed:
+            shape = (*self.kernel_size, out_channels // groups, in_channels)
+            fan_in = (out_channels // groups) * int(np.prod(self.kernel_size))
+        else:
+            shape = (*self.kernel_size, in_channels // groups, out_channels)
+            fan_in = (in_channels // groups) * int(np.prod(self.kernel_size))
+        bound = 1.0 / math.sqrt(fan_in)
+        self.weight = Parameter(np.zeros(shape, d))
+        init.uniform_(self.weight, -bound, bound, generator)
+        if bias:
+            self.bias = Parameter(np.zeros(out_channels, d))
+            init.uniform_(self.bias, -bound, bound, generator)
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        if self.transposed:
+            return conv_transpose(x, self.weight, self.bias, self.stride, self.padding,
+                                  self.output_padding, self.groups, self.dilation, nd=self.nd)
+        return conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                    self.groups, nd=self.nd)
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        if self.stride != 1:
+            s += f", stride={self.stride}"
+        if self.padding != 0:
+            s += f", padding={self.padding!r}"
+        if self.dilation != 1:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+def _conv_class(name, nd, transposed, doc):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *args, **kwargs):
+        if transposed:
+            names = ["output_padding", "groups", "bias", "dilation"]
+        else:
+            names = ["dilation", "groups", "bias"]
+        kwargs.update(dict(zip(names, args)))
+        _ConvNd.__init__(self, in_channels, out_channels, kernel_size, stride, padding, **kwargs)
+
+    return type(name, (_ConvNd,), {"nd": nd, "transposed": transposed, "__init__": __init__,
+                                   "__doc__": doc})
+
+
+Conv1d = _conv_class("Conv1d", 1, False, "1-D convolution layer over (b, t, c); see conv1d.")
+Conv2d = _conv_class("Conv2d", 2, False, "2-D convolution layer over (b, h, w, c); see conv2d.")
+Conv3d = _conv_class("Conv3d", 3, False, "3-D convolution layer over (b, t, h, w, c); see conv3d.")
+ConvTranspose1d = _conv_class("ConvTranspose1d", 1, True, "1-D transposed convolution layer.")
+ConvTranspose2d = _conv_class("ConvTranspose2d", 2, True, "2-D transposed convolution layer (upsampling).")
+ConvTranspose3d = _conv_class("ConvTranspose3d", 3, True, "3-D transposed convolution layer.")
+
+
+class _Pool(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, **kwargs):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.options = kwargs
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+def _pool_class(name, fn, nd):
+    def forward(self, x):
+        return fn(x, self.kernel_size, self.stride, self.padding, **self.options, nd=nd)
+
+    return type(name, (_Pool,), {"forward": forward, "__doc__": f"{name}: module form of {fn.__name__}{nd}d."})
+
+
+MaxPool1d = _pool_class("MaxPool1d", max_pool, 1)
+MaxPool2d = _pool_class("MaxPool2d", max_pool, 2)
+MaxPool3d = _pool_class("MaxPool3d", max_pool, 3)
+AvgPool1d = _pool_class("AvgPool1d", avg_pool, 1)
+AvgPool2d = _pool_class("AvgPool2d", avg_pool, 2)
+AvgPool3d = _pool_class("AvgPool3d", avg_pool, 3)
+
+
+class GlobalAvgPool(Module):
+    """``(b, ..., c) → (b, c)`` by averaging over the spatial axes."""
+
+    def forward(self, x):
+        return global_avg_pool(x)
+
+
+class GlobalMaxPool(Module):
+    """``(b, ..., c) → (b, c)`` by the maximum over the spatial axes."""
+
+    def forward(self, x):
+        return global_max_pool(x)

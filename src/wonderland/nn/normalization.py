@@ -1,0 +1,245 @@
+"""Normalisation layers (batch, layer, group, RMS) and channel-wise dropout.
+
+Channels are the last axis. The statistics come from the fused primitives in
+``ops/norm.py``; the learnable scale and shift are applied after them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import dtypes
+from ..core.modes import no_grad
+from ..core.tensor import Tensor
+from ..ops._common import constant, floating, to_tensor
+from ..ops.norm import normalize, rms_normalize
+from .module import Module, Parameter
+
+
+def _affine(y, weight, bias):
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation over every axis but the last (channels).
+
+    In training the batch statistics normalise, and ``running_mean``/``running_var``
+    (tensors, updated in place) move towards them by ``momentum`` (the running variance
+    uses the unbiased estimate, as PyTorch does). At inference the running statistics
+    normalise.
+    """
+    x = floating(to_tensor(x, "batch_norm"))
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected (batch, ..., channels), got {x.shape}")
+    c = x.shape[-1]
+    axes = tuple(range(x.ndim - 1))
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"batch_norm: {name} must have shape ({c},), got {t.shape}")
+    if training:
+        n = x.size // c
+        if n <= 1:
+            raise ValueError(f"batch_norm: need more than one value per channel in training, got "
+                             f"input of shape {x.shape}")
+        y = normalize(x, axes, eps)
+        if running_mean is not None and running_var is not None:
+            with no_grad():
+                data = x.data
+                mean = data.mean(axis=axes)
+                var = data.var(axis=axes) * (n / (n - 1))
+                running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * mean
+                running_var.data[...] = (1 - momentum) * running_var.data + momentum * var
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: inference needs running_mean and running_var")
+        inv = constant((1.0 / np.sqrt(running_var.data + eps)).astype(x.dtype))
+        y = (x - constant(running_mean.data.astype(x.dtype))) * inv
+    return _affine(y, weight, bias)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the last ``len(normalized_shape)`` axes, then scale and shift."""
+    x = floating(to_tensor(x, "layer_norm"))
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if x.shape[x.ndim - k:] != shape:
+        raise ValueError(f"layer_norm: input {x.shape} does not end with normalized_shape {shape}")
+    y = normalize(x, tuple(range(x.ndim - k, x.ndim)), eps)
+    return _affine(y, weight, bias)
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Split channels into ``num_groups`` groups; normalise each group over the spatial
+    axes and its channels, per sample."""
+    x = floating(to_tensor(x, "group_norm"))
+    c = x.shape[-1]
+    if x.ndim < 2 or c % num_groups:
+        raise ValueError(f"group_norm: num_groups={num_groups} must divide the {c} channels "
+                         f"(input {x.shape})")
+    grouped = x.reshape(x.shape[:-1] + (num_groups, c // num_groups))
+    axes = tuple(range(1, grouped.ndim - 2)) + (grouped.ndim - 1,)
+    y = normalize(grouped, axes, eps).reshape(x.shape)
+    return _affine(y, weight, bias)
+
+
+def rms_norm(x, normalized_shape, weight=None, eps=None):
+    """``x / sqrt(mean(x²) + eps) · weight`` over the last axes (``eps`` defaults to the
+    dtype's machine epsilon, as in PyTorch)."""
+    x = floating(to_tensor(x, "rms_norm"))
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if x.shape[x.ndim - k:] != shape:
+        raise ValueError(f"rms_norm: input {x.shape} does not end with normalized_shape {shape}")
+    eps = float(np.finfo(x.dtype).eps) if eps is None else eps
+    y = rms_normalize(x, tuple(range(x.ndim - k, x.ndim)), eps)
+    return y * weight if weight is not None else y
+
+
+def channel_dropout(x, p=0.5, training=True, generator=None):
+    """Drop whole channels: one Bernoulli draw per (sample, channel), shared over the
+    spatial axes, with inverted scaling."""
+    x = to_tensor(x, "channel_dropout")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"channel_dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if x.ndim < 3:
+        raise ValueError(f"channel_dropout: expected (batch, ..., channels), got {x.shape}")
+    from ..random import _gen
+
+    shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+    if p == 1.0:
+        return x * 0.0
+    keep = _gen(generator).bernoulli(1.0 - p, shape, dtype=x.dtype)
+    return x * (keep * (1.0 / (1.0 - p)))
+
+
+class _Norm(Module):
+    def _params(self, shape, affine, bias=True, dtype=None):
+        d = dtypes.as_dtype(dtype) or dtypes.get_default_dtype()
+        if affine:
+            self.weight = Parameter(np.ones(shape, d))
+            if bias:
+                self.bias = Parameter(np.zeros(shape, d))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+
+class BatchNorm(Module):
+    """Batch normalisation over channels-last input of any rank (``BatchNorm1d/2d/3d``
+    are aliases). ``momentum=None`` uses a cumulative average of batch statistics."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, dtype=None):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.track_running_stats = track_running_stats
+        _Norm._params(self, (num_features,), affine, True, dtype)
+        d = dtypes.as_dtype(dtype) or dtypes.get_default_dtype()
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(num_features, d)))
+            self.register_buffer("running_var", Tensor(np.ones(num_features, d)))
+            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), np.int64)))
+        else:
+            self.running_mean = self.running_var = None
+
+    def forward(self, x):
+        x = to_tensor(x, "BatchNorm")
+        if x.shape[-1] != self.num_features:
+            raise ValueError(f"BatchNorm: input has {x.shape[-1]} channels (last axis), the layer "
+                             f"{self.num_features}")
+        use_batch = self.training or not self.track_running_stats
+        momentum = self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data[...] += 1
+            if momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked.data)
+        return batch_norm(x, self.running_mean if self.track_running_stats else None,
+                          self.running_var if self.track_running_stats else None,
+                          self.weight, self.bias, use_batch, momentum or 0.0, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+BatchNorm1d = BatchNorm2d = BatchNorm3d = BatchNorm
+
+
+class LayerNorm(_Norm):
+    """Layer normalisation over the trailing ``normalized_shape``."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=None):
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) \
+            else tuple(normalized_shape)
+        self.eps = eps
+        self._params(self.normalized_shape, elementwise_affine, bias, dtype)
+
+    def forward(self, x):
+        return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class GroupNorm(_Norm):
+    """Group normalisation of ``num_channels`` channels in ``num_groups`` groups."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=None):
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_groups={num_groups} must divide num_channels={num_channels}")
+        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self._params((num_channels,), affine, True, dtype)
+
+    def forward(self, x):
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}"
+
+
+class RMSNorm(_Norm):
+    """Root-mean-square normalisation (no centring) with a learnable scale."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype=None):
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) \
+            else tuple(normalized_shape)
+        self.eps = eps
+        self._params(self.normalized_shape, elementwise_affine, False, dtype)
+
+    def forward(self, x):
+        return rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+
+class ChannelDropout(Module):
+    """Dropout of whole channels (``Dropout1d/2d/3d`` are aliases)."""
+
+    def __init__(self, p=0.5, generator=None):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"ChannelDropout: p must be in [0, 1], got {p}")
+        self.p, self.generator = p, generator
+
+    def forward(self, x):
+        return channel_dropout(x, self.p, self.training, self.generator)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+Dropout1d = Dropout2d = Dropout3d = ChannelDropout
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "rms_norm", "channel_dropout", "BatchNorm",
+           "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "RMSNorm",
+           "ChannelDropout", "Dropout1d", "Dropout2d", "Dropout3d"]

@@ -1,0 +1,353 @@
+"""Convolution in 1, 2 and 3 spatial dimensions, channels last, as three primitives that
+are each other's transposes:
+
+* ``conv(x, w)``            x ``(b, *S, c_in)``, w ``(*k, c_in/groups, c_out)`` → ``(b, *O, c_out)``
+* ``conv_transpose(g, w)``  the adjoint of ``conv`` in ``x``: ``(b, *O, c_out)`` → ``(b, *S, c_in)``
+* ``conv_weight(x, g)``     the adjoint of ``conv`` in ``w``: → ``(*k, c_in/groups, c_out)``
+
+All three are bilinear, so each one's VJP and JVP are made of the other two and any
+order of derivative stays in the family. Padding is not part of them: callers pad with
+``wl.pad`` (whose gradient crops), so the primitives see ``x`` already padded.
+
+The arithmetic is im2col + GEMM: a strided *view* of the input gives every window
+without copying; windows are copied chunk by chunk into a small buffer (the innermost
+kernel axis and the channels are contiguous in memory, so the copy moves long runs)
+and multiplied with the kernel matrix by BLAS. Chunks over the batch run on a small
+thread pool, each thread with a single-threaded BLAS call, so that one thread's copy
+overlaps another's product. ``conv_transpose`` with stride 1 is itself a convolution
+(of the padded cotangent with the flipped kernel); with larger strides it scatters
+column blocks back (col2im).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..core.primitive import Primitive, apply
+from ..core.tensor import Tensor
+
+_pool = None
+_blas = None
+_ROWS_PER_CHUNK = 4096
+
+
+def _workers() -> int:
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 4))
+    except AttributeError:  # pragma: no cover
+        return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _blas_controllers():
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        except Exception:  # pragma: no cover - threadpoolctl is a dependency
+            _blas = []
+    return _blas
+
+
+def _parallel(n_items, work, workers=None):
+    """Split ``range(n_items)`` into contiguous parts and run ``work(lo, hi, lane)`` on
+    each, in parallel threads with BLAS limited to one thread per call."""
+    global _pool
+    workers = min(workers or _workers(), n_items)
+    if workers <= 1:
+        work(0, n_items, 0)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_workers() - 1, thread_name_prefix="wl-conv")
+    bounds = np.linspace(0, n_items, workers + 1).astype(int)
+    ctl = _blas_controllers()
+    saved = [c.num_threads for c in ctl]
+    for c in ctl:
+        c.set_num_threads(1)
+    try:
+        futures = [_pool.submit(work, bounds[i], bounds[i + 1], i) for i in range(1, workers)]
+        work(bounds[0], bounds[1], 0)
+        for f in futures:
+            f.result()
+    finally:
+        for c, n in zip(ctl, saved):
+            c.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------- geometry
+def out_size(size, k, stride, dilation):
+    return (size - dilation * (k - 1) - 1) // stride + 1
+
+
+def _window_view(x, kernel, stride, dilation):
+    """A read-only view ``(b, *O, *k[:-1], k[-1]*c)`` of every window of ``x``.
+
+    With unit dilation along the last kernel axis the last two window axes are one
+    contiguous run in memory, which makes the copy into columns fast.
+    """
+    nd = len(kernel)
+    b, c = x.shape[0], x.shape[-1]
+    spatial = x.shape[1:1 + nd]
+    outs = [out_size(n, k, s, d) for n, k, s, d in zip(spatial, kernel, stride, dilation)]
+    st = x.strides
+    if dilation[-1] == 1 and x.strides[-1] * c == x.strides[-2]:
+        shape = (b, *outs, *kernel[:-1], kernel[-1] * c)
+        strides = (st[0], *(st[1 + i] * stride[i] for i in range(nd)),
+                   *(st[1 + i] * dilation[i] for i in range(nd - 1)), st[-1])
+    else:
+        shape = (b, *outs, *kernel, c)
+        strides = (st[0], *(st[1 + i] * stride[i] for i in range(nd)),
+                   *(st[1 + i] * dilation[i] for i in range(nd)), st[-1])
+    return as_strided(x, shape, strides, writeable=False), outs
+
+
+def _chunk_images(per_image_rows):
+    return max(1, _ROWS_PER_CHUNK // max(1, per_image_rows))
+
+
+# ----------------------------------------------------------------------------- kernel products
+def _kernel_matrix(w, groups):
+    """``w (*k, cg, G*og)`` as ``(K*cg, cout)`` for groups=1, else ``(G, K*cg, og)``."""
+    cout = w.shape[-1]
+    kcg = int(np.prod(w.shape[:-1]))
+    if groups == 1:
+        return w.reshape(kcg, cout)
+    k = int(np.prod(w.shape[:-2]))
+    cg, og = w.shape[-2], cout // groups
+    return np.ascontiguousarray(w.reshape(k, cg, groups, og).transpose(2, 0, 1, 3)).reshape(
+        groups, k * cg, og)
+
+
+def _columns_times(cols, wmat, groups, k, cg, out):
+    """``out (rows, cout) = cols (rows, K*C) · kernel`` for the given grouping."""
+    if groups == 1:
+        np.matmul(cols, wmat, out=out)
+        return
+    rows = cols.shape[0]
+    og = wmat.shape[-1]
+    c4 = cols.reshape(rows, k, groups, cg)
+    if cg == 1 and og == 1:                           # depthwise: a sum of products over k
+        np.einsum("rkg,gk->rg", c4[..., 0], wmat[..., 0], out=out)
+        return
+    cg_cols = np.ascontiguousarray(c4.transpose(2, 0, 1, 3)).reshape(groups, rows, k * cg)
+    res = np.matmul(cg_cols, wmat)                    # (G, rows, og)
+    out.reshape(rows, groups, og)[...] = res.transpose(1, 0, 2)
+
+
+def _conv_forward(x, w, *, stride, dilation, groups):
+    nd = len(stride)
+    kernel = w.shape[:nd]
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    view, outs = _window_view(x, kernel, stride, dilation)
+    b = x.shape[0]
+    cout = w.shape[-1]
+    per_image = int(np.prod(outs))
+    out = np.empty((b, *outs, cout), dtype=np.result_type(x, w))
+    if out.size == 0:
+        return out
+    wmat = _kernel_matrix(w.astype(out.dtype, copy=False), groups)
+    k = int(np.prod(kernel))
+    cg = w.shape[-2]
+    cin = x.shape[-1]
+    step = _chunk_images(per_image)
+    flat_out = out.reshape(b * per_image, cout)
+
+    def work(lo, hi, lane):
+        buf = None
+        for s in range(lo, hi, step):
+            e = min(s + step, hi)
+            part = view[s:e]
+            if buf is None or buf.shape[0] < e - s:
+                buf = np.empty((step,) + part.shape[1:], dtype=out.dtype)
+            cols = buf[:e - s]
+            np.copyto(cols, part)
+            _columns_times(cols.reshape((e - s) * per_image, k * cin), wmat, groups, k, cg,
+                           flat_out[s * per_image:e * per_image])
+
+    _parallel(b, work)
+    return out
+
+
+def _conv_weight_forward(x, g, *, stride, dilation, groups, kernel):
+    nd = len(stride)
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    g = np.ascontiguousarray(g)
+    view, outs = _window_view(x, kernel, stride, dilation)
+    b, cin = x.shape[0], x.shape[-1]
+    cout = g.shape[-1]
+    cg = cin // groups
+    og = cout // groups
+    k = int(np.prod(kernel))
+    per_image = int(np.prod(outs))
+    dtype = np.result_type(x, g)
+    rows_g = g.reshape(b * per_image, cout)
+    step = _chunk_images(per_image)
+    partial = {}
+
+    def work(lo, hi, lane):
+        acc = np.zeros((groups, k * cg, og) if groups > 1 else (k * cin, cout), dtype=dtype)
+        buf = None
+        for s in range(lo, hi, step):
+            e = min(s + step, hi)
+            part = view[s:e]
+            if buf is None:
+                buf = np.empty((step,) + part.shape[1:], dtype=dtype)
+            cols = buf[:e - s]
+            np.copyto(cols, part)
+            cols = cols.reshape((e - s) * per_image, k * cin)
+            gr = rows_g[s * per_image:e * per_image]
+            if groups == 1:
+                acc += cols.T @ gr
+            else:
+                c4 = cols.reshape(-1, k, groups, cg).transpose(2, 1, 3, 0).reshape(groups, k * cg, -1)
+                acc += np.matmul(c4, gr.reshape(-1, groups, og).transpose(1, 0, 2))
+        partial[lane] = acc
+
+    if b * per_image:
+        _parallel(b, work)
+    total = sum(partial.values()) if partial else np.zeros(
+        (groups, k * cg, og) if groups > 1 else (k * cin, cout), dtype=dtype)
+    if groups == 1:
+        return total.reshape(*kernel, cin, cout)
+    return total.reshape(groups, *kernel, cg, og).transpose(
+        *range(1, nd + 1), nd + 1, 0, nd + 2).reshape(*kernel, cg, cout)
+
+
+def _flip_transpose_kernel(w, groups):
+    """The kernel of the convolution that computes ``conv_transpose`` at stride 1:
+    spatially flipped, with input and output channels exchanged (within groups)."""
+    nd = w.ndim - 2
+    cg, cout = w.shape[-2], w.shape[-1]
+    og = cout // groups
+    flipped = w[(slice(None, None, -1),) * nd]
+    # (*k, cg, G, og) -> (*k, og, G, cg) -> (*k, og, G*cg)
+    return np.ascontiguousarray(
+        flipped.reshape(*w.shape[:nd], cg, groups, og).swapaxes(-1, -3)).reshape(
+        *w.shape[:nd], og, groups * cg)
+
+
+def _conv_transpose_forward(g, w, *, stride, dilation, groups, in_shape):
+    nd = len(stride)
+    kernel = w.shape[:nd]
+    b = g.shape[0]
+    cin = in_shape[-1]
+    dtype = np.result_type(g, w)
+    cout = g.shape[-1]
+    # At stride 1 the transpose is a convolution of the padded cotangent with the
+    # flipped kernel; its columns hold c_out values per window, col2im's hold c_in.
+    if all(s == 1 for s in stride) and cout < cin:
+        pads = [(d * (k - 1), d * (k - 1)) for k, d in zip(kernel, dilation)]
+        gp = np.pad(g, [(0, 0)] + pads + [(0, 0)])
+        full = _conv_forward(gp, _flip_transpose_kernel(w.astype(dtype, copy=False), groups),
+                             stride=stride, dilation=dilation, groups=groups)
+        # positions of x beyond the last window received nothing
+        want = tuple(in_shape[1:1 + nd])
+        if full.shape[1:1 + nd] == want:
+            return full
+        out = np.zeros((b, *want, cin), dtype=dtype)
+        out[(slice(None),) + tuple(slice(0, n) for n in full.shape[1:1 + nd])] = full
+        return out
+    return _col2im(g, w, stride, dilation, groups, in_shape, dtype)
+
+
+def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
+    """Transposed convolution by columns: ``g · kernelᵀ`` gives every window's
+    contribution, which is added back window offset by window offset. Chunks of the
+    batch run in parallel, each chunk's columns staying in cache between the product
+    and the scatter."""
+    nd = len(stride)
+    kernel = w.shape[:nd]
+    b, outs, cout = g.shape[0], g.shape[1:1 + nd], g.shape[-1]
+    cin = in_shape[-1]
+    cg, og = cin // groups, cout // groups
+    k = int(np.prod(kernel))
+    per_image = int(np.prod(outs))
+    rows = np.ascontiguousarray(g).reshape(b * per_image, cout).astype(dtype, copy=False)
+    if groups == 1:
+        wt = np.ascontiguousarray(w.reshape(k * cin, cout).T).astype(dtype, copy=False)
+    else:
+        wt = np.ascontiguousarray(w.reshape(k, cg, groups, og).transpose(2, 3, 0, 1)).reshape(
+            groups, og, k * cg).astype(dtype, copy=False)
+    out = np.zeros((b, *in_shape[1:1 + nd], cin), dtype=dtype)
+    if out.size == 0 or rows.size == 0:
+        return out
+    offsets = list(np.ndindex(*kernel))
+    step = _chunk_images(per_image)
+
+    def work(lo, hi, lane):
+        for s in range(lo, hi, step):
+            e = min(s + step, hi)
+            gr = rows[s * per_image:e * per_image]
+            if groups == 1:
+                cols = gr @ wt
+            else:
+                cols = np.matmul(gr.reshape(-1, groups, og).transpose(1, 0, 2), wt)
+                cols = cols.reshape(groups, -1, k, cg).transpose(1, 2, 0, 3)
+            cols = cols.reshape(e - s, *outs, *kernel, cin)
+            region = out[s:e]
+            for offset in offsets:
+                target = (slice(None),) + tuple(
+                    slice(o * d, o * d + st * (n - 1) + 1, st)
+                    for o, d, st, n in zip(offset, dilation, stride, outs)) + (slice(None),)
+                region[target] += cols[(slice(None),) * (1 + nd) + offset]
+
+    _parallel(b, work)
+    return out
+
+
+# ----------------------------------------------------------------------------- primitives
+def _params(stride, dilation, groups):
+    return {"stride": stride, "dilation": dilation, "groups": groups}
+
+
+def conv_raw(x, w, stride, dilation, groups):
+    return apply(_conv, (x, w), _params(stride, dilation, groups))
+
+
+def conv_transpose_raw(g, w, stride, dilation, groups, in_shape):
+    return apply(_conv_t, (g, w), {**_params(stride, dilation, groups), "in_shape": tuple(in_shape)})
+
+
+def conv_weight_raw(x, g, stride, dilation, groups, kernel):
+    return apply(_conv_w, (x, g), {**_params(stride, dilation, groups), "kernel": tuple(kernel)})
+
+
+_conv = Primitive(
+    "conv", _conv_forward,
+    vjp=(lambda g, out, x, w, *, stride, dilation, groups:
+         conv_transpose_raw(g, w, stride, dilation, groups, x.shape),
+         lambda g, out, x, w, *, stride, dilation, groups:
+         conv_weight_raw(x, g, stride, dilation, groups, w.shape[:len(stride)])),
+    jvp=(lambda t, out, x, w, *, stride, dilation, groups: conv_raw(t, w, stride, dilation, groups),
+         lambda t, out, x, w, *, stride, dilation, groups: conv_raw(x, t, stride, dilation, groups)))
+
+_conv_t = Primitive(
+    "conv_transpose", _conv_transpose_forward,
+    vjp=(lambda h, out, g, w, *, stride, dilation, groups, in_shape:
+         conv_raw(h, w, stride, dilation, groups),
+         lambda h, out, g, w, *, stride, dilation, groups, in_shape:
+         conv_weight_raw(h, g, stride, dilation, groups, w.shape[:len(stride)])),
+    jvp=(lambda t, out, g, w, *, stride, dilation, groups, in_shape:
+         conv_transpose_raw(t, w, stride, dilation, groups, in_shape),
+         lambda t, out, g, w, *, stride, dilation, groups, in_shape:
+         conv_transpose_raw(g, t, stride, dilation, groups, in_shape)))
+
+_conv_w = Primitive(
+    "conv_weight", _conv_weight_forward,
+    vjp=(lambda wb, out, x, g, *, stride, dilation, groups, kernel:
+         conv_transpose_raw(g, wb, stride, dilation, groups, x.shape),
+         lambda wb, out, x, g, *, stride, dilation, groups, kernel:
+         conv_raw(x, wb, stride, dilation, groups)),
+    jvp=(lambda t, out, x, g, *, stride, dilation, groups, kernel:
+         conv_weight_raw(t, g, stride, dilation, groups, kernel),
+         lambda t, out, x, g, *, stride, dilation, groups, kernel:
+         conv_weight_raw(x, t, stride, dilation, groups, kernel)))
+
+
+__all__ = ["conv_raw", "conv_transpose_raw", "conv_weight_raw", "out_size", "Tensor"]
