@@ -18,7 +18,7 @@ from .core.dtypes import (bool_, float16, float32, float64, get_default_dtype, i
                           int32, int64, set_default_dtype, uint8)
 from .core import (Primitive, Tensor, apply, as_tensor, checkpoint, custom_jvp, custom_vjp,
                    detect_anomaly, enable_grad, grad, hessian, is_grad_enabled, jacfwd,
-                   jacrev, jvp, no_grad, set_grad_enabled, tensor, value_and_grad, vjp)
+                   jacrev, jvp, no_grad, remat, set_grad_enabled, tensor, value_and_grad, vjp)
 from .core.pytree import tree_map
 from . import ops
 from .ops import *  # noqa: F401,F403 - the primitives at wl.<name>

@@ -39,6 +39,7 @@ class Distribution:
     """Base class; ``batch_shape`` is the shape of the parameters."""
 
     has_rsample = False
+    event_shape: tuple = ()
 
     @property
     def batch_shape(self):
@@ -194,7 +195,8 @@ class Categorical(Distribution):
             if p.data.size and p.data.min() < 0:
                 raise ValueError("Categorical: probs must be non-negative")
             self.probs = p / p.sum(-1, keepdims=True)
-            self.logits = ops.log(ops.maximum(self.probs, np.finfo(p.dtype).tiny))
+            eps = float(np.finfo(p.dtype).eps)           # PyTorch clamps the same way
+            self.logits = ops.log(ops.clip(self.probs, eps, 1 - eps))
         else:
             z = _param(logits, "Categorical")
             if z.ndim == 0:
@@ -266,7 +268,10 @@ class MultivariateNormal(Distribution):
             raise ValueError(f"MultivariateNormal: scale_tril {self.scale_tril.shape} does not "
                              f"match loc {self.loc.shape}")
         self.dim = d
+        self.event_shape = (d,)
         self._batch_shape = np.broadcast_shapes(self.loc.shape[:-1], self.scale_tril.shape[:-2])
+        self.loc = ops.broadcast_to(self.loc, self._batch_shape + (d,))
+        self.scale_tril = ops.broadcast_to(self.scale_tril, self._batch_shape + (d, d))
 
     @property
     def covariance_matrix(self):
@@ -313,7 +318,10 @@ def _kl_bernoulli(p, q):
 
 
 def _kl_categorical(p, q):
-    return (p.probs * (p.logits - q.logits)).sum(-1)
+    t = p.probs * (p.logits - q.logits)
+    t = ops.where(constant(q.probs.data == 0), float("inf"), t)     # p puts mass where q has none
+    t = ops.where(constant(p.probs.data == 0), 0.0, t)
+    return t.sum(-1)
 
 
 def _kl_mvn(p, q):

@@ -123,6 +123,13 @@ class Generator:
         u = self._rng.random(shape)
         return _wrap((u < probs).astype(d))
 
+    def beta(self, a, b, shape=(), *, dtype=None) -> Tensor:
+        """Samples of the Beta(a, b) distribution (used by mixup and cutmix)."""
+        if a <= 0 or b <= 0:
+            raise ValueError(f"beta: parameters must be positive, got a={a}, b={b}")
+        d = _float_dtype(dtype, "beta")
+        return Tensor(self._rng.beta(a, b, size=_shape(shape, "beta")).astype(d))
+
     def choice(self, n, size=(), replace=True, p=None) -> Tensor:
         """Indices drawn from ``range(n)``, optionally with probabilities ``p``."""
         probs = None if p is None else np.asarray(p.data if isinstance(p, Tensor) else p,

@@ -8,13 +8,17 @@
     def f_bwd(residuals, g): return (gx, gy)              # one cotangent per argument
     f.defvjp(f_fwd, f_bwd)
 
-``custom_jvp``::
+```custom_jvp``::
 
     @wl.custom_jvp
     def f(x): ...
     @f.defjvp
     def f_jvp(primals, tangents):                         # -> (output, output tangent)
         ...
+
+Arguments may be pytrees (their float tensor leaves are the differentiable inputs); with
+``nondiff_argnums`` those arguments are passed first to ``bwd`` (or the JVP rule) and get
+no cotangent, as in JAX.
 
 Both become one node of the graph. ``bwd`` and the JVP rule are written with tensor
 operations, so they are differentiated again for higher orders (``bwd`` then sees
@@ -35,18 +39,6 @@ from .pytree import flatten, unflatten
 from .tensor import Tensor, _wrap
 
 
-def _split_args(args):
-    """Positions of the floating-point tensor arguments, which become the node's inputs."""
-    return [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.data.dtype.kind == "f"]
-
-
-def _with(args, positions, tensors):
-    full = list(args)
-    for i, t in zip(positions, tensors):
-        full[i] = t
-    return full
-
-
 def _active(inputs) -> bool:
     return (state.grad_enabled and any(x.requires_grad for x in inputs)) or any(
         x._tangents for x in inputs)
@@ -60,12 +52,82 @@ def _output_leaves(out, what):
     return leaves, tree
 
 
+class _Args:
+    """The positional arguments of a call, split into the differentiable tensors (float
+    tensor leaves of the pytrees of the differentiable arguments) and the rest."""
+
+    def __init__(self, args, nondiff_argnums):
+        self.args = args
+        self.nondiff = tuple(sorted(a % len(args) for a in nondiff_argnums)) if args else ()
+        self.diff_pos = [i for i in range(len(args)) if i not in self.nondiff]
+        self.per_arg = []               # (tree, leaves, [leaf index of each input])
+        self.inputs = []
+        for i in self.diff_pos:
+            leaves, tree = flatten(args[i])
+            picks = []
+            for j, leaf in enumerate(leaves):
+                if isinstance(leaf, Tensor) and leaf.data.dtype.kind == "f":
+                    picks.append(j)
+                    self.inputs.append(leaf)
+            self.per_arg.append((tree, leaves, picks))
+
+    def rebuild(self, tensors, with_nondiff=True):
+        """The positional arguments with the inputs replaced by ``tensors``."""
+        it = iter(tensors)
+        diff = []
+        for tree, leaves, picks in self.per_arg:
+            new = list(leaves)
+            for j in picks:
+                new[j] = next(it)
+            diff.append(unflatten(tree, new))
+        if not with_nondiff:
+            return diff
+        full = list(self.args)
+        for i, v in zip(self.diff_pos, diff):
+            full[i] = v
+        return full
+
+    def nondiff_args(self):
+        return [self.args[i] for i in self.nondiff]
+
+    def cotangents(self, result, name):
+        """Input cotangents from a ``bwd`` result: one entry per differentiable argument,
+        each ``None`` or a pytree shaped like that argument."""
+        if not isinstance(result, (tuple, list)) or len(result) != len(self.per_arg):
+            got = len(result) if isinstance(result, (tuple, list)) else type(result).__name__
+            raise TypeError(f"custom_vjp {name}: bwd must return a tuple with one cotangent per "
+                            f"differentiable argument ({len(self.per_arg)}), got {got}")
+        out = []
+        k = 0
+        for pos, ((tree, leaves, picks), ct) in enumerate(zip(self.per_arg, result)):
+            if ct is None:
+                out.extend([None] * len(picks))
+                k += len(picks)
+                continue
+            ct_leaves, ct_tree = flatten(ct)
+            if ct_tree != tree:
+                raise TypeError(f"custom_vjp {name}: the cotangent for argument "
+                                f"{self.diff_pos[pos]} has structure {ct_tree}, the argument {tree}")
+            for j in picks:
+                c = ct_leaves[j]
+                x = self.inputs[k]
+                if c is not None and not isinstance(c, Tensor):
+                    c = Tensor(c, dtype=x.dtype)
+                if c is not None and c.shape != x.shape:
+                    raise ValueError(f"custom_vjp {name}: bwd returned a cotangent of shape "
+                                     f"{c.shape} for an input of shape {x.shape}")
+                out.append(c)
+                k += 1
+        return out
+
+
 class custom_vjp:
     """Wrap ``fun`` so that reverse mode uses a hand-written backward (see module doc)."""
 
-    def __init__(self, fun):
+    def __init__(self, fun, nondiff_argnums=()):
         functools.update_wrapper(self, fun)
         self.fun = fun
+        self.nondiff_argnums = tuple(nondiff_argnums)
         self.fwd = None
         self.bwd = None
 
@@ -79,8 +141,8 @@ class custom_vjp:
         if self.fwd is None:
             raise TypeError(f"custom_vjp {self.__name__}: call defvjp(fwd, bwd) before "
                             f"calling the function")
-        positions = _split_args(args)
-        inputs = tuple(args[i] for i in positions)
+        spec = _Args(args, self.nondiff_argnums)
+        inputs = tuple(spec.inputs)
         if not _active(inputs):
             return self.fun(*args)
         record = {}
@@ -88,7 +150,7 @@ class custom_vjp:
 
         def forward(*arrays):
             with no_grad():
-                result = self.fwd(*_with(args, positions, [_wrap(a) for a in arrays]))
+                result = self.fwd(*spec.rebuild([_wrap(a) for a in arrays]))
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise TypeError(f"custom_vjp {name}: fwd must return (output, residuals)")
             leaves, tree = _output_leaves(result[0], f"custom_vjp {name}")
@@ -97,27 +159,14 @@ class custom_vjp:
             return tuple(o.data for o in leaves)
 
         def vjp_all(g, out, ins, needs, index):
-            cts = [_wrap(B.xp.zeros(s, d)) for s, d in record["like"]]
+            cts = [_wrap(B.xp.zeros(s_, d_)) for s_, d_ in record["like"]]
             cts[index] = g
             if state.grad_enabled:   # higher order: residuals must follow the inputs
-                residuals = self.fwd(*_with(args, positions, ins))[1]
+                residuals = self.fwd(*spec.rebuild(ins))[1]
             else:
                 residuals = record["residuals"]
-            grads = self.bwd(residuals, unflatten(record["tree"], cts))
-            if not isinstance(grads, (tuple, list)) or len(grads) != len(args):
-                got = len(grads) if isinstance(grads, (tuple, list)) else type(grads).__name__
-                raise TypeError(f"custom_vjp {name}: bwd must return a tuple with one "
-                                f"cotangent per argument ({len(args)}), got {got}")
-            result = []
-            for k, i in enumerate(positions):
-                c = grads[i]
-                if c is not None and not isinstance(c, Tensor):
-                    c = Tensor(c, dtype=ins[k].dtype)
-                if c is not None and c.shape != ins[k].shape:
-                    raise ValueError(f"custom_vjp {name}: bwd returned a cotangent of shape "
-                                     f"{c.shape} for argument {i} of shape {ins[k].shape}")
-                result.append(c)
-            return result
+            result = self.bwd(*spec.nondiff_args(), residuals, unflatten(record["tree"], cts))
+            return spec.cotangents(result, name)
 
         def no_jvp(*_a, **_k):
             raise TypeError(f"custom_vjp {name}: forward-mode differentiation (jvp, jacfwd, "
@@ -133,9 +182,10 @@ class custom_vjp:
 class custom_jvp:
     """Wrap ``fun`` so that differentiation uses a hand-written JVP rule (see module doc)."""
 
-    def __init__(self, fun):
+    def __init__(self, fun, nondiff_argnums=()):
         functools.update_wrapper(self, fun)
         self.fun = fun
+        self.nondiff_argnums = tuple(nondiff_argnums)
         self.jvp = None
 
     def defjvp(self, jvp):
@@ -147,8 +197,8 @@ class custom_jvp:
         if self.jvp is None:
             raise TypeError(f"custom_jvp {self.__name__}: call defjvp(rule) before calling "
                             f"the function")
-        positions = _split_args(args)
-        inputs = tuple(args[i] for i in positions)
+        spec = _Args(args, self.nondiff_argnums)
+        inputs = tuple(spec.inputs)
         if not _active(inputs):
             return self.fun(*args)
         record = {}
@@ -157,17 +207,16 @@ class custom_jvp:
 
         def forward(*arrays):
             with no_grad():
-                out = self.fun(*_with(args, positions, [_wrap(a) for a in arrays]))
+                out = self.fun(*spec.rebuild([_wrap(a) for a in arrays]))
             leaves, tree = _output_leaves(out, f"custom_jvp {name}")
             record.update(tree=tree, like=[(o.shape, o.dtype) for o in leaves])
             return tuple(o.data for o in leaves)
 
         def tangent_map(ins, ts):
-            primals = tuple(_with(args, positions, ins))
-            tangents = [None] * len(args)
-            for i, t in zip(positions, ts):
-                tangents[i] = t
-            result = rule(primals, tuple(tangents))
+            primals = tuple(spec.rebuild(ins, with_nondiff=False))
+            zero_like = [_wrap(B.xp.zeros_like(x.data)) for x in ins]
+            tangents = tuple(spec.rebuild(ts if ts is not None else zero_like, with_nondiff=False))
+            result = rule(*spec.nondiff_args(), primals, tangents)
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise TypeError(f"custom_jvp {name}: the rule must return (output, tangent)")
             return flatten(result[1])[0]

@@ -52,22 +52,36 @@ class _GradMode(contextlib.ContextDecorator):
         return wrapper
 
 
-def no_grad():
+def no_grad(fn=None):
     """Disable recording for reverse mode (forward-mode tangents still flow).
 
-    Usable as ``with wl.no_grad(): ...`` or as a decorator ``@wl.no_grad()``.
+    Usable as ``with wl.no_grad(): ...`` or as a decorator, ``@wl.no_grad()`` or
+    ``@wl.no_grad``.
     """
+    if callable(fn):
+        return _GradMode(False)(fn)
     return _GradMode(False)
 
 
-def enable_grad():
+def enable_grad(fn=None):
     """Enable recording for reverse mode, also inside an enclosing ``no_grad``."""
+    if callable(fn):
+        return _GradMode(True)(fn)
     return _GradMode(True)
 
 
-def set_grad_enabled(enabled: bool):
-    """Set recording on or off; usable as a context manager."""
-    return _GradMode(bool(enabled))
+class set_grad_enabled(_GradMode):
+    """Set recording on or off. Called as a function it takes effect at once; used as a
+    context manager the previous setting comes back at the end of the block."""
+
+    def __init__(self, enabled: bool):
+        super().__init__(bool(enabled))
+        self._previous = state.grad_enabled
+        state.grad_enabled = self.enabled
+
+    def __enter__(self):
+        self._saved.append(self._previous)
+        return self
 
 
 def is_grad_enabled() -> bool:

@@ -1,10 +1,14 @@
-"""Nested containers of tensors ("pytrees"): dicts, lists, tuples and None.
+"""Nested containers of tensors ("pytrees"): dicts, lists, tuples, namedtuples and None.
 
 ``flatten(tree) -> (leaves, treedef)`` and ``unflatten(treedef, leaves)`` let the
-transforms accept and return any nesting of these containers.
+transforms accept and return any nesting of these containers. As in JAX, a dict's
+leaves are ordered by sorted key (so two dicts with the same keys have the same
+structure whatever their insertion order); an ``OrderedDict`` keeps its own order.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 
 class TreeDef:
@@ -33,7 +37,7 @@ class TreeDef:
         if self.kind == "none":
             return "None"
         inner = ", ".join(map(repr, self.children))
-        if self.kind == "dict":
+        if self.kind in ("dict", "ordereddict"):
             inner = ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.meta, self.children))
             return "{" + inner + "}"
         return ("[" + inner + "]") if self.kind == "list" else ("(" + inner + ")")
@@ -58,8 +62,14 @@ def _flatten(tree, leaves):
         return TreeDef("tuple", None, tuple(_flatten(c, leaves) for c in tree))
     if isinstance(tree, list):
         return TreeDef("list", None, tuple(_flatten(c, leaves) for c in tree))
-    if isinstance(tree, dict):
+    if isinstance(tree, OrderedDict):
         keys = tuple(tree.keys())
+        return TreeDef("ordereddict", keys, tuple(_flatten(tree[k], leaves) for k in keys))
+    if isinstance(tree, dict):
+        try:
+            keys = tuple(sorted(tree.keys()))
+        except TypeError:                      # keys that do not compare: keep their order
+            keys = tuple(tree.keys())
         return TreeDef("dict", keys, tuple(_flatten(tree[k], leaves) for k in keys))
     leaves.append(tree)
     return _LEAF
@@ -93,6 +103,8 @@ def _unflatten(td, it):
         return td.meta(*children)
     if td.kind == "list":
         return children
+    if td.kind == "ordereddict":
+        return OrderedDict(zip(td.meta, children))
     return dict(zip(td.meta, children))
 
 

@@ -243,11 +243,15 @@ def tensor(data, dtype=None, requires_grad=False) -> Tensor:
 
     Python floats become the default float dtype (float32); Python ints int64; bools
     bool. A NumPy array keeps its dtype (a float64 array stays float64). The data is
-    copied from lists; an array is used without copying when its dtype already fits.
+    always copied, as ``torch.tensor`` does (``wl.as_tensor`` and ``wl.Tensor`` share an
+    array's memory when they can).
 
     >>> wl.tensor([[1.0, 2.0]], requires_grad=True).shape
     (1, 2)
     """
+    if isinstance(data, (np.ndarray, Tensor)):
+        arr = data.data if isinstance(data, Tensor) else data
+        data = arr.copy()
     return Tensor(data, dtype=dtype, requires_grad=requires_grad)
 
 

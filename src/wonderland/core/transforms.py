@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 
 from .. import backend as B
-from .engine import reaches_outside, run_backward, toposort
+from .engine import dependents, reaches_outside, run_backward, toposort
 from .modes import enable_grad, forward_level, no_grad, state
 from .primitive import Primitive, apply, identity, strip
 from .pytree import flatten, tree_map, unflatten
@@ -88,14 +88,16 @@ def _normalize_argnums(argnums, nargs: int, what: str):
     return single, tuple(a % nargs for a in nums)
 
 
-def _partial(fun, args, nums):
-    """``fun`` as a function of the arguments at positions ``nums`` only."""
+def _partial(fun, args, nums, kwargs=None):
+    """``fun`` as a function of the arguments at positions ``nums`` only (keyword
+    arguments are passed through, not differentiated)."""
+    kwargs = kwargs or {}
 
     def f_dyn(*dyn):
         full = list(args)
         for i, v in zip(nums, dyn):
             full[i] = v
-        return fun(*full)
+        return fun(*full, **kwargs)
 
     return f_dyn, tuple(args[i] for i in nums)
 
@@ -153,9 +155,9 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     """
 
     @functools.wraps(fun)
-    def value_and_grad_fn(*args):
+    def value_and_grad_fn(*args, **kwargs):
         single, nums = _normalize_argnums(argnums, len(args), "grad")
-        f_dyn, dyn = _partial(fun, args, nums)
+        f_dyn, dyn = _partial(fun, args, nums, kwargs)
         out_flat, out_tree, aux, variables, tree, create = _vjp(f_dyn, dyn, has_aux, "grad")
         if out_tree.kind != "leaf":
             raise TypeError(f"grad: the function must return a single scalar tensor, got "
@@ -194,8 +196,8 @@ def grad(fun, argnums=0, has_aux=False):
     vg = value_and_grad(fun, argnums, has_aux)
 
     @functools.wraps(fun)
-    def grad_fn(*args):
-        value, g = vg(*args)
+    def grad_fn(*args, **kwargs):
+        value, g = vg(*args, **kwargs)
         if has_aux:
             return g, value[1]
         return g
@@ -266,9 +268,9 @@ def jacrev(fun, argnums=0, has_aux=False):
     """
 
     @functools.wraps(fun)
-    def jacfn(*args):
+    def jacfn(*args, **kwargs):
         single, nums = _normalize_argnums(argnums, len(args), "jacrev")
-        f_dyn, dyn = _partial(fun, args, nums)
+        f_dyn, dyn = _partial(fun, args, nums, kwargs)
         res = vjp(f_dyn, *dyn, has_aux=has_aux)
         out, vjp_fn = res[0], res[1]
         out_flat, out_tree = flatten(out)
@@ -304,9 +306,9 @@ def jacfwd(fun, argnums=0, has_aux=False):
     """
 
     @functools.wraps(fun)
-    def jacfn(*args):
+    def jacfn(*args, **kwargs):
         single, nums = _normalize_argnums(argnums, len(args), "jacfwd")
-        f_dyn, dyn = _partial(fun, args, nums)
+        f_dyn, dyn = _partial(fun, args, nums, kwargs)
         in_flat, in_tree = flatten(dyn)
         in_flat = [_to_tensor(x, "jacfwd") for x in in_flat]
         zeros = [_wrap(B.xp.zeros_like(x.data)) for x in in_flat]
@@ -358,70 +360,100 @@ def hessian(fun, argnums=0, has_aux=False):
 
 
 # ----------------------------------------------------------------------------- checkpoint
-def checkpoint(fun):
+def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
     """Gradient checkpointing: ``fun``'s intermediates are not kept for the backward.
 
-    The checkpointed function records a single node; during the backward sweep it runs
-    ``fun`` again (with the random generator restored to its state at the first call,
-    so dropout masks agree) and differentiates the recomputation. Memory held between
-    forward and backward falls to ``fun``'s inputs and outputs; compute grows by one
-    forward of ``fun``.
+    The checkpointed function records a single node whose inputs are its tensor
+    arguments and every tensor requiring grad that ``fun`` reads from its closure (model
+    parameters, say). During the backward sweep the node runs ``fun`` again (with the
+    random generator restored to its state at the first call, so dropout masks agree)
+    and differentiates the recomputation. Memory held between forward and backward falls
+    to those inputs and the outputs; compute grows by one forward of ``fun``. Under
+    forward mode (inside ``jvp``) ``fun`` simply runs: there is nothing to save.
+    Keyword arguments, and positional arguments in ``static_argnums``, are passed through
+    and not differentiated. ``prevent_cse`` is accepted for JAX compatibility (there is
+    no compiler here to eliminate anything); ``policy`` (which intermediates to keep) is
+    not supported: everything inside is recomputed.
     """
     from .. import random as _random
 
+    if policy is not None:
+        raise NotImplementedError("checkpoint: saving policies are not supported; every "
+                                  "intermediate of the function is recomputed")
+    static = set(static_argnums if not isinstance(static_argnums, int) else (static_argnums,))
+
     @functools.wraps(fun)
-    def checkpointed(*args):
-        flat, tree = flatten(args)
+    def checkpointed(*args, **kwargs):
+        if not state.grad_enabled or state.fwd_levels:
+            return fun(*args, **kwargs)
+        dynamic = tuple(a for i, a in enumerate(args) if i not in static)
+        flat, tree = flatten(dynamic)
         positions = [i for i, a in enumerate(flat)
                      if isinstance(a, Tensor) and a.data.dtype.kind == "f"]
-        inputs = tuple(flat[i] for i in positions)
-        watched = any(x.requires_grad for x in inputs) and state.grad_enabled
-        if not watched and not any(x._tangents for x in inputs):
-            return fun(*args)
         rng_state = _random.get_state()
-        structure = {}
 
         def call(tensors):
             full = list(flat)
             for i, t in zip(positions, tensors):
                 full[i] = t
-            return fun(*unflatten(tree, full))
+            it = iter(unflatten(tree, full))
+            return fun(*[a if i in static else next(it) for i, a in enumerate(args)], **kwargs)
+
+        # Run once with recording to see which outside tensors the function reads; the
+        # recorded graph is dropped right after.
+        variables = [_variable(flat[i], "checkpoint") for i in positions]
+        with enable_grad():
+            out = call(variables)
+        out_flat, out_tree = flatten(out)
+        _check_outputs(out_flat, "checkpoint")
+        ids = {id(v) for v in variables}
+        order = toposort(out_flat, ids)
+        dep = dependents(order, ids)
+        outside, seen = [], set()
+        for node in order:
+            if id(node) in dep and id(node) not in ids and node._inputs:
+                for p in node._inputs:
+                    if p.requires_grad and id(p) not in dep and id(p) not in seen:
+                        seen.add(id(p))
+                        outside.append(p)
+        if not outside and not any(flat[i].requires_grad for i in positions):
+            return unflatten(out_tree, [_without_graph(o) for o in out_flat])
+        datas = [o.data for o in out_flat]
+        like = [(o.shape, o.dtype) for o in out_flat]
+        del out, out_flat, order, variables
+        n_args = len(positions)
 
         def forward(*arrays):
-            with no_grad():
-                out = call([_wrap(a) for a in arrays])
-            out_flat, out_tree = flatten(out)
-            _check_outputs(out_flat, "checkpoint")
-            structure["tree"] = out_tree
-            structure["like"] = [(o.shape, o.dtype) for o in out_flat]
-            return tuple(o.data for o in out_flat)
+            return tuple(datas)
 
-        def vjp_all(g, out, ins, needs, index):
-            cts = [_wrap(B.xp.zeros(s, d)) for s, d in structure["like"]]
+        def vjp_all(g, out_, ins, needs, index):
+            cts = [_wrap(B.xp.zeros(s_, d_)) for s_, d_ in like]
             cts[index] = g
             saved = _random.get_state()
             _random.set_state(rng_state)
             try:
-                _, fn = vjp(lambda *ts: call(ts), *ins)
+                fresh = [_variable(x, "checkpoint") for x in ins[:n_args]]
+                with enable_grad():
+                    res = call(fresh)
+                res_flat, _ = flatten(res)
+                targets = fresh + list(ins[n_args:])
+                create = state.grad_enabled
+                return run_backward(res_flat, cts, targets, create_graph=create,
+                                    retain_graph=create)
             finally:
                 _random.set_state(saved)
-            return list(fn(unflatten(structure["tree"], cts)))
 
-        def jvp_all(tangents, outs, ins, index=None):
-            ts = [t if t is not None else _wrap(B.xp.zeros_like(x.data))
-                  for t, x in zip(tangents, ins)]
-            saved = _random.get_state()
-            _random.set_state(rng_state)
-            try:
-                _, tout = jvp(lambda *xs: call(xs), tuple(ins), tuple(ts))
-            finally:
-                _random.set_state(saved)
-            return flatten(tout)[0]
+        def no_jvp(*_a, **_k):  # pragma: no cover - forward mode never records this node
+            raise RuntimeError("checkpoint: unexpected forward-mode use")
 
         name = getattr(fun, "__name__", "function")
-        prim = Primitive(f"checkpoint({name})", forward, vjp_all=vjp_all,
-                         jvp_all=jvp_all, multiple_results=True)
+        prim = Primitive(f"checkpoint({name})", forward, vjp_all=vjp_all, jvp_all=no_jvp,
+                         multiple_results=True)
+        inputs = tuple(flat[i] for i in positions) + tuple(outside)
         outs = apply(prim, inputs)
-        return unflatten(structure["tree"], list(outs))
+        return unflatten(out_tree, list(outs))
 
     return checkpointed
+
+
+remat = checkpoint

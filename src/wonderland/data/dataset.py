@@ -115,11 +115,12 @@ class DataLoader:
     ``for x, y in DataLoader(TensorDataset(X, Y), batch_size=32, shuffle=True)``.
     Shuffling draws one permutation per epoch from ``generator`` (a
     ``wl.random.Generator``; the global one by default), so a seed fixes the order.
-    ``collate_fn`` turns a list of samples into a batch (default: stack leafwise).
+    ``collate_fn`` turns a list of samples into a batch (default: stack leafwise);
+    ``transform`` is applied to every batch (e.g. ``wl.data.MixUp(10)``).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, collate_fn=None,
-                 generator=None):
+                 generator=None, transform=None):
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if generator is not None and not isinstance(generator, Generator):
@@ -130,6 +131,7 @@ class DataLoader:
         self.drop_last = drop_last
         self.collate_fn = collate_fn
         self.generator = generator
+        self.transform = transform
 
     def __len__(self):
         n = len(self.dataset)
@@ -143,7 +145,8 @@ class DataLoader:
         for start in range(0, stop, self.batch_size):
             idx = order[start:start + self.batch_size]
             if fast:
-                yield self.dataset.get_batch(idx)
+                batch = self.dataset.get_batch(idx)
             else:
                 collate = self.collate_fn or default_collate
-                yield collate([self.dataset[int(i)] for i in idx])
+                batch = collate([self.dataset[int(i)] for i in idx])
+            yield self.transform(batch) if self.transform is not None else batch

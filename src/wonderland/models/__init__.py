@@ -5,3 +5,5 @@ from .bayes import BayesianLinearRegression
 from .linear import (LinearRegression, LogisticRegression, SoftmaxRegression, gradient_descent,
                      least_squares)
 from .universal import bump_network
+from .resnet import ResNet
+from .wavenet import CharCNN, WaveNet, forecast

@@ -13,6 +13,7 @@ from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeLoss, Hu
 from .module import Module, Parameter, functional_call
 from .conv import (AvgPool1d, AvgPool2d, AvgPool3d, Conv1d, Conv2d, Conv3d, ConvTranspose1d,
                    ConvTranspose2d, ConvTranspose3d, GlobalAvgPool, GlobalMaxPool, MaxPool1d,
-                   MaxPool2d, MaxPool3d)
+                   MaxPool2d, MaxPool3d, receptive_field)
 from .normalization import (BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, ChannelDropout,
                             Dropout1d, Dropout2d, Dropout3d, GroupNorm, LayerNorm, RMSNorm)
+from .residual import Bottleneck, ResidualBlock

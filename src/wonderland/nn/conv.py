@@ -417,3 +417,39 @@ class GlobalMaxPool(Module):
 
     def forward(self, x):
         return global_max_pool(x)
+
+
+# ----------------------------------------------------------------------------- receptive field
+def receptive_field(layers):
+    """Receptive field of every layer of a stack of convolutions and poolings.
+
+    ``layers`` is a module (its convolution and pooling layers are taken in order) or a
+    list of ``(kernel, stride, dilation)`` tuples (ints or one per dimension). Returns one
+    dict per layer with its ``receptive_field`` (input elements seen by one output
+    element, per dimension) and ``jump`` (input distance between adjacent outputs):
+    ``r ← r + (k − 1)·d·j`` and ``j ← j·s``.
+    """
+    specs = []
+    if isinstance(layers, Module):
+        for name, m in layers.named_modules():
+            if isinstance(m, _ConvNd) and not m.transposed:
+                specs.append((name or type(m).__name__, m.kernel_size, m.stride, m.dilation))
+            elif isinstance(m, _Pool):
+                k = m.kernel_size
+                specs.append((name or type(m).__name__, k, k if m.stride is None else m.stride,
+                              m.options.get("dilation", 1)))
+    else:
+        for i, spec in enumerate(layers):
+            k, s, d = (tuple(spec) + (1, 1))[:3]
+            specs.append((f"layer{i}", k, s, d))
+    if not specs:
+        raise ValueError("receptive_field: no convolution or pooling layers found")
+    nd = max(len(k) if isinstance(k, tuple) else 1 for _, k, _, _ in specs)
+    r, j = [1] * nd, [1] * nd
+    out = []
+    for name, k, s, d in specs:
+        k, s, d = (_tuple(v, nd, "receptive_field", "size") for v in (k, s, d))
+        r = [ri + (ki - 1) * di * ji for ri, ki, di, ji in zip(r, k, d, j)]
+        j = [ji * si for ji, si in zip(j, s)]
+        out.append({"layer": name, "receptive_field": tuple(r), "jump": tuple(j)})
+    return out

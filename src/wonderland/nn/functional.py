@@ -27,12 +27,27 @@ __all__ = [
     "channel_dropout",
 ]
 
-one_hot = ops.one_hot
 relu = ops.relu
 sigmoid = ops.sigmoid
 tanh = ops.tanh
-softmax = ops.softmax
-log_softmax = ops.log_softmax
+
+
+def one_hot(indices, num_classes=-1, dtype=None) -> Tensor:
+    """One-hot rows; ``num_classes=-1`` infers ``max(indices) + 1`` (as PyTorch)."""
+    if num_classes == -1:
+        idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+        num_classes = int(idx.max(initial=-1)) + 1
+    return ops.one_hot(indices, num_classes, dtype)
+
+
+def softmax(x, axis=-1, *, dim=None) -> Tensor:
+    """Softmax along ``axis`` (``dim`` is accepted as PyTorch's name for it)."""
+    return ops.softmax(x, axis if dim is None else dim)
+
+
+def log_softmax(x, axis=-1, *, dim=None) -> Tensor:
+    """Log-softmax along ``axis`` (``dim`` is accepted as PyTorch's name for it)."""
+    return ops.log_softmax(x, axis if dim is None else dim)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -47,9 +62,10 @@ def embedding(indices, weight, padding_idx=None) -> Tensor:
         bad = idx.max() if idx.max() >= n else idx.min()
         raise IndexError(f"embedding: index {int(bad)} is out of range for {n} embeddings")
     out = ops.take(weight, constant(idx), axis=0)
-    if padding_idx is not None:
-        keep = constant((idx != padding_idx)[..., None].astype(weight.dtype))
-        out = out * keep
+    if padding_idx is not None and (idx == padding_idx).any():
+        # the padding row is looked up as usual but receives no gradient
+        pad = constant((idx == padding_idx)[..., None])
+        out = ops.where(pad, ops.take(weight.detach(), constant(idx), axis=0), out)
     return out
 
 
@@ -79,9 +95,11 @@ def leaky_relu(x, negative_slope=0.01) -> Tensor:
 def softplus(x, beta=1.0, threshold=20.0) -> Tensor:
     """``log(1 + exp(beta x)) / beta``, linear where ``beta x > threshold``; stable."""
     x = floating(to_tensor(x, "softplus"))
-    bx = x * beta
-    smooth = (ops.log1p(ops.exp(-ops.abs(bx))) + ops.relu(bx)) * (1.0 / beta)
-    return ops.where(bx > threshold, x, smooth)
+    if beta == 1.0:
+        smooth = ops.softplus(x)
+    else:
+        smooth = ops.softplus(x * beta) * (1.0 / beta)
+    return ops.where(x * beta > threshold, x, smooth)
 
 
 def log_sigmoid(x) -> Tensor:
@@ -92,7 +110,8 @@ def log_sigmoid(x) -> Tensor:
 def elu(x, alpha=1.0) -> Tensor:
     """``x`` where positive, ``alpha (exp(x) - 1)`` elsewhere."""
     x = floating(to_tensor(x, "elu"))
-    return ops.where(x > 0, x, ops.expm1(ops.minimum(x, 0.0)) * alpha)
+    negative = ops.where(x > 0, 0.0, x)          # no tie at 0: elu'(0) = alpha, as PyTorch
+    return ops.where(x > 0, x, ops.expm1(negative) * alpha)
 
 
 def gelu(x, approximate="none") -> Tensor:

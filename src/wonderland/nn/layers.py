@@ -137,9 +137,10 @@ GELU = _activation("GELU", F.gelu, "Gaussian error linear unit.", (("approximate
 SiLU = _activation("SiLU", F.silu, "``x * sigmoid(x)``.")
 Sigmoid = _activation("Sigmoid", lambda x: F.sigmoid(x), "Logistic sigmoid.")
 Tanh = _activation("Tanh", lambda x: F.tanh(x), "Hyperbolic tangent.")
-Softmax = _activation("Softmax", lambda x, axis: F.softmax(x, axis), "Softmax.", (("axis", -1),))
-LogSoftmax = _activation("LogSoftmax", lambda x, axis: F.log_softmax(x, axis), "Log-softmax.",
-                         (("axis", -1),))
+Softmax = _activation("Softmax", lambda x, axis, dim: F.softmax(x, axis if dim is None else dim),
+                      "Softmax along ``axis`` (or PyTorch's ``dim``).", (("axis", -1), ("dim", None)))
+LogSoftmax = _activation("LogSoftmax", lambda x, axis, dim: F.log_softmax(x, axis if dim is None else dim),
+                         "Log-softmax along ``axis`` (or ``dim``).", (("axis", -1), ("dim", None)))
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "softplus": Softplus, "elu": ELU,
                "gelu": GELU, "silu": SiLU, "sigmoid": Sigmoid, "tanh": Tanh,

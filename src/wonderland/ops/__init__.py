@@ -21,7 +21,8 @@ from .elementwise import (abs, add, astype, ceil, clip, cos, divide, equal, erf,
                           isinf, isnan, less, less_equal, log, log1p, logical_and,
                           logical_not, logical_or, logical_xor, maximum, minimum, multiply,
                           negative, not_equal, pow_scalar, power, relu, remainder, round,
-                          sigmoid, sign, sin, sqrt, square, subtract, tan, tanh, where)
+                          sigmoid, sign, sin, softplus, sqrt, square, subtract, tan, tanh,
+                          where)
 from .indexing import (add_at, getitem, index_add, one_hot, scatter_add, take,
                        take_along_axis)
 from .linalg import einsum, matmul, outer, tensordot
@@ -40,7 +41,7 @@ __all__ = [
     "floor", "floor_divide", "greater", "greater_equal", "isfinite", "isinf", "isnan",
     "less", "less_equal", "log", "log1p", "logical_and", "logical_not", "logical_or",
     "logical_xor", "maximum", "minimum", "multiply", "negative", "not_equal", "power",
-    "relu", "remainder", "round", "sigmoid", "sign", "sin", "sqrt", "square", "subtract",
+    "relu", "remainder", "round", "sigmoid", "sign", "sin", "softplus", "sqrt", "square", "subtract",
     "tan", "tanh", "where",
     "add_at", "getitem", "index_add", "one_hot", "scatter_add", "take", "take_along_axis",
     "einsum", "matmul", "outer", "tensordot",

@@ -31,6 +31,8 @@ def operands(a, b, what: str):
     a_is = isinstance(a, Tensor)
     b_is = isinstance(b, Tensor)
     if a_is and b_is:
+        if a.data.dtype != b.data.dtype:
+            return promote_pair(a, b)
         return a, b
     if a_is:
         b = _lift(b, a, what)
@@ -39,6 +41,29 @@ def operands(a, b, what: str):
         a = _lift(a, b, what)
         return a, (floating(b) if _int_meets_float(b, a) else b)
     return to_tensor(a, what), to_tensor(b, what)
+
+
+def promote_pair(a: Tensor, b: Tensor):
+    """PyTorch's (and JAX's) promotion between two tensors of different dtypes: an
+    integer or bool tensor meeting a float one takes the float dtype, and a 0-d tensor
+    does not widen a dimensioned one of the same kind; otherwise NumPy's rules."""
+    da, db = a.data.dtype, b.data.dtype
+    fa, fb = da.kind == "f", db.kind == "f"
+    if fa != fb:
+        return (a, b.astype(da)) if fa else (a.astype(db), b)
+    if a.data.ndim == 0 and b.data.ndim > 0:
+        return a.astype(db), b
+    if b.data.ndim == 0 and a.data.ndim > 0:
+        return a, b.astype(da)
+    return a, b
+
+
+def result_dtype(tensors):
+    """Common dtype of several tensors: floats win over integers without widening them."""
+    floats = [t.data.dtype for t in tensors if t.data.dtype.kind == "f"]
+    if floats and len(floats) != len(tensors):
+        return np.result_type(*floats)
+    return np.result_type(*[t.data.dtype for t in tensors])
 
 
 def _int_meets_float(t: Tensor, lifted: Tensor) -> bool:

@@ -46,11 +46,17 @@ def _safe_log_times(out, x):
     return where(zero, 0.0, out * log(safe_x))
 
 
+def _power_dx(x, y):
+    """``y · x^(y-1)``, taken as 0 where y == 0 (so 0^0 does not give 0 · inf)."""
+    zero = constant(y.data == 0)
+    return y * x ** (where(zero, 1.0, y) - 1.0)
+
+
 _power = Primitive(
     "power", xp.power,
-    vjp=(lambda g, out, x, y: g * y * x ** (y - 1),
+    vjp=(lambda g, out, x, y: g * _power_dx(x, y),
          lambda g, out, x, y: g * _safe_log_times(out, x)),
-    jvp=(lambda t, out, x, y: t * y * x ** (y - 1),
+    jvp=(lambda t, out, x, y: t * _power_dx(x, y),
          lambda t, out, x, y: t * _safe_log_times(out, x)))
 
 
@@ -170,6 +176,10 @@ _erf = Primitive("erf", B.erf,
                  jvp=lambda t, out, x: t * (_TWO_OVER_SQRT_PI * exp(-(x * x))))
 
 
+_softplus = Primitive("softplus", lambda x: xp.logaddexp(0, x),
+                      vjp=lambda g, out, x: g * sigmoid(x), jvp=lambda t, out, x: t * sigmoid(x))
+
+
 def _positive_mask(x):
     return constant(x.data > 0)
 
@@ -204,6 +214,8 @@ tanh = _unary(_tanh)
 sigmoid = _unary(_sigmoid)
 erf = _unary(_erf)
 relu = _unary(_relu, float_only=False)
+softplus = _unary(_softplus)
+softplus.__doc__ = "Elementwise ``log(1 + exp(x))``, computed stably; its derivative is the sigmoid."
 
 negative.__doc__ = "Elementwise ``-x``."
 exp.__doc__ = "Elementwise exponential."
@@ -301,8 +313,16 @@ logical_or = _comparison("logical_or", xp.logical_or)
 logical_xor = _comparison("logical_xor", xp.logical_xor)
 floor_divide = _comparison("floor_divide", xp.floor_divide)
 floor_divide.__doc__ = "Elementwise ``x // y``; not differentiated."
-remainder = _comparison("remainder", xp.remainder)
-remainder.__doc__ = "Elementwise ``x % y``; not differentiated."
+_remainder = Primitive(
+    "remainder", xp.remainder,
+    vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g * floor(x / y)),
+    jvp=(lambda t, out, x, y: t, lambda t, out, x, y: -t * floor(x / y)))
+
+
+def remainder(x, y) -> Tensor:
+    """Elementwise ``x % y`` (sign of ``y``, as NumPy); d/dx = 1, d/dy = −floor(x/y)."""
+    x, y = operands(x, y, "remainder")
+    return apply(_remainder, (x, y))
 
 
 # ----------------------------------------------------------------------------- where, clip, cast
@@ -351,25 +371,22 @@ _clip = Primitive(
 def clip(x, min=None, max=None) -> Tensor:  # noqa: A002 - NumPy's names
     """Limit values to ``[min, max]`` (either may be ``None``).
 
-    The gradient passes where ``min <= x <= max`` (bounds included) and is zero
-    elsewhere; the bounds are constants (use ``maximum``/``minimum`` to differentiate
-    through tensor bounds).
+    The gradient passes where ``min <= x <= max`` (bounds included, as PyTorch) and is
+    zero elsewhere. Bounds that are tensors being differentiated are differentiated too
+    (through ``maximum``/``minimum``, which split ties).
     """
     x = to_tensor(x, "clip")
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
 
-    def bound(b, name):
-        if b is None:
-            return None
-        if isinstance(b, Tensor):
-            if b.requires_grad:
-                raise TypeError(f"clip: the {name} bound requires grad; clip does not "
-                                f"differentiate its bounds, use maximum/minimum instead")
-            return b.data
-        return b
+    if any(isinstance(b, Tensor) and (b.requires_grad or b._tangents) for b in (min, max)):
+        out = x if min is None else maximum(x, min)       # differentiable tensor bounds
+        return out if max is None else minimum(out, max)
 
-    return apply(_clip, (x,), {"lo": bound(min, "min"), "hi": bound(max, "max")})
+    def bound(b):
+        return b.data if isinstance(b, Tensor) else b
+
+    return apply(_clip, (x,), {"lo": bound(min), "hi": bound(max)})
 
 
 _cast = Primitive("cast", lambda x, *, dtype: x.astype(dtype),

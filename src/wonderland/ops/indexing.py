@@ -162,8 +162,11 @@ def take_along_axis(x, indices, axis) -> Tensor:
                          f"dimensions, got {idx.ndim}")
     axis = normalize_axis(axis, x.ndim, "take_along_axis")
     _check_bounds(idx, x.shape[axis], "take_along_axis")
-    # with one index per slice, every output position reads a different element
-    return _gather(x, _along_axis_index(x.shape, idx, axis), idx.shape[axis] == 1)
+    # with one index per slice (and x not broadcast against idx) every output position
+    # reads a different element, so the gradient can be assigned instead of accumulated
+    unique = idx.shape[axis] == 1 and all(
+        not (n == 1 and m > 1) for d, (n, m) in enumerate(zip(x.shape, idx.shape)) if d != axis)
+    return _gather(x, _along_axis_index(x.shape, idx, axis), unique)
 
 
 def index_add(x, index, values, axis=0) -> Tensor:

@@ -58,11 +58,9 @@ def var(x, axis=None, ddof=0, keepdims=False) -> Tensor:
     count = 1
     for a in axes:
         count *= x.shape[a]
-    if count - ddof <= 0:
-        raise ValueError(f"var: ddof={ddof} leaves no degrees of freedom for {count} "
-                         f"element{'s' if count != 1 else ''}")
     d = x - mean(x, axes, keepdims=True)
-    return sum(d * d, axes, keepdims) * (1.0 / (count - ddof))
+    scale = 1.0 / (count - ddof) if count > ddof else float("nan")   # as NumPy and PyTorch
+    return sum(d * d, axes, keepdims) * scale
 
 
 def std(x, axis=None, ddof=0, keepdims=False) -> Tensor:

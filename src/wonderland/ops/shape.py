@@ -11,7 +11,7 @@ import numpy as np
 from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
-from ._common import normalize_axes, normalize_axis, shape_arg, to_tensor
+from ._common import normalize_axes, normalize_axis, result_dtype, shape_arg, to_tensor
 
 xp = B.xp
 
@@ -187,7 +187,7 @@ def _tensor_list(tensors, what):
     if not tensors:
         raise ValueError(f"{what}: need at least one tensor")
     ts = [to_tensor(t, what) for t in tensors]
-    dtype = np.result_type(*[t.dtype for t in ts])
+    dtype = result_dtype(ts)
     return [t if t.dtype == dtype else t.astype(dtype) for t in ts]
 
 

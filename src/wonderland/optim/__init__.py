@@ -2,6 +2,7 @@
 
 from ..nn.utils import clip_grad_norm_, clip_grad_value_
 from . import lr_scheduler
-from .lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, SequentialLR, StepLR
+from .lr_scheduler import (CosineAnnealingLR, ExponentialLR, LambdaLR, LinearLR, MultiStepLR,
+                           SequentialLR, StepLR)
 from .optimizer import Optimizer
 from .optimizers import SGD, Adagrad, Adam, AdamW, RMSprop

@@ -1,8 +1,8 @@
 """Learning-rate schedules (PyTorch's semantics): call ``scheduler.step()`` once per
 epoch (or per step) after ``optimizer.step()``.
 
-``LambdaLR``, ``StepLR``, ``CosineAnnealingLR``, ``LinearLR`` (linear warm-up) and
-``SequentialLR`` (e.g. warm-up then cosine).
+``LambdaLR``, ``StepLR``, ``MultiStepLR``, ``ExponentialLR``, ``CosineAnnealingLR``,
+``LinearLR`` (linear warm-up) and ``SequentialLR`` (e.g. warm-up then cosine).
 """
 
 from __future__ import annotations
@@ -69,6 +69,29 @@ class StepLR(LRScheduler):
 
     def lr_at(self, epoch):
         return [b * self.gamma ** (epoch // self.step_size) for b in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    """``lr = base_lr · gamma^(number of milestones ≤ epoch)``."""
+
+    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        self.milestones, self.gamma = sorted(int(m) for m in milestones), gamma
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch):
+        k = sum(epoch >= m for m in self.milestones)
+        return [b * self.gamma ** k for b in self.base_lrs]
+
+
+class ExponentialLR(LRScheduler):
+    """``lr = base_lr · gamma^epoch``."""
+
+    def __init__(self, optimizer, gamma, last_epoch=-1):
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch):
+        return [b * self.gamma ** epoch for b in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):
