@@ -49,10 +49,17 @@ def _tour(args) -> int:
               f"{', '.join(available())}", file=sys.stderr)
         return 2
     chapters = args.chapters or available()
+    options = {}
+    if args.text:
+        import os
+        if not os.path.isfile(args.text):
+            print(f"wonderland tour: --text: no such file: {args.text}", file=sys.stderr)
+            return 2
+        options["text"] = args.text
     print(f"wonderland tour: {len(chapters)} chapter(s) -> {args.out}/report.html"
           f"{' (quick mode)' if args.quick else ''}")
     results = run_tour(chapters, out_dir=args.out, quick=args.quick, seed=args.seed,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, options=options)
     rows = []
     for ch, r in results.items():
         key = next(iter(r.checks), None)
@@ -94,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output folder (default: wonderland-out)")
     p_tour.add_argument("--quick", action="store_true", help="smaller settings, for a fast look")
     p_tour.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p_tour.add_argument("--text", metavar="FILE",
+                        help="a UTF-8 text file for chapter 8's character model (default: "
+                             "Python's own documentation text)")
     p_tour.add_argument("--list", action="store_true", help="list the available chapters and exit")
     p_tour.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_tour.set_defaults(func=_tour)

@@ -258,3 +258,62 @@ class Standardizer:
 
     def fit_transform(self, x, axis=0):
         return self.fit(x, axis).transform(x)
+
+
+# ----------------------------------------------------------------------------- series and text
+def load_membrane_potential(downsample=1):
+    """A neuron's membrane potential (12,000 samples; spiking under a current step),
+    from the sample data that matplotlib installs. Returns a float32 tensor ``(T,)``."""
+    import matplotlib
+
+    path = os.path.join(matplotlib.get_data_path(), "sample_data", "membrane.dat")
+    if not os.path.exists(path):  # pragma: no cover - part of every matplotlib install
+        raise FileNotFoundError(f"load_membrane_potential: {path} is missing from matplotlib")
+    series = np.fromfile(path, dtype=np.float32)
+    if downsample > 1:
+        series = series[: len(series) // downsample * downsample].reshape(-1, downsample).mean(1)
+    return Tensor(series.astype(np.float32))
+
+
+def default_text(max_chars=None):
+    """English prose that every Python installation ships: the reference documentation
+    topics behind ``help()`` (``pydoc_data``), joined in a fixed order."""
+    from pydoc_data import topics
+
+    text = "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
+    return text if max_chars is None else text[:max_chars]
+
+
+def read_text(path, max_chars=None):
+    """A UTF-8 text file as a string (a clear error when missing or not text)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"read_text: no such file: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read() if max_chars is None else f.read(max_chars)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"read_text: {path} is not UTF-8 text ({exc})") from None
+    if not text.strip():
+        raise ValueError(f"read_text: {path} is empty")
+    return text
+
+
+class CharVocab:
+    """Characters ↔ integer ids for character-level models."""
+
+    def __init__(self, text):
+        self.chars = sorted(set(text))
+        self.index = {c: i for i, c in enumerate(self.chars)}
+
+    def __len__(self):
+        return len(self.chars)
+
+    def encode(self, text):
+        missing = sorted(set(text) - set(self.index))
+        if missing:
+            raise KeyError(f"CharVocab.encode: characters not in the vocabulary: {missing[:10]}")
+        return np.array([self.index[c] for c in text], dtype=np.int64)
+
+    def decode(self, ids):
+        ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+        return "".join(self.chars[int(i)] for i in ids)

@@ -64,9 +64,10 @@ class Context:
     and a progress callback."""
 
     def __init__(self, out_dir: str, quick: bool = False, seed: int = 0, progress=None,
-                 chapter: str = ""):
+                 chapter: str = "", options=None):
         self.out_dir = out_dir
         self.quick = quick
+        self.options = dict(options or {})
         self.seed = seed
         self.chapter = chapter
         self._progress = progress
@@ -96,7 +97,8 @@ class Context:
         folder = os.path.join(self.out_dir, "figures")
         os.makedirs(folder, exist_ok=True)
         rel = os.path.join("figures", f"{self.chapter}-{fig._wl_name}.png")
-        fig.tight_layout()
+        if not fig.subfigs:
+            fig.tight_layout()
         fig.savefig(os.path.join(self.out_dir, rel), dpi=110)
         plt.close(fig)
         entry = Figure(rel, fig._wl_caption)

@@ -16,12 +16,15 @@ from .base import Context
 from .report import write_html
 
 
-def run_experiment(chapter: str, out_dir: str, quick: bool = False, seed: int = 0, status=None):
-    """Run one chapter's experiment; returns its :class:`Result` (figures saved)."""
+def run_experiment(chapter: str, out_dir: str, quick: bool = False, seed: int = 0, status=None,
+                   options=None):
+    """Run one chapter's experiment; returns its :class:`Result` (figures saved).
+    ``options`` carries user choices, e.g. ``{"text": path}`` for chapter 8."""
     if chapter not in EXPERIMENTS:
         raise KeyError(f"unknown chapter {chapter!r}; available: {', '.join(available())}")
     exp = EXPERIMENTS[chapter]
-    ctx = Context(out_dir, quick=quick, seed=seed, progress=status, chapter=chapter)
+    ctx = Context(out_dir, quick=quick, seed=seed, progress=status, chapter=chapter,
+                  options=options)
     wl.random.seed(seed)
     start = time.perf_counter()
     with np.errstate(all="ignore"):
@@ -41,7 +44,7 @@ def environment() -> dict:
 
 
 def run_tour(chapters=None, out_dir="wonderland-out", quick=False, seed=0, progress=True,
-             echo=print):
+             echo=print, options=None):
     """Run the chapters' experiments (all when ``chapters`` is empty) and write
     ``out_dir/report.html``, ``out_dir/results.json`` and the figures."""
     from tqdm.auto import tqdm
@@ -60,7 +63,8 @@ def run_tour(chapters=None, out_dir="wonderland-out", quick=False, seed=0, progr
         def status(text, ch=ch):
             bar.set_postfix_str(text[:40])
 
-        results[ch] = run_experiment(ch, out_dir, quick=quick, seed=seed, status=status)
+        results[ch] = run_experiment(ch, out_dir, quick=quick, seed=seed, status=status,
+                                     options=options)
         r = results[ch]
         mark = "ok" if r.passed else "FAILED"
         line = f"{ch:5s} {exp.title:42s} {r.seconds:6.1f} s  {sum(c.passed for c in r.checks)}/{len(r.checks)} checks {mark}"

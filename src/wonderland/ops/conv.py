@@ -53,12 +53,16 @@ def _blas_controllers():
     return _blas
 
 
-def _parallel(n_items, work, workers=None):
+_PARALLEL_MIN = 1 << 19     # elements of column work below which threads do not pay
+
+
+def _parallel(n_items, work, size=None):
     """Split ``range(n_items)`` into contiguous parts and run ``work(lo, hi, lane)`` on
-    each, in parallel threads with BLAS limited to one thread per call."""
+    each, in parallel threads with BLAS limited to one thread per call (small jobs run
+    inline: a thread hand-off costs more than they do)."""
     global _pool
-    workers = min(workers or _workers(), n_items)
-    if workers <= 1:
+    workers = min(_workers(), n_items)
+    if workers <= 1 or (size is not None and size < _PARALLEL_MIN):
         work(0, n_items, 0)
         return
     if _pool is None:
@@ -141,6 +145,10 @@ def _columns_times(cols, wmat, groups, k, cg, out):
 def _conv_forward(x, w, *, stride, dilation, groups):
     nd = len(stride)
     kernel = w.shape[:nd]
+    if groups == 1 and all(k == 1 for k in kernel) and all(s_ == 1 for s_ in stride):
+        # a 1x1 convolution is one matrix product over all positions
+        out = np.matmul(x.reshape(-1, x.shape[-1]), w.reshape(w.shape[-2], w.shape[-1]))
+        return out.reshape(x.shape[:-1] + (w.shape[-1],))
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
     view, outs = _window_view(x, kernel, stride, dilation)
@@ -169,12 +177,16 @@ def _conv_forward(x, w, *, stride, dilation, groups):
             _columns_times(cols.reshape((e - s) * per_image, k * cin), wmat, groups, k, cg,
                            flat_out[s * per_image:e * per_image])
 
-    _parallel(b, work)
+    _parallel(b, work, size=b * per_image * k * cin)
     return out
 
 
 def _conv_weight_forward(x, g, *, stride, dilation, groups, kernel):
     nd = len(stride)
+    if groups == 1 and all(k == 1 for k in kernel) and all(s_ == 1 for s_ in stride):
+        cin, cout = x.shape[-1], g.shape[-1]
+        prod = x.reshape(-1, cin).T @ g.reshape(-1, cout)
+        return prod.reshape(*kernel, cin, cout)
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
     g = np.ascontiguousarray(g)
@@ -210,7 +222,7 @@ def _conv_weight_forward(x, g, *, stride, dilation, groups, kernel):
         partial[lane] = acc
 
     if b * per_image:
-        _parallel(b, work)
+        _parallel(b, work, size=b * per_image * k * cin)
     total = sum(partial.values()) if partial else np.zeros(
         (groups, k * cg, og) if groups > 1 else (k * cin, cout), dtype=dtype)
     if groups == 1:
@@ -238,6 +250,9 @@ def _conv_transpose_forward(g, w, *, stride, dilation, groups, in_shape):
     b = g.shape[0]
     cin = in_shape[-1]
     dtype = np.result_type(g, w)
+    if groups == 1 and all(k == 1 for k in kernel) and all(s_ == 1 for s_ in stride):
+        prod = g.reshape(-1, g.shape[-1]) @ w.reshape(w.shape[-2], w.shape[-1]).T
+        return prod.reshape(in_shape).astype(dtype, copy=False)
     cout = g.shape[-1]
     # At stride 1 the transpose is a convolution of the padded cotangent with the
     # flipped kernel; its columns hold c_out values per window, col2im's hold c_in.
@@ -297,7 +312,7 @@ def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
                     for o, d, st, n in zip(offset, dilation, stride, outs)) + (slice(None),)
                 region[target] += cols[(slice(None),) * (1 + nd) + offset]
 
-    _parallel(b, work)
+    _parallel(b, work, size=b * per_image * k * cin)
     return out
 
 
