@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 from workloads import WORKLOADS  # noqa: E402
 
 DEFAULT = ["op_add", "op_multiply", "op_matmul", "mlp_step", "digits_mlp_epoch", "adam_mlp_params",
-           "adam_many_small"]
+           "adam_many_small", "conv2d", "cnn_step"]
 
 
 def _have_torch() -> bool:
@@ -58,7 +58,7 @@ def main(argv=None):
     torch_ok = _have_torch()
     rows = []
     for w in args.workloads:
-        contenders = [c for c in WORKLOADS[w][1] if c != "torch" or torch_ok]
+        contenders = [c for c in WORKLOADS[w][1] if not c.startswith("torch") or torch_ok]
         samples = {c: [] for c in contenders}
         for r in range(args.rounds):
             for c in contenders:
@@ -67,7 +67,11 @@ def main(argv=None):
         med = {c: statistics.median(v) for c, v in samples.items()}
         rows.append((w, med))
     print(file=sys.stderr)
-    header = ["workload", "wonderland", "torch", "numpy", "wl/torch", "wl/numpy"]
+    others = [c for c in ("torch", "torch_channels_last", "numpy")
+              if any(c in med for _, med in rows)]
+    short = {"torch": "torch", "torch_channels_last": "torch CL", "numpy": "numpy"}
+    header = ["workload", "wonderland"] + [short[c] for c in others] + \
+             [f"wl/{short[c]}" for c in others]
     lines = []
     for w, med in rows:
         def ms(c):
@@ -75,7 +79,7 @@ def main(argv=None):
 
         def ratio(c):
             return f"{med['wonderland'] / med[c]:.2f}" if c in med else "-"
-        lines.append([w, ms("wonderland"), ms("torch"), ms("numpy"), ratio("torch"), ratio("numpy")])
+        lines.append([w, ms("wonderland")] + [ms(c) for c in others] + [ratio(c) for c in others])
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

@@ -243,3 +243,77 @@ workload("adam_mlp_params", ("wonderland", "torch"))(
     _adam_workload([(784, 512), (512,), (512, 512), (512,), (512, 10), (10,)]))
 workload("adam_many_small", ("wonderland", "torch"))(
     _adam_workload([(32, 32)] * 100 + [(32,)] * 100))
+
+
+# ----------------------------------------------------------------------------- convolutions
+def _conv_inputs():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 28, 28, 32)).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 32, 64)) * 0.05).astype(np.float32)
+    b = np.zeros(64, np.float32)
+    return x, w, b
+
+
+@workload("conv2d", ("wonderland", "torch", "torch_channels_last"))
+def conv2d(contender):
+    """conv2d forward and backward: batch 64, 28×28, 32→64 channels, 3×3, padding 1."""
+    x0, w0, b0 = _conv_inputs()
+    if contender == "wonderland":
+        import wonderland as wl
+        x = wl.tensor(x0, requires_grad=True)
+        w = wl.tensor(w0, requires_grad=True)
+        b = wl.tensor(b0, requires_grad=True)
+
+        def step():
+            y = wl.nn.functional.conv2d(x, w, b, padding=1)
+            y.backward(wl.ones_like(y))
+            x.grad = w.grad = b.grad = None
+        return step
+    import torch
+    fmt = torch.channels_last if contender == "torch_channels_last" else torch.contiguous_format
+    x = torch.tensor(np.moveaxis(x0, -1, 1)).contiguous(memory_format=fmt).requires_grad_()
+    conv = torch.nn.Conv2d(32, 64, 3, padding=1).to(memory_format=fmt)
+
+    def step():
+        y = conv(x)
+        y.backward(torch.ones_like(y))
+        x.grad = None
+        conv.zero_grad(set_to_none=True)
+    return step
+
+
+@workload("cnn_step", ("wonderland", "torch", "torch_channels_last"))
+def cnn_step(contender, batch=64):
+    """One Adam step of a small CNN on 28×28×1 images: conv 1→32 (3×3) – ReLU – max-pool
+    – conv 32→64 (3×3) – ReLU – max-pool – linear 3136→10, cross-entropy."""
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((batch, 28, 28, 1)).astype(np.float32)
+    y0 = rng.integers(0, 10, batch)
+    if contender == "wonderland":
+        import wonderland as wl
+        nn = wl.nn
+        model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Flatten(), nn.Linear(7 * 7 * 64, 10))
+        opt = wl.optim.Adam(model.parameters(), 1e-3)
+        X, Y = wl.tensor(x0), wl.tensor(y0)
+
+        def step():
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X), Y).backward()
+            opt.step()
+        return step
+    import torch
+    fmt = torch.channels_last if contender == "torch_channels_last" else torch.contiguous_format
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                torch.nn.Flatten(), torch.nn.Linear(7 * 7 * 64, 10)).to(memory_format=fmt)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    X = torch.tensor(np.moveaxis(x0, -1, 1)).contiguous(memory_format=fmt)
+    Y = torch.tensor(y0)
+
+    def step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X), Y).backward()
+        opt.step()
+    return step

@@ -17,8 +17,8 @@ from .. import ops
 from ..core import dtypes
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, to_tensor
-from ..ops.conv import conv_raw, conv_transpose_raw
-from ..ops.pool import argmax_windows, window_gather
+from ..ops.conv import conv_bias_raw, conv_raw, conv_transpose_raw
+from ..ops.pool import max_windows, window_gather
 from . import init
 from .module import Module, Parameter
 
@@ -109,10 +109,12 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, nd=
                          f"padded input {spatial}")
     if weight.dtype != x.dtype:
         weight = weight.astype(x.dtype)
-    out = conv_raw(x, weight, stride, dilation, groups)
     if bias is not None:
-        out = out + bias
-    return out
+        bias = floating(to_tensor(bias, what))
+        if bias.shape != (weight.shape[-1],):
+            raise ValueError(f"{what}: bias must have shape ({weight.shape[-1]},), got {bias.shape}")
+        return conv_bias_raw(x, weight, bias.astype(x.dtype), stride, dilation, groups)
+    return conv_raw(x, weight, stride, dilation, groups)
 
 
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -208,8 +210,8 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, *, nd):
     x = _pad(x, [(p, p) for p in padding], value=float("-inf"))
     if any(d * (k - 1) + 1 > n for n, k, d in zip(x.shape[1:1 + nd], kernel, dilation)):
         raise ValueError(f"{what}: window {kernel} is larger than the input {x.shape[1:1 + nd]}")
-    idx = argmax_windows(x.data, kernel, stride, dilation)
-    return window_gather(x, idx, kernel, stride, dilation)
+    values, idx = max_windows(x.data, kernel, stride, dilation)
+    return window_gather(x, idx, kernel, stride, dilation, values=values)
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1):

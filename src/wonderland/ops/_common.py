@@ -50,6 +50,9 @@ def promote_pair(a: Tensor, b: Tensor):
     da, db = a.data.dtype, b.data.dtype
     fa, fb = da.kind == "f", db.kind == "f"
     if fa != fb:
+        want = da if fa else db
+        if np.result_type(da, db) == want:     # e.g. float32 with bool: NumPy agrees already
+            return a, b
         return (a, b.astype(da)) if fa else (a.astype(db), b)
     if a.data.ndim == 0 and b.data.ndim > 0:
         return a.astype(db), b
