@@ -44,3 +44,11 @@ def check_primitive(f, *args, order=2, atol=1e-6, rtol=1e-6):
         np.testing.assert_allclose(r.numpy(), n, atol=atol, rtol=rtol, err_msg="reverse vs FD")
         np.testing.assert_allclose(fw.numpy(), n, atol=atol, rtol=rtol, err_msg="forward vs FD")
     wl.testing.check_grads(f, tuple(args), order=order, atol=max(atol, 1e-5), rtol=max(rtol, 1e-5))
+
+
+@pytest.fixture
+def shared_data():
+    """The shared data folder: $WONDERLAND_DATA, else ../shared/data beside the repository."""
+    import os
+    default = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+    return os.environ.get("WONDERLAND_DATA", os.path.abspath(default))
