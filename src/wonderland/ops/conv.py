@@ -285,8 +285,8 @@ def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
     per_image = int(np.prod(outs))
     rows = np.ascontiguousarray(g).reshape(b * per_image, cout).astype(dtype, copy=False)
     if groups == 1:
-        # one (c_out, c_in) block per kernel offset: the products come out offset-major, so
-        # each offset's contribution is a contiguous block added into its strided region
+        # one (c_out, c_in) block per kernel offset: each offset's contribution comes out
+        # as a contiguous block, added into its strided region of the result
         wt = np.ascontiguousarray(w.reshape(k, cin, cout).transpose(0, 2, 1)).astype(dtype, copy=False)
     else:
         wt = np.ascontiguousarray(w.reshape(k, cg, groups, og).transpose(2, 3, 0, 1)).reshape(
@@ -302,154 +302,23 @@ def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
     step = max(1, (_ROWS_PER_CHUNK // 2) // max(1, per_image))
 
     def work(lo, hi, lane):
+        buf = None
         for s in range(lo, hi, step):
             e = min(s + step, hi)
             gr = rows[s * per_image:e * per_image]
             region = out[s:e]
             if groups == 1:
-                cols = np.matmul(gr[None], wt).reshape(k, e - s, *outs, cin)
+                if buf is None:
+                    buf = np.empty((step * per_image, cin), dtype=dtype)
+                block = buf[:gr.shape[0]]
                 for j, target in enumerate(targets):
-                    region[target] += cols[j]
+                    np.matmul(gr, wt[j], out=block)          # one 2-D product per offset
+                    region[target] += block.reshape(e - s, *outs, cin)
                 continue
             cols = np.matmul(gr.reshape(-1, groups, og).transpose(1, 0, 2), wt)
             cols = cols.reshape(groups, -1, k, cg).transpose(1, 2, 0, 3).reshape(e - s, *outs, k, cin)
             for j, target in enumerate(targets):
                 region[target] += cols[..., j, :]
-
-    _parallel(b, work, size=b * per_image * k * cin)
-    return out
-
-
-def _conv_weight_forward(x, g, *, stride, dilation, groups, kernel):
-    nd = len(stride)
-    if groups == 1 and all(k == 1 for k in kernel) and all(s_ == 1 for s_ in stride):
-        cin, cout = x.shape[-1], g.shape[-1]
-        prod = x.reshape(-1, cin).T @ g.reshape(-1, cout)
-        return prod.reshape(*kernel, cin, cout)
-    if not x.flags.c_contiguous:
-        x = np.ascontiguousarray(x)
-    g = np.ascontiguousarray(g)
-    view, outs = _window_view(x, kernel, stride, dilation)
-    b, cin = x.shape[0], x.shape[-1]
-    cout = g.shape[-1]
-    cg = cin // groups
-    og = cout // groups
-    k = int(np.prod(kernel))
-    per_image = int(np.prod(outs))
-    dtype = np.result_type(x, g)
-    rows_g = g.reshape(b * per_image, cout)
-    step = _chunk_images(per_image)
-    partial = {}
-
-    def work(lo, hi, lane):
-        acc = np.zeros((groups, k * cg, og) if groups > 1 else (k * cin, cout), dtype=dtype)
-        buf = None
-        for s in range(lo, hi, step):
-            e = min(s + step, hi)
-            part = view[s:e]
-            if buf is None:
-                buf = np.empty((step,) + part.shape[1:], dtype=dtype)
-            cols = buf[:e - s]
-            np.copyto(cols, part)
-            cols = cols.reshape((e - s) * per_image, k * cin)
-            gr = rows_g[s * per_image:e * per_image]
-            if groups == 1:
-                acc += cols.T @ gr
-            else:
-                c4 = cols.reshape(-1, k, groups, cg).transpose(2, 1, 3, 0).reshape(groups, k * cg, -1)
-                acc += np.matmul(c4, gr.reshape(-1, groups, og).transpose(1, 0, 2))
-        partial[lane] = acc
-
-    if b * per_image:
-        _parallel(b, work, size=b * per_image * k * cin)
-    total = sum(partial.values()) if partial else np.zeros(
-        (groups, k * cg, og) if groups > 1 else (k * cin, cout), dtype=dtype)
-    if groups == 1:
-        return total.reshape(*kernel, cin, cout)
-    return total.reshape(groups, *kernel, cg, og).transpose(
-        *range(1, nd + 1), nd + 1, 0, nd + 2).reshape(*kernel, cg, cout)
-
-
-def _flip_transpose_kernel(w, groups):
-    """The kernel of the convolution that computes ``conv_transpose`` at stride 1:
-    spatially flipped, with input and output channels exchanged (within groups)."""
-    nd = w.ndim - 2
-    cg, cout = w.shape[-2], w.shape[-1]
-    og = cout // groups
-    flipped = w[(slice(None, None, -1),) * nd]
-    # (*k, cg, G, og) -> (*k, og, G, cg) -> (*k, og, G*cg)
-    return np.ascontiguousarray(
-        flipped.reshape(*w.shape[:nd], cg, groups, og).swapaxes(-1, -3)).reshape(
-        *w.shape[:nd], og, groups * cg)
-
-
-def _conv_transpose_forward(g, w, *, stride, dilation, groups, in_shape):
-    nd = len(stride)
-    kernel = w.shape[:nd]
-    b = g.shape[0]
-    cin = in_shape[-1]
-    dtype = np.result_type(g, w)
-    if groups == 1 and all(k == 1 for k in kernel) and all(s_ == 1 for s_ in stride):
-        prod = g.reshape(-1, g.shape[-1]) @ w.reshape(w.shape[-2], w.shape[-1]).T
-        return prod.reshape(in_shape).astype(dtype, copy=False)
-    cout = g.shape[-1]
-    # At stride 1 the transpose is a convolution of the padded cotangent with the
-    # flipped kernel; its columns hold c_out values per window, col2im's hold c_in.
-    if all(s == 1 for s in stride) and cout < cin:
-        pads = [(d * (k - 1), d * (k - 1)) for k, d in zip(kernel, dilation)]
-        gp = np.pad(g, [(0, 0)] + pads + [(0, 0)])
-        full = _conv_forward(gp, _flip_transpose_kernel(w.astype(dtype, copy=False), groups),
-                             stride=stride, dilation=dilation, groups=groups)
-        # positions of x beyond the last window received nothing
-        want = tuple(in_shape[1:1 + nd])
-        if full.shape[1:1 + nd] == want:
-            return full
-        out = np.zeros((b, *want, cin), dtype=dtype)
-        out[(slice(None),) + tuple(slice(0, n) for n in full.shape[1:1 + nd])] = full
-        return out
-    return _col2im(g, w, stride, dilation, groups, in_shape, dtype)
-
-
-def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
-    """Transposed convolution by columns: ``g · kernelᵀ`` gives every window's
-    contribution, which is added back window offset by window offset. Chunks of the
-    batch run in parallel, each chunk's columns staying in cache between the product
-    and the scatter."""
-    nd = len(stride)
-    kernel = w.shape[:nd]
-    b, outs, cout = g.shape[0], g.shape[1:1 + nd], g.shape[-1]
-    cin = in_shape[-1]
-    cg, og = cin // groups, cout // groups
-    k = int(np.prod(kernel))
-    per_image = int(np.prod(outs))
-    rows = np.ascontiguousarray(g).reshape(b * per_image, cout).astype(dtype, copy=False)
-    if groups == 1:
-        wt = np.ascontiguousarray(w.reshape(k * cin, cout).T).astype(dtype, copy=False)
-    else:
-        wt = np.ascontiguousarray(w.reshape(k, cg, groups, og).transpose(2, 3, 0, 1)).reshape(
-            groups, og, k * cg).astype(dtype, copy=False)
-    out = np.zeros((b, *in_shape[1:1 + nd], cin), dtype=dtype)
-    if out.size == 0 or rows.size == 0:
-        return out
-    offsets = list(np.ndindex(*kernel))
-    step = _chunk_images(per_image)
-
-    def work(lo, hi, lane):
-        for s in range(lo, hi, step):
-            e = min(s + step, hi)
-            gr = rows[s * per_image:e * per_image]
-            if groups == 1:
-                cols = gr @ wt
-            else:
-                cols = np.matmul(gr.reshape(-1, groups, og).transpose(1, 0, 2), wt)
-                cols = cols.reshape(groups, -1, k, cg).transpose(1, 2, 0, 3)
-            cols = cols.reshape(e - s, *outs, *kernel, cin)
-            region = out[s:e]
-            for offset in offsets:
-                target = (slice(None),) + tuple(
-                    slice(o * d, o * d + st * (n - 1) + 1, st)
-                    for o, d, st, n in zip(offset, dilation, stride, outs)) + (slice(None),)
-                region[target] += cols[(slice(None),) * (1 + nd) + offset]
 
     _parallel(b, work, size=b * per_image * k * cin)
     return out
