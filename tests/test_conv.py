@@ -256,3 +256,65 @@ def test_pooling_matches_pytorch():
         (g,) = pullback(f64(ct))
         ref.backward(torch.tensor(np.moveaxis(ct, -1, 1)))
         np.testing.assert_allclose(g.numpy(), np.moveaxis(xt.grad.numpy(), 1, -1), atol=1e-12)
+
+
+@pytest.mark.torch
+def test_pooling_options_and_padding_modes_match_pytorch():
+    x = R.standard_normal((2, 7, 6, 3))
+    xt = torch.tensor(np.moveaxis(x, -1, 1))
+    to_ours = lambda t: np.moveaxis(t.detach().numpy(), 1, -1)  # noqa: E731
+    cases = [
+        (lambda a: F.avg_pool2d(a, 3, 2, 1, True, False), lambda a: TF.avg_pool2d(a, 3, 2, 1, True, False)),
+        (lambda a: F.avg_pool2d(a, 3, 2, 1, True, True), lambda a: TF.avg_pool2d(a, 3, 2, 1, True, True)),
+        (lambda a: F.avg_pool2d(a, 3, 2, 0, False, True, 5), lambda a: TF.avg_pool2d(a, 3, 2, 0, False, True, 5)),
+        (lambda a: F.max_pool2d(a, 2, ceil_mode=True), lambda a: TF.max_pool2d(a, 2, ceil_mode=True)),
+        (lambda a: F.max_pool2d(a, 3, 2, 1, 1, True), lambda a: TF.max_pool2d(a, 3, 2, 1, 1, True)),
+    ]
+    for ours, theirs in cases:
+        np.testing.assert_allclose(ours(f64(x)).numpy(), to_ours(theirs(xt)), atol=1e-12)
+    assert wl.nn.MaxPool2d(3, 2, 1, 1)(f64(x)).shape == (2, 4, 3, 3)
+    assert wl.nn.AvgPool2d(3, 2, 1, False, False)(f64(x)).shape == (2, 4, 3, 3)
+    for mode in ("reflect", "replicate", "circular"):
+        conv = wl.nn.Conv2d(3, 4, 3, 1, 1, padding_mode=mode).double()
+        tconv = torch.nn.Conv2d(3, 4, 3, 1, 1, padding_mode=mode).double()
+        with torch.no_grad():
+            tconv.weight.copy_(torch.tensor(np.moveaxis(np.moveaxis(conv.weight.numpy(), -1, 0), -1, 1)))
+            tconv.bias.copy_(torch.tensor(conv.bias.numpy()))
+        np.testing.assert_allclose(conv(f64(x)).numpy(), to_ours(tconv(xt)), atol=1e-12)
+
+
+def test_max_pool_nan_and_padding_follow_pytorch():
+    x = f64([0.0, 1.0, np.nan, 3.0, 4.0, 5.0, 6.0, 7.0]).reshape(1, 8, 1)
+    out, pullback = wl.vjp(lambda a: F.max_pool1d(a, 4), x)
+    assert np.isnan(out.numpy()[0, 0, 0]) and out.numpy()[0, 1, 0] == 7.0
+    (g,) = pullback(wl.ones_like(out))
+    np.testing.assert_array_equal(g.numpy()[0, :, 0], [0, 0, 1, 0, 0, 0, 0, 1])
+    y = f64([-np.inf, -np.inf, -np.inf, 1.0]).reshape(1, 4, 1)
+    out, pullback = wl.vjp(lambda a: F.max_pool1d(a, 2, 2, 1), y)
+    (g,) = pullback(wl.ones_like(out))
+    np.testing.assert_array_equal(g.numpy()[0, :, 0], [1, 1, 0, 1])
+
+
+def test_argument_checks():
+    nn = wl.nn
+    x = wl.zeros((2, 5, 5, 4))
+    w = wl.zeros((3, 3, 2, 4))
+    with pytest.raises(ValueError, match="non-negative"):
+        F.conv_transpose2d(x, w, None, 1, -1)
+    with pytest.raises(ValueError, match="non-negative"):
+        F.conv_transpose2d(x, w, None, 2, 0, -1)
+    with pytest.raises(ValueError, match="leaves no output"):
+        F.conv_transpose2d(x, w, None, 1, 4)
+    with pytest.raises(ValueError, match="groups must be positive"):
+        F.conv_transpose2d(x, w, groups=0)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        F.conv_transpose2d(x, w, wl.zeros(3))
+    with pytest.raises(TypeError, match="positional arguments"):
+        nn.Conv2d(4, 8, 3, 1, 1, 1, 1, True, "zeros", "extra")
+    with pytest.raises(ValueError, match="padding_mode"):
+        nn.Conv2d(4, 8, 3, padding_mode="mirror")
+    assert F.conv1d(wl.zeros((1, 5, 1)), wl.zeros((3, 1, 1)), padding=(2, 0)).shape == (1, 5, 1)
+    with pytest.raises(ValueError, match=r"weight must have shape \(6,\)"):
+        F.layer_norm(wl.zeros((3, 6)), 6, weight=wl.ones((3, 6)))
+    assert F.conv_transpose2d(wl.zeros((1, 3, 3, 4)), w, wl.zeros(2, dtype=wl.float64)).dtype == wl.float32
+    assert "output_padding=1" in repr(nn.ConvTranspose2d(4, 2, 3, 2, 1, 1))

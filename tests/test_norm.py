@@ -73,7 +73,7 @@ def test_channel_dropout_drops_whole_channels():
 def test_norm_errors():
     with pytest.raises(ValueError, match="does not end with normalized_shape"):
         F.layer_norm(wl.zeros((2, 3)), 4)
-    with pytest.raises(ValueError, match="must divide the 6 channels"):
+    with pytest.raises(ValueError, match="must be positive and divide the 6 channels"):
         F.group_norm(wl.zeros((2, 6)), 4)
     with pytest.raises(ValueError, match="input has 4 channels"):
         nn.BatchNorm2d(3)(wl.zeros((2, 2, 2, 4)))

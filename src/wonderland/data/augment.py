@@ -83,6 +83,8 @@ def mixup(x, y, num_classes, alpha=0.2, generator=None):
     ``λ ~ Beta(α, α)`` and ``x'`` a shuffled copy of the batch; labels become soft."""
     g = _gen(generator)
     x, ys = _arr(x), _soft(y, num_classes)
+    if x.dtype.kind != "f":                       # mixing integers (e.g. uint8 pixels) needs floats
+        x = x.astype(np.float32)
     lam = float(g.beta(alpha, alpha).item())
     perm = g.permutation(x.shape[0]).data
     return (lam * x + (1 - lam) * x[perm]).astype(x.dtype), (lam * ys + (1 - lam) * ys[perm])

@@ -63,8 +63,12 @@ def _padding(padding, kernel, stride, dilation, nd, what):
         raise ValueError(f"{what}: padding must be an int, a tuple, 'valid', 'same' or "
                          f"'causal', got {padding!r}")
     if isinstance(padding, (int, np.integer)):
+        if padding < 0:
+            raise ValueError(f"{what}: padding must be non-negative, got {padding}")
         return [(int(padding), int(padding))] * nd
     padding = list(padding)
+    if nd == 1 and len(padding) == 2 and all(isinstance(p, (int, np.integer)) for p in padding):
+        padding = [tuple(padding)]                    # 1-D: (before, after)
     if len(padding) != nd:
         raise ValueError(f"{what}: padding needs {nd} entries, got {padding!r}")
     pads = []
@@ -75,13 +79,20 @@ def _padding(padding, kernel, stride, dilation, nd, what):
     return pads
 
 
-def _pad(x, pads, value=0.0):
+_PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad(x, pads, value=0.0, mode="zeros"):
     if all(a == 0 and b == 0 for a, b in pads):
         return x
-    return ops.pad(x, [(0, 0)] + list(pads) + [(0, 0)], constant_values=value)
+    if mode not in _PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {sorted(_PADDING_MODES)}, got {mode!r}")
+    return ops.pad(x, [(0, 0)] + list(pads) + [(0, 0)], mode=_PADDING_MODES[mode],
+                   constant_values=value)
 
 
-def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, nd=None):
+def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, nd=None,
+         padding_mode="zeros"):
     """N-d convolution (``nd`` from the weight). See :func:`conv2d`."""
     weight = floating(to_tensor(weight, "conv"))
     nd = nd or weight.ndim - 2
@@ -102,7 +113,7 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, nd=
         raise ValueError(f"{what}: input has {x.shape[-1]} channels but the weight "
                          f"{weight.shape} expects {weight.shape[-2] * groups} (groups={groups})")
     pads = _padding(padding, kernel, stride, dilation, nd, what)
-    x = _pad(x, pads)
+    x = _pad(x, pads, mode=padding_mode)
     spatial = x.shape[1:1 + nd]
     if any(d * (k - 1) + 1 > n for n, k, d in zip(spatial, kernel, dilation)):
         raise ValueError(f"{what}: kernel {kernel} with dilation {dilation} is larger than the "
@@ -150,6 +161,16 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     dilation = _tuple(dilation, nd, what, "dilation")
     padding = _tuple(padding, nd, what, "padding")
     output_padding = _tuple(output_padding, nd, what, "output_padding")
+    if weight.ndim != nd + 2:
+        raise ValueError(f"{what}: weight must have shape (*kernel_size, out_channels/groups, "
+                         f"in_channels) with {nd} kernel dims, got {weight.shape}")
+    if min(stride) < 1 or min(dilation) < 1:
+        raise ValueError(f"{what}: stride and dilation must be positive, got {stride}, {dilation}")
+    if min(padding) < 0 or min(output_padding) < 0:
+        raise ValueError(f"{what}: padding and output_padding must be non-negative, got "
+                         f"{padding}, {output_padding}")
+    if groups < 1:
+        raise ValueError(f"{what}: groups must be positive, got {groups}")
     if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
         raise ValueError(f"{what}: output_padding {output_padding} must be smaller than the "
                          f"stride or the dilation")
@@ -160,6 +181,9 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
         raise ValueError(f"{what}: groups={groups} must divide the input channels {x.shape[-1]}")
     out_channels = weight.shape[-2] * groups
     full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(x.shape[1:1 + nd], stride, dilation, kernel)]
+    sizes = [n - 2 * p + op for n, p, op in zip(full, padding, output_padding)]
+    if min(sizes) <= 0:
+        raise ValueError(f"{what}: padding {padding} leaves no output (full output size {tuple(full)})")
     if weight.dtype != x.dtype:
         weight = weight.astype(x.dtype)
     y = conv_transpose_raw(x, weight, stride, dilation, groups, (x.shape[0], *full, out_channels))
@@ -169,7 +193,10 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     index = (slice(None),) + tuple(slice(p, n - p + op) for p, n, op in zip(padding, full, output_padding))
     y = y[index]
     if bias is not None:
-        y = y + bias
+        bias = floating(to_tensor(bias, what))
+        if bias.shape != (out_channels,):
+            raise ValueError(f"{what}: bias must have shape ({out_channels},), got {bias.shape}")
+        y = y + bias.astype(y.dtype)
     return y
 
 
@@ -199,71 +226,105 @@ def _pool_args(x, kernel_size, stride, padding, dilation, nd, what):
     stride = kernel if stride is None else _tuple(stride, nd, what, "stride")
     dilation = _tuple(dilation, nd, what, "dilation")
     padding = _tuple(padding, nd, what, "padding")
-    if any(2 * p > k for p, k in zip(padding, kernel)):
-        raise ValueError(f"{what}: padding {padding} must be at most half the kernel {kernel}")
+    if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1:
+        raise ValueError(f"{what}: kernel_size, stride and dilation must be positive, got "
+                         f"{kernel}, {stride}, {dilation}")
+    if any(p < 0 or 2 * p > k for p, k in zip(padding, kernel)):
+        raise ValueError(f"{what}: padding {padding} must be between 0 and half the kernel {kernel}")
     return x, kernel, stride, padding, dilation
 
 
-def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, *, nd):
+def _pool_sizes(x, kernel, stride, padding, dilation, ceil_mode, nd, what):
+    """Output sizes and the extra padding at the end that ``ceil_mode`` needs."""
+    sizes, extra = [], []
+    for n, k, s, p, d in zip(x.shape[1:1 + nd], kernel, stride, padding, dilation):
+        span = n + 2 * p - d * (k - 1) - 1
+        if span < 0:
+            raise ValueError(f"{what}: window {kernel} (dilation {dilation}) is larger than the "
+                             f"padded input {tuple(x.shape[1:1 + nd])}")
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= n + p:      # the last window must start inside
+            o -= 1
+        sizes.append(o)
+        extra.append(max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p)))
+    return sizes, extra
+
+
+def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, nd):
     what = f"max_pool{nd}d"
     x, kernel, stride, padding, dilation = _pool_args(x, kernel_size, stride, padding, dilation, nd, what)
-    x = _pad(x, [(p, p) for p in padding], value=float("-inf"))
-    if any(d * (k - 1) + 1 > n for n, k, d in zip(x.shape[1:1 + nd], kernel, dilation)):
-        raise ValueError(f"{what}: window {kernel} is larger than the input {x.shape[1:1 + nd]}")
-    values, idx = max_windows(x.data, kernel, stride, dilation)
+    _, extra = _pool_sizes(x, kernel, stride, padding, dilation, ceil_mode, nd, what)
+    pads = [(p, p + e) for p, e in zip(padding, extra)]
+    valid = None
+    if any(a or b for a, b in pads):
+        valid = np.pad(np.ones(x.shape, dtype=bool), [(0, 0)] + pads + [(0, 0)])
+        x = _pad(x, pads, value=float("-inf"))
+    values, idx = max_windows(x.data, kernel, stride, dilation, valid)
     return window_gather(x, idx, kernel, stride, dilation, values=values)
 
 
-def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """1-D max pooling over ``(b, t, c)``; ``stride`` defaults to the kernel size."""
-    return max_pool(x, kernel_size, stride, padding, dilation, nd=1)
+    return max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd=1)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """2-D max pooling over ``(b, h, w, c)`` (2×2 halves h and w). The gradient goes to
-    the first maximum of each window, as in PyTorch."""
-    return max_pool(x, kernel_size, stride, padding, dilation, nd=2)
+    the first maximum of each window (padding is never chosen; NaN wins), as in PyTorch.
+    ``ceil_mode`` keeps a last, partial window."""
+    return max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd=2)
 
 
-def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """3-D max pooling over ``(b, t, h, w, c)``."""
-    return max_pool(x, kernel_size, stride, padding, dilation, nd=3)
+    return max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd=3)
 
 
-def avg_pool(x, kernel_size, stride=None, padding=0, count_include_pad=True, *, nd):
+def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+             divisor_override=None, *, nd):
     what = f"avg_pool{nd}d"
     x, kernel, stride, padding, _ = _pool_args(x, kernel_size, stride, padding, 1, nd, what)
+    _, extra = _pool_sizes(x, kernel, stride, padding, (1,) * nd, ceil_mode, nd, what)
     c = x.shape[-1]
     k = int(np.prod(kernel))
-    w = constant(np.full((*kernel, 1, c), 1.0 / k, dtype=x.dtype))
-    pads = [(p, p) for p in padding]
+    pads = [(p, p + e) for p, e in zip(padding, extra)]
     xp = _pad(x, pads)
-    if any(kk > n for n, kk in zip(xp.shape[1:1 + nd], kernel)):
-        raise ValueError(f"{what}: window {kernel} is larger than the input {xp.shape[1:1 + nd]}")
-    out = conv_raw(xp, w, stride, (1,) * nd, c)
-    if count_include_pad or not any(padding):
-        return out
-    ones = np.zeros((1, *xp.shape[1:1 + nd], 1), dtype=x.dtype)
-    ones[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, x.shape[1:1 + nd]))] = 1.0
-    counts = conv_raw(constant(ones), constant(np.full((*kernel, 1, 1), 1.0 / k, dtype=x.dtype)),
+    ones = constant(np.ones((*kernel, 1, c), dtype=x.dtype))
+    if divisor_override is not None:
+        return conv_raw(xp, ones, stride, (1,) * nd, c) * (1.0 / divisor_override)
+    if not any(extra) and (count_include_pad or not any(padding)):
+        w = constant(np.full((*kernel, 1, c), 1.0 / k, dtype=x.dtype))
+        return conv_raw(xp, w, stride, (1,) * nd, c)
+    # divide by the number of elements each window covers: real ones only, or also the
+    # symmetric padding (count_include_pad), never the ceil_mode extension
+    mask = np.zeros((1, *xp.shape[1:1 + nd], 1), dtype=x.dtype)
+    inner = padding if not count_include_pad else (0,) * nd
+    lengths = [n + 2 * (p - i) for n, p, i in zip(x.shape[1:1 + nd], padding, inner)]
+    mask[(slice(None),) + tuple(slice(i, i + m) for i, m in zip(inner, lengths))] = 1.0
+    counts = conv_raw(constant(mask), constant(np.ones((*kernel, 1, 1), dtype=x.dtype)),
                       stride, (1,) * nd, 1)
-    return out / counts
+    return conv_raw(xp, ones, stride, (1,) * nd, c) / counts
 
 
-def avg_pool1d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """1-D average pooling over ``(b, t, c)``."""
-    return avg_pool(x, kernel_size, stride, padding, count_include_pad, nd=1)
+    return avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, nd=1)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
     """2-D average pooling over ``(b, h, w, c)`` (a depthwise convolution with a constant
-    kernel); ``count_include_pad=False`` averages over the real elements only."""
-    return avg_pool(x, kernel_size, stride, padding, count_include_pad, nd=2)
+    kernel), PyTorch's arguments: ``count_include_pad=False`` averages over the real
+    elements only; ``ceil_mode`` keeps a last, partial window."""
+    return avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                    divisor_override, nd=2)
 
 
-def avg_pool3d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
     """3-D average pooling over ``(b, t, h, w, c)``."""
-    return avg_pool(x, kernel_size, stride, padding, count_include_pad, nd=3)
+    return avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                    divisor_override, nd=3)
 
 
 def global_avg_pool(x):
@@ -311,9 +372,17 @@ class _ConvNd(Module):
     transposed = False
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=True, output_padding=0, dtype=None, generator=None):
+                 dilation=1, groups=1, bias=True, output_padding=0, padding_mode="zeros",
+                 dtype=None, generator=None):
         super().__init__()
         name = type(self).__name__
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"{name}: padding_mode must be one of {sorted(_PADDING_MODES)}, "
+                             f"got {padding_mode!r}")
+        if self.transposed and padding_mode != "zeros":
+            raise ValueError(f"{name}: only padding_mode='zeros' is defined for transposed "
+                             f"convolutions")
+        self.padding_mode = padding_mode
         if in_channels <= 0 or out_channels <= 0:
             raise ValueError(f"{name}: channel counts must be positive")
         if in_channels % groups or out_channels % groups:
@@ -344,7 +413,7 @@ class _ConvNd(Module):
             return conv_transpose(x, self.weight, self.bias, self.stride, self.padding,
                                   self.output_padding, self.groups, self.dilation, nd=self.nd)
         return conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                    self.groups, nd=self.nd)
+                    self.groups, nd=self.nd, padding_mode=self.padding_mode)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
@@ -352,22 +421,31 @@ class _ConvNd(Module):
             s += f", stride={self.stride}"
         if self.padding != 0:
             s += f", padding={self.padding!r}"
+        if self.output_padding != 0:
+            s += f", output_padding={self.output_padding!r}"
         if self.dilation != 1:
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
         return s
 
 
 def _conv_class(name, nd, transposed, doc):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *args, **kwargs):
-        if transposed:
-            names = ["output_padding", "groups", "bias", "dilation"]
-        else:
-            names = ["dilation", "groups", "bias"]
-        kwargs.update(dict(zip(names, args)))
+        # PyTorch's positional order after padding
+        names = (["output_padding", "groups", "bias", "dilation", "padding_mode"] if transposed
+                 else ["dilation", "groups", "bias", "padding_mode"])
+        if len(args) > len(names):
+            raise TypeError(f"{name}() takes at most {5 + len(names)} positional arguments, got "
+                            f"{5 + len(args)}")
+        for key, value in zip(names, args):
+            if key in kwargs:
+                raise TypeError(f"{name}() got multiple values for argument {key!r}")
+            kwargs[key] = value
         _ConvNd.__init__(self, in_channels, out_channels, kernel_size, stride, padding, **kwargs)
 
     return type(name, (_ConvNd,), {"nd": nd, "transposed": transposed, "__init__": __init__,
@@ -383,28 +461,46 @@ ConvTranspose3d = _conv_class("ConvTranspose3d", 3, True, "3-D transposed convol
 
 
 class _Pool(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, **kwargs):
+    """Pooling module; the arguments after ``padding`` follow PyTorch's order."""
+
+    extra_names = ()
+
+    def __init__(self, kernel_size, stride=None, padding=0, *args, **kwargs):
         super().__init__()
+        if len(args) > len(self.extra_names):
+            raise TypeError(f"{type(self).__name__}() takes at most {3 + len(self.extra_names)} "
+                            f"arguments, got {3 + len(args)}")
+        options = dict(zip(self.extra_names, args))
+        for key, value in kwargs.items():
+            if key not in self.extra_names:
+                raise TypeError(f"{type(self).__name__}() got an unexpected argument {key!r}")
+            options[key] = value
+        if options.pop("return_indices", False):
+            raise NotImplementedError(f"{type(self).__name__}: return_indices is not supported")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.options = kwargs
+        self.options = options
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}{extra}"
 
 
-def _pool_class(name, fn, nd):
+def _pool_class(name, fn, nd, extra_names):
     def forward(self, x):
         return fn(x, self.kernel_size, self.stride, self.padding, **self.options, nd=nd)
 
-    return type(name, (_Pool,), {"forward": forward, "__doc__": f"{name}: module form of {fn.__name__}{nd}d."})
+    return type(name, (_Pool,), {"forward": forward, "extra_names": extra_names,
+                                 "__doc__": f"{name}: module form of {fn.__name__}{nd}d."})
 
 
-MaxPool1d = _pool_class("MaxPool1d", max_pool, 1)
-MaxPool2d = _pool_class("MaxPool2d", max_pool, 2)
-MaxPool3d = _pool_class("MaxPool3d", max_pool, 3)
-AvgPool1d = _pool_class("AvgPool1d", avg_pool, 1)
-AvgPool2d = _pool_class("AvgPool2d", avg_pool, 2)
-AvgPool3d = _pool_class("AvgPool3d", avg_pool, 3)
+_MAX_ARGS = ("dilation", "return_indices", "ceil_mode")
+_AVG_ARGS = ("ceil_mode", "count_include_pad", "divisor_override")
+MaxPool1d = _pool_class("MaxPool1d", max_pool, 1, _MAX_ARGS)
+MaxPool2d = _pool_class("MaxPool2d", max_pool, 2, _MAX_ARGS)
+MaxPool3d = _pool_class("MaxPool3d", max_pool, 3, _MAX_ARGS)
+AvgPool1d = _pool_class("AvgPool1d", avg_pool, 1, _AVG_ARGS[:2])
+AvgPool2d = _pool_class("AvgPool2d", avg_pool, 2, _AVG_ARGS)
+AvgPool3d = _pool_class("AvgPool3d", avg_pool, 3, _AVG_ARGS)
 
 
 class GlobalAvgPool(Module):
@@ -425,8 +521,10 @@ class GlobalMaxPool(Module):
 def receptive_field(layers):
     """Receptive field of every layer of a stack of convolutions and poolings.
 
-    ``layers`` is a module (its convolution and pooling layers are taken in order) or a
-    list of ``(kernel, stride, dilation)`` tuples (ints or one per dimension). Returns one
+    ``layers`` is a module (its convolution and pooling layers are taken in definition
+    order, as one sequential chain — for networks with parallel branches such as skip
+    connections, pass the main path's layers) or a list of ``(kernel, stride,
+    dilation)`` tuples (ints or one per dimension). Returns one
     dict per layer with its ``receptive_field`` (input elements seen by one output
     element, per dimension) and ``jump`` (input distance between adjacent outputs):
     ``r ← r + (k − 1)·d·j`` and ``j ← j·s``.

@@ -16,6 +16,12 @@ from ..ops.norm import normalize, rms_normalize
 from .module import Module, Parameter
 
 
+def _check_affine(what, shape, weight, bias):
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != tuple(shape):
+            raise ValueError(f"{what}: {name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+
+
 def _affine(y, weight, bias):
     if weight is not None:
         y = y * weight
@@ -70,6 +76,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     k = len(shape)
     if x.shape[x.ndim - k:] != shape:
         raise ValueError(f"layer_norm: input {x.shape} does not end with normalized_shape {shape}")
+    _check_affine("layer_norm", shape, weight, bias)
     y = normalize(x, tuple(range(x.ndim - k, x.ndim)), eps)
     return _affine(y, weight, bias)
 
@@ -79,9 +86,10 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     axes and its channels, per sample."""
     x = floating(to_tensor(x, "group_norm"))
     c = x.shape[-1]
-    if x.ndim < 2 or c % num_groups:
-        raise ValueError(f"group_norm: num_groups={num_groups} must divide the {c} channels "
-                         f"(input {x.shape})")
+    if x.ndim < 2 or num_groups < 1 or c % num_groups:
+        raise ValueError(f"group_norm: num_groups={num_groups} must be positive and divide the "
+                         f"{c} channels (input {x.shape})")
+    _check_affine("group_norm", (c,), weight, bias)
     grouped = x.reshape(x.shape[:-1] + (num_groups, c // num_groups))
     axes = tuple(range(1, grouped.ndim - 2)) + (grouped.ndim - 1,)
     y = normalize(grouped, axes, eps).reshape(x.shape)
@@ -96,6 +104,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     k = len(shape)
     if x.shape[x.ndim - k:] != shape:
         raise ValueError(f"rms_norm: input {x.shape} does not end with normalized_shape {shape}")
+    _check_affine("rms_norm", shape, weight, None)
     eps = float(np.finfo(x.dtype).eps) if eps is None else eps
     y = rms_normalize(x, tuple(range(x.ndim - k, x.ndim)), eps)
     return y * weight if weight is not None else y

@@ -35,18 +35,28 @@ def _offset_slices(shape, kernel, stride, dilation):
     return slices, outs
 
 
-def max_windows(x, kernel, stride, dilation):
+def max_windows(x, kernel, stride, dilation, valid=None):
     """``(maxima, offsets)``: every window's maximum per channel and the kernel offset of
-    its first occurrence (small integers, as the index of a k-way choice)."""
+    its first occurrence (small integers, as the index of a k-way choice), following
+    PyTorch: a NaN is the maximum of its window, and positions where ``valid`` is false
+    (padding) are never chosen."""
     slices, _ = _offset_slices(x.shape, kernel, stride, dilation)
     best = x[slices[0]].copy()
     dtype = np.int8 if len(slices) < 128 else np.int32
     idx = np.zeros(best.shape, dtype=dtype)
+    nan = bool(np.isnan(x).any()) if x.dtype.kind == "f" else False
+    chosen = None if valid is None else valid[slices[0]].copy()   # a real element chosen yet?
     for k, sl in enumerate(slices[1:], 1):
         view = x[sl]
         better = view > best                      # strict: the first maximum wins ties
+        if nan:
+            better |= np.isnan(view) & ~np.isnan(best)
+        if chosen is not None:
+            ok = valid[sl]
+            better = ok & (better | ~chosen)
+            chosen |= ok
         idx += better * (dtype(k) - idx)          # arithmetic, not masked assignment: faster
-        np.maximum(best, view, out=best)
+        np.maximum(best, view, out=best)          # propagates NaN, as PyTorch does
     return best, idx
 
 

@@ -259,12 +259,30 @@ _pad = Primitive(
     jvp=lambda t, out, x, *, pad, value: apply(_pad, (t,), {"pad": pad, "value": 0}))
 
 
+def _pad_indices(n, before, after, mode):
+    """Source index of every position of a padded axis of length ``n``."""
+    i = np.arange(-before, n + after)
+    if mode == "edge":
+        return np.clip(i, 0, n - 1)
+    if mode == "wrap":
+        return i % n
+    # reflect (mirror without repeating the edge): period 2n - 2
+    if n == 1:
+        return np.zeros_like(i)
+    period = 2 * n - 2
+    j = i % period
+    return np.where(j < n, j, period - j)
+
+
 def pad(x, pad_width, mode="constant", constant_values=0) -> Tensor:
-    """Pad with a constant, NumPy's ``pad_width`` forms: ``n``, ``(before, after)`` or
-    one ``(before, after)`` pair per axis."""
+    """Pad each axis, NumPy's ``pad_width`` forms: ``n``, ``(before, after)`` or one
+    ``(before, after)`` pair per axis. ``mode`` is ``"constant"`` (with
+    ``constant_values``), ``"reflect"`` (mirror, edge not repeated), ``"edge"``
+    (replicate) or ``"wrap"`` (circular); the last three gather from ``x``, so their
+    gradient adds the copies back."""
     x = to_tensor(x, "pad")
-    if mode != "constant":
-        raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise ValueError(f"pad: mode must be 'constant', 'reflect', 'edge' or 'wrap', got {mode!r}")
     try:
         widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
     except ValueError:
@@ -273,6 +291,18 @@ def pad(x, pad_width, mode="constant", constant_values=0) -> Tensor:
     if (widths < 0).any():
         raise ValueError(f"pad: pad widths must be non-negative, got {pad_width!r}")
     widths = tuple((int(a), int(b)) for a, b in widths)
+    if mode != "constant":
+        out = x
+        for axis, (a, b) in enumerate(widths):
+            if a == 0 and b == 0:
+                continue
+            n = x.shape[axis]
+            if n == 0:
+                raise ValueError(f"pad: mode={mode!r} cannot pad the empty axis {axis}")
+            from .indexing import take
+
+            out = take(out, _pad_indices(n, a, b, mode), axis=axis)
+        return out
     if isinstance(constant_values, Tensor):
         constant_values = constant_values.item()
     return apply(_pad, (x,), {"pad": widths, "value": constant_values})
