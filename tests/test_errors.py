@@ -34,7 +34,7 @@ import wonderland as wl
     (lambda: wl.tensordot(wl.zeros((2, 3)), wl.zeros((4, 2)), 1), ValueError, "tensordot: shape mismatch"),
     (lambda: wl.max(wl.zeros((0, 3)), axis=0), ValueError, "max: zero-size reduction"),
     (lambda: wl.pad(wl.zeros((2, 2)), ((1, 1), (1, 1), (1, 1))), ValueError, "pad: pad_width"),
-    (lambda: wl.pad(wl.zeros(2), 1, mode="reflect"), ValueError, "only mode='constant'"),
+    (lambda: wl.pad(wl.zeros(2), 1, mode="mirror"), ValueError, "pad: mode must be 'constant', 'reflect', 'edge' or 'wrap'"),
     (lambda: wl.tensor([[1, 2], [3]]), ValueError, "tensor: cannot build a tensor from ragged data"),
     (lambda: wl.tensor("abc"), TypeError, "tensor: unsupported data"),
     (lambda: wl.tensor([1.0, 2.0]).item(), ValueError, r"item: only one-element tensors.*\(2,\)"),

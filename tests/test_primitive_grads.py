@@ -377,3 +377,11 @@ def test_float32_gradients_match_float64():
     g32 = wl.grad(f)(x32)
     assert g32.dtype == wl.float32
     np.testing.assert_allclose(g32.numpy(), g64.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge", "wrap"])
+def test_pad_modes_match_numpy_and_differentiate(mode):
+    x = rand(3, 4)
+    np.testing.assert_array_equal(wl.pad(x, ((1, 2), (3, 1)), mode=mode).numpy(),
+                                  np.pad(x.numpy(), ((1, 2), (3, 1)), mode=mode))
+    check_primitive(lambda a: wl.pad(a, ((1, 2), (3, 1)), mode=mode), x)
