@@ -11,7 +11,8 @@ sampling function takes ``generator=`` to use an explicit one::
     z = g.normal((2, 2), std=0.1)                # same, as a method
 
 Samples carry no gradient; use them as inputs (``rsample`` in distributions builds
-differentiable samples on top of these).
+differentiable samples on top of these). Every draw tells the core which generator it
+used, so ``wl.checkpoint`` can replay exactly the generators a function drew from.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend as B
-from .core import dtypes
+from .core import dtypes, rng
 from .core.tensor import Tensor, _wrap
+
+
+def _out(array):
+    """A NumPy sample as an array of the default backend."""
+    return B.default().from_numpy(array)
 
 
 def _shape(shape, what):
@@ -49,11 +55,11 @@ class Generator:
     """A random number generator with its own seeded state (PCG64)."""
 
     def __init__(self, seed=None):
-        self._rng = B.default_rng(seed)
+        self._rng = B.default().default_rng(seed)
 
     def seed(self, seed) -> None:
         """Reset this generator to the stream of ``seed``."""
-        self._rng = B.default_rng(seed)
+        self._rng = B.default().default_rng(seed)
 
     manual_seed = seed
 
@@ -74,13 +80,14 @@ class Generator:
         d = _float_dtype(dtype, "normal")
         if std < 0:
             raise ValueError(f"normal: std must be non-negative, got {std}")
+        rng.touch(self)
         x = self._rng.standard_normal(shape, dtype=d if d in (dtypes.float32, dtypes.float64)
                                       else dtypes.float64)
         if std != 1.0:
             x *= d.type(std)
         if mean != 0.0:
             x += d.type(mean)
-        return Tensor(x.astype(d, copy=False), requires_grad=requires_grad)
+        return Tensor(_out(x.astype(d, copy=False)), requires_grad=requires_grad)
 
     def uniform(self, shape=(), low=0.0, high=1.0, *, dtype=None, requires_grad=False) -> Tensor:
         """Samples from the uniform distribution on [low, high)."""
@@ -88,10 +95,11 @@ class Generator:
         d = _float_dtype(dtype, "uniform")
         if not high >= low:
             raise ValueError(f"uniform: need low <= high, got low={low}, high={high}")
+        rng.touch(self)
         x = self._rng.random(shape, dtype=d if d in (dtypes.float32, dtypes.float64)
                              else dtypes.float64)
         x = x * d.type(high - low) + d.type(low)
-        return Tensor(x.astype(d, copy=False), requires_grad=requires_grad)
+        return Tensor(_out(x.astype(d, copy=False)), requires_grad=requires_grad)
 
     def randint(self, low, high=None, shape=(), *, dtype=None) -> Tensor:
         """Integers in [low, high) (or [0, low) when ``high`` is omitted)."""
@@ -101,7 +109,8 @@ class Generator:
             raise ValueError(f"randint: need low < high, got low={low}, high={high}")
         shape = _shape(shape, "randint")
         d = dtypes.as_dtype(dtype) or dtypes.int64
-        return _wrap(self._rng.integers(low, high, size=shape, dtype=d))
+        rng.touch(self)
+        return _wrap(_out(self._rng.integers(low, high, size=shape, dtype=d)))
 
     def permutation(self, n) -> Tensor:
         """A random permutation of ``range(n)`` (or of a tensor's first axis)."""
@@ -110,32 +119,36 @@ class Generator:
         n = int(n)
         if n < 0:
             raise ValueError(f"permutation: n must be non-negative, got {n}")
-        return _wrap(self._rng.permutation(n).astype(dtypes.int64))
+        rng.touch(self)
+        return _wrap(_out(self._rng.permutation(n).astype(dtypes.int64)))
 
     def bernoulli(self, p, shape=None, *, dtype=None) -> Tensor:
         """0/1 samples that are 1 with probability ``p`` (a number or a tensor)."""
-        probs = p.data if isinstance(p, Tensor) else B.asarray(p, dtype=np.float64)
-        if probs.size and (B.xp.min(probs) < 0 or B.xp.max(probs) > 1):
+        probs = B.to_numpy(p.data) if isinstance(p, Tensor) else np.asarray(p, dtype=np.float64)
+        if probs.size and (probs.min() < 0 or probs.max() > 1):
             raise ValueError("bernoulli: probabilities must lie in [0, 1]")
         shape = probs.shape if shape is None else _shape(shape, "bernoulli")
         d = dtypes.as_dtype(dtype) or (probs.dtype if probs.dtype.kind == "f"
                                        else dtypes.get_default_dtype())
+        rng.touch(self)
         u = self._rng.random(shape)
-        return _wrap((u < probs).astype(d))
+        return _wrap(_out((u < probs).astype(d)))
 
     def beta(self, a, b, shape=(), *, dtype=None) -> Tensor:
         """Samples of the Beta(a, b) distribution (used by mixup and cutmix)."""
         if a <= 0 or b <= 0:
             raise ValueError(f"beta: parameters must be positive, got a={a}, b={b}")
         d = _float_dtype(dtype, "beta")
-        return Tensor(self._rng.beta(a, b, size=_shape(shape, "beta")).astype(d))
+        rng.touch(self)
+        return Tensor(_out(self._rng.beta(a, b, size=_shape(shape, "beta")).astype(d)))
 
     def choice(self, n, size=(), replace=True, p=None) -> Tensor:
         """Indices drawn from ``range(n)``, optionally with probabilities ``p``."""
-        probs = None if p is None else np.asarray(p.data if isinstance(p, Tensor) else p,
-                                                   dtype=np.float64)
-        return _wrap(self._rng.choice(int(n), size=_shape(size, "choice"), replace=replace,
-                                      p=probs).astype(dtypes.int64))
+        probs = None if p is None else np.asarray(B.to_numpy(p.data) if isinstance(p, Tensor)
+                                                   else p, dtype=np.float64)
+        rng.touch(self)
+        return _wrap(_out(self._rng.choice(int(n), size=_shape(size, "choice"), replace=replace,
+                                           p=probs).astype(dtypes.int64)))
 
 
 _global = Generator(0)

@@ -32,16 +32,27 @@ from __future__ import annotations
 
 import functools
 
-from .. import backend as B
-from .modes import no_grad, state
+from .modes import get_state, no_grad
 from .primitive import Primitive, apply
 from .pytree import flatten, unflatten
+from .structural import zeros_like
 from .tensor import Tensor, _wrap
 
 
 def _active(inputs) -> bool:
-    return (state.grad_enabled and any(x.requires_grad for x in inputs)) or any(
-        x._tangents for x in inputs)
+    return (get_state().grad_enabled and any(x.requires_grad for x in inputs)) or any(
+        x._tangents or x._batch is not None for x in inputs)
+
+
+def _dense(gs, like):
+    """Output cotangents with the symbolic zeros (``None``) made into zero tensors."""
+    return [g if g is not None else _wrap_zeros(s, d) for g, (s, d) in zip(gs, like)]
+
+
+def _wrap_zeros(shape, dtype):
+    from .. import backend as B
+
+    return _wrap(B.default().xp.zeros(shape, dtype=dtype))
 
 
 def _output_leaves(out, what):
@@ -158,10 +169,9 @@ class custom_vjp:
                           like=[(o.shape, o.dtype) for o in leaves])
             return tuple(o.data for o in leaves)
 
-        def vjp_all(g, out, ins, needs, index):
-            cts = [_wrap(B.xp.zeros(s_, d_)) for s_, d_ in record["like"]]
-            cts[index] = g
-            if state.grad_enabled:   # higher order: residuals must follow the inputs
+        def vjp_all(gs, outs, ins, needs):
+            cts = _dense(gs, record["like"])
+            if get_state().grad_enabled:   # higher order: residuals must follow the inputs
                 residuals = self.fwd(*spec.rebuild(ins))[1]
             else:
                 residuals = record["residuals"]
@@ -214,26 +224,23 @@ class custom_jvp:
 
         def tangent_map(ins, ts):
             primals = tuple(spec.rebuild(ins, with_nondiff=False))
-            zero_like = [_wrap(B.xp.zeros_like(x.data)) for x in ins]
+            zero_like = [zeros_like(x) for x in ins]
             tangents = tuple(spec.rebuild(ts if ts is not None else zero_like, with_nondiff=False))
             result = rule(*spec.nondiff_args(), primals, tangents)
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise TypeError(f"custom_jvp {name}: the rule must return (output, tangent)")
             return flatten(result[1])[0]
 
-        def jvp_all(tangents, outs, ins, index=None):
-            ts = [t if t is not None else _wrap(B.xp.zeros_like(x.data))
-                  for t, x in zip(tangents, ins)]
+        def jvp_all(tangents, outs, ins):
+            ts = [t if t is not None else zeros_like(x) for t, x in zip(tangents, ins)]
             return tangent_map(ins, ts)
 
-        def vjp_all(g, out, ins, needs, index):
+        def vjp_all(gs, outs, ins, needs):
             from .transforms import vjp
 
-            zeros = [_wrap(B.xp.zeros_like(x.data)) for x in ins]
+            zeros = [zeros_like(x) for x in ins]
             _, pullback = vjp(lambda *ts: tangent_map(ins, ts), *zeros)
-            cts = [_wrap(B.xp.zeros(s, d)) for s, d in record["like"]]
-            cts[index] = g
-            return list(pullback(cts))
+            return list(pullback(_dense(gs, record["like"])))
 
         prim = Primitive(f"custom_jvp({name})", forward, vjp_all=vjp_all, jvp_all=jvp_all,
                          multiple_results=True)

@@ -1,211 +1,338 @@
-"""The reverse-mode engine: one topological sort and one loop.
+"""The reverse-mode engine: one topological sort of the nodes and one loop.
 
-``run_backward`` sweeps the recorded graph once, from the roots towards the leaves, in
-reverse topological order. Each node's VJP rule turns the node's cotangent into
-cotangents of its inputs; cotangents of tensors used several times are summed. With
+``run_backward`` sweeps the recorded nodes once, from the roots towards the leaves, in
+reverse topological order. Each node's VJP rule turns the cotangents of its outputs into
+cotangents of its inputs, which are summed where a value is used several times. With
 ``create_graph`` the rules run with recording on, so the gradients are themselves
-differentiable; otherwise they run under ``no_grad`` and each node's saved inputs are
-released as soon as it has been processed (unless ``retain_graph``).
+differentiable; otherwise they run under ``no_grad``, and each node's saved values are
+dropped as soon as its rule has run (unless ``retain_graph``), so memory falls during
+the sweep. A saved value whose version counter moved since the forward pass (it was
+updated in place) is an error, never a silently wrong gradient.
 
 Two callers:
 
 * ``Tensor.backward`` (``targets=None``): every leaf requiring grad accumulates its
-  gradient into ``.grad``.
+  gradient into ``.grad``;
 * the transforms (``grad``, ``vjp``, ...) and ``autograd.grad``: the sweep stops at the
-  given target tensors and returns their cotangents; ``.grad`` is not touched.
+  given target tensors and returns their cotangents (``None`` where a target was not
+  reached: a symbolic zero); ``.grad`` is not touched.
 """
 
 from __future__ import annotations
 
 from .. import backend as B
-from .modes import state
-from .primitive import NO_PARAMS, Primitive, describe, vjp_rule
+from .modes import get_state, replace, reset
+from .primitive import _FREED, Meta, describe
+from .structural import cast, ones_like, unbroadcast
 from .tensor import Tensor, _wrap
 
-
-def _freed_forward(*_args, **_kwargs):  # pragma: no cover - never evaluated
-    raise RuntimeError("a freed graph node cannot be evaluated")
-
-
-# Nodes whose saved tensors were released point to this primitive.
-FREED = Primitive("freed", _freed_forward, differentiable=False)
-
-_FREED_MESSAGE = (
+FREED_MESSAGE = (
     "backward: trying to backward through the graph a second time (or through tensors "
     "whose saved values were already released); pass retain_graph=True to the first "
     "backward() if you need to backward twice")
 
 
-def toposort(roots, target_ids=None):
-    """Tensors reachable from ``roots`` through tensors requiring grad, inputs first.
+# ----------------------------------------------------------------------------- graph walks
+def target_keys(targets):
+    """Split target tensors into leaf ids and ``(node id, output index)`` keys."""
+    leaves, outputs = set(), set()
+    for t in targets:
+        if t._node is None:
+            leaves.add(id(t))
+        else:
+            outputs.add((id(t._node), t._index))
+    return leaves, outputs
 
-    The walk does not go past a tensor whose id is in ``target_ids``.
+
+def toposort(roots, stop=None):
+    """Nodes reachable from ``roots`` (tensors), inputs before the nodes using them.
+
+    The walk does not go past a node whose id is in ``stop``.
     """
     order = []
     seen = set()
     for root in roots:
-        if not root.requires_grad or id(root) in seen:
+        node = root._node
+        if node is None or not root.requires_grad or id(node) in seen:
             continue
-        stack = [(root, False)]
+        stack = [(node, False)]
         while stack:
-            node, expanded = stack.pop()
+            n, expanded = stack.pop()
             if expanded:
-                order.append(node)
+                order.append(n)
                 continue
-            nid = id(node)
+            nid = id(n)
             if nid in seen:
                 continue
             seen.add(nid)
-            stack.append((node, True))
-            inputs = node._inputs
-            if inputs and (target_ids is None or nid not in target_ids):
-                for parent in inputs:
-                    if parent.requires_grad and id(parent) not in seen:
-                        stack.append((parent, False))
+            stack.append((n, True))
+            if stop is not None and nid in stop:
+                continue
+            for e in n.edges:
+                if type(e) is tuple and id(e[0]) not in seen:
+                    stack.append((e[0], False))
     return order
 
 
-def dependents(order, target_ids):
-    """Ids of the tensors in ``order`` that depend on a target."""
+def walk(roots, targets):
+    """``(order, leaf_keys, output_keys)`` for a sweep from ``roots`` to ``targets``; the
+    walk stops at nodes whose every output is a target."""
+    leaves, outputs = target_keys(targets)
+    stop = None
+    if outputs:
+        counts = {}
+        for nid, _ in outputs:
+            counts[nid] = counts.get(nid, 0) + 1
+        nodes = {id(t._node): t._node for t in targets if t._node is not None}
+        stop = {nid for nid, k in counts.items() if nodes[nid].n_out <= k}
+    return toposort(roots, stop), leaves, outputs
+
+
+def dependents(order, leaves, outputs):
+    """Ids of the nodes in ``order`` whose outputs depend on a target."""
     dep = set()
     for node in order:
-        nid = id(node)
-        if nid in target_ids:
-            dep.add(nid)
-        elif node._inputs and any(id(p) in dep for p in node._inputs):
-            dep.add(nid)
+        for e in node.edges:
+            if e is None:
+                continue
+            if type(e) is tuple:
+                if id(e[0]) in dep or (id(e[0]), e[1]) in outputs:
+                    dep.add(id(node))
+                    break
+            elif id(e) in leaves:
+                dep.add(id(node))
+                break
     return dep
 
 
-def reaches_outside(order, target_ids) -> bool:
-    """Whether the graph depends on variables other than the targets.
-
-    True when it holds a leaf requiring grad that is not a target, or a target that is
-    itself computed from another tensor: then the cotangents depend on tensors that an
-    enclosing differentiation may want to follow, and must be recorded.
-    """
-    for node in order:
-        is_target = id(node) in target_ids
-        if (node._prim is None) != is_target:
+def reaches_outside(order, leaves, outputs, roots=()) -> bool:
+    """Whether the graph depends on variables other than the targets: a leaf requiring
+    grad that is not a target, or a target that is itself computed from other tensors
+    (then the cotangents depend on tensors an enclosing differentiation may follow)."""
+    if outputs:
+        return True
+    for root in roots:
+        if root.requires_grad and root._node is None and id(root) not in leaves:
             return True
+    for node in order:
+        for e in node.edges:
+            if e is not None and type(e) is not tuple and id(e) not in leaves:
+                return True
     return False
 
 
-def unbroadcast(c: Tensor, shape: tuple) -> Tensor:
-    """Sum a cotangent of a broadcast shape back to ``shape``."""
-    lead = c.ndim - len(shape)
-    if lead < 0:
-        return c.broadcast_to(shape)
-    if lead and c.shape[lead:] == shape:                 # only leading axes were added
-        return c.sum(axis=tuple(range(lead)))
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and c.shape[lead + i] != 1)
-    if axes:
-        c = c.sum(axis=axes, keepdims=True)
-    if c.shape != shape:
-        if c.size != _prod(shape):
-            raise RuntimeError(f"backward: cannot reduce a cotangent of shape {c.shape} "
-                               f"to an input of shape {shape}")
-        c = c.reshape(shape)
-    return c
+def outside_leaves(order, leaves):
+    """The leaf tensors requiring grad (not targets) that the graph reads."""
+    found, seen = [], set()
+    for node in order:
+        for e in node.edges:
+            if e is not None and type(e) is not tuple and id(e) not in leaves \
+                    and id(e) not in seen:
+                seen.add(id(e))
+                found.append(e)
+    return found
 
 
-def _prod(shape):
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-def _without_graph(c: Tensor) -> Tensor:
-    out = _wrap(c.data)
-    out._tangents = c._tangents
-    return out
-
-
+# ----------------------------------------------------------------------------- the sweep
 def run_backward(roots, cotangents, targets=None, create_graph=False, retain_graph=False):
     """Propagate ``cotangents`` of ``roots`` back through the recorded graph.
 
-    Returns the cotangents of ``targets`` (zeros where a target was not reached) or,
+    Returns the cotangents of ``targets`` (``None`` where a target was not reached) or,
     with ``targets=None``, accumulates into ``.grad`` of every leaf requiring grad.
     """
-    target_ids = None if targets is None else {id(t) for t in targets}
-    order = toposort(roots, target_ids)
-    dep = None if target_ids is None else dependents(order, target_ids)
-    grads = {}
+    if targets is None:
+        order, leaves, outputs = toposort(roots), None, set()
+        dep = None
+    else:
+        order, leaves, outputs = walk(roots, targets)
+        dep = dependents(order, leaves, outputs)
+    grads = {}              # id(node) -> cotangent, or a list of them for several outputs
+    leaf_grads = {}         # id(leaf) -> [leaf, cotangent]
+    results = {}            # target key -> cotangent
     for root, ct in zip(roots, cotangents):
-        if root.requires_grad and ct is not None:
-            rid = id(root)
-            grads[rid] = ct if rid not in grads else grads[rid] + ct
-    results = {}
-    anomaly = state.anomaly
-    saved_mode = state.grad_enabled
-    state.grad_enabled = create_graph
+        if ct is not None and root.requires_grad:
+            _route(root._node, root._index, root, ct, grads, leaf_grads)
+    st = get_state()
+    anomaly = st.anomaly
+    token = replace(grad_enabled=create_graph)
     try:
         for node in reversed(order):
-            nid = id(node)
-            g = grads.pop(nid, None)
-            if target_ids is not None and nid in target_ids:
-                if g is not None:
-                    results[nid] = g
+            gs = grads.pop(id(node), None)
+            if gs is None:
                 continue
-            prim = node._prim
-            if prim is None:                                   # a leaf
-                if g is not None and target_ids is None:
-                    node.grad = g if node.grad is None else node.grad + g
+            single = node.n_out == 0
+            if outputs:
+                gs = _take_targets(node, gs, single, outputs, results)
+                if gs is None:
+                    continue
+            if dep is not None and id(node) not in dep:
                 continue
-            if prim is FREED:
-                if g is not None:
-                    raise RuntimeError(_FREED_MESSAGE)
-                continue
-            if dep is not None and nid not in dep:
-                continue
-            if g is not None:
-                inputs = node._inputs
-                if dep is None:
-                    needs = [p.requires_grad for p in inputs]
+            edges = node.edges
+            if dep is None:
+                needs = [e is not None for e in edges]
+            else:
+                needs = [e is not None and (
+                    (id(e[0]) in dep or (id(e[0]), e[1]) in outputs) if type(e) is tuple
+                    else id(e) in leaves) for e in edges]
+            cts = _run_rule(node, gs, single, needs, create_graph, anomaly)
+            for i, e in enumerate(edges):
+                c = cts[i]
+                if c is None or not needs[i]:
+                    continue
+                if c.shape != node.shapes[i]:
+                    c = unbroadcast(c, node.shapes[i])
+                if c.dtype != node.dtypes[i]:
+                    c = cast(c, node.dtypes[i])
+                if not create_graph and c.requires_grad:
+                    c = without_graph(c)
+                if anomaly:
+                    _check_backward(node, i, c)
+                if type(e) is tuple:
+                    _route(e[0], e[1], None, c, grads, leaf_grads)
                 else:
-                    needs = [p.requires_grad and id(p) in dep for p in inputs]
-                try:
-                    cts = vjp_rule(prim, g, node, inputs, node._params, needs)
-                except FloatingPointError as exc:
-                    # a step inside this rule produced nan/inf: report the rule's owner
-                    if anomaly and "the backward of" not in str(exc):
-                        bad = "nan" if "produced nan" in str(exc) else "inf"
-                        raise FloatingPointError(_backward_message(node, bad, None)) from exc
-                    raise
-                for i, p in enumerate(inputs):
-                    c = cts[i]
-                    if c is None or not needs[i]:
-                        continue
-                    pdata = p.data
-                    if c.data.shape != pdata.shape:
-                        c = unbroadcast(c, pdata.shape)
-                    if c.data.dtype != pdata.dtype:
-                        c = c.astype(pdata.dtype)
-                    if not create_graph and c.requires_grad:
-                        c = _without_graph(c)
-                    if anomaly:
-                        _check_backward(node, i, c)
-                    pid = id(p)
-                    prev = grads.get(pid)
-                    grads[pid] = c if prev is None else prev + c
+                    _route(None, 0, e, c, grads, leaf_grads)
             if not retain_graph:
-                node._prim = FREED
-                node._inputs = None
-                node._params = NO_PARAMS
+                node.release()
+        if targets is None:
+            for leaf, g in leaf_grads.values():
+                leaf.grad = g if leaf.grad is None else leaf.grad + g
+            return None
     finally:
-        state.grad_enabled = saved_mode
-    if targets is None:
-        return None
-    return [results[id(t)] if id(t) in results else _wrap(B.xp.zeros_like(t.data))
-            for t in targets]
+        reset(token)
+    out = []
+    for t in targets:
+        if t._node is None:
+            entry = leaf_grads.get(id(t))
+            out.append(entry[1] if entry is not None else None)
+        else:
+            out.append(results.get((id(t._node), t._index)))
+    return out
+
+
+def _route(node, index, leaf, c, grads, leaf_grads):
+    """Add cotangent ``c`` to output ``index`` of ``node`` (or to a leaf)."""
+    if node is None:
+        entry = leaf_grads.get(id(leaf))
+        if entry is None:
+            leaf_grads[id(leaf)] = [leaf, c]
+        else:
+            entry[1] = entry[1] + c
+        return
+    nid = id(node)
+    if node.n_out == 0:                        # a single result
+        prev = grads.get(nid)
+        grads[nid] = c if prev is None else prev + c
+        return
+    gs = grads.get(nid)
+    if gs is None:
+        gs = grads[nid] = [None] * node.n_out
+    gs[index] = c if gs[index] is None else gs[index] + c
+
+
+def _take_targets(node, gs, single, outputs, results):
+    """Move cotangents of target outputs to ``results``; ``None`` if nothing is left."""
+    nid = id(node)
+    if single:
+        if (nid, 0) in outputs:
+            results[(nid, 0)] = gs
+            return None
+        return gs
+    left = False
+    for i, g in enumerate(gs):
+        if g is None:
+            continue
+        if (nid, i) in outputs:
+            results[(nid, i)] = g
+            gs[i] = None
+        else:
+            left = True
+    return gs if left else None
+
+
+def _run_rule(node, gs, single, needs, create_graph, anomaly):
+    if node.saved is _FREED:
+        raise RuntimeError(FREED_MESSAGE)
+    prim = node.prim
+    inputs = _unpack_inputs(node)
+    params = node.params
+    if node.res is not None:
+        params = {**params, "res": tuple(_wrap(r) for r in node.res)}
+    try:
+        if single:
+            out = _unpack_out(node, node.out, 0, gs, create_graph)
+            if prim.vjp_all is not None:
+                return prim.vjp_all(gs, out, inputs, needs, **params)
+            return [rule(gs, out, *inputs, **params) if need and rule is not None else None
+                    for rule, need in zip(prim.vjp, needs)]
+        outs = tuple(_unpack_out(node, node.out[i] if node.out is not None else None, i,
+                                 gs[i], create_graph) for i in range(node.n_out))
+        return prim.vjp_all(gs, outs, inputs, needs, **params)
+    except FloatingPointError as exc:
+        # a step inside this rule produced nan/inf: report the rule's owner
+        if anomaly and "the backward of" not in str(exc):
+            bad = "nan" if "produced nan" in str(exc) else "inf"
+            raise FloatingPointError(_backward_message(node, bad, None)) from exc
+        raise
+
+
+def _unpack_inputs(node):
+    saved = node.saved
+    name = node.prim.name
+    inputs = []
+    for i, (shape, dtype) in enumerate(zip(node.shapes, node.dtypes)):
+        s = saved[i] if saved else None
+        if s is None:
+            inputs.append(Meta(shape, dtype, f"input {i} of '{name}'"))
+            continue
+        t, array, version = s
+        now = t._vc[0] if t._vc is not None else 0
+        if t.data is not array or now != version:
+            raise RuntimeError(
+                f"backward: input {i} of '{name}' ({describe([t])}) was modified in place "
+                f"after the forward pass (version {now}, saved at version {version}"
+                f"{'; its array was replaced' if t.data is not array else ''}): the "
+                f"gradient would use the new values. Run the forward again after the "
+                f"update (or update after the backward pass)")
+        inputs.append(t)
+    return tuple(inputs)
+
+
+def _unpack_out(node, saved, index, g, create_graph):
+    if saved is None:
+        like = g if g is not None else None
+        return Meta(like.shape if like is not None else None,
+                    like.dtype if like is not None else None,
+                    f"the output of '{node.prim.name}'")
+    if isinstance(saved, Tensor):
+        return saved
+    out = _wrap(saved)
+    if create_graph:                         # connect it, so higher orders see through it
+        out.requires_grad = True
+        out._node = node
+        out._index = index
+    return out
+
+
+def without_graph(t: Tensor) -> Tensor:
+    """``t``'s values (and tangents, and batching) cut off from the reverse graph."""
+    if not t.requires_grad:
+        return t
+    out = _wrap(t.data)
+    out._tangents = t._tangents
+    out._vc = t._vc
+    if t._batch is not None:
+        level, inner, axis = t._batch
+        out._batch = (level, without_graph(inner), axis)
+    return out
 
 
 def _check_backward(node, index, c):
     data = c.data
-    if data.dtype.kind == "f" and not B.xp.isfinite(data).all():
-        bad = "nan" if B.xp.isnan(data).any() else "inf"
+    if c._batch is not None or data.dtype.kind != "f":
+        return
+    xp = B.ns(data)
+    if not xp.isfinite(data).all():
+        bad = "nan" if xp.isnan(data).any() else "inf"
         raise FloatingPointError(_backward_message(node, bad, index))
 
 
@@ -213,35 +340,47 @@ def _backward_message(node, bad, index):
     import traceback
 
     where = ""
-    if node._origin:
+    if node.origin:
         where = "\nthe failing operation was created at:\n" + "".join(
-            traceback.format_list(node._origin[-6:]))
+            traceback.format_list(node.origin[-6:]))
     which = "its gradient" if index is None else f"the gradient of its input {index}"
-    return (f"detect_anomaly: the backward of '{node._prim.name}' produced {bad} in "
-            f"{which} (inputs: {describe(node._inputs)}){where}")
+    inputs = ", ".join(f"{d}[{', '.join(map(str, s))}]" for s, d in zip(node.shapes, node.dtypes))
+    return (f"detect_anomaly: the backward of '{node.prim.name}' produced {bad} in "
+            f"{which} (inputs: {inputs}){where}")
 
 
+# ----------------------------------------------------------------------------- Tensor.backward
 def backward(root: Tensor, grad=None, retain_graph=None, create_graph=False) -> None:
-    """``Tensor.backward``: accumulate gradients of ``root`` into the leaves' ``.grad``."""
+    """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf requiring grad.
+
+    ``grad`` is the cotangent of ``self`` (required unless ``self`` has one element).
+    The graph's saved values are released during the sweep unless ``retain_graph``
+    (default: ``create_graph``). With ``create_graph=True`` the gradients are
+    themselves recorded, so they can be differentiated again.
+    """
+    if root._batch is not None:
+        raise RuntimeError("backward: .backward() is not supported on a batched tensor "
+                           "inside vmap; use wl.grad or wl.vjp there")
     if not root.requires_grad:
         raise RuntimeError(
             f"backward: the tensor (shape {root.shape}) does not require grad: no leaf "
             f"it was computed from has requires_grad=True (or it was computed under no_grad)")
-    if root._prim is FREED:
-        raise RuntimeError(_FREED_MESSAGE)
     if grad is None:
         if root.data.size != 1:
             raise RuntimeError(
                 f"backward: grad can be created implicitly only for a one-element output; "
                 f"got shape {root.shape}; pass grad= with the cotangent of that shape")
-        grad = _wrap(B.xp.ones_like(root.data))
+        grad = ones_like(root)
     else:
         grad = grad if isinstance(grad, Tensor) else Tensor(grad, dtype=root.dtype)
         if grad.shape != root.shape:
             raise RuntimeError(f"backward: grad has shape {grad.shape} but the output has "
                                f"shape {root.shape}")
         if grad.dtype != root.dtype:
-            grad = grad.astype(root.dtype)
+            grad = cast(grad, root.dtype)
     if retain_graph is None:
         retain_graph = create_graph
     run_backward([root], [grad], None, create_graph, retain_graph)
+
+
+Tensor.backward = backward

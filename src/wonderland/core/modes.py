@@ -1,47 +1,87 @@
-"""Global switches of the autodiff machinery.
+"""The switches of the autodiff machinery, per thread (and per asyncio task).
 
-One mutable object, ``state``, holds what the hot path of every primitive needs to
-read: whether reverse-mode recording is on, which forward-mode levels are active, and
-whether anomaly detection is on. It is a plain object (not thread-local) so that the
-check costs one attribute read.
+One immutable :class:`State` lives in a ``contextvars.ContextVar``; the hot path of
+every primitive reads it once. Changing a switch builds a new state and sets it, so a
+thread (or task) never sees another's ``no_grad`` or transformation levels:
+
+* ``grad_enabled`` — record primitive applications for reverse mode;
+* ``levels``       — the active transformation levels (``jvp`` and ``vmap``), innermost
+                     last; levels are numbered from one counter and never reused, so a
+                     tangent or batch axis left over from a finished transform is inert;
+* ``anomaly``      — check every forward and backward for nan/inf;
+* ``rev_depth``    — how many reverse-mode transforms (``grad``, ``vjp``) are running
+                     their function: a nested ``grad`` records its backward pass only
+                     when an enclosing one may differentiate it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
+import itertools
 
 
-class _State:
-    __slots__ = ("grad_enabled", "fwd_levels", "next_level", "anomaly")
+class State:
+    """A snapshot of the switches (never mutated: see :func:`replace`)."""
 
-    def __init__(self):
-        self.grad_enabled = True   # record primitive applications for reverse mode
-        self.fwd_levels = ()       # active forward-mode levels, innermost last
-        self.next_level = 1        # levels are never reused, so stale tangents are inert
-        self.anomaly = False       # check every forward and backward for nan/inf
+    __slots__ = ("grad_enabled", "levels", "anomaly", "rev_depth")
+
+    def __init__(self, grad_enabled=True, levels=(), anomaly=False, rev_depth=0):
+        self.grad_enabled = grad_enabled
+        self.levels = levels
+        self.anomaly = anomaly
+        self.rev_depth = rev_depth
 
 
-state = _State()
+_STATE = contextvars.ContextVar("wonderland_state", default=State())
+get_state = _STATE.get
+_level_counter = itertools.count(1)
+
+
+def replace(**changes) -> contextvars.Token:
+    """Set a new state with ``changes`` applied; returns the token that undoes it."""
+    s = _STATE.get()
+    new = State(changes.get("grad_enabled", s.grad_enabled), changes.get("levels", s.levels),
+                changes.get("anomaly", s.anomaly), changes.get("rev_depth", s.rev_depth))
+    return _STATE.set(new)
+
+
+def reset(token: contextvars.Token) -> None:
+    _STATE.reset(token)
+
+
+@contextlib.contextmanager
+def switched(**changes):
+    """Run a block with some switches changed (restored afterwards)."""
+    token = replace(**changes)
+    try:
+        yield
+    finally:
+        _STATE.reset(token)
+
+
+def is_grad_enabled() -> bool:
+    """Whether reverse-mode recording is on in this thread."""
+    return _STATE.get().grad_enabled
 
 
 class _GradMode(contextlib.ContextDecorator):
     """Context manager (and decorator) that sets reverse-mode recording on or off."""
 
     def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._saved = []
+        self.enabled = bool(enabled)
+        self._tokens = []
 
     def __enter__(self):
-        self._saved.append(state.grad_enabled)
-        state.grad_enabled = self.enabled
+        self._tokens.append(replace(grad_enabled=self.enabled))
         return self
 
     def __exit__(self, *exc):
-        state.grad_enabled = self._saved.pop()
+        _STATE.reset(self._tokens.pop())
         return False
 
-    def __call__(self, fn):  # fresh instance per call keeps decorators re-entrant
+    def __call__(self, fn):  # a fresh instance per call keeps decorators re-entrant
         enabled = self.enabled
 
         @functools.wraps(fn)
@@ -71,34 +111,33 @@ def enable_grad(fn=None):
 
 
 class set_grad_enabled(_GradMode):
-    """Set recording on or off. Called as a function it takes effect at once; used as a
-    context manager the previous setting comes back at the end of the block."""
+    """Set recording on or off. Called as a function it takes effect at once (in this
+    thread); used as a context manager the previous setting comes back at the end."""
 
     def __init__(self, enabled: bool):
-        super().__init__(bool(enabled))
-        self._previous = state.grad_enabled
-        state.grad_enabled = self.enabled
+        super().__init__(enabled)
+        self._previous = _STATE.get().grad_enabled
+        replace(grad_enabled=self.enabled)
 
     def __enter__(self):
-        self._saved.append(self._previous)
+        self._tokens.append(replace(grad_enabled=self.enabled))
         return self
 
-
-def is_grad_enabled() -> bool:
-    return state.grad_enabled
+    def __exit__(self, *exc):
+        _STATE.reset(self._tokens.pop())
+        replace(grad_enabled=self._previous)
+        return False
 
 
 @contextlib.contextmanager
-def forward_level():
-    """Open a new forward-mode level (used by ``jvp``); yields its number."""
-    level = state.next_level
-    state.next_level += 1
-    saved = state.fwd_levels
-    state.fwd_levels = saved + (level,)
+def new_level():
+    """Open a new transformation level (``jvp``, ``vmap``); yields its number."""
+    level = next(_level_counter)
+    token = replace(levels=_STATE.get().levels + (level,))
     try:
         yield level
     finally:
-        state.fwd_levels = saved
+        _STATE.reset(token)
 
 
 class detect_anomaly(contextlib.ContextDecorator):
@@ -116,13 +155,12 @@ class detect_anomaly(contextlib.ContextDecorator):
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
-        self._saved = []
+        self._tokens = []
 
     def __enter__(self):
-        self._saved.append(state.anomaly)
-        state.anomaly = self.enabled
+        self._tokens.append(replace(anomaly=bool(self.enabled)))
         return self
 
     def __exit__(self, *exc):
-        state.anomaly = self._saved.pop()
+        _STATE.reset(self._tokens.pop())
         return False

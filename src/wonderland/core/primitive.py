@@ -1,21 +1,33 @@
-"""Primitives and ``apply``: the single place where every operation is evaluated.
+"""Primitives, graph nodes and ``apply``: the single place where every operation runs.
 
 A :class:`Primitive` is the unit of differentiation: a ``forward`` function on backend
-arrays, and rules written with Tensor operations (so the rules differentiate again):
+arrays and rules written with Tensor operations (so the rules differentiate again):
 
 * ``vjp``: one rule per input, ``rule(g, out, *inputs, **params) -> cotangent``; or
   ``vjp_all(g, out, inputs, needs, **params) -> [cotangent or None, ...]`` when the
   inputs' cotangents share work. Rules may return a cotangent of the broadcast shape;
-  the engine sums it back to the input's shape.
+  the engine sums it back to the input's shape. With ``multiple_results`` the rule is
+  ``vjp_all(gs, outs, inputs, needs, **params)`` with ``None`` for a zero cotangent.
 * ``jvp``: one contribution per input, ``rule(t, out, *inputs, **params)``, summed;
   or ``jvp_all(tangents, out, inputs, **params)`` with ``None`` for zero tangents; or
   ``linear=True``, in which case the tangent is the primitive applied to the tangents.
+* ``save``: what the VJP rules read, declared so the graph keeps nothing else — input
+  positions and/or ``"out"`` (``save=(0, 1)`` for a product, ``("out",)`` for ``exp``,
+  ``()`` for a sum; ``"inputs"`` for all of them). Inputs not saved reach the rules as
+  :class:`Meta` stand-ins with
+  only ``shape``, ``dtype``, ``ndim`` and ``size``. ``residuals=fn(out, *inputs,
+  **params)`` computes extra arrays at record time (ReLU's boolean mask) that reach the
+  VJP rules as the keyword ``res``; with ``residuals=True`` the forward itself returns
+  ``(out, residuals)`` (statistics it computes anyway). Residuals are constants: a rule
+  that must also hold at higher orders recomputes them from saved inputs when recording
+  is on. The default, ``save=None``, keeps every input and the output.
+* ``view``: the forward returns a view of its first input's memory (reshape,
+  transpose...), so the result shares that input's version counter.
+* ``batch``: the ``vmap`` rule (see ``vmap.py``).
 
-``apply(prim, inputs, params)`` runs the forward, records the application for reverse
-mode when an input requires grad, and, when forward-mode tangents are present, peels
-off the innermost level, recurses on the primal, and pushes that level's tangent
-through the JVP rule. Because levels are processed innermost first and stripped from
-the primal before recursing, nested ``jvp``/``grad`` never confuse perturbations.
+``apply(prim, inputs, params)`` runs the forward, records a :class:`Node` when an input
+requires grad, and, under active transformation levels (``jvp``, ``vmap``), peels off
+the innermost level, recurses on what is below it and applies that level's rule.
 """
 
 from __future__ import annotations
@@ -23,8 +35,8 @@ from __future__ import annotations
 import traceback
 
 from .. import backend as B
-from .modes import state
-from .tensor import Tensor, _wrap
+from .modes import get_state
+from .tensor import Tensor, _wrap, share, version_counter
 
 NO_PARAMS: dict = {}  # shared empty parameter dict; never mutated
 
@@ -33,10 +45,12 @@ class Primitive:
     """A differentiable operation: forward on arrays, VJP and JVP rules on tensors."""
 
     __slots__ = ("name", "forward", "vjp", "vjp_all", "jvp", "jvp_all", "linear",
-                 "differentiable", "multiple_results")
+                 "differentiable", "multiple_results", "save_inputs", "save_from",
+                 "save_out", "residuals", "view", "batch")
 
     def __init__(self, name, forward, *, vjp=None, vjp_all=None, jvp=None, jvp_all=None,
-                 linear=False, differentiable=True, multiple_results=False):
+                 linear=False, differentiable=True, multiple_results=False, save=None,
+                 residuals=None, view=False, batch=None):
         self.name = name
         self.forward = forward
         self.vjp = (vjp,) if callable(vjp) else vjp
@@ -46,6 +60,24 @@ class Primitive:
         self.linear = linear
         self.differentiable = differentiable
         self.multiple_results = multiple_results
+        self.residuals = residuals
+        self.view = view
+        self.batch = batch
+        self.save_from = None
+        if save is None:
+            self.save_inputs, self.save_out = None, True       # keep everything
+        elif save == "inputs":
+            self.save_inputs, self.save_out = None, False      # every input, not the output
+        else:
+            save = tuple(save)
+            bad = [s for s in save if s != "out" and not isinstance(s, (int, slice))]
+            if bad:
+                raise ValueError(f"primitive {name}: save entries are input positions, "
+                                 f"slice(k, None) for 'inputs k and after', or 'out'; got {bad}")
+            self.save_inputs = tuple(s for s in save if isinstance(s, int))
+            starts = [s.start or 0 for s in save if isinstance(s, slice)]
+            self.save_from = min(starts) if starts else None
+            self.save_out = "out" in save
         if differentiable and vjp is None and vjp_all is None:
             raise ValueError(f"primitive {name}: a differentiable primitive needs a vjp rule")
         if differentiable and not (linear or jvp is not None or jvp_all is not None):
@@ -58,9 +90,84 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
+class Meta:
+    """Shape and dtype of a value a node did not save: what a VJP rule may read of an
+    input it did not declare in ``save``."""
+
+    __slots__ = ("shape", "dtype", "what")
+
+    def __init__(self, shape, dtype, what):
+        self.shape = shape
+        self.dtype = dtype
+        self.what = what
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def __getattr__(self, name):
+        raise AttributeError(
+            f"this rule reads {name!r} of {self.what}, which its primitive did not save; "
+            f"add it to the primitive's save=(...)")
+
+
+_FREED = ("freed",)
+
+
+class Node:
+    """One recorded application: the primitive, its parameters, where each input's
+    cotangent goes (``edges``), and only the values its VJP rules need.
+
+    ``edges[i]`` is ``None`` (input ``i`` needs no gradient), a leaf tensor requiring
+    grad, or ``(node, index)`` for an input produced by another recorded application.
+    """
+
+    __slots__ = ("prim", "params", "edges", "shapes", "dtypes", "saved", "out", "res",
+                 "n_out", "origin", "__weakref__")
+
+    @property
+    def name(self) -> str:
+        return self.prim.name
+
+    @property
+    def freed(self) -> bool:
+        return self.saved is _FREED
+
+    def release(self) -> None:
+        """Drop the saved values (after the backward pass has used them). A node that
+        saved nothing stays usable, as in PyTorch."""
+        if self.saved or self.out is not None or self.res:
+            self.saved = _FREED
+            self.out = None
+            self.res = None
+
+    def saved_arrays(self, leaves=True):
+        """The arrays this node keeps alive (for memory accounting); with
+        ``leaves=False``, not those of leaf tensors (inputs and parameters, which the
+        caller holds anyway)."""
+        if self.saved is _FREED:
+            return []
+        arrays = [s[1] for s in self.saved
+                  if s is not None and (leaves or s[0]._node is not None)] if self.saved else []
+        outs = self.out if isinstance(self.out, tuple) else (self.out,)
+        arrays += [o.data if isinstance(o, Tensor) else o for o in outs if o is not None]
+        arrays += list(self.res or ())
+        return arrays
+
+    def __repr__(self):
+        return f"<node {self.prim.name}{' (freed)' if self.saved is _FREED else ''}>"
+
+
 def describe(tensors) -> str:
     """``float32[3, 4], int64[5]``: how error messages show a list of inputs."""
-    return ", ".join(f"{t.data.dtype}[{', '.join(map(str, t.data.shape))}]" for t in tensors)
+    return ", ".join(f"{t.dtype}[{', '.join(map(str, t.shape))}]" for t in tensors)
 
 
 _PLAIN_ERRORS = (ValueError, TypeError, IndexError)
@@ -68,10 +175,11 @@ _PLAIN_ERRORS = (ValueError, TypeError, IndexError)
 
 def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
     """Evaluate ``prim`` on ``inputs`` (a tuple of Tensors) under the active transforms."""
-    if state.fwd_levels:
-        level = _top_level(inputs)
+    st = get_state()
+    if st.levels:
+        level = _top_level(inputs, st.levels)
         if level:
-            return _apply_with_tangents(prim, inputs, params, level)
+            return _apply_at_level(prim, inputs, params, level)
     try:
         n = len(inputs)
         if n == 2:
@@ -84,40 +192,94 @@ def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
         if type(exc) not in _PLAIN_ERRORS or str(exc).startswith(prim.name + ":"):
             raise
         raise type(exc)(f"{prim.name}: {exc} (inputs: {describe(inputs)})") from exc
+    residuals = None
+    if prim.residuals is True:
+        data, residuals = data
     if prim.multiple_results:
-        return _record_many(prim, inputs, params, data)
-    out = _wrap(data)
-    if state.grad_enabled and prim.differentiable:
+        outs = tuple(_wrap(_as_array(d, inputs)) for d in data)
+        record = st.grad_enabled and prim.differentiable and any(x.requires_grad for x in inputs)
+        if record:
+            _record(prim, inputs, params, outs, st, residuals)
+        if st.anomaly:
+            for o in outs:
+                _check_forward(prim, inputs, o)
+        return outs
+    out = _wrap(data if type(data) is B.ndarray else _as_array(data, inputs))
+    if prim.view:
+        out._vc = version_counter(inputs[0])
+    if st.grad_enabled and prim.differentiable:
         for x in inputs:
             if x.requires_grad:
                 if out.data.dtype.kind == "f":
-                    out.requires_grad = True
-                    out._prim = prim
-                    out._inputs = inputs
-                    out._params = params
+                    _record(prim, inputs, params, (out,), st, residuals)
                 break
-    if state.anomaly:
+    if st.anomaly:
         _check_forward(prim, inputs, out)
     return out
 
 
-def _record_many(prim, inputs, params, datas):
-    outs = tuple(_wrap(d) for d in datas)
-    record = state.grad_enabled and prim.differentiable and any(x.requires_grad for x in inputs)
-    for i, out in enumerate(outs):
-        if record and out.data.dtype.kind == "f":
-            out.requires_grad = True
-            out._prim = prim
-            out._inputs = inputs
-            out._params = {**params, "index": i}
-        if state.anomaly:
-            _check_forward(prim, inputs, out)
-    return outs
+def _as_array(data, inputs):
+    """A forward's result as an array of its inputs' backend (NumPy scalars included)."""
+    if B.is_array(data):
+        return data
+    like = inputs[0].data if inputs else None
+    return B.asarray(data, like=like)
 
 
-def _top_level(inputs) -> int:
-    """The innermost active forward level carried by any input (0 when none)."""
-    active = state.fwd_levels
+def _record(prim, inputs, params, outs, st, residuals=None):
+    """Make the graph node for one application and point the outputs to it."""
+    node = Node()
+    node.prim = prim
+    node.params = params
+    node.edges = tuple(_edge(x) for x in inputs)
+    node.shapes = tuple(x.data.shape for x in inputs)
+    node.dtypes = tuple(x.data.dtype for x in inputs)
+    keep = prim.save_inputs
+    start = prim.save_from
+    if keep is None:
+        node.saved = tuple(_save(x) for x in inputs)
+    elif start is not None:
+        node.saved = tuple(_save(x) if i in keep or i >= start else None
+                           for i, x in enumerate(inputs))
+    elif keep:
+        node.saved = tuple(_save(x) if i in keep else None for i, x in enumerate(inputs))
+    else:
+        node.saved = None
+    node.n_out = len(outs) if prim.multiple_results else 0     # 0: a single result
+    if prim.save_out:
+        # Under active jvp/vmap levels the output object itself is kept: its tangents
+        # (attached right after) are needed when the backward runs inside those levels.
+        keep_objects = bool(st.levels)
+        saved = tuple(o if keep_objects else o.data for o in outs)
+        node.out = saved if prim.multiple_results else saved[0]
+    else:
+        node.out = None
+    node.res = residuals
+    if prim.residuals is not None and prim.residuals is not True:
+        node.res = tuple(prim.residuals(outs[0].data, *[x.data for x in inputs], **params))
+    node.origin = traceback.extract_stack(limit=14)[:-3] if st.anomaly else None
+    for i, o in enumerate(outs):
+        if o.data.dtype.kind == "f":
+            o.requires_grad = True
+            o._node = node
+            o._index = i
+    return node
+
+
+def _edge(x: Tensor):
+    if not x.requires_grad:
+        return None
+    node = x._node
+    return x if node is None else (node, x._index)
+
+
+def _save(x: Tensor):
+    vc = x._vc
+    return (x, x.data, 0 if vc is None else vc[0])
+
+
+def _top_level(inputs, active) -> int:
+    """The innermost active level (jvp or vmap) any input takes part in (0 when none)."""
     top = 0
     for x in inputs:
         tangents = x._tangents
@@ -125,20 +287,52 @@ def _top_level(inputs) -> int:
             for level in tangents:
                 if level > top and level in active:
                     top = level
+        batch = x._batch
+        if batch is not None and batch[0] > top and batch[0] in active:
+            top = batch[0]
     return top
 
 
+def _apply_at_level(prim, inputs, params, level):
+    for x in inputs:
+        if x._batch is not None and x._batch[0] == level:
+            from .vmap import apply_batched
+
+            return apply_batched(prim, inputs, params, level)
+    return _apply_with_tangents(prim, inputs, params, level)
+
+
+IDENTITY = Primitive("identity", lambda x: x, vjp=lambda g, out, x: g, linear=True,
+                     save=(), view=True)
+
+
+def alias(t: Tensor) -> Tensor:
+    """A new tensor object standing for ``t``: same values, version counter and batching,
+    no tangents. Gradients reaching it flow to ``t`` — through ``t``'s own node, or an
+    identity node when ``t`` is a leaf (leaves are known by identity)."""
+    y = _wrap(t.data)
+    y._vc = version_counter(t)
+    y._batch = t._batch
+    if t.requires_grad:
+        st = get_state()
+        if t._batch is not None:
+            y.requires_grad = True
+        elif st.grad_enabled:
+            if t._node is not None:
+                y.requires_grad, y._node, y._index = True, t._node, t._index
+            else:
+                _record(IDENTITY, (t,), NO_PARAMS, (y,), st)
+    return y
+
+
+# ----------------------------------------------------------------------------- forward mode
 def strip(x: Tensor, level: int) -> Tensor:
-    """``x`` without its tangent at ``level``: same value, same graph, lower levels kept."""
-    y = _wrap(x.data)
-    active = state.fwd_levels
+    """``x`` without its tangent at ``level``: same value, same graph position, lower
+    levels kept."""
+    y = alias(x)
+    active = get_state().levels
     rest = {k: v for k, v in x._tangents.items() if k != level and k in active}
     y._tangents = rest or None
-    if x.requires_grad and state.grad_enabled:
-        y.requires_grad = True
-        y._prim = identity
-        y._inputs = (x,)
-        y._params = NO_PARAMS
     return y
 
 
@@ -146,11 +340,11 @@ def attach_tangent(x: Tensor, level: int, tangent: Tensor | None) -> None:
     """Set ``x``'s tangent at ``level`` (``None`` means zero and is not stored)."""
     if tangent is None:
         return
-    if tangent.data.shape != x.data.shape:
-        tangent = tangent.broadcast_to(x.data.shape) if tangent.data.ndim <= x.data.ndim \
+    if tangent.shape != x.shape:
+        tangent = tangent.broadcast_to(x.shape) if tangent.ndim <= x.ndim \
             else _shape_mismatch(tangent, x)
-    if tangent.data.dtype != x.data.dtype:
-        tangent = tangent.astype(x.data.dtype)
+    if tangent.dtype != x.dtype:
+        tangent = tangent.astype(x.dtype)
     if x._tangents is None:
         x._tangents = {level: tangent}
     else:
@@ -167,22 +361,24 @@ def _apply_with_tangents(prim, inputs, params, level):
                     for x in inputs)
     tangents = [x._tangents.get(level) if x._tangents else None for x in inputs]
     out = apply(prim, primals, params)
-    # The recorded node keeps the original inputs, tangents included: a reverse sweep
-    # run while this level is still active (grad inside jvp, i.e. forward-over-reverse)
-    # then carries the tangents through the VJP rules. The stripped copies are only
-    # used by the JVP rule below, connected to the originals by identity nodes.
-    for o in (out if prim.multiple_results else (out,)):
-        if o._inputs is primals:
-            o._inputs = inputs
+    outs = out if prim.multiple_results else (out,)
+    node = outs[0]._node
+    if node is not None and node.saved:
+        # The node keeps the original inputs, tangents included: a backward pass run
+        # while this level is active (grad inside jvp, i.e. forward-over-reverse) then
+        # carries the tangents through the VJP rules.
+        node.saved = tuple(
+            (x, s[1], s[2]) if s is not None and s[0] is p and x is not p else s
+            for s, x, p in zip(node.saved, inputs, primals))
     if not prim.differentiable:
         return out
     if prim.multiple_results:
         touts = prim.jvp_all(tangents, out, primals, **params)
         for o, t in zip(out, touts):
-            if o.data.dtype.kind == "f":
+            if o.dtype.kind == "f":
                 attach_tangent(o, level, t)
         return out
-    if out.data.dtype.kind != "f":
+    if out.dtype.kind != "f":
         return out
     attach_tangent(out, level, jvp_rule(prim, tangents, out, primals, params))
     return out
@@ -193,8 +389,9 @@ def jvp_rule(prim, tangents, out, inputs, params):
     if prim.linear:
         if all(t is None for t in tangents):
             return None
-        full = tuple(t if t is not None else _wrap(B.xp.zeros_like(x.data))
-                     for t, x in zip(tangents, inputs))
+        from .structural import zeros_like
+
+        full = tuple(t if t is not None else zeros_like(x) for t, x in zip(tangents, inputs))
         return apply(prim, full, params)
     if prim.jvp_all is not None:
         return prim.jvp_all(tangents, out, inputs, **params)
@@ -207,26 +404,20 @@ def jvp_rule(prim, tangents, out, inputs, params):
     return total
 
 
-def vjp_rule(prim, g, out, inputs, params, needs):
-    """Cotangents of the inputs of one application (``None`` where not needed)."""
-    if prim.vjp_all is not None:
-        return prim.vjp_all(g, out, inputs, needs, **params)
-    return [rule(g, out, *inputs, **params) if need and rule is not None else None
-            for rule, need in zip(prim.vjp, needs)]
-
-
+# ----------------------------------------------------------------------------- backward side
 def _check_forward(prim, inputs, out):
     data = out.data
-    if data.dtype.kind == "f" and not B.xp.isfinite(data).all():
-        bad = "nan" if B.xp.isnan(data).any() else "inf"
-        inputs_finite = all(x.data.dtype.kind != "f" or B.xp.isfinite(x.data).all()
-                            for x in inputs)
+    if out._batch is not None or data.dtype.kind != "f":
+        return
+    xp = B.ns(data)
+    if not xp.isfinite(data).all():
+        bad = "nan" if xp.isnan(data).any() else "inf"
+        inputs_finite = all(x._batch is not None or x.data.dtype.kind != "f"
+                            or xp.isfinite(x.data).all() for x in inputs)
         source = "from finite inputs" if inputs_finite else "(its inputs already held nan/inf)"
         raise FloatingPointError(
             f"detect_anomaly: the forward of '{prim.name}' produced {bad} {source}; "
             f"inputs: {describe(inputs)}\n{_where()}")
-    if out.requires_grad:
-        out._origin = traceback.extract_stack(limit=12)[:-3]
 
 
 def _where() -> str:
@@ -234,6 +425,5 @@ def _where() -> str:
     return "created at:\n" + "".join(traceback.format_list(frames[-6:]))
 
 
-# The identity is part of the core: transforms use it to make fresh variables that stay
-# connected to the tensors they were made from.
-identity = Primitive("identity", lambda x: x, vjp=lambda g, out, x: g, linear=True)
+__all__ = ["Primitive", "Node", "Meta", "apply", "describe", "strip", "attach_tangent",
+           "jvp_rule", "NO_PARAMS", "share"]

@@ -1,14 +1,23 @@
 """The Tensor: one backend array plus the bookkeeping of the transformations watching it.
 
-A tensor is also a node of the reverse-mode graph (as in micrograd): a tensor produced
-by a primitive remembers the primitive (``_prim``), its input tensors (``_inputs``) and
-the static parameters of the call (``_params``). Leaves have ``_prim is None``.
-Forward mode keeps tangents beside the value in ``_tangents``, a dict from forward
-level to tangent tensor.
+A tensor produced by a recorded primitive points to the graph node of that application
+(``_node``, and ``_index`` for primitives with several results); leaves have no node.
+The node, not the tensor, keeps what the backward pass needs (see ``graph.py``), so a
+tensor that user code drops is freed at once unless a rule saved it.
+
+Other slots:
+
+* ``_tangents`` — forward mode: a dict from ``jvp`` level to the tangent tensor;
+* ``_batch``    — ``vmap``: ``(level, inner tensor, batch axis)`` for a batched tensor,
+  whose ``data`` is then only an :class:`AbstractArray` of the per-example shape;
+* ``_vc``       — the version counter, a one-element list shared by a tensor and the
+  tensors that view its memory; in-place updates (optimiser steps, ``copy_``,
+  ``load_state_dict``) bump it, and a backward pass that meets a saved value whose
+  version changed raises instead of computing a wrong gradient.
 
 Arithmetic operators and the NumPy-style methods (``sum``, ``reshape``, ...) are
-installed on the class by ``wonderland.ops`` (``ops/methods.py``), so that every
-primitive's forward and rules live in one place with its family.
+installed on the class by ``wonderland.ops`` (``ops/methods.py``); ``backward`` by the
+engine (``engine.py``).
 """
 
 from __future__ import annotations
@@ -17,32 +26,80 @@ import numpy as np
 
 from .. import backend as B
 from . import dtypes
-from .modes import state
 
 _new_object = object.__new__
+
+
+class AbstractArray:
+    """Shape and dtype without values: the ``data`` of a batched (vmapped) tensor.
+
+    Reading the values of a tensor inside ``vmap`` depends on which example is meant,
+    so anything beyond ``shape``, ``dtype``, ``ndim``, ``size`` raises.
+    """
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape = tuple(shape)
+        self.dtype = dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    def __getattr__(self, name):
+        raise TypeError(
+            f"vmap: this operation reads the values of a batched tensor (attribute "
+            f"{name!r} of its data); inside vmap only tensor operations may be used, "
+            f"not values (Python branches on values, .item(), .numpy() ...)")
+
+    def _no_values(self, *_args, **_kwargs):
+        raise TypeError("vmap: this operation reads the values of a batched tensor; inside "
+                        "vmap only tensor operations may be used, not values")
+
+    __array__ = __bool__ = __float__ = __int__ = __index__ = __getitem__ = _no_values
+    __iter__ = __len__ = _no_values
+
+    def __repr__(self):
+        return f"AbstractArray(shape={self.shape}, dtype={self.dtype})"
 
 
 class Tensor:
     """An n-dimensional array that automatic differentiation can follow.
 
     Create one with :func:`wonderland.tensor` (or ``Tensor(data)``); tensors are
-    immutable to users: operations return new tensors, and only optimisers update
-    parameters in place, outside the graph.
+    immutable to users: operations return new tensors, and only in-place updates outside
+    the graph (optimiser steps, ``copy_``) change a tensor's values, bumping its version.
     """
 
-    __slots__ = ("data", "requires_grad", "grad", "_prim", "_inputs", "_params",
-                 "_tangents", "_origin", "__weakref__")
+    __slots__ = ("data", "requires_grad", "grad", "_node", "_index", "_tangents", "_batch",
+                 "_vc", "__weakref__")
 
     __array_ufunc__ = None  # make `ndarray op Tensor` defer to the Tensor's reflected operator
 
     def __init__(self, data, dtype=None, requires_grad=False):
         self.data = _to_array(data, dtype)
         self.grad = None
-        self._prim = None
-        self._inputs = None
-        self._params = None
+        self._node = None
+        self._index = 0
         self._tangents = None
-        self._origin = None
+        self._batch = None
+        self._vc = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -66,12 +123,24 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        return B.device
+        """Where the values live (``"cpu"`` for NumPy arrays)."""
+        data = self.data if self._batch is None else _physical(self).data
+        return B.backend_of(data).device
 
     @property
     def is_leaf(self) -> bool:
         """True for tensors not produced by a recorded primitive."""
-        return self._prim is None
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        """The graph node that produced this tensor (``None`` for leaves)."""
+        return self._node
+
+    @property
+    def version(self) -> int:
+        """How many in-place updates this tensor's memory has seen."""
+        return self._vc[0] if self._vc is not None else 0
 
     def __len__(self) -> int:
         if self.data.ndim == 0:
@@ -87,11 +156,17 @@ class Tensor:
     # ----------------------------------------------------------------- conversion
     def numpy(self) -> np.ndarray:
         """The values as a read-only NumPy array (no copy on the NumPy backend)."""
+        return _read_only(B.to_numpy(self.data))
+
+    def __array__(self, dtype=None, copy=None):
+        """NumPy's view of the values: read-only, so writing to it cannot corrupt a
+        gradient (``np.array(t)`` copies and is writable, as usual)."""
         arr = B.to_numpy(self.data)
-        if isinstance(arr, np.ndarray):
-            arr = arr.view()
-            arr.flags.writeable = False
-        return arr
+        if dtype is not None and arr.dtype != dtype:
+            return arr.astype(dtype)
+        if copy:
+            return arr.copy()
+        return _read_only(arr)
 
     def item(self):
         """The single value of a one-element tensor as a Python number."""
@@ -103,10 +178,6 @@ class Tensor:
 
     def tolist(self):
         return self.data.tolist()
-
-    def __array__(self, dtype=None, copy=None):
-        arr = B.to_numpy(self.data)
-        return arr if dtype is None else arr.astype(dtype)
 
     def __float__(self):
         return float(self.item())
@@ -133,7 +204,7 @@ class Tensor:
     # ----------------------------------------------------------------- autodiff
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """Mark a leaf tensor as a variable whose gradient ``backward`` accumulates."""
-        if self._prim is not None and not requires_grad:
+        if self._node is not None and not requires_grad:
             raise RuntimeError(
                 "requires_grad_: cannot turn off gradients of a non-leaf tensor; use .detach()")
         if requires_grad and self.data.dtype.kind != "f":
@@ -144,23 +215,46 @@ class Tensor:
         return self
 
     def detach(self) -> "Tensor":
-        """A new tensor with the same values, cut off from every transformation."""
-        return _wrap(self.data)
+        """A new tensor with the same values (same memory, same version counter), cut
+        off from every transformation."""
+        return share(self, _wrap(self.data)) if self._batch is None else _detach_batched(self)
 
-    def backward(self, grad=None, retain_graph=None, create_graph=False) -> None:
-        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf requiring grad.
+    # ----------------------------------------------------------------- in place
+    def copy_(self, src) -> "Tensor":
+        """Copy ``src``'s values into this tensor's memory (broadcasting, casting to this
+        dtype) and bump its version. Not recorded: use it to load weights by hand; a
+        backward pass that needs the old values then raises instead of using new ones."""
+        if self._node is not None:
+            raise RuntimeError(
+                f"copy_: cannot write into a tensor computed by a recorded operation "
+                f"('{self._node.prim.name}'); copy into a leaf (a parameter or buffer)")
+        if self._batch is not None:
+            raise TypeError("copy_: in-place updates are not supported inside vmap")
+        values = src.data if isinstance(src, Tensor) else B.asarray(src)
+        try:
+            B.copy_into(self.data, values)
+        except ValueError as exc:
+            raise ValueError(f"copy_: cannot copy values of shape {getattr(values, 'shape', ())} "
+                             f"into a tensor of shape {self.shape} ({exc})") from None
+        except TypeError as exc:
+            raise TypeError(f"copy_: cannot cast {getattr(values, 'dtype', type(values).__name__)} "
+                            f"into a tensor of dtype {self.dtype} ({exc})") from None
+        self.bump_version()
+        return self
 
-        ``grad`` is the cotangent of ``self`` (required unless ``self`` has one element).
-        The graph's saved tensors are released after the sweep unless ``retain_graph``
-        (default: ``create_graph``). With ``create_graph=True`` the gradients are
-        themselves recorded, so they can be differentiated again.
-        """
-        from .engine import backward as _backward
-
-        _backward(self, grad, retain_graph, create_graph)
+    def bump_version(self) -> None:
+        """Record that this tensor's memory was changed in place (by code outside the
+        graph, such as an optimiser step)."""
+        vc = self._vc
+        if vc is None:
+            self._vc = [1]
+        else:
+            vc[0] += 1
 
     # ----------------------------------------------------------------- printing
     def __repr__(self) -> str:
+        if self._batch is not None:
+            return f"BatchedTensor(shape={self.shape}, dtype={self.dtype}, level={self._batch[0]})"
         body = np.array2string(B.to_numpy(self.data), separator=", ", prefix="tensor(",
                                threshold=200, edgeitems=3)
         dt = self.data.dtype
@@ -169,8 +263,8 @@ class Tensor:
             extras.append(f"shape={self.shape}")
         if self.data.size == 0 or dt not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_):
             extras.append(f"dtype={dt}")
-        if self._prim is not None and self.requires_grad:
-            extras.append(f"grad_fn={self._prim.name}")
+        if self._node is not None and self.requires_grad:
+            extras.append(f"grad_fn={self._node.prim.name}")
         elif self.requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
@@ -178,20 +272,52 @@ class Tensor:
     __str__ = __repr__
 
 
+def _read_only(arr):
+    if isinstance(arr, np.ndarray) and arr.flags.writeable:
+        arr = arr.view()
+        arr.flags.writeable = False
+    return arr
+
+
 def _wrap(data) -> Tensor:
     """Fast constructor for a plain tensor around a backend array (no checks)."""
     t = _new_object(Tensor)
-    if type(data) is not B.ndarray:
-        data = B.xp.asarray(data)
     t.data = data
     t.requires_grad = False
     t.grad = None
-    t._prim = None
-    t._inputs = None
-    t._params = None
+    t._node = None
+    t._index = 0
     t._tangents = None
-    t._origin = None
+    t._batch = None
+    t._vc = None
     return t
+
+
+def version_counter(t: Tensor) -> list:
+    """``t``'s version counter, created on first use."""
+    vc = t._vc
+    if vc is None:
+        vc = t._vc = [0]
+    return vc
+
+
+def share(source: Tensor, view: Tensor) -> Tensor:
+    """Give ``view`` (a tensor over ``source``'s memory) ``source``'s version counter."""
+    view._vc = version_counter(source)
+    return view
+
+
+def _physical(t: Tensor) -> Tensor:
+    while t._batch is not None:
+        t = t._batch[1]
+    return t
+
+
+def _detach_batched(t: Tensor) -> Tensor:
+    level, inner, axis = t._batch
+    out = _wrap(t.data)
+    out._batch = (level, inner.detach(), axis)
+    return out
 
 
 def _to_array(data, dtype=None):
@@ -200,7 +326,7 @@ def _to_array(data, dtype=None):
     if isinstance(data, Tensor):
         arr = data.data
         return arr if dtype is None or arr.dtype == dtype else arr.astype(dtype)
-    if isinstance(data, B.ndarray) or isinstance(data, np.ndarray) or isinstance(data, np.generic):
+    if B.is_array(data) or isinstance(data, (np.ndarray, np.generic)):
         arr = B.asarray(data)
         if arr.dtype.kind not in "fiub":
             raise TypeError(f"tensor: unsupported dtype {arr.dtype}; expected a float, "
@@ -249,10 +375,23 @@ def tensor(data, dtype=None, requires_grad=False) -> Tensor:
     >>> wl.tensor([[1.0, 2.0]], requires_grad=True).shape
     (1, 2)
     """
-    if isinstance(data, (np.ndarray, Tensor)):
-        arr = data.data if isinstance(data, Tensor) else data
-        data = arr.copy()
+    if isinstance(data, Tensor):
+        data = data.data.copy()
+    elif B.is_array(data) or isinstance(data, np.ndarray):
+        data = data.copy()
     return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+
+
+def to_tensor(x, what: str) -> Tensor:
+    """``x`` as a tensor (numbers and arrays take the default dtypes); ``what`` names the
+    operation in the error for anything else."""
+    if isinstance(x, Tensor):
+        return x
+    try:
+        return Tensor(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what}: expected a tensor, a number or an array, got "
+                        f"{type(x).__name__}") from exc
 
 
 def as_tensor(x, like: Tensor | None = None) -> Tensor:
@@ -260,7 +399,7 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     if isinstance(x, Tensor):
         return x
     if like is not None and isinstance(x, (int, float, bool, np.generic)) and not isinstance(x, np.ndarray):
-        return _wrap(B.xp.asarray(x, dtype=scalar_dtype(x, like.data.dtype)))
+        return _wrap(B.scalar_array(x, scalar_dtype(x, like.dtype), like.data))
     return Tensor(x)
 
 
@@ -274,7 +413,3 @@ def scalar_dtype(value, dtype):
     if isinstance(value, (float, np.floating)):
         return dtype if kind == "f" else dtypes.get_default_dtype()
     raise TypeError(f"cannot combine a tensor with a value of type {type(value).__name__}")
-
-
-def is_grad_enabled() -> bool:
-    return state.grad_enabled

@@ -7,59 +7,55 @@ of tensors, and they compose to any depth:
 * reverse mode makes a fresh *variable* for every input (a leaf, or an identity node
   when the input is itself being differentiated by an enclosing transformation), runs
   the function with recording on, and sweeps back to exactly those variables;
-* forward mode opens a new level and attaches tangents at that level to the inputs.
+* forward mode opens a new level and attaches tangents at that level to the inputs;
+* ``jacrev``/``jacfwd`` map ``vjp``/``jvp`` over a basis with ``vmap``.
 
-Whether the gradients must themselves be recorded is decided from the graph: they are
-when the function depends on anything an enclosing differentiation follows (an outer
-variable, or a parameter requiring grad), and recording is on at the call.
+Gradients are recorded (so they can be differentiated again) only when something may
+differentiate them: inside an enclosing ``grad``/``vjp``, eagerly; at the top level,
+when the function reads tensors that require grad (a model's parameters, say), lazily:
+the results come out of one node that recomputes the gradient with recording only if a
+later backward pass reaches it. A plain ``grad`` thus costs what ``.backward()`` costs.
 """
 
 from __future__ import annotations
 
 import functools
 
-from .. import backend as B
-from .engine import dependents, reaches_outside, run_backward, toposort
-from .modes import enable_grad, forward_level, no_grad, state
-from .primitive import Primitive, apply, identity, strip
+from . import rng
+from .engine import outside_leaves, reaches_outside, run_backward, walk, without_graph
+from .modes import enable_grad, get_state, new_level, replace, reset
+from .primitive import Primitive, alias, apply, attach_tangent, strip
 from .pytree import flatten, tree_map, unflatten
-from .tensor import Tensor, _wrap
+from .structural import cast, identity, ones_like, zeros_like
+from .tensor import Tensor, _wrap, to_tensor
 
 
 # ----------------------------------------------------------------------------- helpers
-def _to_tensor(x, what: str) -> Tensor:
-    if isinstance(x, Tensor):
-        return x
-    try:
-        return Tensor(x)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what}: expected a tensor, a number or an array, got "
-                        f"{type(x).__name__}") from exc
+def _variable(x, what: str, eager: bool = True) -> Tensor:
+    """A fresh tensor to differentiate with respect to.
 
-
-def _variable(x, what: str) -> Tensor:
-    """A fresh tensor to differentiate with respect to, connected to ``x`` if needed."""
-    x = _to_tensor(x, what)
-    if x.data.dtype.kind != "f":
+    With ``eager`` it stays connected to ``x`` when ``x`` is followed by an enclosing
+    transformation (it requires grad, carries tangents or is batched), so derivatives
+    of the result reach ``x``; otherwise it is a new leaf over ``x``'s values.
+    """
+    x = to_tensor(x, what)
+    if x.dtype.kind != "f":
         raise TypeError(f"{what}: can only differentiate with respect to floating-point "
-                        f"inputs, got {x.data.dtype} of shape {x.shape}")
-    if (x.requires_grad and state.grad_enabled) or x._tangents:
+                        f"inputs, got {x.dtype} of shape {x.shape}")
+    if x._batch is not None:
+        from .vmap import batched_variable
+
+        return batched_variable(x, lambda inner: _variable(inner, what, eager))
+    if eager and ((x.requires_grad and get_state().grad_enabled) or x._tangents):
         with enable_grad():
-            v = apply(identity, (x,))
+            v = identity(x)
         if not v.requires_grad:     # x only carried tangents
             v.requires_grad = True
         return v
     v = _wrap(x.data)
+    v._vc = x._vc
     v.requires_grad = True
     return v
-
-
-def _without_graph(t):
-    if not isinstance(t, Tensor) or not t.requires_grad:
-        return t
-    out = _wrap(t.data)
-    out._tangents = t._tangents
-    return out
 
 
 def _split_aux(result, has_aux: bool, what: str):
@@ -102,50 +98,93 @@ def _partial(fun, args, nums, kwargs=None):
     return f_dyn, tuple(args[i] for i in nums)
 
 
-# ----------------------------------------------------------------------------- reverse
-def _vjp(fun, primals, has_aux, what):
+def _zeros_for(targets, results):
+    """Materialise the symbolic zeros (``None``) of unreached targets."""
+    return [r if r is not None else zeros_like(t) for r, t in zip(results, targets)]
+
+
+class _Trace:
+    """One recorded run of a function under a reverse-mode transformation."""
+
+    __slots__ = ("out_flat", "out_tree", "aux", "variables", "tree", "outside", "eager")
+
+
+def _record(fun, primals, has_aux, what, eager=True) -> _Trace:
     flat, tree = flatten(tuple(primals))
-    recording_outside = state.grad_enabled
-    variables = [_variable(x, what) for x in flat]
-    with enable_grad():
-        result = fun(*unflatten(tree, variables))
-    out, aux = _split_aux(result, has_aux, what)
-    out_flat, out_tree = flatten(out)
-    _check_outputs(out_flat, what)
-    ids = {id(v) for v in variables}
-    order = toposort(out_flat, ids)
-    create = recording_outside and reaches_outside(order, ids)
-    return out_flat, out_tree, aux, variables, tree, create
+    st = get_state()
+    tr = _Trace()
+    tr.variables = [_variable(x, what, eager) for x in flat]
+    tr.tree = tree
+    token = replace(grad_enabled=True, rev_depth=st.rev_depth + 1)
+    try:
+        result = fun(*unflatten(tree, tr.variables))
+    finally:
+        reset(token)
+    out, tr.aux = _split_aux(result, has_aux, what)
+    tr.out_flat, tr.out_tree = flatten(out)
+    _check_outputs(tr.out_flat, what)
+    roots = _physical_roots(tr.out_flat)
+    order, leaves, outputs = walk(roots, _physical_roots(tr.variables))
+    tr.outside = st.grad_enabled and reaches_outside(order, leaves, outputs, roots)
+    tr.eager = eager
+    return tr
 
 
+def _physical_roots(tensors):
+    if any(t._batch is not None for t in tensors):
+        from .vmap import physical_tensors
+
+        return physical_tensors(tensors)
+    return tensors
+
+
+def _sweep(roots, cts, targets, create, retain):
+    """``run_backward`` that accepts batched roots and targets (inside vmap)."""
+    if any(t._batch is not None for t in list(roots) + list(targets)):
+        from .vmap import batched_backward
+
+        return batched_backward(roots, cts, targets, create, retain)
+    return run_backward(roots, cts, targets, create_graph=create, retain_graph=retain)
+
+
+# ----------------------------------------------------------------------------- reverse
 def vjp(fun, *primals, has_aux=False):
     """Evaluate ``fun(*primals)`` and return ``(out, vjp_fn)`` (and ``aux``).
 
     ``vjp_fn(cotangent)`` maps a cotangent of ``out`` (same structure, shapes and
     dtypes) to the tuple of cotangents of ``primals``. It can be called many times.
     """
-    out_flat, out_tree, aux, variables, tree, create = _vjp(fun, primals, has_aux, "vjp")
+    tr = _record(fun, primals, has_aux, "vjp")
 
     def vjp_fn(cotangent):
         ct_flat, ct_tree = flatten(cotangent)
-        if ct_tree != out_tree:
+        if ct_tree != tr.out_tree:
             raise ValueError(f"vjp: cotangent structure {ct_tree} does not match the "
-                             f"output structure {out_tree}")
+                             f"output structure {tr.out_tree}")
         cts = []
-        for o, c in zip(out_flat, ct_flat):
-            c = _to_tensor(c, "vjp")
+        for o, c in zip(tr.out_flat, ct_flat):
+            c = to_tensor(c, "vjp")
             if c.shape != o.shape:
                 raise ValueError(f"vjp: cotangent of shape {c.shape} for an output of "
                                  f"shape {o.shape}")
-            cts.append(c.astype(o.dtype) if c.dtype != o.dtype else c)
-        grads = run_backward(out_flat, cts, variables, create_graph=create,
-                             retain_graph=True)
-        return unflatten(tree, grads)
+            if c.dtype != o.dtype:
+                raise TypeError(f"vjp: cotangent of dtype {c.dtype} for an output of dtype "
+                                f"{o.dtype}; cast it first")
+            cts.append(c)
+        st = get_state()
+        create = st.grad_enabled and (tr.outside or any(c.requires_grad for c in cts))
+        grads = _sweep(tr.out_flat, cts, tr.variables, create, True)
+        return unflatten(tr.tree, _zeros_for(tr.variables, grads))
 
-    out = unflatten(out_tree, out_flat if create else [_without_graph(o) for o in out_flat])
+    keep = tr.outside
+    out = unflatten(tr.out_tree, tr.out_flat if keep else [without_graph(o) for o in tr.out_flat])
     if has_aux:
-        return out, vjp_fn, (aux if create else tree_map(_without_graph, aux))
+        return out, vjp_fn, (tr.aux if keep else tree_map(_plain, tr.aux))
     return out, vjp_fn
+
+
+def _plain(x):
+    return without_graph(x) if isinstance(x, Tensor) else x
 
 
 def value_and_grad(fun, argnums=0, has_aux=False):
@@ -158,29 +197,138 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     def value_and_grad_fn(*args, **kwargs):
         single, nums = _normalize_argnums(argnums, len(args), "grad")
         f_dyn, dyn = _partial(fun, args, nums, kwargs)
-        out_flat, out_tree, aux, variables, tree, create = _vjp(f_dyn, dyn, has_aux, "grad")
-        if out_tree.kind != "leaf":
-            raise TypeError(f"grad: the function must return a single scalar tensor, got "
-                            f"a {out_tree.kind}")
-        out = out_flat[0]
-        if out.ndim != 0:
-            raise TypeError(f"grad: the function must return a scalar (shape ()), got "
-                            f"shape {out.shape}; use vjp or jacrev for non-scalar outputs")
-        if out.dtype.kind != "f":
-            raise TypeError(f"grad: the function must return a floating-point scalar, got "
-                            f"{out.dtype}")
-        seed = _wrap(B.xp.ones_like(out.data))
-        grads = run_backward([out], [seed], variables, create_graph=create,
-                             retain_graph=create)
+        st = get_state()
+        eager = st.rev_depth > 0 or _carries_levels(dyn)
+        if eager:
+            value, aux, grads, tree = _value_and_grad_eager(f_dyn, dyn, has_aux)
+        else:
+            value, aux, grads, tree = _value_and_grad_top(f_dyn, dyn, has_aux)
         g = unflatten(tree, grads)
         g = g[0] if single else tuple(g)
-        value = out if create else _without_graph(out)
-        if has_aux:
-            aux_out = aux if create else tree_map(_without_graph, aux)
-            return (value, aux_out), g
-        return value, g
+        return ((value, aux), g) if has_aux else (value, g)
 
     return value_and_grad_fn
+
+
+def _carries_levels(tree) -> bool:
+    leaves, _ = flatten(tree)
+    return any(isinstance(x, Tensor) and (x._tangents or x._batch is not None) for x in leaves)
+
+
+def _scalar_output(tr: _Trace) -> Tensor:
+    if tr.out_tree.kind != "leaf":
+        raise TypeError(f"grad: the function must return a single scalar tensor, got "
+                        f"a {tr.out_tree.kind}")
+    out = tr.out_flat[0]
+    if out.ndim != 0:
+        raise TypeError(f"grad: the function must return a scalar (shape ()), got "
+                        f"shape {out.shape}; use vjp or jacrev for non-scalar outputs")
+    if out.dtype.kind != "f":
+        raise TypeError(f"grad: the function must return a floating-point scalar, got "
+                        f"{out.dtype}")
+    return out
+
+
+def _value_and_grad_eager(f_dyn, dyn, has_aux):
+    """Inside an enclosing transformation: record the backward pass when it may be
+    differentiated (the function reads what the enclosing one follows)."""
+    tr = _record(f_dyn, dyn, has_aux, "grad")
+    out = _scalar_output(tr)
+    create = tr.outside
+    grads = _sweep([out], [ones_like(out)], tr.variables, create, create)
+    grads = _zeros_for(tr.variables, grads)
+    value = out if create else without_graph(out)
+    aux = tr.aux if create else tree_map(_plain, tr.aux)
+    return value, aux, grads, tr.tree
+
+
+def _value_and_grad_top(f_dyn, dyn, has_aux):
+    """At the top level: one backward pass without recording; when the function reads
+    tensors that require grad, the results come out of a node that recomputes them with
+    recording if a later backward pass asks (see :func:`_recomputed`)."""
+    with rng.tracking() as touched:
+        tr = _record(f_dyn, dyn, has_aux, "grad", eager=False)
+    out = _scalar_output(tr)
+    grads = run_backward([out], [ones_like(out)], tr.variables)
+    grads = _zeros_for(tr.variables, grads)
+    flat, _ = flatten(tuple(dyn))
+    inputs = [to_tensor(x, "grad") for x in flat]
+    order, leaves, _ = walk([out], tr.variables)
+    outside = outside_leaves(order, leaves)
+    for leaf in _tensor_leaves(tr.aux):
+        if leaf.requires_grad:
+            o2, l2, _ = walk([leaf], tr.variables)
+            outside += [t for t in outside_leaves(o2, l2) if all(t is not u for u in outside)]
+    if not get_state().grad_enabled or not (outside or any(x.requires_grad for x in inputs)):
+        return without_graph(out), tree_map(_plain, tr.aux), grads, tr.tree
+    aux_leaves, aux_tree = flatten(tr.aux)
+    aux_pos = [i for i, a in enumerate(aux_leaves) if isinstance(a, Tensor) and a.dtype.kind == "f"]
+
+    n_grads = len(grads)
+
+    def recompute(fresh, wanted):
+        t2 = _record(f_dyn, unflatten(tr.tree, fresh), has_aux, "grad")
+        o = t2.out_flat[0]
+        a2, _ = flatten(t2.aux)
+        aux_out = [a2[i] for i in aux_pos]
+        if not any(wanted[1:1 + n_grads]):      # only the value (or aux) is asked for
+            return [o] + [None] * n_grads + aux_out
+        g2 = run_backward([o], [ones_like(o)], t2.variables, create_graph=True,
+                          retain_graph=True)
+        return [o] + _zeros_for(t2.variables, g2) + aux_out
+
+    results = [out] + grads + [aux_leaves[i] for i in aux_pos]
+    outs = _recomputed("grad", recompute, inputs, outside, results, touched)
+    value, grads = outs[0], list(outs[1:1 + len(grads)])
+    new_aux = [_plain(a) for a in aux_leaves]
+    for k, i in enumerate(aux_pos):
+        new_aux[i] = outs[1 + len(grads) + k]
+    return value, unflatten(aux_tree, new_aux), grads, tr.tree
+
+
+def _tensor_leaves(tree):
+    leaves, _ = flatten(tree)
+    return [x for x in leaves if isinstance(x, Tensor)]
+
+
+def _recomputed(name, recompute, inputs, outside, results, touched):
+    """Tensors with the values ``results`` that differentiate by recomputation.
+
+    One node with inputs ``inputs`` (the function's arguments) and ``outside`` (tensors
+    requiring grad the function reads); its VJP runs ``recompute(fresh_inputs, wanted)``
+    again with recording (``wanted[k]``: whether result ``k`` has a cotangent), random
+    generators replayed, and sweeps back through that run.
+    """
+    datas = [r.data for r in results]
+    n_args = len(inputs)
+
+    def forward(*arrays):
+        return tuple(datas)
+
+    def vjp_all(gs, outs, ins, needs):
+        with rng.replaying(touched):
+            fresh = [_variable(x, name) for x in ins[:n_args]]
+            token = replace(grad_enabled=True, rev_depth=get_state().rev_depth + 1)
+            try:
+                res = recompute(fresh, [g is not None for g in gs])
+            finally:
+                reset(token)
+        pairs = [(r, g) for r, g in zip(res, gs)
+                 if g is not None and r is not None and r.requires_grad]
+        if not pairs:
+            return [None] * len(ins)
+        create = get_state().grad_enabled
+        cts = run_backward([r for r, _ in pairs], [g for _, g in pairs],
+                           fresh + list(ins[n_args:]), create_graph=create, retain_graph=create)
+        return cts
+
+    def no_jvp(*_a, **_k):  # pragma: no cover - forward mode never records this node
+        raise RuntimeError(f"{name}: unexpected forward-mode use")
+
+    prim = Primitive(f"{name}(recomputed)", forward, vjp_all=vjp_all, jvp_all=no_jvp,
+                     multiple_results=True)
+    with enable_grad():
+        return list(apply(prim, tuple(inputs) + tuple(outside)))
 
 
 def grad(fun, argnums=0, has_aux=False):
@@ -206,6 +354,15 @@ def grad(fun, argnums=0, has_aux=False):
 
 
 # ----------------------------------------------------------------------------- forward
+def _with_tangent(p: Tensor, level: int, t: Tensor) -> Tensor:
+    """A new tensor object for ``p`` (same graph position, lower tangents, batching)
+    carrying tangent ``t`` at ``level``."""
+    x = alias(p)
+    x._tangents = dict(p._tangents) if p._tangents else {}
+    attach_tangent(x, level, t)
+    return x
+
+
 def jvp(fun, primals, tangents, has_aux=False):
     """Evaluate ``fun(*primals)`` and its directional derivative along ``tangents``.
 
@@ -220,52 +377,42 @@ def jvp(fun, primals, tangents, has_aux=False):
     if t_tree != tree:
         raise ValueError(f"jvp: tangents structure {t_tree} does not match primals "
                          f"structure {tree}")
-    with forward_level() as level:
+    with new_level() as level:
         xs = []
         for p, t in zip(p_flat, t_flat):
-            p = _to_tensor(p, "jvp")
-            t = _to_tensor(t, "jvp")
-            if p.data.dtype.kind != "f":
+            p = to_tensor(p, "jvp")
+            t = to_tensor(t, "jvp")
+            if p.dtype.kind != "f":
                 raise TypeError(f"jvp: primal of dtype {p.dtype} cannot carry a tangent; "
                                 f"only floating-point inputs can")
             if t.shape != p.shape:
                 raise ValueError(f"jvp: tangent of shape {t.shape} for a primal of shape "
                                  f"{p.shape}")
             if t.dtype != p.dtype:
-                t = t.astype(p.dtype)
-            if (p.requires_grad and state.grad_enabled) or p._tangents:
-                x = apply(identity, (p,))
-            else:
-                x = _wrap(p.data)
-            x._tangents = dict(x._tangents) if x._tangents else {}
-            x._tangents[level] = t
-            xs.append(x)
+                t = cast(t, p.dtype)
+            xs.append(_with_tangent(p, level, t))
         result = fun(*unflatten(tree, xs))
-    out, aux = _split_aux(result, has_aux, "jvp")
-    out_flat, out_tree = flatten(out)
-    _check_outputs(out_flat, "jvp")
-    primal_out, tangent_out = [], []
-    for o in out_flat:
-        t = o._tangents.get(level) if o._tangents else None
-        tangent_out.append(t if t is not None else _wrap(B.xp.zeros_like(o.data)))
-        primal_out.append(strip(o, level) if o._tangents else o)
+        out, aux = _split_aux(result, has_aux, "jvp")
+        out_flat, out_tree = flatten(out)
+        _check_outputs(out_flat, "jvp")
+        primal_out, tangent_out = [], []
+        for o in out_flat:
+            t = o._tangents.get(level) if o._tangents else None
+            tangent_out.append(t if t is not None else zeros_like(o))
+            primal_out.append(strip(o, level) if o._tangents else o)
     res = (unflatten(out_tree, primal_out), unflatten(out_tree, tangent_out))
     return res + (aux,) if has_aux else res
 
 
 # ----------------------------------------------------------------------------- jacobians
-def _stack(rows):
-    from .. import ops
-
-    return ops.stack(rows)
-
-
 def jacrev(fun, argnums=0, has_aux=False):
-    """The Jacobian of ``fun`` by reverse mode (one VJP per output element).
+    """The Jacobian of ``fun`` by reverse mode: ``vjp_fn`` mapped with ``vmap`` over the
+    basis of each output.
 
     Each output leaf of shape ``o`` gives, for each argument leaf of shape ``i``, an
     array of shape ``o + i``. Prefer it when outputs are fewer than inputs.
     """
+    from .vmap import vmap
 
     @functools.wraps(fun)
     def jacfn(*args, **kwargs):
@@ -274,23 +421,19 @@ def jacrev(fun, argnums=0, has_aux=False):
         res = vjp(f_dyn, *dyn, has_aux=has_aux)
         out, vjp_fn = res[0], res[1]
         out_flat, out_tree = flatten(out)
-        _, in_tree = flatten(dyn)
-        zeros = [_wrap(B.xp.zeros_like(o.data)) for o in out_flat]
+        in_flat, in_tree = flatten(dyn)
+        in_flat = [to_tensor(x, "jacrev") for x in in_flat]
         per_output = []
         for k, o in enumerate(out_flat):
-            rows = []          # rows[j] = flat input cotangents for basis vector j
-            for j in range(o.size):
-                e = B.xp.zeros(o.size, dtype=o.dtype)
-                e[j] = 1
-                cts = list(zeros)
-                cts[k] = _wrap(e.reshape(o.shape))
-                rows.append(flatten(vjp_fn(unflatten(out_tree, cts)))[0])
-            leaves = []
-            for i, x in enumerate(flatten(dyn)[0]):
-                x = _to_tensor(x, "jacrev")
-                col = [r[i] for r in rows]
-                j_ = _stack(col) if col else _wrap(B.xp.zeros((0,) + x.shape, x.dtype))
-                leaves.append(j_.reshape(o.shape + x.shape))
+            def pull(e, k=k, o=o):
+                cts = [zeros_like(q) for q in out_flat]
+                cts[k] = e.reshape(o.shape)
+                return flatten(vjp_fn(unflatten(out_tree, cts)))[0]
+
+            basis = _eye(o)
+            rows = vmap(pull)(basis) if o.size else [
+                _empty((0,) + x.shape, x) for x in in_flat]
+            leaves = [r.reshape(o.shape + x.shape) for r, x in zip(rows, in_flat)]
             tree_in = unflatten(in_tree, leaves)
             per_output.append(tree_in[0] if single else tuple(tree_in))
         jac = unflatten(out_tree, per_output)
@@ -300,55 +443,64 @@ def jacrev(fun, argnums=0, has_aux=False):
 
 
 def jacfwd(fun, argnums=0, has_aux=False):
-    """The Jacobian of ``fun`` by forward mode (one JVP per input element).
+    """The Jacobian of ``fun`` by forward mode: ``jvp`` mapped with ``vmap`` over the
+    basis of each input.
 
     Same layout as :func:`jacrev`; prefer it when inputs are fewer than outputs.
     """
+    from .vmap import vmap
 
     @functools.wraps(fun)
     def jacfn(*args, **kwargs):
         single, nums = _normalize_argnums(argnums, len(args), "jacfwd")
         f_dyn, dyn = _partial(fun, args, nums, kwargs)
         in_flat, in_tree = flatten(dyn)
-        in_flat = [_to_tensor(x, "jacfwd") for x in in_flat]
-        zeros = [_wrap(B.xp.zeros_like(x.data)) for x in in_flat]
-        columns = []       # columns[i][j] = flat output tangents for input leaf i, element j
-        out_flat = out_tree = aux = None
+        in_flat = [to_tensor(x, "jacfwd") for x in in_flat]
+        out, aux = _split_aux(f_dyn(*unflatten(in_tree, in_flat)), has_aux, "jacfwd")
+        out_flat, out_tree = flatten(out)
+        _check_outputs(out_flat, "jacfwd")
+        columns = []          # columns[i][k]: d out_k / d in_i, shape (in_i.size,) + out_k
         for i, x in enumerate(in_flat):
-            cols = []
-            for j in range(x.size):
-                e = B.xp.zeros(x.size, dtype=x.dtype)
-                e[j] = 1
-                ts = list(zeros)
-                ts[i] = _wrap(e.reshape(x.shape))
-                res = jvp(f_dyn, unflatten(in_tree, in_flat), unflatten(in_tree, ts),
-                          has_aux=has_aux)
-                out_flat, out_tree = flatten(res[0])
-                cols.append(flatten(res[1])[0])
-                if has_aux:
-                    aux = res[2]
-            columns.append(cols)
-        if out_flat is None:       # every input is empty: evaluate once for the shapes
-            res = f_dyn(*unflatten(in_tree, in_flat))
-            out, aux = _split_aux(res, has_aux, "jacfwd")
-            out_flat, out_tree = flatten(out)
+            def push(e, i=i, x=x):
+                ts = [zeros_like(q) for q in in_flat]
+                ts[i] = e.reshape(x.shape)
+                r = jvp(f_dyn, unflatten(in_tree, in_flat), unflatten(in_tree, ts),
+                        has_aux=has_aux)
+                return flatten(r[1])[0]
+
+            columns.append(vmap(push)(_eye(x)) if x.size else None)
         per_output = []
         for k, o in enumerate(out_flat):
             leaves = []
             for i, x in enumerate(in_flat):
-                col = [c[k] for c in columns[i]]
-                if col:
-                    j_ = _stack(col).reshape(x.shape + o.shape)
-                    j_ = j_.transpose(tuple(range(x.ndim, x.ndim + o.ndim)) + tuple(range(x.ndim)))
-                else:
-                    j_ = _wrap(B.xp.zeros(o.shape + x.shape, o.dtype))
-                leaves.append(j_)
+                if columns[i] is None:
+                    leaves.append(_empty(o.shape + x.shape, o))
+                    continue
+                col = columns[i][k].reshape(x.shape + o.shape)
+                leaves.append(col.transpose(tuple(range(x.ndim, x.ndim + o.ndim))
+                                            + tuple(range(x.ndim))))
             tree_in = unflatten(in_tree, leaves)
             per_output.append(tree_in[0] if single else tuple(tree_in))
         jac = unflatten(out_tree, per_output)
         return (jac, aux) if has_aux else jac
 
     return jacfn
+
+
+def _eye(x: Tensor) -> Tensor:
+    """The rows of the ``x.size``-square identity, in ``x``'s dtype and backend."""
+    from .. import backend as B
+
+    data = x.data if x._batch is None else None
+    xp = B.ns(data) if data is not None else B.default().xp
+    return _wrap(xp.eye(x.size, dtype=x.dtype))
+
+
+def _empty(shape, like: Tensor) -> Tensor:
+    from .. import backend as B
+
+    xp = B.ns(like.data) if like._batch is None else B.default().xp
+    return _wrap(xp.zeros(shape, dtype=like.dtype))
 
 
 def hessian(fun, argnums=0, has_aux=False):
@@ -365,18 +517,17 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
 
     The checkpointed function records a single node whose inputs are its tensor
     arguments and every tensor requiring grad that ``fun`` reads from its closure (model
-    parameters, say). During the backward sweep the node runs ``fun`` again (with the
-    random generator restored to its state at the first call, so dropout masks agree)
-    and differentiates the recomputation. Memory held between forward and backward falls
-    to those inputs and the outputs; compute grows by one forward of ``fun``. Under
-    forward mode (inside ``jvp``) ``fun`` simply runs: there is nothing to save.
-    Keyword arguments, and positional arguments in ``static_argnums``, are passed through
-    and not differentiated. ``prevent_cse`` is accepted for JAX compatibility (there is
-    no compiler here to eliminate anything); ``policy`` (which intermediates to keep) is
+    parameters, say). During the backward sweep the node runs ``fun`` again — with every
+    random generator it drew from (the global one or explicit ones) put back to its
+    state at the first call, so dropout masks agree — and differentiates the
+    recomputation. Memory held between forward and backward falls to those inputs and
+    the outputs; compute grows by one forward of ``fun``. Under forward mode (inside
+    ``jvp``) ``fun`` simply runs: there is nothing to save. Keyword arguments, and
+    positional arguments in ``static_argnums``, are passed through and not
+    differentiated. ``prevent_cse`` is accepted for JAX compatibility (there is no
+    compiler here to eliminate anything); ``policy`` (which intermediates to keep) is
     not supported: everything inside is recomputed.
     """
-    from .. import random as _random
-
     if policy is not None:
         raise NotImplementedError("checkpoint: saving policies are not supported; every "
                                   "intermediate of the function is recomputed")
@@ -384,13 +535,13 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
 
     @functools.wraps(fun)
     def checkpointed(*args, **kwargs):
-        if not state.grad_enabled or state.fwd_levels:
+        st = get_state()
+        if not st.grad_enabled or st.levels:
             return fun(*args, **kwargs)
         dynamic = tuple(a for i, a in enumerate(args) if i not in static)
         flat, tree = flatten(dynamic)
         positions = [i for i, a in enumerate(flat)
-                     if isinstance(a, Tensor) and a.data.dtype.kind == "f"]
-        rng_state = _random.get_state()
+                     if isinstance(a, Tensor) and a.dtype.kind == "f"]
 
         def call(tensors):
             full = list(flat)
@@ -401,57 +552,22 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
 
         # Run once with recording to see which outside tensors the function reads; the
         # recorded graph is dropped right after.
-        variables = [_variable(flat[i], "checkpoint") for i in positions]
-        with enable_grad():
+        inputs = [flat[i] for i in positions]
+        variables = [_variable(x, "checkpoint", eager=False) for x in inputs]
+        with rng.tracking() as touched, enable_grad():
             out = call(variables)
         out_flat, out_tree = flatten(out)
         _check_outputs(out_flat, "checkpoint")
-        ids = {id(v) for v in variables}
-        order = toposort(out_flat, ids)
-        dep = dependents(order, ids)
-        outside, seen = [], set()
-        for node in order:
-            if id(node) in dep and id(node) not in ids and node._inputs:
-                for p in node._inputs:
-                    if p.requires_grad and id(p) not in dep and id(p) not in seen:
-                        seen.add(id(p))
-                        outside.append(p)
-        if not outside and not any(flat[i].requires_grad for i in positions):
-            return unflatten(out_tree, [_without_graph(o) for o in out_flat])
-        datas = [o.data for o in out_flat]
-        like = [(o.shape, o.dtype) for o in out_flat]
-        del out, out_flat, order, variables
-        n_args = len(positions)
-
-        def forward(*arrays):
-            return tuple(datas)
-
-        def vjp_all(g, out_, ins, needs, index):
-            cts = [_wrap(B.xp.zeros(s_, d_)) for s_, d_ in like]
-            cts[index] = g
-            saved = _random.get_state()
-            _random.set_state(rng_state)
-            try:
-                fresh = [_variable(x, "checkpoint") for x in ins[:n_args]]
-                with enable_grad():
-                    res = call(fresh)
-                res_flat, _ = flatten(res)
-                targets = fresh + list(ins[n_args:])
-                create = state.grad_enabled
-                return run_backward(res_flat, cts, targets, create_graph=create,
-                                    retain_graph=create)
-            finally:
-                _random.set_state(saved)
-
-        def no_jvp(*_a, **_k):  # pragma: no cover - forward mode never records this node
-            raise RuntimeError("checkpoint: unexpected forward-mode use")
-
-        name = getattr(fun, "__name__", "function")
-        prim = Primitive(f"checkpoint({name})", forward, vjp_all=vjp_all, jvp_all=no_jvp,
-                         multiple_results=True)
-        inputs = tuple(flat[i] for i in positions) + tuple(outside)
-        outs = apply(prim, inputs)
-        return unflatten(out_tree, list(outs))
+        order, leaves, _ = walk(out_flat, variables)
+        outside = outside_leaves(order, leaves)
+        if not outside and not any(x.requires_grad for x in inputs):
+            return unflatten(out_tree, [without_graph(o) for o in out_flat])
+        results = [without_graph(o) for o in out_flat]
+        del out, order, variables
+        name = f"checkpoint({getattr(fun, '__name__', 'function')})"
+        outs = _recomputed(name, lambda fresh, wanted: flatten(call(fresh))[0], inputs,
+                           outside, results, touched)
+        return unflatten(out_tree, outs)
 
     return checkpointed
 

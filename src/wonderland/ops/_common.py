@@ -8,22 +8,10 @@ import numpy as np
 
 from .. import backend as B
 from ..core import dtypes
-from ..core.tensor import Tensor, _wrap, scalar_dtype
-
-xp = B.xp
+from ..core.structural import cast, kept_shape  # noqa: F401 - shared with the families
+from ..core.tensor import Tensor, _wrap, scalar_dtype, to_tensor  # noqa: F401
 
 _SCALARS = (numbers.Number, np.generic)
-
-
-def to_tensor(x, what: str) -> Tensor:
-    """``x`` as a tensor (numbers take the default dtypes)."""
-    if isinstance(x, Tensor):
-        return x
-    try:
-        return Tensor(x)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what}: expected a tensor, a number or an array, got "
-                        f"{type(x).__name__}") from exc
 
 
 def operands(a, b, what: str):
@@ -31,7 +19,7 @@ def operands(a, b, what: str):
     a_is = isinstance(a, Tensor)
     b_is = isinstance(b, Tensor)
     if a_is and b_is:
-        if a.data.dtype != b.data.dtype:
+        if a.dtype != b.dtype:
             return promote_pair(a, b)
         return a, b
     if a_is:
@@ -47,46 +35,53 @@ def promote_pair(a: Tensor, b: Tensor):
     """PyTorch's (and JAX's) promotion between two tensors of different dtypes: an
     integer or bool tensor meeting a float one takes the float dtype, and a 0-d tensor
     does not widen a dimensioned one of the same kind; otherwise NumPy's rules."""
-    da, db = a.data.dtype, b.data.dtype
+    da, db = a.dtype, b.dtype
     fa, fb = da.kind == "f", db.kind == "f"
     if fa != fb:
         want = da if fa else db
         if np.result_type(da, db) == want:     # e.g. float32 with bool: NumPy agrees already
             return a, b
-        return (a, b.astype(da)) if fa else (a.astype(db), b)
-    if a.data.ndim == 0 and b.data.ndim > 0:
-        return a.astype(db), b
-    if b.data.ndim == 0 and a.data.ndim > 0:
-        return a, b.astype(da)
+        return (a, cast(b, da)) if fa else (cast(a, db), b)
+    if a.ndim == 0 and b.ndim > 0:
+        return cast(a, db), b
+    if b.ndim == 0 and a.ndim > 0:
+        return a, cast(b, da)
     return a, b
 
 
 def result_dtype(tensors):
     """Common dtype of several tensors: floats win over integers without widening them."""
-    floats = [t.data.dtype for t in tensors if t.data.dtype.kind == "f"]
+    floats = [t.dtype for t in tensors if t.dtype.kind == "f"]
     if floats and len(floats) != len(tensors):
         return np.result_type(*floats)
-    return np.result_type(*[t.data.dtype for t in tensors])
+    return np.result_type(*[t.dtype for t in tensors])
 
 
 def _int_meets_float(t: Tensor, lifted: Tensor) -> bool:
     """An integer/bool tensor next to a Python float becomes the default float."""
-    return t.data.dtype.kind in "iub" and lifted.data.dtype.kind == "f"
+    return t.dtype.kind in "iub" and lifted.dtype.kind == "f"
 
 
 def _lift(v, like: Tensor, what: str) -> Tensor:
     if isinstance(v, _SCALARS) and not isinstance(v, np.ndarray):
         if isinstance(v, complex):
             raise TypeError(f"{what}: complex numbers are not supported")
-        return _wrap(xp.asarray(v, dtype=scalar_dtype(v, like.data.dtype)))
+        return _wrap(B.scalar_array(v, scalar_dtype(v, like.dtype), _array_of(like)))
     return to_tensor(v, what)
+
+
+def _array_of(t: Tensor):
+    """An array of ``t``'s backend (its data, or its innermost data inside vmap)."""
+    while t._batch is not None:
+        t = t._batch[1]
+    return t.data
 
 
 def floating(x: Tensor) -> Tensor:
     """``x`` cast to the default float dtype when it is an integer or bool tensor."""
-    if x.data.dtype.kind == "f":
+    if x.dtype.kind == "f":
         return x
-    return _wrap(x.data.astype(dtypes.get_default_dtype()))
+    return cast(x, dtypes.get_default_dtype())
 
 
 def normalize_axis(axis, ndim: int, what: str) -> int:
@@ -129,11 +124,16 @@ def shape_arg(shape, what: str) -> tuple:
                         f"{shape!r}") from None
 
 
-def kept_shape(shape: tuple, axes: tuple) -> tuple:
-    """``shape`` with the reduced ``axes`` set to 1 (the ``keepdims=True`` shape)."""
-    return tuple(1 if i in axes else n for i, n in enumerate(shape))
-
-
 def constant(array) -> Tensor:
     """A tensor around an array that is a constant for differentiation."""
-    return _wrap(array)
+    return _wrap(array if B.is_array(array) else B.asarray(array))
+
+
+def namespace(t: Tensor):
+    """The array namespace of ``t``'s backend."""
+    return B.ns(_array_of(t))
+
+
+def zeros(shape, dtype, like: Tensor) -> Tensor:
+    """A constant tensor of zeros on ``like``'s backend."""
+    return _wrap(namespace(like).zeros(shape, dtype=dtype))

@@ -27,8 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
+from ..core.vmap import loop_rule, moveaxis
 
 _pool = None
 _blas = None
@@ -341,8 +343,26 @@ def conv_weight_raw(x, g, stride, dilation, groups, kernel):
     return apply(_conv_w, (x, g), {**_params(stride, dilation, groups), "kernel": tuple(kernel)})
 
 
+def _fold_rule(prim, foldable):
+    """Batching rule: when only input ``foldable`` is batched, fold the batch axis into
+    the image batch (examples are independent images); otherwise loop."""
+    def rule(args, axes, **params):
+        if any(ax is not None for i, ax in enumerate(axes) if i != foldable):
+            return loop_rule(prim)(args, axes, **params)
+        x = moveaxis(args[foldable], axes[foldable], 0)
+        n, b = x.shape[0], x.shape[1]
+        folded = list(args)
+        folded[foldable] = x.reshape((n * b,) + x.shape[2:])
+        if "in_shape" in params:
+            params = {**params, "in_shape": (n * b,) + tuple(params["in_shape"][1:])}
+        out = apply(prim, tuple(folded), params)
+        return out.reshape((n, b) + out.shape[1:]), 0
+
+    return rule
+
+
 _conv = Primitive(
-    "conv", _conv_forward,
+    "conv", B.numpy_kernel(_conv_forward), save=(0, 1),
     vjp=(lambda g, out, x, w, *, stride, dilation, groups:
          conv_transpose_raw(g, w, stride, dilation, groups, x.shape),
          lambda g, out, x, w, *, stride, dilation, groups:
@@ -362,7 +382,7 @@ def conv_bias_raw(x, w, b, stride, dilation, groups):
 
 # convolution and bias in one node (the bias is added in place into the product)
 _conv_bias = Primitive(
-    "conv_bias", _conv_bias_forward,
+    "conv_bias", B.numpy_kernel(_conv_bias_forward), save=(0, 1),
     vjp=(lambda g, out, x, w, b, *, stride, dilation, groups:
          conv_transpose_raw(g, w, stride, dilation, groups, x.shape),
          lambda g, out, x, w, b, *, stride, dilation, groups:
@@ -373,7 +393,7 @@ _conv_bias = Primitive(
          lambda t, out, x, w, b, *, stride, dilation, groups: t))
 
 _conv_t = Primitive(
-    "conv_transpose", _conv_transpose_forward,
+    "conv_transpose", B.numpy_kernel(_conv_transpose_forward), save=(0, 1),
     vjp=(lambda h, out, g, w, *, stride, dilation, groups, in_shape:
          conv_raw(h, w, stride, dilation, groups),
          lambda h, out, g, w, *, stride, dilation, groups, in_shape:
@@ -384,7 +404,7 @@ _conv_t = Primitive(
          conv_transpose_raw(g, t, stride, dilation, groups, in_shape)))
 
 _conv_w = Primitive(
-    "conv_weight", _conv_weight_forward,
+    "conv_weight", B.numpy_kernel(_conv_weight_forward), save=(0, 1),
     vjp=(lambda wb, out, x, g, *, stride, dilation, groups, kernel:
          conv_transpose_raw(g, wb, stride, dilation, groups, x.shape),
          lambda wb, out, x, g, *, stride, dilation, groups, kernel:
@@ -394,5 +414,10 @@ _conv_w = Primitive(
          lambda t, out, x, g, *, stride, dilation, groups, kernel:
          conv_weight_raw(x, t, stride, dilation, groups, kernel)))
 
+
+_conv.batch = _fold_rule(_conv, 0)
+_conv_bias.batch = _fold_rule(_conv_bias, 0)
+_conv_t.batch = _fold_rule(_conv_t, 0)
+_conv_w.batch = loop_rule(_conv_w)
 
 __all__ = ["conv_raw", "conv_bias_raw", "conv_transpose_raw", "conv_weight_raw", "out_size", "Tensor"]

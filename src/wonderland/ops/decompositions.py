@@ -11,11 +11,10 @@ import scipy.linalg
 from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
+from ..core.vmap import axis_rule
 from ._common import constant, floating, normalize_axes, to_tensor
 from .linalg import _mm, _mT, einsum
 from .reductions import sum as _sum
-
-xp = B.xp
 
 
 def _square(a: Tensor, what: str):
@@ -55,7 +54,11 @@ def _phi(x):
 
 # ----------------------------------------------------------------------------- solve
 def _solve_forward(a, b):
-    return xp.linalg.solve(a, b)
+    try:
+        return B.ns(a).linalg.solve(a, b)
+    except np.linalg.LinAlgError as exc:
+        raise ValueError(f"solve: the matrix is singular ({exc}); a {a.shape}, b {b.shape}") \
+            from None
 
 
 def _solve_vjp_b(g, out, a, b):
@@ -68,7 +71,7 @@ def _solve_vjp_a(g, out, a, b):
 
 
 _solve = Primitive(
-    "solve", _solve_forward,
+    "solve", _solve_forward, save=(0, "out"),
     vjp=(_solve_vjp_a, _solve_vjp_b),
     jvp=(lambda t, out, a, b: -solve(a, _mm(t, out)), lambda t, out, a, b: solve(a, t)))
 
@@ -95,7 +98,13 @@ def inv(a) -> Tensor:
     a = floating(to_tensor(a, "inv"))
     _square(a, "inv")
     eye = constant(np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape).copy())
-    return solve(a, eye)
+    try:
+        return solve(a, eye)
+    except ValueError as exc:
+        if "singular" not in str(exc):
+            raise
+        raise ValueError(f"inv: the matrix of shape {a.shape} is singular and has no "
+                         f"inverse") from None
 
 
 # ----------------------------------------------------------------------------- triangular
@@ -133,7 +142,7 @@ def _tri_jvp_a(t, out, a, b, *, lower, transpose):
 
 
 _tri_forward_prim = Primitive(
-    "solve_triangular", _tri_forward,
+    "solve_triangular", _tri_forward, save=(0, "out"),
     vjp=(_tri_vjp_a, _tri_vjp_b),
     jvp=(_tri_jvp_a, lambda t, out, a, b, *, lower, transpose: _tri(a, t, lower, transpose)))
 
@@ -155,7 +164,7 @@ def solve_triangular(a, b, lower=True, transpose=False) -> Tensor:
 # ----------------------------------------------------------------------------- cholesky
 def _chol_forward(a):
     try:
-        return xp.linalg.cholesky(a)
+        return B.ns(a).linalg.cholesky(a)
     except np.linalg.LinAlgError:
         raise ValueError("cholesky: the matrix is not positive definite") from None
 
@@ -173,7 +182,7 @@ def _chol_jvp(t, L, a):
     return _mm(L, _phi(x))
 
 
-_cholesky = Primitive("cholesky", _chol_forward, vjp=_chol_vjp, jvp=_chol_jvp)
+_cholesky = Primitive("cholesky", _chol_forward, vjp=_chol_vjp, jvp=_chol_jvp, save=("out",))
 
 
 def cholesky(a) -> Tensor:
@@ -195,7 +204,7 @@ def slogdet(a):
 
 
 _logabsdet = Primitive(
-    "logabsdet", lambda a: np.linalg.slogdet(a)[1].astype(a.dtype),
+    "logabsdet", lambda a: np.linalg.slogdet(a)[1].astype(a.dtype), save=(0,),
     vjp=lambda g, out, a: g.expand_dims(-1).expand_dims(-1) * _mT(inv(a)),
     jvp=lambda t, out, a: diagonal(solve(a, t)).sum(-1))
 
@@ -215,7 +224,7 @@ def _lstsq_parts(g, out, x, y):
 
 
 _lstsq = Primitive(
-    "lstsq", _lstsq_forward,
+    "lstsq", _lstsq_forward, save=(0, 1, "out"),
     vjp=(lambda g, out, x, y: _lstsq_x(g, out, x, y), lambda g, out, x, y: _mm(x, solve(_mm(_mT(x), x), g))),
     jvp=(lambda t, out, x, y: solve(_mm(_mT(x), x), _mm(_mT(t), y - _mm(x, out)) - _mm(_mT(x), _mm(t, out))),
          lambda t, out, x, y: solve(_mm(_mT(x), x), _mm(_mT(x), t))))
@@ -246,23 +255,24 @@ def lstsq(x, y) -> Tensor:
 
 # ----------------------------------------------------------------------------- norms
 def _norm_forward(x, *, axis, keepdims):
-    return xp.sqrt((x * x).sum(axis=axis, keepdims=keepdims))
+    return np.sqrt((x * x).sum(axis=axis, keepdims=keepdims))
 
 
 def _norm_ratio(out, x, axis, keepdims):
-    from .elementwise import where
+    from .elementwise import equal, where
 
     outk = out if keepdims else out.reshape(tuple(1 if i in axis else n for i, n in enumerate(x.shape)))
-    zero = constant(outk.data == 0)
+    zero = equal(outk, 0.0)
     return where(zero, 0.0, x / where(zero, 1.0, outk))
 
 
 _norm2 = Primitive(
-    "norm", _norm_forward,
+    "norm", _norm_forward, save=(0, "out"),
     vjp=lambda g, out, x, *, axis, keepdims: (
         (g if keepdims else g.reshape(tuple(1 if i in axis else n for i, n in enumerate(x.shape))))
         * _norm_ratio(out, x, axis, keepdims)),
     jvp=lambda t, out, x, *, axis, keepdims: _sum(t * _norm_ratio(out, x, axis, keepdims), axis, keepdims))
+_norm2.batch = axis_rule(_norm2)
 
 
 def norm(x, ord=None, axis=None, keepdims=False) -> Tensor:  # noqa: A002 - NumPy's name

@@ -2,58 +2,83 @@
 
 Every primitive sits with its rules: ``vjp`` gives one cotangent rule per input
 (``g`` is the output cotangent, ``out`` the output), ``jvp`` one tangent contribution
-per input. Rules may return the broadcast shape; the engine sums cotangents back to
-each input's shape and broadcasts tangents to the output's.
+per input, and ``save`` says what the VJP rules read (so the graph keeps nothing else).
+Rules may return the broadcast shape; the engine sums cotangents back to each input's
+shape and broadcasts tangents to the output's. Masks the rules need are operations
+(``greater(x, 0)``) or residuals computed by the forward, never values read in Python,
+so the rules work unchanged inside ``vmap``.
+
+The forwards call NumPy's ufuncs, which dispatch on the array type (a backend array of
+another library runs its own implementation); special functions come from the backend.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import backend as B
 from ..core.primitive import Primitive, apply
+from ..core.structural import CAST
 from ..core.tensor import Tensor
-from ._common import constant, floating, operands, to_tensor
+from ..core.vmap import elementwise_rule, unary_rule
+from ._common import cast, floating, operands, to_tensor
 
-xp = B.xp
+
+def _elementwise(name, forward, **rules):
+    """A broadcasting elementwise primitive (batching rule included)."""
+    prim = Primitive(name, forward, **rules)
+    prim.batch = elementwise_rule(prim) if _arity(forward) != 1 else unary_rule(prim)
+    return prim
+
+
+def _arity(fn) -> int:
+    nin = getattr(fn, "nin", None)
+    if nin is not None:
+        return nin
+    import inspect
+
+    return len([p for p in inspect.signature(fn).parameters.values()
+                if p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty])
 
 # ----------------------------------------------------------------------------- binary
-_add = Primitive(
-    "add", xp.add,
+_add = _elementwise(
+    "add", np.add, save=(),
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: t))
 
-_subtract = Primitive(
-    "subtract", xp.subtract,
+_subtract = _elementwise(
+    "subtract", np.subtract, save=(),
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: -t))
 
-_multiply = Primitive(
-    "multiply", xp.multiply,
+_multiply = _elementwise(
+    "multiply", np.multiply, save=(0, 1),
     vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x),
     jvp=(lambda t, out, x, y: t * y, lambda t, out, x, y: x * t))
 
-_divide = Primitive(
-    "divide", xp.true_divide,
+_divide = _elementwise(
+    "divide", np.true_divide, save=(1, "out"),
     vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y),
     jvp=(lambda t, out, x, y: t / y, lambda t, out, x, y: -t * out / y))
 
 
 def _safe_log_times(out, x):
     """``out * log(x)`` with 0 where x == 0 (the derivative of x**y in y there)."""
-    zero = constant(x.data == 0)
+    zero = equal(x, 0.0)
     safe_x = where(zero, 1.0, x)
     return where(zero, 0.0, out * log(safe_x))
 
 
 def _power_dx(x, y):
     """``y · x^(y-1)``, taken as 0 where y == 0 (so 0^0 does not give 0 · inf)."""
-    zero = constant(y.data == 0)
+    zero = equal(y, 0.0)
     return y * x ** (where(zero, 1.0, y) - 1.0)
 
 
-_power = Primitive(
-    "power", xp.power,
+_power = _elementwise(
+    "power", np.power, save=(0, 1, "out"),
     vjp=(lambda g, out, x, y: g * _power_dx(x, y),
          lambda g, out, x, y: g * _safe_log_times(out, x)),
     jvp=(lambda t, out, x, y: t * _power_dx(x, y),
@@ -67,28 +92,35 @@ def _pow_scalar_rule(g, out, x, *, p):
 
 
 _pow_scalar = Primitive(
-    "pow_scalar", lambda x, *, p: xp.power(x, p),
+    "pow_scalar", lambda x, *, p: np.power(x, p), save=(0,),
     vjp=_pow_scalar_rule, jvp=_pow_scalar_rule)
+_pow_scalar.batch = unary_rule(_pow_scalar)
+
+
+def _tie_weight_forward(x, y, greater: bool):
+    """1 where x wins, 0.5 at ties, 0 where y wins, as an array (the VJP's residual)."""
+    wins = np.greater(x, y) if greater else np.less(x, y)
+    w = wins + 0.5 * np.equal(x, y)
+    return w.astype(np.result_type(x, y), copy=False)
 
 
 def _tie_weight(x, y, greater: bool):
-    """1 where x wins, 0.5 at ties, 0 where y wins (a constant for differentiation)."""
-    wins = (x.data > y.data) if greater else (x.data < y.data)
-    w = wins + 0.5 * (x.data == y.data)
-    return constant(w.astype(xp.result_type(x.data, y.data)))
+    """The same weight as an operation (for the JVP, which also runs inside vmap)."""
+    wins = greater_(x, y) if greater else less(x, y)
+    return where(wins, 1.0, where(equal(x, y), 0.5, 0.0)).astype(x.dtype)
 
 
 def _extremum(name, fn, greater):
-    return Primitive(
-        name, fn,
-        vjp=(lambda g, out, x, y: g * _tie_weight(x, y, greater),
-             lambda g, out, x, y: g * (1.0 - _tie_weight(x, y, greater))),
+    return _elementwise(
+        name, fn, save=(), residuals=lambda out, x, y: (_tie_weight_forward(x, y, greater),),
+        vjp=(lambda g, out, x, y, *, res: g * res[0],
+             lambda g, out, x, y, *, res: g * (1.0 - res[0])),
         jvp=(lambda t, out, x, y: t * _tie_weight(x, y, greater),
              lambda t, out, x, y: t * (1.0 - _tie_weight(x, y, greater))))
 
 
-_maximum = _extremum("maximum", xp.maximum, True)
-_minimum = _extremum("minimum", xp.minimum, False)
+_maximum = _extremum("maximum", np.maximum, True)
+_minimum = _extremum("minimum", np.minimum, False)
 
 
 def add(x, y) -> Tensor:
@@ -112,7 +144,7 @@ def multiply(x, y) -> Tensor:
 def divide(x, y) -> Tensor:
     """Elementwise true division ``x / y`` (integer inputs give a float result)."""
     x, y = operands(x, y, "divide")
-    if x.data.dtype.kind != "f" and y.data.dtype.kind != "f":
+    if x.dtype.kind != "f" and y.dtype.kind != "f":
         x, y = floating(x), floating(y)
     return apply(_divide, (x, y))
 
@@ -128,7 +160,7 @@ def power(x, y) -> Tensor:
     The derivative in ``y`` is ``x**y * log(x)``, taken as 0 where ``x == 0``.
     """
     if isinstance(x, Tensor) and isinstance(y, (int, float)) and not isinstance(y, bool):
-        if x.data.dtype.kind != "f" and (isinstance(y, float) or y < 0):
+        if x.dtype.kind != "f" and (isinstance(y, float) or y < 0):
             x = floating(x)
         return pow_scalar(x, y)
     x, y = operands(x, y, "power")
@@ -148,51 +180,58 @@ def minimum(x, y) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- unary
-_negative = Primitive("negative", xp.negative, vjp=lambda g, out, x: -g, linear=True)
-_exp = Primitive("exp", xp.exp, vjp=lambda g, out, x: g * out,
-                 jvp=lambda t, out, x: t * out)
-_log = Primitive("log", xp.log, vjp=lambda g, out, x: g / x, jvp=lambda t, out, x: t / x)
-_log1p = Primitive("log1p", xp.log1p, vjp=lambda g, out, x: g / (x + 1.0),
-                   jvp=lambda t, out, x: t / (x + 1.0))
-_expm1 = Primitive("expm1", xp.expm1, vjp=lambda g, out, x: g * (out + 1.0),
-                   jvp=lambda t, out, x: t * (out + 1.0))
-_sqrt = Primitive("sqrt", xp.sqrt, vjp=lambda g, out, x: g / (out * 2.0),
-                  jvp=lambda t, out, x: t / (out * 2.0))
-_abs = Primitive("abs", xp.abs, vjp=lambda g, out, x: g * sign(x),
-                 jvp=lambda t, out, x: t * sign(x))
-_sin = Primitive("sin", xp.sin, vjp=lambda g, out, x: g * cos(x),
-                 jvp=lambda t, out, x: t * cos(x))
-_cos = Primitive("cos", xp.cos, vjp=lambda g, out, x: -g * sin(x),
-                 jvp=lambda t, out, x: -t * sin(x))
-_tan = Primitive("tan", xp.tan, vjp=lambda g, out, x: g * (out * out + 1.0),
-                 jvp=lambda t, out, x: t * (out * out + 1.0))
-_tanh = Primitive("tanh", xp.tanh, vjp=lambda g, out, x: g * (1.0 - out * out),
-                  jvp=lambda t, out, x: t * (1.0 - out * out))
-_sigmoid = Primitive("sigmoid", B.expit, vjp=lambda g, out, x: g * (out * (1.0 - out)),
-                     jvp=lambda t, out, x: t * (out * (1.0 - out)))
+_negative = _elementwise("negative", np.negative, vjp=lambda g, out, x: -g, linear=True,
+                         save=())
+_exp = _elementwise("exp", np.exp, vjp=lambda g, out, x: g * out,
+                    jvp=lambda t, out, x: t * out, save=("out",))
+_log = _elementwise("log", np.log, vjp=lambda g, out, x: g / x, jvp=lambda t, out, x: t / x,
+                    save=(0,))
+_log1p = _elementwise("log1p", np.log1p, vjp=lambda g, out, x: g / (x + 1.0),
+                      jvp=lambda t, out, x: t / (x + 1.0), save=(0,))
+_expm1 = _elementwise("expm1", np.expm1, vjp=lambda g, out, x: g * (out + 1.0),
+                      jvp=lambda t, out, x: t * (out + 1.0), save=("out",))
+_sqrt = _elementwise("sqrt", np.sqrt, vjp=lambda g, out, x: g / (out * 2.0),
+                     jvp=lambda t, out, x: t / (out * 2.0), save=("out",))
+_abs = _elementwise("abs", np.abs, vjp=lambda g, out, x, *, res: g * res[0],
+                    jvp=lambda t, out, x: t * sign(x), save=(),
+                    residuals=lambda out, x: (np.sign(x),))
+_sin = _elementwise("sin", np.sin, vjp=lambda g, out, x: g * cos(x),
+                    jvp=lambda t, out, x: t * cos(x), save=(0,))
+_cos = _elementwise("cos", np.cos, vjp=lambda g, out, x: -g * sin(x),
+                    jvp=lambda t, out, x: -t * sin(x), save=(0,))
+_tan = _elementwise("tan", np.tan, vjp=lambda g, out, x: g * (out * out + 1.0),
+                    jvp=lambda t, out, x: t * (out * out + 1.0), save=("out",))
+_tanh = _elementwise("tanh", np.tanh, vjp=lambda g, out, x: g * (1.0 - out * out),
+                     jvp=lambda t, out, x: t * (1.0 - out * out), save=("out",))
+_sigmoid = _elementwise("sigmoid", lambda x: B.of(x).expit(x),
+                        vjp=lambda g, out, x: g * (out * (1.0 - out)),
+                        jvp=lambda t, out, x: t * (out * (1.0 - out)), save=("out",))
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-_erf = Primitive("erf", B.erf,
-                 vjp=lambda g, out, x: g * (_TWO_OVER_SQRT_PI * exp(-(x * x))),
-                 jvp=lambda t, out, x: t * (_TWO_OVER_SQRT_PI * exp(-(x * x))))
+_erf = _elementwise("erf", lambda x: B.of(x).erf(x),
+                    vjp=lambda g, out, x: g * (_TWO_OVER_SQRT_PI * exp(-(x * x))),
+                    jvp=lambda t, out, x: t * (_TWO_OVER_SQRT_PI * exp(-(x * x))), save=(0,))
 
 
-_softplus = Primitive("softplus", lambda x: xp.logaddexp(0, x),
-                      vjp=lambda g, out, x: g * sigmoid(x), jvp=lambda t, out, x: t * sigmoid(x))
+_softplus = _elementwise("softplus", lambda x: np.logaddexp(0, x), save=(0,),
+                         vjp=lambda g, out, x: g * sigmoid(x),
+                         jvp=lambda t, out, x: t * sigmoid(x))
 
 
-def _positive_mask(x):
-    return constant(x.data > 0)
+def _relu_forward(x):
+    return np.maximum(x, 0)
 
 
-_relu = Primitive("relu", lambda x: xp.maximum(x, 0),
-                  vjp=lambda g, out, x: g * _positive_mask(x),
-                  jvp=lambda t, out, x: t * _positive_mask(x))
+# The VJP reads a boolean mask kept by the forward (a quarter of a float32 input's
+# memory); the JVP builds the mask as an operation. The derivative at 0 is 0.
+_relu = _elementwise("relu", _relu_forward, save=(), residuals=lambda out, x: (out > 0,),
+                     vjp=lambda g, out, x, *, res: g * res[0],
+                     jvp=lambda t, out, x: t * greater_(x, 0.0))
 
 
 def _unary(prim, float_only=True):
     def op(x) -> Tensor:
         x = to_tensor(x, prim.name)
-        if float_only and x.data.dtype.kind != "f":
+        if float_only and x.dtype.kind != "f":
             x = floating(x)
         return apply(prim, (x,))
 
@@ -241,17 +280,17 @@ def square(x) -> Tensor:
 
 # ----------------------------------------------------------------------------- constant-gradient ops
 def _nondiff(name, fn):
-    return Primitive(name, fn, differentiable=False)
+    return _elementwise(name, fn, differentiable=False)
 
 
-_sign = _nondiff("sign", xp.sign)
-_floor = _nondiff("floor", xp.floor)
-_ceil = _nondiff("ceil", xp.ceil)
-_round = _nondiff("round", xp.round)
-_isnan = _nondiff("isnan", xp.isnan)
-_isinf = _nondiff("isinf", xp.isinf)
-_isfinite = _nondiff("isfinite", xp.isfinite)
-_logical_not = _nondiff("logical_not", xp.logical_not)
+_sign = _nondiff("sign", np.sign)
+_floor = _nondiff("floor", np.floor)
+_ceil = _nondiff("ceil", np.ceil)
+_round = _nondiff("round", lambda x: np.round(x))
+_isnan = _nondiff("isnan", np.isnan)
+_isinf = _nondiff("isinf", np.isinf)
+_isfinite = _nondiff("isfinite", np.isfinite)
+_logical_not = _nondiff("logical_not", np.logical_not)
 
 
 def sign(x) -> Tensor:
@@ -302,19 +341,20 @@ def _comparison(name, fn):
     return op
 
 
-equal = _comparison("equal", xp.equal)
-not_equal = _comparison("not_equal", xp.not_equal)
-less = _comparison("less", xp.less)
-less_equal = _comparison("less_equal", xp.less_equal)
-greater = _comparison("greater", xp.greater)
-greater_equal = _comparison("greater_equal", xp.greater_equal)
-logical_and = _comparison("logical_and", xp.logical_and)
-logical_or = _comparison("logical_or", xp.logical_or)
-logical_xor = _comparison("logical_xor", xp.logical_xor)
-floor_divide = _comparison("floor_divide", xp.floor_divide)
+equal = _comparison("equal", np.equal)
+not_equal = _comparison("not_equal", np.not_equal)
+less = _comparison("less", np.less)
+less_equal = _comparison("less_equal", np.less_equal)
+greater = _comparison("greater", np.greater)
+greater_ = greater
+greater_equal = _comparison("greater_equal", np.greater_equal)
+logical_and = _comparison("logical_and", np.logical_and)
+logical_or = _comparison("logical_or", np.logical_or)
+logical_xor = _comparison("logical_xor", np.logical_xor)
+floor_divide = _comparison("floor_divide", np.floor_divide)
 floor_divide.__doc__ = "Elementwise ``x // y``; not differentiated."
-_remainder = Primitive(
-    "remainder", xp.remainder,
+_remainder = _elementwise(
+    "remainder", np.remainder, save=(0, 1),
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g * floor(x / y)),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: -t * floor(x / y)))
 
@@ -334,8 +374,8 @@ def _where_jvp(tangents, out, inputs):
     return where(cond, tx if tx is not None else 0.0, ty if ty is not None else 0.0)
 
 
-_where = Primitive(
-    "where", xp.where,
+_where = _elementwise(
+    "where", lambda c, x, y: np.where(c, x, y), save=(0,),
     vjp=(None, lambda g, out, c, x, y: where(c, g, 0.0), lambda g, out, c, x, y: where(c, 0.0, g)),
     jvp_all=_where_jvp)
 
@@ -347,25 +387,33 @@ def where(condition, x, y) -> Tensor:
     chosen and zero elsewhere (so a nan in the unchosen branch does not leak).
     """
     c = to_tensor(condition, "where")
-    if c.data.dtype.kind != "b":
-        c = constant(c.data.astype(bool))
+    if c.dtype.kind != "b":
+        c = cast(c, np.dtype(bool))
     x, y = operands(x, y, "where")
     return apply(_where, (c, x, y))
 
 
-def _clip_mask(x, lo, hi):
-    mask = xp.ones(x.data.shape, dtype=bool)
-    if lo is not None:
-        mask &= x.data >= lo
+def _clip_mask_forward(x, lo, hi):
+    mask = np.ones(x.shape, dtype=bool) if lo is None else np.greater_equal(x, lo)
     if hi is not None:
-        mask &= x.data <= hi
-    return constant(mask)
+        mask &= np.less_equal(x, hi)
+    return mask
+
+
+def _clip_mask(x, lo, hi):
+    if lo is None:
+        return less_equal(x, hi)
+    if hi is None:
+        return greater_equal(x, lo)
+    return logical_and(greater_equal(x, lo), less_equal(x, hi))
 
 
 _clip = Primitive(
-    "clip", lambda x, *, lo, hi: xp.clip(x, lo, hi),
-    vjp=lambda g, out, x, *, lo, hi: g * _clip_mask(x, lo, hi),
+    "clip", lambda x, *, lo, hi: np.clip(x, lo, hi), save=(),
+    residuals=lambda out, x, *, lo, hi: (_clip_mask_forward(x, lo, hi),),
+    vjp=lambda g, out, x, *, lo, hi, res: g * res[0],
     jvp=lambda t, out, x, *, lo, hi: t * _clip_mask(x, lo, hi))
+_clip.batch = unary_rule(_clip)
 
 
 def clip(x, min=None, max=None) -> Tensor:  # noqa: A002 - NumPy's names
@@ -379,7 +427,8 @@ def clip(x, min=None, max=None) -> Tensor:  # noqa: A002 - NumPy's names
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
 
-    if any(isinstance(b, Tensor) and (b.requires_grad or b._tangents) for b in (min, max)):
+    if any(isinstance(b, Tensor) and (b.requires_grad or b._tangents or b._batch is not None)
+           for b in (min, max)):
         out = x if min is None else maximum(x, min)       # differentiable tensor bounds
         return out if max is None else minimum(out, max)
 
@@ -389,8 +438,7 @@ def clip(x, min=None, max=None) -> Tensor:  # noqa: A002 - NumPy's names
     return apply(_clip, (x,), {"lo": bound(min), "hi": bound(max)})
 
 
-_cast = Primitive("cast", lambda x, *, dtype: x.astype(dtype),
-                  vjp=lambda g, out, x, *, dtype: g, linear=True)
+_cast = CAST
 
 
 def astype(x, dtype) -> Tensor:
@@ -398,7 +446,4 @@ def astype(x, dtype) -> Tensor:
     from ..core.dtypes import as_dtype
 
     x = to_tensor(x, "astype")
-    dtype = as_dtype(dtype)
-    if x.data.dtype == dtype:
-        return x
-    return apply(_cast, (x,), {"dtype": dtype})
+    return cast(x, as_dtype(dtype))

@@ -5,6 +5,11 @@ index_add, scatter_add and one_hot built on the pair.
 is ``add_at(zeros_like(x), index, g)`` (repeated indices accumulate), and the cotangent
 of the values scattered by ``add_at`` is ``g[index]``. Every gather/scatter in the
 library goes through these two primitives.
+
+Index arrays are integer (or bool) *inputs* of the primitives, not constants hidden in
+their parameters: the parameter ``index`` is a template in which :class:`Slot` ``k``
+stands for the ``k``-th index input. So an index computed from data is an operation like
+any other, and ``vmap`` can batch over it.
 """
 
 from __future__ import annotations
@@ -14,106 +19,239 @@ import numpy as np
 from .. import backend as B
 from ..core import dtypes
 from ..core.primitive import Primitive, apply
-from ..core.tensor import Tensor
-from ._common import constant, normalize_axis, operands, to_tensor
+from ..core.structural import zeros_like
+from ..core.tensor import AbstractArray, Tensor
+from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
+from ._common import constant, normalize_axis, operands, to_tensor, zeros
 
-xp = B.xp
+
+class Slot:
+    """Placeholder for the ``k``-th index array input in an index template."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k):
+        self.k = k
+
+    def __eq__(self, other):
+        return isinstance(other, Slot) and other.k == self.k
+
+    def __hash__(self):
+        return hash(("slot", self.k))
+
+    def __repr__(self):
+        return f"Slot({self.k})"
 
 
-def _normalize_index(index):
-    """(index as a tuple with arrays for tensors/lists, whether it is basic slicing)."""
+def _fill(template, arrays):
+    """The index tuple with each slot replaced by its array."""
+    return tuple(arrays[i.k] if type(i) is Slot else i for i in template)
+
+
+def _normalize_index(index, like):
+    """``(template, index tensors, basic)``: the index as a template with slots, the
+    integer/bool tensors that fill them, and whether it is basic slicing."""
     if not isinstance(index, tuple):
         index = (index,)
-    out, basic = [], True
+    template, arrays, basic = [], [], True
     for item in index:
         if isinstance(item, Tensor):
-            item = item.data
-            basic = False
             if item.dtype.kind not in "iub":
                 raise IndexError(f"getitem: tensors used as indices must be integer or "
                                  f"bool, got {item.dtype}")
-        elif isinstance(item, (list, np.ndarray)):
-            item = B.asarray(item)
-            if item.dtype.kind not in "iub" and item.size:
+            template.append(Slot(len(arrays)))
+            arrays.append(item)
+            basic = False
+        elif isinstance(item, (list, np.ndarray)) or B.is_array(item):
+            arr = B.asarray(item, like=like)
+            if arr.dtype.kind not in "iub" and arr.size:
                 raise IndexError(f"getitem: arrays used as indices must be integer or "
-                                 f"bool, got {item.dtype}")
-            if item.size == 0:
-                item = item.astype(np.int64)
+                                 f"bool, got {arr.dtype}")
+            if arr.size == 0:
+                arr = arr.astype(np.int64)
+            template.append(Slot(len(arrays)))
+            arrays.append(constant(arr))
             basic = False
         elif isinstance(item, (bool, np.bool_)):
+            template.append(item)
             basic = False
-        elif not (item is None or item is Ellipsis or isinstance(item, (slice, int, np.integer))):
+        elif item is None or item is Ellipsis or isinstance(item, (slice, int, np.integer)):
+            template.append(item)
+        else:
             raise IndexError(f"getitem: unsupported index of type {type(item).__name__}; "
                              f"use ints, slices, None, ..., or integer/bool tensors")
-        out.append(item)
-    return tuple(out), basic
+    return tuple(template), tuple(arrays), basic
 
 
-def _unique_index(index) -> bool:
-    """True when the advanced index cannot name an element twice (single bool mask)."""
-    arrays = [i for i in index if isinstance(i, B.ndarray)]
+def _unique_index(template, arrays) -> bool:
+    """True when the advanced index cannot name an element twice (one bool mask)."""
     return len(arrays) == 1 and arrays[0].dtype == bool
 
 
-def _add_at_forward(x, v, *, index, unique):
+# ----------------------------------------------------------------------------- primitives
+def _getitem_forward(x, *idx, index, unique):
+    return x[_fill(index, idx)]
+
+
+def _add_at_forward(x, v, *idx, index, unique):
     out = x.copy()
+    full = _fill(index, idx)
     if unique:
-        out[index] += v
+        out[full] += v
     else:
-        B.add_at(out, index, v)
+        B.of(out).add_at(out, full, v)
     return out
 
 
-_add_at = Primitive(
-    "add_at", _add_at_forward,
-    vjp=(lambda g, out, x, v, *, index, unique: g,
-         lambda g, out, x, v, *, index, unique: _gather(g, index, unique)),
-    linear=True)
+def _getitem_vjp_all(g, out, inputs, needs, *, index, unique):
+    x, idx = inputs[0], inputs[1:]
+    if not needs[0]:
+        return [None] * len(inputs)
+    return [scatter(zeros(x.shape, g.dtype, g), g, idx, index, unique)] + [None] * len(idx)
 
 
-def _getitem_vjp(g, out, x, *, index, unique):
-    zeros = constant(xp.zeros(x.shape, dtype=g.dtype))
-    return apply(_add_at, (zeros, g), {"index": index, "unique": unique})
+def _getitem_jvp_all(tangents, out, inputs, *, index, unique):
+    t = tangents[0]
+    if t is None:
+        return None
+    return gather(t, inputs[1:], index, unique)
 
 
-_getitem = Primitive("getitem", lambda x, *, index, unique: x[index], vjp=_getitem_vjp,
-                     linear=True)
+def _add_at_vjp_all(g, out, inputs, needs, *, index, unique):
+    idx = inputs[2:]
+    return [g if needs[0] else None,
+            gather(g, idx, index, unique) if needs[1] else None] + [None] * len(idx)
 
 
-def _gather(x, index, unique):
-    return apply(_getitem, (x,), {"index": index, "unique": unique})
+def _add_at_jvp_all(tangents, out, inputs, *, index, unique):
+    tx, tv = tangents[0], tangents[1]
+    if tx is None and tv is None:
+        return None
+    x, v, idx = inputs[0], inputs[1], inputs[2:]
+    tx = tx if tx is not None else zeros_like(x)
+    tv = tv if tv is not None else zeros_like(v)
+    return scatter(tx, tv, idx, index, unique)
 
 
+def _index_batch(template, n_lead):
+    """The template with a leading full slice for the batch axis, and where the batch
+    axis lands in the result (NumPy moves separated advanced indices to the front)."""
+    new = (slice(None),) + template
+    positions = [i for i, item in enumerate(new) if type(item) is Slot or isinstance(item, bool)]
+    separated = positions and positions[-1] - positions[0] + 1 != len(positions)
+    return new, (n_lead if separated else 0)
+
+
+def _getitem_batch(args, axes, *, index, unique):
+    if any(ax is not None for ax in axes[1:]):          # batched indices: one example at a time
+        return loop_rule(_getitem)(args, axes, index=index, unique=unique)
+    x = moveaxis(args[0], axes[0], 0)
+    new, out_axis = _index_batch(index, _advanced_ndim(args[1:]))
+    return apply(_getitem, (x,) + tuple(args[1:]), {"index": new, "unique": unique}), out_axis
+
+
+def _advanced_ndim(idx):
+    if not idx:
+        return 0
+    shapes = [i.shape if i.dtype != bool else (int(i.shape[0]) if i.ndim else 1,) for i in idx]
+    return len(np.broadcast_shapes(*shapes))
+
+
+def _add_at_batch(args, axes, *, index, unique):
+    new, out_axis = _index_batch(index, _advanced_ndim(args[2:]))
+    if any(ax is not None for ax in axes[2:]) or out_axis != 0:
+        return loop_rule(_add_at)(args, axes, index=index, unique=unique)
+    size = batch_size(args[:2], axes[:2])
+    x = broadcast_batch(args[0], axes[0], size)
+    v = args[1]
+    if axes[1] is not None:
+        v = moveaxis(v, axes[1], 0)
+        target_nd = _target_ndim(x.shape[1:], index, args[2:])
+        pad = target_nd - (v.ndim - 1)
+        if pad > 0:
+            v = v.reshape((v.shape[0],) + (1,) * pad + v.shape[1:])
+    return apply(_add_at, (x, v) + tuple(args[2:]), {"index": new, "unique": unique}), 0
+
+
+def _target_ndim(shape, template, idx):
+    probe = np.empty(shape, dtype=np.int8)
+    arrays = [np.zeros(i.shape, dtype=i.dtype) for i in idx]
+    return probe[_fill(template, arrays)].ndim
+
+
+_add_at = Primitive("add_at", _add_at_forward, vjp_all=_add_at_vjp_all,
+                    jvp_all=_add_at_jvp_all, save=(slice(2, None),), batch=_add_at_batch)
+_getitem = Primitive("getitem", _getitem_forward, vjp_all=_getitem_vjp_all,
+                     jvp_all=_getitem_jvp_all, save=(slice(1, None),), batch=_getitem_batch,
+                     view=True)
+
+
+def gather(x, idx, template, unique) -> Tensor:
+    """``x[template filled with idx]`` (idx: index tensors)."""
+    return apply(_getitem, (x,) + tuple(idx), {"index": template, "unique": unique})
+
+
+def scatter(x, values, idx, template, unique) -> Tensor:
+    """A copy of ``x`` with ``values`` added at the filled template."""
+    return apply(_add_at, (x, values) + tuple(idx), {"index": template, "unique": unique})
+
+
+def _raw(t):
+    return t.data if isinstance(t, Tensor) else t
+
+
+# ----------------------------------------------------------------------------- public ops
 def getitem(x, index) -> Tensor:
     """``x[index]`` with NumPy's rules: ints, slices, None, ``...``, integer and bool
     tensors or arrays. The gradient scatters back, and repeated indices accumulate."""
     x = to_tensor(x, "getitem")
-    index, basic = _normalize_index(index)
-    return _gather(x, index, basic or _unique_index(index))
+    template, arrays, basic = _normalize_index(index, _array_like(x))
+    return gather(x, arrays, template, basic or _unique_index(template, arrays))
+
+
+def _array_like(t: Tensor):
+    while t._batch is not None:
+        t = t._batch[1]
+    return t.data
+
+
+def _probe(shape, template, arrays):
+    """The shape of ``empty(shape)[index]`` (checks the index without touching data)."""
+    stand_ins = []
+    for a in arrays:
+        if isinstance(a.data, AbstractArray) or a.dtype == bool:
+            stand_ins.append(np.zeros(a.shape, dtype=a.dtype) if a.dtype != bool
+                             else np.ones(a.shape, dtype=bool) if isinstance(a.data, AbstractArray)
+                             else B.to_numpy(a.data))
+        else:
+            stand_ins.append(B.to_numpy(a.data))
+    return np.empty(shape, dtype=np.int8)[_fill(template, stand_ins)].shape
 
 
 def add_at(x, index, values) -> Tensor:
     """A copy of ``x`` with ``values`` added at ``index`` (repeated indices accumulate),
     like ``numpy.add.at``; differentiable in ``x`` and ``values``."""
     x, values = operands(x, values, "add_at")
-    index, basic = _normalize_index(index)
+    template, arrays, basic = _normalize_index(index, _array_like(x))
     try:
-        target_shape = np.empty(x.shape, dtype=np.int8)[index].shape
+        target_shape = _probe(x.shape, template, arrays)
     except IndexError as exc:
         raise IndexError(f"add_at: {exc} (tensor of shape {x.shape})") from None
     try:
-        np.broadcast_to(np.empty(values.shape, dtype=np.int8), target_shape)
+        np.broadcast_shapes(values.shape, target_shape)
+        if len(values.shape) > len(target_shape):
+            raise ValueError
     except ValueError:
         raise ValueError(f"add_at: values of shape {values.shape} do not fit the indexed "
                          f"shape {target_shape}") from None
     if values.dtype != x.dtype:
         values = values.astype(x.dtype)
-    unique = basic or _unique_index(index)
-    return apply(_add_at, (x, values), {"index": index, "unique": unique})
+    unique = basic or _unique_index(template, arrays)
+    return scatter(x, values, arrays, template, unique)
 
 
-def _int_indices(indices, what):
-    idx = indices.data if isinstance(indices, Tensor) else B.asarray(indices)
+def _int_indices(indices, what, like) -> Tensor:
+    idx = indices if isinstance(indices, Tensor) else constant(B.asarray(indices, like=like))
     if idx.dtype.kind not in "iu":
         if idx.size == 0:
             return idx.astype(np.int64)
@@ -121,42 +259,50 @@ def _int_indices(indices, what):
     return idx
 
 
-def _check_bounds(idx, n, what):
-    if idx.size and (idx.min() < -n or idx.max() >= n):
-        bad = idx.max() if idx.max() >= n else idx.min()
+def _check_bounds(idx: Tensor, n, what):
+    if isinstance(idx.data, AbstractArray) or idx.size == 0:
+        return                                  # inside vmap the values are not known
+    data = idx.data
+    lo, hi = data.min(), data.max()
+    if lo < -n or hi >= n:
+        bad = hi if hi >= n else lo
         raise IndexError(f"{what}: index {int(bad)} is out of bounds for an axis of size {n}")
 
 
 def take(x, indices, axis=None) -> Tensor:
     """Elements at ``indices`` along ``axis`` (flattened ``x`` when ``axis`` is None)."""
     x = to_tensor(x, "take")
-    idx = _int_indices(indices, "take")
+    idx = _int_indices(indices, "take", _array_like(x))
     if axis is None:
         x, axis = x.reshape(-1), 0
     axis = normalize_axis(axis, x.ndim, "take")
     _check_bounds(idx, x.shape[axis], "take")
-    return _gather(x, (slice(None),) * axis + (idx,), idx.size <= 1)
+    template = (slice(None),) * axis + (Slot(0),)
+    return gather(x, (idx,), template, idx.size <= 1)
 
 
-def _along_axis_index(shape, idx, axis):
-    """The full advanced index that picks ``idx`` along ``axis`` in every other position."""
+def _along_axis_index(shape, idx: Tensor, axis, like):
+    """The advanced index (template, arrays) that picks ``idx`` along ``axis`` in every
+    other position."""
     nd = len(shape)
-    index = []
+    xp = B.ns(like)
+    template, arrays = [], []
     for d in range(nd):
+        template.append(Slot(len(arrays)))
         if d == axis:
-            index.append(idx)
+            arrays.append(idx)
         else:
             view = [1] * nd
             view[d] = shape[d]
-            index.append(xp.arange(shape[d]).reshape(view))
-    return tuple(index)
+            arrays.append(constant(xp.arange(shape[d]).reshape(view)))
+    return tuple(template), tuple(arrays)
 
 
 def take_along_axis(x, indices, axis) -> Tensor:
     """Pick ``x[..., indices[i], ...]`` along ``axis`` for each position (NumPy's rule:
     ``indices`` has ``x``'s number of dimensions and broadcasts against it)."""
     x = to_tensor(x, "take_along_axis")
-    idx = _int_indices(indices, "take_along_axis")
+    idx = _int_indices(indices, "take_along_axis", _array_like(x))
     if idx.ndim != x.ndim:
         raise ValueError(f"take_along_axis: indices must have the tensor's {x.ndim} "
                          f"dimensions, got {idx.ndim}")
@@ -166,14 +312,15 @@ def take_along_axis(x, indices, axis) -> Tensor:
     # reads a different element, so the gradient can be assigned instead of accumulated
     unique = idx.shape[axis] == 1 and all(
         not (n == 1 and m > 1) for d, (n, m) in enumerate(zip(x.shape, idx.shape)) if d != axis)
-    return _gather(x, _along_axis_index(x.shape, idx, axis), unique)
+    template, arrays = _along_axis_index(x.shape, idx, axis, _array_like(x))
+    return gather(x, arrays, template, unique)
 
 
 def index_add(x, index, values, axis=0) -> Tensor:
     """Add slices of ``values`` into ``x`` at positions ``index`` along ``axis``
     (``out[..., index[i], ...] += values[..., i, ...]``; repeats accumulate)."""
     x, values = operands(x, values, "index_add")
-    idx = _int_indices(index, "index_add")
+    idx = _int_indices(index, "index_add", _array_like(x))
     axis = normalize_axis(axis, x.ndim, "index_add")
     if idx.ndim != 1:
         raise ValueError(f"index_add: index must be 1-D, got shape {idx.shape}")
@@ -183,29 +330,44 @@ def index_add(x, index, values, axis=0) -> Tensor:
         raise ValueError(f"index_add: values of shape {values.shape} do not match the "
                          f"expected shape {expected} (tensor {x.shape}, {idx.shape[0]} "
                          f"indices along axis {axis})")
-    return add_at(x, (slice(None),) * axis + (idx,), values)
+    if values.dtype != x.dtype:
+        values = values.astype(x.dtype)
+    return scatter(x, values, (idx,), (slice(None),) * axis + (Slot(0),), False)
 
 
 def scatter_add(x, index, values, axis) -> Tensor:
     """The transpose of ``take_along_axis``: ``out[..., index[p], ...] += values[p]``
     for every position ``p`` (``index`` and ``values`` have one shape)."""
     x, values = operands(x, values, "scatter_add")
-    idx = _int_indices(index, "scatter_add")
+    idx = _int_indices(index, "scatter_add", _array_like(x))
     axis = normalize_axis(axis, x.ndim, "scatter_add")
     if idx.shape != values.shape or idx.ndim != x.ndim:
         raise ValueError(f"scatter_add: index {idx.shape} and values {values.shape} must "
                          f"have one shape with the tensor's {x.ndim} dimensions")
     _check_bounds(idx, x.shape[axis], "scatter_add")
-    return add_at(x, _along_axis_index(idx.shape, idx, axis), values)
+    if values.dtype != x.dtype:
+        values = values.astype(x.dtype)
+    template, arrays = _along_axis_index(idx.shape, idx, axis, _array_like(x))
+    return scatter(x, values, arrays, template, False)
 
 
 def one_hot(indices, num_classes, dtype=None) -> Tensor:
     """Rows of the identity: ``out[..., k] = 1`` where ``indices == k`` (not differentiated)."""
-    idx = _int_indices(indices, "one_hot")
+    idx = _int_indices(indices, "one_hot", None)
     if num_classes <= 0:
         raise ValueError(f"one_hot: num_classes must be positive, got {num_classes}")
-    if idx.size and (idx.min() < 0 or idx.max() >= num_classes):
-        bad = idx.max() if idx.max() >= num_classes else idx.min()
-        raise ValueError(f"one_hot: index {int(bad)} is out of range for {num_classes} classes")
+    _check_class_range(idx, num_classes)
     d = dtypes.as_dtype(dtype) or dtypes.get_default_dtype()
-    return constant(xp.eye(num_classes, dtype=d)[idx])
+    from .elementwise import equal
+
+    classes = constant(B.ns(_array_like(idx)).arange(num_classes))
+    return equal(idx.expand_dims(-1), classes).astype(d)
+
+
+def _check_class_range(idx: Tensor, num_classes):
+    if isinstance(idx.data, AbstractArray) or idx.size == 0:
+        return
+    lo, hi = idx.data.min(), idx.data.max()
+    if lo < 0 or hi >= num_classes:
+        bad = hi if hi >= num_classes else lo
+        raise ValueError(f"one_hot: index {int(bad)} is out of range for {num_classes} classes")

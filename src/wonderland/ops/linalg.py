@@ -10,11 +10,11 @@ import numpy as np
 
 from .. import backend as B
 from ..core.primitive import Primitive, apply
+from ..core.structural import reshape as _reshape
 from ..core.tensor import Tensor
-from ._common import constant, operands, to_tensor
+from ..core.vmap import moveaxis
+from ._common import constant, namespace, operands, to_tensor
 from .shape import _transpose
-
-xp = B.xp
 
 
 # ----------------------------------------------------------------------------- matmul
@@ -22,7 +22,7 @@ def _matmul_forward(a, b):
     if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:
         # one large GEMM instead of a loop of small ones over the batch
         return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
-    return xp.matmul(a, b)
+    return np.matmul(a, b)
 
 
 _SWAP_LAST: dict = {}
@@ -63,10 +63,41 @@ def _matmul_vjp_b(g, out, a, b):
     return _mm(_mT(a), g)
 
 
+def _matmul_batch(args, axes):
+    """Batch axes first; 1-D operands made matrices; per-example ranks padded with ones
+    (unbatched operands get a size-1 batch axis), so NumPy's broadcasting lines them up."""
+    (a, b), (ax, bx) = args, axes
+    a_vec = (a.ndim - (ax is not None)) == 1
+    b_vec = (b.ndim - (bx is not None)) == 1
+    a = a if ax is None else moveaxis(a, ax, 0)
+    b = b if bx is None else moveaxis(b, bx, 0)
+    if a_vec:
+        a = _reshape(a, a.shape[:-1] + (1, a.shape[-1]))
+    if b_vec:
+        b = _reshape(b, b.shape + (1,))
+    rank = max(a.ndim - (ax is not None), b.ndim - (bx is not None))
+    a = _lead(a, ax is not None, rank)
+    b = _lead(b, bx is not None, rank)
+    out = apply(_matmul, (a, b))
+    if a_vec:
+        out = _reshape(out, out.shape[:-2] + out.shape[-1:])
+    if b_vec:
+        out = _reshape(out, out.shape[:-1])
+    return out, 0
+
+
+def _lead(x, batched, rank):
+    """``x`` as ``(B or 1, 1, ..., *matrix dims)`` with ``rank`` per-example dims."""
+    per = x.ndim - batched
+    shape = ((x.shape[0],) if batched else (1,)) + (1,) * (rank - per) + x.shape[batched:]
+    return _reshape(x, shape)
+
+
 _matmul = Primitive(
-    "matmul", _matmul_forward,
+    "matmul", _matmul_forward, save=(0, 1),
     vjp=(_matmul_vjp_a, _matmul_vjp_b),
-    jvp=(lambda t, out, a, b: _mm(t, b), lambda t, out, a, b: _mm(a, t)))
+    jvp=(lambda t, out, a, b: _mm(t, b), lambda t, out, a, b: _mm(a, t)),
+    batch=_matmul_batch)
 
 
 def matmul(a, b) -> Tensor:
@@ -95,12 +126,13 @@ def _einsum_forward(*arrays, spec):
     if path is None:
         if len(arrays) <= 1:
             path = False
-        else:
-            path = np.einsum_path(spec, *arrays, optimize="greedy")[0]
+        else:               # the order depends on shapes only: plan on stand-in arrays
+            stand_ins = [np.broadcast_to(np.empty((), a.dtype), a.shape) for a in arrays]
+            path = np.einsum_path(spec, *stand_ins, optimize="greedy")[0]
         if len(_paths) > 4096:
             _paths.clear()
         _paths[key] = path
-    return xp.einsum(spec, *arrays, optimize=path)
+    return B.ns(arrays[0]).einsum(spec, *arrays, optimize=path)
 
 
 def _einsum_operand_grad(g, operands_, index, ins, out_sub):
@@ -123,7 +155,7 @@ def _einsum_operand_grad(g, operands_, index, ins, out_sub):
         for c in target:
             if c in seen:
                 new = next(fresh)
-                deltas.append((c + new, constant(xp.eye(sizes[c], dtype=g.dtype))))
+                deltas.append((c + new, constant(namespace(g).eye(sizes[c], dtype=g.dtype))))
                 result_sub += new
             else:
                 seen.add(c)
@@ -152,7 +184,19 @@ def _einsum_jvp_all(tangents, out, inputs, *, spec):
     return total
 
 
-_einsum = Primitive("einsum", _einsum_forward, vjp_all=_einsum_vjp_all, jvp_all=_einsum_jvp_all)
+def _einsum_batch(args, axes, *, spec):
+    """A fresh letter for the batch axis, in every batched operand and the output."""
+    ins, out = spec.split("->")
+    ins = ins.split(",")
+    used = set(spec)
+    letter = next(c for c in _LETTERS if c not in used)
+    new_ins = [s if ax is None else s[:ax] + letter + s[ax:] for s, ax in zip(ins, axes)]
+    new_spec = ",".join(new_ins) + "->" + letter + out
+    return apply(_einsum, tuple(args), {"spec": new_spec}), 0
+
+
+_einsum = Primitive("einsum", _einsum_forward, vjp_all=_einsum_vjp_all, jvp_all=_einsum_jvp_all,
+                    save="inputs", batch=_einsum_batch)
 
 
 def _parse_einsum(subscripts: str, ndims):

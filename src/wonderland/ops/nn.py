@@ -7,15 +7,16 @@ checked against them in the tests.
 
 from __future__ import annotations
 
-from .. import backend as B
+import numpy as np
+
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
+from ..core.vmap import batch_size, broadcast_batch, elementwise_rule, moveaxis
 from ._common import operands, to_tensor
-from .linalg import _mm, _mT
+from .elementwise import _add
+from .linalg import _matmul_batch, _mm, _mT
 from .reductions import log_softmax, softmax
 from .reductions import sum as _sum
-
-xp = B.xp
 
 
 # ----------------------------------------------------------------------------- linear
@@ -24,7 +25,7 @@ def _linear_forward(x, w, b):
         out = x.reshape(-1, x.shape[-1]) @ w
         out += b
         return out.reshape(x.shape[:-1] + (w.shape[-1],))
-    out = xp.matmul(x, w)
+    out = np.matmul(x, w)
     out += b
     return out
 
@@ -41,11 +42,20 @@ def _linear_vjp_x(g, out, x, w, b):
     return _mm(g, _mT(w))
 
 
+def _linear_batch(args, axes):
+    (x, w, b), (ax, aw, ab) = args, axes
+    if aw is None and ab is None:                 # the usual case: examples share weights
+        return apply(_linear, (moveaxis(x, ax, 0), w, b)), 0
+    prod, ap = _matmul_batch([x, w], [ax, aw])
+    return elementwise_rule(_add)([prod, b], [ap, ab])
+
+
 _linear = Primitive(
-    "linear", _linear_forward,
+    "linear", _linear_forward, save=(0, 1),
     vjp=(_linear_vjp_x, _linear_vjp_w, lambda g, out, x, w, b: g),
     jvp=(lambda t, out, x, w, b: _mm(t, w), lambda t, out, x, w, b: _mm(x, t),
-         lambda t, out, x, w, b: t))
+         lambda t, out, x, w, b: t),
+    batch=_linear_batch)
 
 
 def linear(x, weight, bias=None) -> Tensor:
@@ -66,7 +76,7 @@ def linear(x, weight, bias=None) -> Tensor:
     if bias.shape != (weight.shape[1],):
         raise ValueError(f"linear: bias must have shape ({weight.shape[1]},), got {bias.shape}")
     if x.dtype != weight.dtype or bias.dtype != weight.dtype:
-        dtype = xp.result_type(x.dtype, weight.dtype, bias.dtype)
+        dtype = np.result_type(x.dtype, weight.dtype, bias.dtype)
         x, weight, bias = x.astype(dtype), weight.astype(dtype), bias.astype(dtype)
     return apply(_linear, (x, weight, bias))
 
@@ -74,7 +84,7 @@ def linear(x, weight, bias=None) -> Tensor:
 # ----------------------------------------------------------------------------- softmax cross-entropy
 def _sce_forward(z, q):
     shifted = z - z.max(axis=-1, keepdims=True)
-    logp = shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
     return -(q * logp).sum(axis=-1)
 
 
@@ -87,10 +97,17 @@ def _sce_jvp_z(t, out, z, q):
     return _sum(t * (softmax(z) * _sum(q, -1, keepdims=True) - q), -1)
 
 
+def _sce_batch(args, axes):
+    size = batch_size(args, axes)
+    z, q = (broadcast_batch(a, ax, size) for a, ax in zip(args, axes))
+    return apply(_softmax_ce, (z, q)), 0
+
+
 _softmax_ce = Primitive(
-    "softmax_cross_entropy", _sce_forward,
+    "softmax_cross_entropy", _sce_forward, save=(0, 1),
     vjp=(_sce_vjp_z, lambda g, out, z, q: -g.expand_dims(-1) * log_softmax(z)),
-    jvp=(_sce_jvp_z, lambda t, out, z, q: -_sum(t * log_softmax(z), -1)))
+    jvp=(_sce_jvp_z, lambda t, out, z, q: -_sum(t * log_softmax(z), -1)),
+    batch=_sce_batch)
 
 
 def softmax_cross_entropy(logits, target_probs) -> Tensor:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend as B
 from ..core.primitive import Primitive, apply
 from .conv import out_size
 
@@ -95,14 +96,14 @@ def window_scatter(g, idx, kernel, stride, dilation, in_shape):
 
 
 _gather = Primitive(
-    "window_gather", _gather_forward,
+    "window_gather", B.numpy_kernel(_gather_forward), save=(),
     vjp=lambda g, out, x, *, idx, kernel, stride, dilation, values=None:
         window_scatter(g, idx, kernel, stride, dilation, x.shape),
     jvp=lambda t, out, x, *, idx, kernel, stride, dilation, values=None:
         window_gather(t, idx, kernel, stride, dilation))
 
 _scatter = Primitive(
-    "window_scatter", _scatter_forward,
+    "window_scatter", B.numpy_kernel(_scatter_forward), save=(),
     vjp=lambda h, out, g, *, idx, kernel, stride, dilation, in_shape:
         window_gather(h, idx, kernel, stride, dilation),
     linear=True)

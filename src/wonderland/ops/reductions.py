@@ -9,26 +9,30 @@ from __future__ import annotations
 
 import builtins
 
-from .. import backend as B
-from ..core.primitive import Primitive, apply
-from ..core.tensor import Tensor
-from ._common import constant, floating, kept_shape, normalize_axes, normalize_axis, to_tensor
+import numpy as np
 
-xp = B.xp
+from ..core.primitive import Primitive, apply
+from ..core.structural import SUM
+from ..core.structural import reshape as _reshape
+from ..core.tensor import Tensor
+from ..core.vmap import axis_rule
+from ._common import constant, floating, kept_shape, normalize_axes, normalize_axis, to_tensor
 
 
 def _keep(t: Tensor, shape: tuple, axis: tuple, keepdims: bool) -> Tensor:
     """A reduced result reshaped to the keepdims shape (for broadcasting against input)."""
-    return t if keepdims else t.reshape(kept_shape(shape, axis))
+    return t if keepdims else _reshape(t, kept_shape(shape, axis))
+
+
+def _reduction(name, forward, **rules):
+    """A one-input primitive with an ``axis`` parameter (batching rule included)."""
+    prim = Primitive(name, forward, **rules)
+    prim.batch = axis_rule(prim)
+    return prim
 
 
 # ----------------------------------------------------------------------------- sum
-def _sum_vjp(g, out, x, *, axis, keepdims):
-    return _keep(g, x.shape, axis, keepdims).broadcast_to(x.shape)
-
-
-_sum = Primitive("sum", lambda x, *, axis, keepdims: x.sum(axis=axis, keepdims=keepdims),
-                 vjp=_sum_vjp, linear=True)
+_sum = SUM
 
 
 def sum(x, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - NumPy's name
@@ -70,18 +74,16 @@ def std(x, axis=None, ddof=0, keepdims=False) -> Tensor:
 
 # ----------------------------------------------------------------------------- prod
 def _prod_others(x: Tensor, outk: Tensor, axis) -> Tensor:
-    """For each element, the product of the *other* elements in its slice."""
-    zero = x.data == 0
-    if not zero.any():
-        return outk / x
-    from .elementwise import where
+    """For each element, the product of the *other* elements in its slice (exact where
+    the slice holds zeros)."""
+    from .elementwise import equal, logical_and, where
 
-    zeros = constant(zero)
-    count = constant(zero.sum(axis=axis, keepdims=True))
-    nonzero_prod = prod(where(zeros, 1.0, x), axis, keepdims=True)
+    zeros = equal(x, 0.0)
+    count = sum(zeros.astype(x.dtype), axis, keepdims=True)
     safe = where(zeros, 1.0, x)
-    only_zero = constant(zero & (count.data == 1))
-    return where(count.data == 0, outk / safe, where(only_zero, nonzero_prod, 0.0))
+    nonzero_prod = prod(safe, axis, keepdims=True)
+    only_zero = logical_and(zeros, equal(count, 1.0))
+    return where(equal(count, 0.0), outk / safe, where(only_zero, nonzero_prod, 0.0))
 
 
 def _prod_vjp(g, out, x, *, axis, keepdims):
@@ -92,8 +94,8 @@ def _prod_jvp(t, out, x, *, axis, keepdims):
     return sum(t * _prod_others(x, _keep(out, x.shape, axis, keepdims), axis), axis, keepdims)
 
 
-_prod = Primitive("prod", lambda x, *, axis, keepdims: x.prod(axis=axis, keepdims=keepdims),
-                  vjp=_prod_vjp, jvp=_prod_jvp)
+_prod = _reduction("prod", lambda x, *, axis, keepdims: x.prod(axis=axis, keepdims=keepdims),
+                   vjp=_prod_vjp, jvp=_prod_jvp, save=(0, "out"))
 
 
 def prod(x, axis=None, keepdims=False) -> Tensor:
@@ -106,9 +108,10 @@ def prod(x, axis=None, keepdims=False) -> Tensor:
 # ----------------------------------------------------------------------------- max, min
 def _tie_share(x, out, axis, keepdims):
     """1/k on each of the k elements equal to the extremum of their slice, else 0."""
-    hit = x.data == _keep(out, x.shape, axis, keepdims).data
-    share = hit / hit.sum(axis=axis, keepdims=True)
-    return constant(share.astype(x.data.dtype))
+    from .elementwise import equal
+
+    hit = equal(x, _keep(out, x.shape, axis, keepdims)).astype(x.dtype)
+    return hit / sum(hit, axis, keepdims=True)
 
 
 def _extremum(name, fn):
@@ -118,8 +121,8 @@ def _extremum(name, fn):
     def jvp(t, out, x, *, axis, keepdims):
         return sum(t * _tie_share(x, out, axis, keepdims), axis, keepdims)
 
-    prim = Primitive(name, lambda x, *, axis, keepdims: fn(x, axis=axis, keepdims=keepdims),
-                     vjp=vjp, jvp=jvp)
+    prim = _reduction(name, lambda x, *, axis, keepdims: fn(x, axis=axis, keepdims=keepdims),
+                      vjp=vjp, jvp=jvp, save=(0, "out"))
 
     def op(x, axis=None, keepdims=False) -> Tensor:
         x = to_tensor(x, name)
@@ -142,10 +145,10 @@ min = _extremum("min", lambda x, axis, keepdims: x.min(axis=axis, keepdims=keepd
 # ----------------------------------------------------------------------------- logsumexp, softmax
 def _lse_forward(x, *, axis, keepdims):
     m = x.max(axis=axis, keepdims=True)
-    if not xp.isfinite(m).all():
-        m = xp.where(xp.isfinite(m), m, 0)
-    with xp.errstate(divide="ignore"):
-        s = xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True)) + m
+    if not np.isfinite(m).all():
+        m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        s = np.log(np.exp(x - m).sum(axis=axis, keepdims=True)) + m
     return s if keepdims else s.squeeze(axis=axis)
 
 
@@ -153,8 +156,8 @@ def _lse_weights(x, out, axis, keepdims):
     return (x - _keep(out, x.shape, axis, keepdims)).exp()
 
 
-_logsumexp = Primitive(
-    "logsumexp", _lse_forward,
+_logsumexp = _reduction(
+    "logsumexp", _lse_forward, save=(0, "out"),
     vjp=lambda g, out, x, *, axis, keepdims:
         _keep(g, x.shape, axis, keepdims) * _lse_weights(x, out, axis, keepdims),
     jvp=lambda t, out, x, *, axis, keepdims:
@@ -171,25 +174,25 @@ def logsumexp(x, axis=None, keepdims=False) -> Tensor:
 
 
 def _softmax_forward(x, *, axis):
-    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
     e /= e.sum(axis=axis, keepdims=True)
     return e
 
 
-_softmax = Primitive(
-    "softmax", _softmax_forward,
+_softmax = _reduction(
+    "softmax", _softmax_forward, save=("out",),
     vjp=lambda g, out, x, *, axis: out * (g - sum(g * out, axis, keepdims=True)),
     jvp=lambda t, out, x, *, axis: out * (t - sum(t * out, axis, keepdims=True)))
 
 
 def _log_softmax_forward(x, *, axis):
     shifted = x - x.max(axis=axis, keepdims=True)
-    shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     return shifted
 
 
-_log_softmax = Primitive(
-    "log_softmax", _log_softmax_forward,
+_log_softmax = _reduction(
+    "log_softmax", _log_softmax_forward, save=("out",),
     vjp=lambda g, out, x, *, axis: g - out.exp() * sum(g, axis, keepdims=True),
     jvp=lambda t, out, x, *, axis: t - sum(out.exp() * t, axis, keepdims=True))
 
@@ -207,8 +210,8 @@ def log_softmax(x, axis=-1) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- cumsum
-_cumsum = Primitive(
-    "cumsum", lambda x, *, axis: xp.cumsum(x, axis=axis),
+_cumsum = _reduction(
+    "cumsum", lambda x, *, axis: np.cumsum(x, axis=axis), save=(),
     vjp=lambda g, out, x, *, axis: cumsum(g.flip(axis), axis).flip(axis),
     linear=True)
 
@@ -223,14 +226,14 @@ def cumsum(x, axis=None) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- index-valued, boolean
-_argmax = Primitive("argmax", lambda x, *, axis, keepdims: xp.argmax(x, axis=axis, keepdims=keepdims),
-                    differentiable=False)
-_argmin = Primitive("argmin", lambda x, *, axis, keepdims: xp.argmin(x, axis=axis, keepdims=keepdims),
-                    differentiable=False)
-_any = Primitive("any", lambda x, *, axis, keepdims: xp.any(x, axis=axis, keepdims=keepdims),
-                 differentiable=False)
-_all = Primitive("all", lambda x, *, axis, keepdims: xp.all(x, axis=axis, keepdims=keepdims),
-                 differentiable=False)
+_argmax = _reduction("argmax", lambda x, *, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims),
+                     differentiable=False)
+_argmin = _reduction("argmin", lambda x, *, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims),
+                     differentiable=False)
+_any = _reduction("any", lambda x, *, axis, keepdims: np.any(x, axis=axis, keepdims=keepdims),
+                  differentiable=False)
+_all = _reduction("all", lambda x, *, axis, keepdims: np.all(x, axis=axis, keepdims=keepdims),
+                  differentiable=False)
 
 
 def _arg(prim, name):

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend as B
 from ..core.primitive import Primitive, apply
+from ..core.structural import BROADCAST_TO, RESHAPE, TRANSPOSE
 from ..core.tensor import Tensor
+from ..core.vmap import axis_rule, batch_size, broadcast_batch, moveaxis
 from ._common import normalize_axes, normalize_axis, result_dtype, shape_arg, to_tensor
 
-xp = B.xp
-
-
 # ----------------------------------------------------------------------------- reshape
-_reshape = Primitive("reshape", lambda x, *, shape: x.reshape(shape),
-                     vjp=lambda g, out, x, *, shape: g.reshape(x.shape), linear=True)
+_reshape = RESHAPE
 
 
 def reshape(x, *shape) -> Tensor:
@@ -89,9 +86,7 @@ def squeeze(x, axis=None) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- transpose
-_transpose = Primitive(
-    "transpose", lambda x, *, axes: x.transpose(axes),
-    vjp=lambda g, out, x, *, axes: g.transpose(tuple(np.argsort(axes))), linear=True)
+_transpose = TRANSPOSE
 
 
 def transpose(x, axes=None) -> Tensor:
@@ -133,8 +128,7 @@ def swapaxes(x, axis1, axis2) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- broadcast_to
-_broadcast_to = Primitive("broadcast_to", lambda x, *, shape: B.broadcast_to(x, shape),
-                          vjp=lambda g, out, x, *, shape: g, linear=True)
+_broadcast_to = BROADCAST_TO
 
 
 def broadcast_to(x, shape) -> Tensor:
@@ -175,9 +169,15 @@ def _concatenate_vjp_all(g, out, inputs, needs, *, axis):
     return cts
 
 
+def _concatenate_batch(args, axes, *, axis):
+    size = batch_size(args, axes)
+    fixed = tuple(broadcast_batch(a, ax, size) for a, ax in zip(args, axes))
+    return apply(_concatenate, fixed, {"axis": axis + 1}), 0
+
+
 _concatenate = Primitive(
-    "concatenate", lambda *xs, axis: xp.concatenate(xs, axis=axis),
-    vjp_all=_concatenate_vjp_all, linear=True)
+    "concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis), save=(),
+    vjp_all=_concatenate_vjp_all, linear=True, batch=_concatenate_batch)
 
 
 def _tensor_list(tensors, what):
@@ -254,9 +254,11 @@ def _inner(shape, pad):
 
 
 _pad = Primitive(
-    "pad", lambda x, *, pad, value: xp.pad(x, pad, mode="constant", constant_values=value),
-    vjp=lambda g, out, x, *, pad, value: _unpad(g, pad),
-    jvp=lambda t, out, x, *, pad, value: apply(_pad, (t,), {"pad": pad, "value": 0}))
+    "pad", lambda x, *, pad, value: np.pad(x, pad, mode="constant", constant_values=value),
+    save=(), vjp=lambda g, out, x, *, pad, value: _unpad(g, pad),
+    jvp=lambda t, out, x, *, pad, value: apply(_pad, (t,), {"pad": pad, "value": 0}),
+    batch=lambda args, axes, *, pad, value: (apply(_pad, (moveaxis(args[0], axes[0], 0),),
+                                                   {"pad": ((0, 0),) + pad, "value": value}), 0))
 
 
 def _pad_indices(n, before, after, mode):
@@ -309,8 +311,9 @@ def pad(x, pad_width, mode="constant", constant_values=0) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- flip, repeat, tile
-_flip = Primitive("flip", lambda x, *, axis: xp.flip(x, axis=axis),
+_flip = Primitive("flip", lambda x, *, axis: np.flip(x, axis=axis), save=(), view=True,
                   vjp=lambda g, out, x, *, axis: apply(_flip, (g,), {"axis": axis}), linear=True)
+_flip.batch = axis_rule(_flip)
 
 
 def flip(x, axis=None) -> Tensor:

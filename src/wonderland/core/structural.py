@@ -1,0 +1,178 @@
+"""The structural primitives the engine and the transforms themselves need: identity,
+sum, broadcast_to, reshape, transpose and cast.
+
+Cotangents are summed back to an input's shape (``sum``, ``reshape``), broadcast out to a
+tangent's shape (``broadcast_to``), cast to an input's dtype (``cast``), and ``vmap``
+moves batch axes (``transpose``); these live in the core so that the engine and the
+transforms depend on nothing above it. ``wonderland.ops``
+re-exports them with argument checking (``wl.sum``, ``wl.reshape`` ...); the functions
+here take already-normalised arguments.
+"""
+
+from __future__ import annotations
+
+from .. import backend as B
+from .primitive import IDENTITY, Primitive, apply
+from .tensor import Tensor, _wrap
+
+
+def _sum_vjp(g, out, x, *, axis, keepdims):
+    if not keepdims:
+        g = reshape(g, kept_shape(x.shape, axis))
+    return broadcast_to(g, x.shape)
+
+
+def _sum_batch(args, axes_in, *, axis, keepdims):
+    from .vmap import moved_to_front
+
+    x, = moved_to_front(args, axes_in)
+    return apply(SUM, (x,), {"axis": tuple(a + 1 for a in axis), "keepdims": keepdims}), 0
+
+
+def _reshape_batch(args, axes_in, *, shape):
+    from .vmap import moved_to_front
+
+    x, = moved_to_front(args, axes_in)
+    return apply(RESHAPE, (x,), {"shape": (x.shape[0],) + tuple(shape)}), 0
+
+
+def _broadcast_batch(args, axes_in, *, shape):
+    from .vmap import moved_to_front
+
+    x, = moved_to_front(args, axes_in)
+    lead = len(shape) - (x.ndim - 1)
+    if lead:
+        x = apply(RESHAPE, (x,), {"shape": (x.shape[0],) + (1,) * lead + x.shape[1:]})
+    return apply(BROADCAST_TO, (x,), {"shape": (x.shape[0],) + tuple(shape)}), 0
+
+
+def _elementwise_batch(prim):
+    def rule(args, axes_in, **params):
+        return apply(prim, tuple(args), params), axes_in[0]
+
+    return rule
+
+
+IDENTITY = Primitive("identity", lambda x: x, vjp=lambda g, out, x: g, linear=True,
+                     save=(), view=True)
+IDENTITY.batch = _elementwise_batch(IDENTITY)
+
+SUM = Primitive("sum", lambda x, *, axis, keepdims: x.sum(axis=axis, keepdims=keepdims),
+                vjp=_sum_vjp, linear=True, save=(), batch=_sum_batch)
+
+RESHAPE = Primitive("reshape", lambda x, *, shape: x.reshape(shape),
+                    vjp=lambda g, out, x, *, shape: reshape(g, x.shape), linear=True,
+                    save=(), view=True, batch=_reshape_batch)
+
+BROADCAST_TO = Primitive(
+    "broadcast_to", lambda x, *, shape: B.of(x).broadcast_to(x, shape),
+    vjp=lambda g, out, x, *, shape: g, linear=True, save=(), view=True,
+    batch=_broadcast_batch)
+
+def _transpose_batch(args, axes_in, *, axes):
+    from .vmap import moved_to_front
+
+    x, = moved_to_front(args, axes_in)
+    return apply(TRANSPOSE, (x,), {"axes": (0,) + tuple(a + 1 for a in axes)}), 0
+
+
+def _inverse(axes):
+    inv = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inv[a] = i
+    return tuple(inv)
+
+
+TRANSPOSE = Primitive(
+    "transpose", lambda x, *, axes: x.transpose(axes),
+    vjp=lambda g, out, x, *, axes: apply(TRANSPOSE, (g,), {"axes": _inverse(axes)}),
+    linear=True, save=(), view=True, batch=_transpose_batch)
+
+CAST = Primitive("cast", lambda x, *, dtype: x.astype(dtype),
+                 vjp=lambda g, out, x, *, dtype: g, linear=True, save=())
+CAST.batch = _elementwise_batch(CAST)
+
+
+def kept_shape(shape: tuple, axes: tuple) -> tuple:
+    """``shape`` with the reduced ``axes`` set to 1 (the ``keepdims=True`` shape)."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def sum_axes(x: Tensor, axis: tuple, keepdims: bool = False) -> Tensor:
+    """Sum over the (sorted, non-negative) ``axis`` tuple."""
+    return apply(SUM, (x,), {"axis": axis, "keepdims": keepdims})
+
+
+def reshape(x: Tensor, shape: tuple) -> Tensor:
+    if tuple(x.shape) == tuple(shape):
+        return x
+    return apply(RESHAPE, (x,), {"shape": tuple(shape)})
+
+
+def broadcast_to(x: Tensor, shape: tuple) -> Tensor:
+    if tuple(x.shape) == tuple(shape):
+        return x
+    return apply(BROADCAST_TO, (x,), {"shape": tuple(shape)})
+
+
+def transpose(x: Tensor, axes: tuple) -> Tensor:
+    """Permute the axes (``axes`` a permutation of ``range(x.ndim)``)."""
+    if tuple(axes) == tuple(range(len(axes))):
+        return x
+    return apply(TRANSPOSE, (x,), {"axes": tuple(axes)})
+
+
+def cast(x: Tensor, dtype) -> Tensor:
+    if x.dtype == dtype:
+        return x
+    return apply(CAST, (x,), {"dtype": dtype})
+
+
+def identity(x: Tensor) -> Tensor:
+    return apply(IDENTITY, (x,))
+
+
+def zeros_like(x) -> Tensor:
+    """A constant tensor of zeros with ``x``'s shape and dtype (``x`` a tensor or a
+    :class:`Meta`), batched like ``x`` inside ``vmap``."""
+    if getattr(x, "_batch", None) is not None:
+        from .vmap import unbatched_like
+
+        return unbatched_like(x, 0)
+    data = x.data if isinstance(x, Tensor) else None
+    xp = B.ns(data) if data is not None else B.default().xp
+    return _wrap(xp.zeros(x.shape, dtype=x.dtype))
+
+
+def ones_like(x) -> Tensor:
+    """A constant tensor of ones with ``x``'s shape and dtype."""
+    if getattr(x, "_batch", None) is not None:
+        from .vmap import unbatched_like
+
+        return unbatched_like(x, 1)
+    data = x.data if isinstance(x, Tensor) else None
+    xp = B.ns(data) if data is not None else B.default().xp
+    return _wrap(xp.ones(x.shape, dtype=x.dtype))
+
+
+def unbroadcast(c: Tensor, shape: tuple) -> Tensor:
+    """Sum a cotangent of a broadcast shape back to ``shape``."""
+    cshape = c.shape
+    lead = len(cshape) - len(shape)
+    if lead < 0:
+        return broadcast_to(c, shape)
+    if lead and cshape[lead:] == shape:                 # only leading axes were added
+        return sum_axes(c, tuple(range(lead)))
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and cshape[lead + i] != 1)
+    if axes:
+        c = sum_axes(c, axes, keepdims=True)
+    if c.shape != shape:
+        size = 1
+        for s in shape:
+            size *= s
+        if c.size != size:
+            raise RuntimeError(f"backward: cannot reduce a cotangent of shape {cshape} "
+                               f"to an input of shape {shape}")
+        c = reshape(c, shape)
+    return c
