@@ -1,12 +1,15 @@
 """Run benchmarks side by side and print ratios.
 
     python benchmarks/run.py [WORKLOAD ...] [--rounds R] [--iters N] [--markdown]
+                             [--baseline CHECKOUT]
 
 Every (workload, contender) pair runs in its own process, so that NumPy's and
 PyTorch's thread pools never compete inside one process; contenders alternate
 (A B C A B C ...) for ``--rounds`` rounds and each figure is the median over rounds of
 the per-process median step time. Ratios are wonderland's time over the others'
-(below 1.00 means wonderland is faster).
+(below 1.00 means wonderland is faster). ``--baseline CHECKOUT`` adds a column for the
+wonderland of another checkout (its ``src`` put first on ``PYTHONPATH``), timed in the
+same alternation, so a change can be measured before and after in one run.
 """
 
 from __future__ import annotations
@@ -35,10 +38,14 @@ def _have_torch() -> bool:
         return False
 
 
-def run_pair(workload, contender, iters):
+def run_pair(workload, contender, iters, baseline=None):
+    env = None
+    if contender == "base":
+        env = dict(os.environ, PYTHONPATH=os.path.join(baseline, "src"))
+        contender = "wonderland"
     out = subprocess.run([sys.executable, os.path.join(HERE, "worker.py"), workload,
                           contender, "--iters", str(iters)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
 
 
@@ -51,7 +58,11 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     ap.add_argument("--iters", type=int, default=200, help="timed steps per process")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="also time the wonderland of another checkout (column 'base')")
     args = ap.parse_args(argv)
+    if args.baseline and not os.path.isdir(os.path.join(args.baseline, "src", "wonderland")):
+        ap.error(f"--baseline: {args.baseline} has no src/wonderland")
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown:
         ap.error(f"unknown workload(s) {unknown}; available: {sorted(WORKLOADS)}")
@@ -59,17 +70,19 @@ def main(argv=None):
     rows = []
     for w in args.workloads:
         contenders = [c for c in WORKLOADS[w][1] if not c.startswith("torch") or torch_ok]
+        if args.baseline and "wonderland" in contenders:
+            contenders.insert(1, "base")
         samples = {c: [] for c in contenders}
         for r in range(args.rounds):
             for c in contenders:
-                samples[c].append(run_pair(w, c, args.iters))
+                samples[c].append(run_pair(w, c, args.iters, args.baseline))
             print(f"  {w}: round {r + 1}/{args.rounds}", file=sys.stderr, end="\r")
         med = {c: statistics.median(v) for c, v in samples.items()}
         rows.append((w, med))
     print(file=sys.stderr)
-    others = [c for c in ("torch", "torch_channels_last", "numpy")
+    others = [c for c in ("base", "torch", "torch_channels_last", "numpy")
               if any(c in med for _, med in rows)]
-    short = {"torch": "torch", "torch_channels_last": "torch CL", "numpy": "numpy"}
+    short = {"base": "base", "torch": "torch", "torch_channels_last": "torch CL", "numpy": "numpy"}
     header = ["workload", "wonderland"] + [short[c] for c in others] + \
              [f"wl/{short[c]}" for c in others]
     lines = []

@@ -21,7 +21,7 @@ Two callers:
 from __future__ import annotations
 
 from .. import backend as B
-from .modes import get_state, replace, reset
+from .modes import get_state, reset, set_grad
 from .primitive import _FREED, Meta, describe
 from .structural import cast, ones_like, unbroadcast
 from .tensor import Tensor, _wrap
@@ -152,9 +152,8 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
     for root, ct in zip(roots, cotangents):
         if ct is not None and root.requires_grad:
             _route(root._node, root._index, root, ct, grads, leaf_grads)
-    st = get_state()
-    anomaly = st.anomaly
-    token = replace(grad_enabled=create_graph)
+    anomaly = get_state().anomaly
+    token = set_grad(create_graph)
     try:
         for node in reversed(order):
             gs = grads.pop(id(node), None)
@@ -175,22 +174,34 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
                     (id(e[0]) in dep or (id(e[0]), e[1]) in outputs) if type(e) is tuple
                     else id(e) in leaves) for e in edges]
             cts = _run_rule(node, gs, single, needs, create_graph, anomaly)
+            shapes, dtypes = node.shapes, node.dtypes
             for i, e in enumerate(edges):
                 c = cts[i]
                 if c is None or not needs[i]:
                     continue
-                if c.shape != node.shapes[i]:
-                    c = unbroadcast(c, node.shapes[i])
-                if c.dtype != node.dtypes[i]:
-                    c = cast(c, node.dtypes[i])
-                if not create_graph and c.requires_grad:
+                data = c.data
+                if data.shape != shapes[i]:
+                    c = unbroadcast(c, shapes[i])
+                if data.dtype != dtypes[i]:
+                    c = cast(c, dtypes[i])
+                if c.requires_grad and not create_graph:
                     c = without_graph(c)
                 if anomaly:
                     _check_backward(node, i, c)
                 if type(e) is tuple:
-                    _route(e[0], e[1], None, c, grads, leaf_grads)
+                    p = e[0]
+                    if p.n_out == 0:
+                        pid = id(p)
+                        prev = grads.get(pid)
+                        grads[pid] = c if prev is None else prev + c
+                    else:
+                        _route(p, e[1], None, c, grads, leaf_grads)
                 else:
-                    _route(None, 0, e, c, grads, leaf_grads)
+                    entry = leaf_grads.get(id(e))
+                    if entry is None:
+                        leaf_grads[id(e)] = [e, c]
+                    else:
+                        entry[1] = entry[1] + c
             if not retain_graph:
                 node.release()
         if targets is None:
@@ -198,7 +209,8 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
                 leaf.grad = g if leaf.grad is None else leaf.grad + g
             return None
     finally:
-        reset(token)
+        if token is not None:
+            reset(token)
     out = []
     for t in targets:
         if t._node is None:
@@ -250,7 +262,8 @@ def _take_targets(node, gs, single, outputs, results):
 
 
 def _run_rule(node, gs, single, needs, create_graph, anomaly):
-    if node.saved is _FREED:
+    saved = node.saved
+    if saved is _FREED:
         raise RuntimeError(FREED_MESSAGE)
     prim = node.prim
     inputs = _unpack_inputs(node)
@@ -276,25 +289,31 @@ def _run_rule(node, gs, single, needs, create_graph, anomaly):
 
 
 def _unpack_inputs(node):
+    """The saved inputs (checked against their version counters), and :class:`Meta`
+    stand-ins for the inputs that were not saved."""
     saved = node.saved
-    name = node.prim.name
     inputs = []
-    for i, (shape, dtype) in enumerate(zip(node.shapes, node.dtypes)):
-        s = saved[i] if saved else None
+    for i, shape in enumerate(node.shapes):
+        s = saved[i] if saved is not None else None
         if s is None:
-            inputs.append(Meta(shape, dtype, f"input {i} of '{name}'"))
+            inputs.append(Meta(shape, node.dtypes[i], f"input {i} of '{node.prim.name}'"))
             continue
         t, array, version = s
-        now = t._vc[0] if t._vc is not None else 0
-        if t.data is not array or now != version:
-            raise RuntimeError(
-                f"backward: input {i} of '{name}' ({describe([t])}) was modified in place "
-                f"after the forward pass (version {now}, saved at version {version}"
-                f"{'; its array was replaced' if t.data is not array else ''}): the "
-                f"gradient would use the new values. Run the forward again after the "
-                f"update (or update after the backward pass)")
+        vc = t._vc
+        if t.data is not array or (vc[0] if vc is not None else 0) != version:
+            _modified(node, i, t, array, version)
         inputs.append(t)
-    return tuple(inputs)
+    return inputs
+
+
+def _modified(node, i, t, array, version):
+    now = t._vc[0] if t._vc is not None else 0
+    raise RuntimeError(
+        f"backward: input {i} of '{node.prim.name}' ({describe([t])}) was modified in place "
+        f"after the forward pass (version {now}, saved at version {version}"
+        f"{'; its array was replaced' if t.data is not array else ''}): the gradient "
+        f"would use the new values. Run the forward again after the update (or update "
+        f"after the backward pass)")
 
 
 def _unpack_out(node, saved, index, g, create_graph):
@@ -372,11 +391,12 @@ def backward(root: Tensor, grad=None, retain_graph=None, create_graph=False) -> 
                 f"got shape {root.shape}; pass grad= with the cotangent of that shape")
         grad = ones_like(root)
     else:
-        grad = grad if isinstance(grad, Tensor) else Tensor(grad, dtype=root.dtype)
-        if grad.shape != root.shape:
+        if not isinstance(grad, Tensor):
+            grad = Tensor(grad, dtype=root.dtype)
+        if grad.data.shape != root.data.shape:
             raise RuntimeError(f"backward: grad has shape {grad.shape} but the output has "
                                f"shape {root.shape}")
-        if grad.dtype != root.dtype:
+        if grad.data.dtype != root.data.dtype:
             grad = cast(grad, root.dtype)
     if retain_graph is None:
         retain_graph = create_graph

@@ -47,6 +47,15 @@ def replace(**changes) -> contextvars.Token:
     return _STATE.set(new)
 
 
+def set_grad(enabled: bool):
+    """Set recording on or off; returns the token that undoes it (``None`` when it was
+    already so). The engine calls this once per backward pass."""
+    s = _STATE.get()
+    if s.grad_enabled == enabled:
+        return None
+    return _STATE.set(State(enabled, s.levels, s.anomaly, s.rev_depth))
+
+
 def reset(token: contextvars.Token) -> None:
     _STATE.reset(token)
 

@@ -86,8 +86,28 @@ class Primitive:
     def __call__(self, *inputs, **params):
         return apply(self, inputs, params)
 
+    def save_mask(self, n: int):
+        """Which of ``n`` inputs the node keeps (a tuple of bools; ``None``: none)."""
+        masks = _SAVE_MASKS.get(self)
+        if masks is None:
+            masks = _SAVE_MASKS[self] = {}
+        mask = masks.get(n, _MISSING)
+        if mask is _MISSING:
+            if self.save_inputs is None:
+                mask = (True,) * n
+            else:
+                start = self.save_from if self.save_from is not None else n
+                mask = tuple(i in self.save_inputs or i >= start for i in range(n))
+            mask = mask if any(mask) else None
+            masks[n] = mask
+        return mask
+
     def __repr__(self):
         return f"<primitive {self.name}>"
+
+
+_SAVE_MASKS: dict = {}
+_MISSING = object()
 
 
 class Meta:
@@ -171,11 +191,14 @@ def describe(tensors) -> str:
 
 
 _PLAIN_ERRORS = (ValueError, TypeError, IndexError)
+_get_state = get_state
+_ndarray = B.ndarray
+_new_tensor = object.__new__
 
 
 def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
     """Evaluate ``prim`` on ``inputs`` (a tuple of Tensors) under the active transforms."""
-    st = get_state()
+    st = _get_state()
     if st.levels:
         level = _top_level(inputs, st.levels)
         if level:
@@ -204,13 +227,19 @@ def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
             for o in outs:
                 _check_forward(prim, inputs, o)
         return outs
-    out = _wrap(data if type(data) is B.ndarray else _as_array(data, inputs))
+    if type(data) is not _ndarray:
+        data = _as_array(data, inputs)
+    out = _new_tensor(Tensor)
+    out.data = data
+    out.grad = out._node = out._tangents = out._batch = out._vc = None
+    out._index = 0
+    out.requires_grad = False
     if prim.view:
         out._vc = version_counter(inputs[0])
     if st.grad_enabled and prim.differentiable:
         for x in inputs:
             if x.requires_grad:
-                if out.data.dtype.kind == "f":
+                if data.dtype.kind == "f":
                     _record(prim, inputs, params, (out,), st, residuals)
                 break
     if st.anomaly:
@@ -228,41 +257,51 @@ def _as_array(data, inputs):
 
 def _record(prim, inputs, params, outs, st, residuals=None):
     """Make the graph node for one application and point the outputs to it."""
-    node = Node()
+    node = _new_node(Node)
     node.prim = prim
     node.params = params
-    node.edges = tuple(_edge(x) for x in inputs)
-    node.shapes = tuple(x.data.shape for x in inputs)
-    node.dtypes = tuple(x.data.dtype for x in inputs)
-    keep = prim.save_inputs
-    start = prim.save_from
-    if keep is None:
-        node.saved = tuple(_save(x) for x in inputs)
-    elif start is not None:
-        node.saved = tuple(_save(x) if i in keep or i >= start else None
-                           for i, x in enumerate(inputs))
-    elif keep:
-        node.saved = tuple(_save(x) if i in keep else None for i, x in enumerate(inputs))
+    n = len(inputs)
+    mask = prim.save_mask(n)
+    if n == 2:                                             # the common cases, unrolled
+        x, y = inputs
+        xd, yd = x.data, y.data
+        node.edges = ((None if not x.requires_grad else x if x._node is None
+                       else (x._node, x._index)),
+                      (None if not y.requires_grad else y if y._node is None
+                       else (y._node, y._index)))
+        node.shapes = (xd.shape, yd.shape)
+        node.dtypes = (xd.dtype, yd.dtype)
+        if mask is None:
+            node.saved = None
+        else:
+            xv, yv = x._vc, y._vc
+            node.saved = ((x, xd, 0 if xv is None else xv[0]) if mask[0] else None,
+                          (y, yd, 0 if yv is None else yv[0]) if mask[1] else None)
     else:
-        node.saved = None
-    node.n_out = len(outs) if prim.multiple_results else 0     # 0: a single result
-    if prim.save_out:
+        node.edges = tuple([_edge(x) for x in inputs])
+        node.shapes = tuple([x.data.shape for x in inputs])
+        node.dtypes = tuple([x.data.dtype for x in inputs])
+        node.saved = None if mask is None else \
+            tuple([_save(x) if m else None for x, m in zip(inputs, mask)])
+    if prim.multiple_results:
+        node.n_out = len(outs)
+        node.out = tuple(o if st.levels else o.data for o in outs) if prim.save_out else None
+    else:
+        node.n_out = 0                                      # a single result
         # Under active jvp/vmap levels the output object itself is kept: its tangents
         # (attached right after) are needed when the backward runs inside those levels.
-        keep_objects = bool(st.levels)
-        saved = tuple(o if keep_objects else o.data for o in outs)
-        node.out = saved if prim.multiple_results else saved[0]
-    else:
-        node.out = None
+        node.out = (outs[0] if st.levels else outs[0].data) if prim.save_out else None
     node.res = residuals
-    if prim.residuals is not None and prim.residuals is not True:
+    if prim.residuals is not None and residuals is None:
         node.res = tuple(prim.residuals(outs[0].data, *[x.data for x in inputs], **params))
     node.origin = traceback.extract_stack(limit=14)[:-3] if st.anomaly else None
-    for i, o in enumerate(outs):
+    i = 0
+    for o in outs:
         if o.data.dtype.kind == "f":
             o.requires_grad = True
             o._node = node
             o._index = i
+        i += 1
     return node
 
 
@@ -271,6 +310,9 @@ def _edge(x: Tensor):
         return None
     node = x._node
     return x if node is None else (node, x._index)
+
+
+_new_node = object.__new__
 
 
 def _save(x: Tensor):
