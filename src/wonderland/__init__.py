@@ -5,8 +5,9 @@
 * tensors: ``wl.tensor``, ``wl.Tensor``, ``wl.zeros`` … ``wl.eye``, ``wl.random``
 * operations: NumPy's names (``wl.exp``, ``wl.sum``, ``wl.matmul``, ``wl.einsum``,
   ``wl.concatenate``, ``wl.take_along_axis`` …), also as tensor methods
-* transforms: ``wl.grad``, ``wl.value_and_grad``, ``wl.vjp``, ``wl.jvp``, ``wl.jacrev``,
-  ``wl.jacfwd``, ``wl.hessian``, ``wl.checkpoint``, ``wl.custom_vjp``, ``wl.custom_jvp``
+* transforms: ``wl.grad``, ``wl.value_and_grad``, ``wl.vjp``, ``wl.jvp``, ``wl.vmap``,
+  ``wl.jacrev``, ``wl.jacfwd``, ``wl.hessian``, ``wl.checkpoint``, ``wl.scan``,
+  ``wl.custom_vjp``, ``wl.custom_jvp``
 * PyTorch-style autodiff: ``requires_grad``, ``.backward()``, ``.grad``, ``wl.no_grad()``
 * checking: ``wl.testing.check_grads``, ``wl.detect_anomaly()``
 """
@@ -18,7 +19,8 @@ from .core.dtypes import (bool_, float16, float32, float64, get_default_dtype, i
                           int32, int64, set_default_dtype, uint8)
 from .core import (Primitive, Tensor, apply, as_tensor, checkpoint, custom_jvp, custom_vjp,
                    detect_anomaly, enable_grad, grad, hessian, is_grad_enabled, jacfwd,
-                   jacrev, jvp, no_grad, remat, set_grad_enabled, tensor, value_and_grad, vjp)
+                   jacrev, jvp, no_grad, remat, scan, set_grad_enabled, tensor, value_and_grad,
+                   vjp, vmap)
 from .core.pytree import tree_map
 from . import ops
 from .ops import *  # noqa: F401,F403 - the primitives at wl.<name>

@@ -11,7 +11,10 @@ thread (or task) never sees another's ``no_grad`` or transformation levels:
 * ``anomaly``      — check every forward and backward for nan/inf;
 * ``rev_depth``    — how many reverse-mode transforms (``grad``, ``vjp``) are running
                      their function: a nested ``grad`` records its backward pass only
-                     when an enclosing one may differentiate it.
+                     when an enclosing one may differentiate it;
+* ``capture``      — while ``checkpoint``, ``scan`` or a top-level ``grad`` run their
+                     function once with recording, a :class:`Capture` that notes which
+                     tensors requiring grad the function read from outside.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import itertools
 class State:
     """A snapshot of the switches (never mutated: see :func:`replace`)."""
 
-    __slots__ = ("grad_enabled", "levels", "anomaly", "rev_depth")
+    __slots__ = ("grad_enabled", "levels", "anomaly", "rev_depth", "capture")
 
-    def __init__(self, grad_enabled=True, levels=(), anomaly=False, rev_depth=0):
+    def __init__(self, grad_enabled=True, levels=(), anomaly=False, rev_depth=0, capture=None):
         self.grad_enabled = grad_enabled
         self.levels = levels
         self.anomaly = anomaly
         self.rev_depth = rev_depth
+        self.capture = capture
 
 
 _STATE = contextvars.ContextVar("wonderland_state", default=State())
@@ -43,7 +47,8 @@ def replace(**changes) -> contextvars.Token:
     """Set a new state with ``changes`` applied; returns the token that undoes it."""
     s = _STATE.get()
     new = State(changes.get("grad_enabled", s.grad_enabled), changes.get("levels", s.levels),
-                changes.get("anomaly", s.anomaly), changes.get("rev_depth", s.rev_depth))
+                changes.get("anomaly", s.anomaly), changes.get("rev_depth", s.rev_depth),
+                changes.get("capture", s.capture))
     return _STATE.set(new)
 
 
@@ -53,7 +58,7 @@ def set_grad(enabled: bool):
     s = _STATE.get()
     if s.grad_enabled == enabled:
         return None
-    return _STATE.set(State(enabled, s.levels, s.anomaly, s.rev_depth))
+    return _STATE.set(State(enabled, s.levels, s.anomaly, s.rev_depth, s.capture))
 
 
 def reset(token: contextvars.Token) -> None:
@@ -73,6 +78,48 @@ def switched(**changes):
 def is_grad_enabled() -> bool:
     """Whether reverse-mode recording is on in this thread."""
     return _STATE.get().grad_enabled
+
+
+class Capture:
+    """What a function read from outside while it ran with recording: every tensor
+    requiring grad that a recorded operation took as input, and the nodes the run made.
+    ``outside(variables)`` keeps the tensors that existed before the run and are not
+    the run's own variables — the closure's parameters, say."""
+
+    __slots__ = ("read", "created")
+
+    def __init__(self):
+        self.read = {}
+        self.created = set()
+
+    def note(self, node, inputs) -> None:
+        self.created.add(id(node))
+        for x in inputs:
+            if x.requires_grad:
+                xn = x._node
+                self.read.setdefault(id(x) if xn is None else (id(xn), x._index), x)
+
+    def outside(self, variables) -> list:
+        mine = {id(v) if v._node is None else (id(v._node), v._index) for v in variables}
+        return [t for key, t in self.read.items() if key not in mine
+                and (t._node is None or id(t._node) not in self.created)]
+
+
+@contextlib.contextmanager
+def capturing():
+    """Note what the block reads from outside (see :class:`Capture`); an enclosing
+    capture sees it too."""
+    outer = _STATE.get().capture
+    cap = Capture()
+    token = replace(capture=cap)
+    try:
+        yield cap
+    finally:
+        _STATE.reset(token)
+        if outer is not None:
+            outer.created |= cap.created
+            for key, t in cap.read.items():
+                outer.read.setdefault(key, t)
 
 
 class _GradMode(contextlib.ContextDecorator):

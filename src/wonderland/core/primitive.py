@@ -295,6 +295,8 @@ def _record(prim, inputs, params, outs, st, residuals=None):
     if prim.residuals is not None and residuals is None:
         node.res = tuple(prim.residuals(outs[0].data, *[x.data for x in inputs], **params))
     node.origin = traceback.extract_stack(limit=14)[:-3] if st.anomaly else None
+    if st.capture is not None:
+        st.capture.note(node, inputs)
     i = 0
     for o in outs:
         if o.data.dtype.kind == "f":

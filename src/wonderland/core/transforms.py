@@ -22,8 +22,8 @@ from __future__ import annotations
 import functools
 
 from . import rng
-from .engine import outside_leaves, reaches_outside, run_backward, walk, without_graph
-from .modes import enable_grad, get_state, new_level, replace, reset
+from .engine import reaches_outside, run_backward, walk, without_graph
+from .modes import capturing, enable_grad, get_state, new_level, replace, reset
 from .primitive import Primitive, alias, apply, attach_tangent, strip
 from .pytree import flatten, tree_map, unflatten
 from .structural import cast, identity, ones_like, zeros_like
@@ -246,19 +246,14 @@ def _value_and_grad_top(f_dyn, dyn, has_aux):
     """At the top level: one backward pass without recording; when the function reads
     tensors that require grad, the results come out of a node that recomputes them with
     recording if a later backward pass asks (see :func:`_recomputed`)."""
-    with rng.tracking() as touched:
+    with rng.tracking() as touched, capturing() as cap:
         tr = _record(f_dyn, dyn, has_aux, "grad", eager=False)
     out = _scalar_output(tr)
     grads = run_backward([out], [ones_like(out)], tr.variables)
     grads = _zeros_for(tr.variables, grads)
     flat, _ = flatten(tuple(dyn))
     inputs = [to_tensor(x, "grad") for x in flat]
-    order, leaves, _ = walk([out], tr.variables)
-    outside = outside_leaves(order, leaves)
-    for leaf in _tensor_leaves(tr.aux):
-        if leaf.requires_grad:
-            o2, l2, _ = walk([leaf], tr.variables)
-            outside += [t for t in outside_leaves(o2, l2) if all(t is not u for u in outside)]
+    outside = _outside(cap, tr.variables, inputs)
     if not get_state().grad_enabled or not (outside or any(x.requires_grad for x in inputs)):
         return without_graph(out), tree_map(_plain, tr.aux), grads, tr.tree
     aux_leaves, aux_tree = flatten(tr.aux)
@@ -286,9 +281,13 @@ def _value_and_grad_top(f_dyn, dyn, has_aux):
     return value, unflatten(aux_tree, new_aux), grads, tr.tree
 
 
-def _tensor_leaves(tree):
-    leaves, _ = flatten(tree)
-    return [x for x in leaves if isinstance(x, Tensor)]
+def _outside(cap, variables, inputs):
+    """The tensors requiring grad a function read from outside, less its own inputs."""
+    found = cap.outside(variables)
+    mine = {id(x) if x._node is None else (id(x._node), x._index)
+            for x in inputs if x.requires_grad}
+    return [t for t in found if (id(t) if t._node is None else (id(t._node), t._index))
+            not in mine]
 
 
 def _recomputed(name, recompute, inputs, outside, results, touched):
@@ -554,16 +553,15 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
         # recorded graph is dropped right after.
         inputs = [flat[i] for i in positions]
         variables = [_variable(x, "checkpoint", eager=False) for x in inputs]
-        with rng.tracking() as touched, enable_grad():
+        with rng.tracking() as touched, capturing() as cap, enable_grad():
             out = call(variables)
         out_flat, out_tree = flatten(out)
         _check_outputs(out_flat, "checkpoint")
-        order, leaves, _ = walk(out_flat, variables)
-        outside = outside_leaves(order, leaves)
+        outside = _outside(cap, variables, inputs)
         if not outside and not any(x.requires_grad for x in inputs):
             return unflatten(out_tree, [without_graph(o) for o in out_flat])
         results = [without_graph(o) for o in out_flat]
-        del out, order, variables
+        del out, variables, cap
         name = f"checkpoint({getattr(fun, '__name__', 'function')})"
         outs = _recomputed(name, lambda fresh, wanted: flatten(call(fresh))[0], inputs,
                            outside, results, touched)
