@@ -118,3 +118,25 @@ def test_norms_match_pytorch():
         atol=1e-12)
     np.testing.assert_allclose(F.rms_norm(f64(y), 8, f64(w), eps=1e-6).numpy(),
                                torch.nn.functional.rms_norm(yt, (8,), torch.tensor(w), eps=1e-6).numpy(), atol=1e-12)
+
+
+def test_fused_scale_and_shift_equal_the_composite_and_differentiate():
+    from conftest import check_primitive
+    from wonderland.ops.norm import normalize, rms_normalize
+
+    rng = np.random.default_rng(4)
+    x = wl.tensor(rng.standard_normal((3, 2, 5)))
+    w = wl.tensor(rng.standard_normal(5))
+    b = wl.tensor(rng.standard_normal(5))
+    axes = (2,)
+    np.testing.assert_allclose(normalize(x, axes, 1e-5, w, b).numpy(),
+                               (normalize(x, axes, 1e-5) * w + b).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(rms_normalize(x, axes, 1e-6, w).numpy(),
+                               (rms_normalize(x, axes, 1e-6) * w).numpy(), rtol=1e-12)
+    check_primitive(lambda v, s, t: normalize(v, axes, 1e-5, s, t), x, w, b)
+    check_primitive(lambda v, s: rms_normalize(v, axes, 1e-6, s), x, w)
+    # the node keeps the input and the statistics, not the normalised values
+    xs = x.detach().requires_grad_()
+    y = normalize(xs, axes, 1e-5, w.detach().requires_grad_(), b)
+    kept = y.grad_fn.saved_arrays()
+    assert sum(a.size for a in kept) == x.size + w.size + 2 * 3 * 2

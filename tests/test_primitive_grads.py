@@ -385,3 +385,29 @@ def test_pad_modes_match_numpy_and_differentiate(mode):
     np.testing.assert_array_equal(wl.pad(x, ((1, 2), (3, 1)), mode=mode).numpy(),
                                   np.pad(x.numpy(), ((1, 2), (3, 1)), mode=mode))
     check_primitive(lambda a: wl.pad(a, ((1, 2), (3, 1)), mode=mode), x)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_fused_gelu_equals_its_composite_and_differentiates(approximate):
+    import math
+
+    x = rand(3, 4)
+    if approximate == "none":
+        ref = x * (wl.erf(x * (1.0 / math.sqrt(2.0))) + 1.0) * 0.5
+    else:
+        ref = x * (wl.tanh((x + x * x * x * 0.044715) * math.sqrt(2.0 / math.pi)) + 1.0) * 0.5
+    got = wl.nn.functional.gelu(x, approximate=approximate)
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-12)
+    check_primitive(lambda v: wl.nn.functional.gelu(v, approximate=approximate), x)
+
+
+def test_fused_silu_and_masked_scale():
+    x = rand(3, 4)
+    np.testing.assert_allclose(wl.nn.functional.silu(x).numpy(), (x * wl.sigmoid(x)).numpy(),
+                               rtol=1e-12)
+    check_primitive(wl.nn.functional.silu, x)
+    mask = wl.tensor(R.uniform(size=(3, 4)) < 0.6)
+    from wonderland.ops.nn import masked_scale
+    np.testing.assert_allclose(masked_scale(x, mask, 2.5).numpy(),
+                               (x * mask.astype(wl.float64) * 2.5).numpy())
+    check_primitive(lambda v: masked_scale(v, mask, 2.5), x)

@@ -87,14 +87,14 @@ def test_saved_tensors_are_released_after_backward():
 
     x = wl.tensor(np.ones((100, 100)), requires_grad=True)
     h = x.exp()
-    ref = weakref.ref(h)
+    ref = weakref.ref(h.data)                   # the graph keeps exp's output array
     y = (h * 2).sum()
     del h
     assert ref() is not None and wl.autograd.saved_bytes(y) >= 80000  # held by the graph
     y.backward()
     assert ref() is None                                              # released by the sweep
     h = x.exp()
-    ref = weakref.ref(h)
+    ref = weakref.ref(h.data)
     y = (h * 2).sum()
     del h
     y.backward(retain_graph=True)

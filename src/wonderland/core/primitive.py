@@ -12,8 +12,10 @@ arrays and rules written with Tensor operations (so the rules differentiate agai
   or ``jvp_all(tangents, out, inputs, **params)`` with ``None`` for zero tangents; or
   ``linear=True``, in which case the tangent is the primitive applied to the tangents.
 * ``save``: what the VJP rules read, declared so the graph keeps nothing else — input
-  positions and/or ``"out"`` (``save=(0, 1)`` for a product, ``("out",)`` for ``exp``,
-  ``()`` for a sum; ``"inputs"`` for all of them). Inputs not saved reach the rules as
+  positions and/or ``"out"`` (``("out",)`` for ``exp``, ``()`` for a sum, ``"inputs"``
+  for all of them), or per input, ``{0: (1,), 1: (0,)}`` for a product: the rule for
+  input 0 reads input 1 and vice versa, and a node keeps only what the rules of the
+  inputs that require grad read (``x * 2.0`` keeps nothing of ``x``). Inputs not saved reach the rules as
   :class:`Meta` stand-ins with
   only ``shape``, ``dtype``, ``ndim`` and ``size``. ``residuals=fn(out, *inputs,
   **params)`` computes extra arrays at record time (ReLU's boolean mask) that reach the
@@ -36,7 +38,7 @@ import traceback
 
 from .. import backend as B
 from .modes import get_state
-from .tensor import Tensor, _wrap, share, version_counter
+from .tensor import Meta, Tensor, _wrap, share, version_counter
 
 NO_PARAMS: dict = {}  # shared empty parameter dict; never mutated
 
@@ -45,8 +47,7 @@ class Primitive:
     """A differentiable operation: forward on arrays, VJP and JVP rules on tensors."""
 
     __slots__ = ("name", "forward", "vjp", "vjp_all", "jvp", "jvp_all", "linear",
-                 "differentiable", "multiple_results", "save_inputs", "save_from",
-                 "save_out", "residuals", "view", "batch")
+                 "differentiable", "multiple_results", "save", "residuals", "view", "batch")
 
     def __init__(self, name, forward, *, vjp=None, vjp_all=None, jvp=None, jvp_all=None,
                  linear=False, differentiable=True, multiple_results=False, save=None,
@@ -63,21 +64,7 @@ class Primitive:
         self.residuals = residuals
         self.view = view
         self.batch = batch
-        self.save_from = None
-        if save is None:
-            self.save_inputs, self.save_out = None, True       # keep everything
-        elif save == "inputs":
-            self.save_inputs, self.save_out = None, False      # every input, not the output
-        else:
-            save = tuple(save)
-            bad = [s for s in save if s != "out" and not isinstance(s, (int, slice))]
-            if bad:
-                raise ValueError(f"primitive {name}: save entries are input positions, "
-                                 f"slice(k, None) for 'inputs k and after', or 'out'; got {bad}")
-            self.save_inputs = tuple(s for s in save if isinstance(s, int))
-            starts = [s.start or 0 for s in save if isinstance(s, slice)]
-            self.save_from = min(starts) if starts else None
-            self.save_out = "out" in save
+        self.save = _parse_save(name, save)
         if differentiable and vjp is None and vjp_all is None:
             raise ValueError(f"primitive {name}: a differentiable primitive needs a vjp rule")
         if differentiable and not (linear or jvp is not None or jvp_all is not None):
@@ -86,56 +73,56 @@ class Primitive:
     def __call__(self, *inputs, **params):
         return apply(self, inputs, params)
 
-    def save_mask(self, n: int):
-        """Which of ``n`` inputs the node keeps (a tuple of bools; ``None``: none)."""
-        masks = _SAVE_MASKS.get(self)
-        if masks is None:
-            masks = _SAVE_MASKS[self] = {}
-        mask = masks.get(n, _MISSING)
-        if mask is _MISSING:
-            if self.save_inputs is None:
-                mask = (True,) * n
-            else:
-                start = self.save_from if self.save_from is not None else n
-                mask = tuple(i in self.save_inputs or i >= start for i in range(n))
-            mask = mask if any(mask) else None
-            masks[n] = mask
-        return mask
+    def saves(self, flags: tuple):
+        """``(mask, out)``: which inputs a node keeps (a tuple of bools, or ``None``) and
+        whether it keeps the output, given which inputs require grad (``flags``)."""
+        key = (self, flags)
+        found = _SAVES.get(key)
+        if found is None:
+            found = _SAVES[key] = _resolve_save(self.save, flags)
+        return found
 
     def __repr__(self):
         return f"<primitive {self.name}>"
 
 
-_SAVE_MASKS: dict = {}
-_MISSING = object()
+_SAVES: dict = {}
 
 
-class Meta:
-    """Shape and dtype of a value a node did not save: what a VJP rule may read of an
-    input it did not declare in ``save``."""
+def _parse_save(name, save):
+    """Normalise a ``save`` declaration to ``{input position or "*": (entries)}``: what the
+    rule for each input reads ("*": the rules of every input). Entries are input
+    positions, ``slice(k, None)`` (input k and after) or ``"out"``."""
+    if save is None:
+        return {"*": (slice(0, None), "out")}
+    if save == "inputs":
+        return {"*": (slice(0, None),)}
+    if isinstance(save, dict):
+        spec = {k: tuple(v) for k, v in save.items()}
+    else:
+        spec = {"*": tuple(save)}
+    for entries in spec.values():
+        bad = [e for e in entries if e != "out" and not isinstance(e, (int, slice))]
+        if bad:
+            raise ValueError(f"primitive {name}: save entries are input positions, "
+                             f"slice(k, None) for 'inputs k and after', or 'out'; got {bad}")
+    return spec
 
-    __slots__ = ("shape", "dtype", "what")
 
-    def __init__(self, shape, dtype, what):
-        self.shape = shape
-        self.dtype = dtype
-        self.what = what
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
-
-    def __getattr__(self, name):
-        raise AttributeError(
-            f"this rule reads {name!r} of {self.what}, which its primitive did not save; "
-            f"add it to the primitive's save=(...)")
+def _resolve_save(spec, flags):
+    n = len(flags)
+    wanted = list(spec.get("*", ()))
+    for i, needs_grad in enumerate(flags):
+        if needs_grad:
+            wanted += spec.get(i, ())
+    mask = [False] * n
+    for e in wanted:
+        if isinstance(e, slice):
+            for i in range(e.start or 0, n):
+                mask[i] = True
+        elif e != "out" and e < n:
+            mask[e] = True
+    return (tuple(mask) if any(mask) else None), "out" in wanted
 
 
 _FREED = ("freed",)
@@ -261,14 +248,13 @@ def _record(prim, inputs, params, outs, st, residuals=None):
     node.prim = prim
     node.params = params
     n = len(inputs)
-    mask = prim.save_mask(n)
     if n == 2:                                             # the common cases, unrolled
         x, y = inputs
         xd, yd = x.data, y.data
-        node.edges = ((None if not x.requires_grad else x if x._node is None
-                       else (x._node, x._index)),
-                      (None if not y.requires_grad else y if y._node is None
-                       else (y._node, y._index)))
+        xg, yg = x.requires_grad, y.requires_grad
+        mask, keep_out = prim.saves((xg, yg))
+        node.edges = ((None if not xg else x if x._node is None else (x._node, x._index)),
+                      (None if not yg else y if y._node is None else (y._node, y._index)))
         node.shapes = (xd.shape, yd.shape)
         node.dtypes = (xd.dtype, yd.dtype)
         if mask is None:
@@ -278,6 +264,7 @@ def _record(prim, inputs, params, outs, st, residuals=None):
             node.saved = ((x, xd, 0 if xv is None else xv[0]) if mask[0] else None,
                           (y, yd, 0 if yv is None else yv[0]) if mask[1] else None)
     else:
+        mask, keep_out = prim.saves(tuple([x.requires_grad for x in inputs]))
         node.edges = tuple([_edge(x) for x in inputs])
         node.shapes = tuple([x.data.shape for x in inputs])
         node.dtypes = tuple([x.data.dtype for x in inputs])
@@ -285,12 +272,12 @@ def _record(prim, inputs, params, outs, st, residuals=None):
             tuple([_save(x) if m else None for x, m in zip(inputs, mask)])
     if prim.multiple_results:
         node.n_out = len(outs)
-        node.out = tuple(o if st.levels else o.data for o in outs) if prim.save_out else None
+        node.out = tuple(o if st.levels else o.data for o in outs) if keep_out else None
     else:
         node.n_out = 0                                      # a single result
         # Under active jvp/vmap levels the output object itself is kept: its tangents
         # (attached right after) are needed when the backward runs inside those levels.
-        node.out = (outs[0] if st.levels else outs[0].data) if prim.save_out else None
+        node.out = (outs[0] if st.levels else outs[0].data) if keep_out else None
     node.res = residuals
     if prim.residuals is not None and residuals is None:
         node.res = tuple(prim.residuals(outs[0].data, *[x.data for x in inputs], **params))

@@ -258,7 +258,8 @@ class _Loop:
         for i, x in enumerate(xs):
             parts = [g if g is not None else _wrap(B.ns(x.data).zeros(x.shape[1:], x.dtype))
                      for g in g_xs[i]]
-            out.append(_stack_plain(parts))
+            batched = any(p._batch is not None or p.requires_grad for p in parts)
+            out.append(_stack(parts) if batched else _stack_plain(parts))   # inside vmap
         return out + g_closure
 
     def _chunk_carries(self, carries, steps, start, end, plain_xs):

@@ -79,6 +79,39 @@ class AbstractArray:
         return f"AbstractArray(shape={self.shape}, dtype={self.dtype})"
 
 
+class Meta:
+    """Shape and dtype of a value a node did not save: what a VJP rule may read of an
+    input it did not declare in ``save``."""
+
+    __slots__ = ("shape", "dtype", "what")
+
+    def __init__(self, shape, dtype, what):
+        self.shape = shape
+        self.dtype = dtype
+        self.what = what
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def __getattr__(self, name):
+        raise AttributeError(
+            f"this rule reads {name!r} of {self.what}, which its primitive did not save; "
+            f"add it to the primitive's save=(...)")
+
+    def unsaved(self):
+        raise TypeError(
+            f"this rule uses the values of {self.what}, which its primitive did not save; "
+            f"add it to the primitive's save=(...)")
+
+
 class Tensor:
     """An n-dimensional array that automatic differentiation can follow.
 
@@ -387,6 +420,8 @@ def to_tensor(x, what: str) -> Tensor:
     operation in the error for anything else."""
     if isinstance(x, Tensor):
         return x
+    if isinstance(x, Meta):
+        x.unsaved()
     try:
         return Tensor(x)
     except (TypeError, ValueError) as exc:

@@ -31,20 +31,27 @@ from .tensor import Tensor, _wrap, to_tensor
 
 
 # ----------------------------------------------------------------------------- helpers
-def _variable(x, what: str, eager: bool = True) -> Tensor:
+def _variable(x, what: str, eager: bool = True, batch_levels=()) -> Tensor:
     """A fresh tensor to differentiate with respect to.
 
     With ``eager`` it stays connected to ``x`` when ``x`` is followed by an enclosing
     transformation (it requires grad, carries tangents or is batched), so derivatives
-    of the result reach ``x``; otherwise it is a new leaf over ``x``'s values.
+    of the result reach ``x``; otherwise it is a new leaf over ``x``'s values. Inside
+    ``vmap``, ``batch_levels`` names vmap levels at which to batch ``x`` first (when the
+    function's output is batched there and ``x`` is not, the gradient is per example).
     """
     x = to_tensor(x, what)
     if x.dtype.kind != "f":
         raise TypeError(f"{what}: can only differentiate with respect to floating-point "
                         f"inputs, got {x.dtype} of shape {x.shape}")
-    if x._batch is not None:
-        from .vmap import batched_variable
+    if batch_levels:
+        from .vmap import batched_everywhere
 
+        x = batched_everywhere(x, batch_levels)
+    if x._batch is not None:
+        from .vmap import batched_variable, check_reverse_under_vmap
+
+        check_reverse_under_vmap(x, what)
         return batched_variable(x, lambda inner: _variable(inner, what, eager))
     if eager and ((x.requires_grad and get_state().grad_enabled) or x._tangents):
         with enable_grad():
@@ -113,21 +120,45 @@ def _record(fun, primals, has_aux, what, eager=True) -> _Trace:
     flat, tree = flatten(tuple(primals))
     st = get_state()
     tr = _Trace()
-    tr.variables = [_variable(x, what, eager) for x in flat]
     tr.tree = tree
-    token = replace(grad_enabled=True, rev_depth=st.rev_depth + 1)
-    try:
-        result = fun(*unflatten(tree, tr.variables))
-    finally:
-        reset(token)
-    out, tr.aux = _split_aux(result, has_aux, what)
-    tr.out_flat, tr.out_tree = flatten(out)
-    _check_outputs(tr.out_flat, what)
+    with rng.tracking() as touched:
+        _run(tr, fun, flat, has_aux, what, eager, st, ())
+    missing = _unbatched_variables(tr) if st.levels else ()
+    if missing:
+        # The output is batched where a variable is not: its gradient is per example, so
+        # run again with the variables batched there (same random numbers).
+        with rng.replaying(touched):
+            _run(tr, fun, flat, has_aux, what, eager, st, missing)
     roots = _physical_roots(tr.out_flat)
     order, leaves, outputs = walk(roots, _physical_roots(tr.variables))
     tr.outside = st.grad_enabled and reaches_outside(order, leaves, outputs, roots)
     tr.eager = eager
     return tr
+
+
+def _run(tr, fun, flat, has_aux, what, eager, st, batch_levels):
+    tr.variables = [_variable(x, what, eager, batch_levels) for x in flat]
+    token = replace(grad_enabled=True, rev_depth=st.rev_depth + 1)
+    try:
+        result = fun(*unflatten(tr.tree, tr.variables))
+    finally:
+        reset(token)
+    out, tr.aux = _split_aux(result, has_aux, what)
+    tr.out_flat, tr.out_tree = flatten(out)
+    _check_outputs(tr.out_flat, what)
+
+
+def _unbatched_variables(tr):
+    """The vmap levels at which an output is batched but some variable is not."""
+    from .vmap import batch_levels
+
+    out_levels = set()
+    for o in tr.out_flat:
+        out_levels |= batch_levels(o)
+    missing = set()
+    for v in tr.variables:
+        missing |= out_levels - batch_levels(v)
+    return tuple(sorted(missing))
 
 
 def _physical_roots(tensors):
@@ -198,7 +229,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         single, nums = _normalize_argnums(argnums, len(args), "grad")
         f_dyn, dyn = _partial(fun, args, nums, kwargs)
         st = get_state()
-        eager = st.rev_depth > 0 or _carries_levels(dyn)
+        eager = st.rev_depth > 0 or bool(st.levels) or _carries_levels(dyn)
         if eager:
             value, aux, grads, tree = _value_and_grad_eager(f_dyn, dyn, has_aux)
         else:

@@ -6,7 +6,7 @@ slot is ``(L, inner, a)``); its own ``data`` is an :class:`AbstractArray` of the
 per-example shape, so ``f`` sees per-example shapes and cannot branch on values.
 
 ``apply`` meets a batched input at the innermost active level and calls the primitive's
-*batching rule* ``rule(args, axes, **params) -> (out, out_axis)`` with the inner tensors
+*batching rule* ``rule(args, bdims, **params) -> (out, out_axis)`` with the inner tensors
 and their batch axes (``None`` for an input that is not batched). Most rules follow from
 broadcasting (move the batch axis to the front, shift the axis parameters by one); a
 primitive without a rule falls back to a loop over the examples, which is correct but
@@ -30,16 +30,46 @@ from .structural import BROADCAST_TO, RESHAPE, TRANSPOSE, transpose
 from .tensor import AbstractArray, Tensor, _wrap, to_tensor
 
 
+# The batch size of every vmap level that is running (levels are never reused, so one
+# dict serves every thread).
+ACTIVE_SIZES: dict = {}
+
+
 # ----------------------------------------------------------------------------- batched tensors
 def wrap(inner: Tensor, level: int, axis: int) -> Tensor:
-    """The batched tensor at ``level`` whose examples lie along ``axis`` of ``inner``."""
-    shape = inner.shape
+    """The batched tensor at ``level`` whose examples lie along ``axis`` of ``inner``.
+
+    Transformations nest by level: a wrapper only holds what belongs to lower levels.
+    So batch levels of ``inner`` above ``level`` stay outside the new wrapper, and so do
+    tangents at higher ``jvp`` levels (wrapped the same way, onto the new tensor).
+    """
     if inner._batch is not None and inner._batch[0] > level:
         return _wrap_inside(inner, level, axis)
+    high = _higher_tangents(inner, level)
+    if high:
+        inner = _without_tangents(inner, high)
+    shape = inner.shape
     t = _wrap(AbstractArray(shape[:axis] + shape[axis + 1:], inner.dtype))
     t._batch = (level, inner, axis)
     t.requires_grad = inner.requires_grad
+    if high:
+        t._tangents = {lv: wrap(tan, level, axis) for lv, tan in high.items()}
     return t
+
+
+def _higher_tangents(x: Tensor, level: int) -> dict:
+    return {lv: tan for lv, tan in x._tangents.items() if lv > level} if x._tangents else {}
+
+
+def _without_tangents(x: Tensor, levels) -> Tensor:
+    """A new object for ``x`` (same data, graph position, batching) without the tangents
+    at ``levels``."""
+    y = _wrap(x.data)
+    y._batch, y._vc = x._batch, x._vc
+    y.requires_grad, y._node, y._index = x.requires_grad, x._node, x._index
+    rest = {lv: tan for lv, tan in x._tangents.items() if lv not in levels}
+    y._tangents = rest or None
+    return y
 
 
 def _wrap_inside(x: Tensor, level: int, axis: int) -> Tensor:
@@ -48,7 +78,10 @@ def _wrap_inside(x: Tensor, level: int, axis: int) -> Tensor:
     outer, inner, a = x._batch           # x.logical = inner.logical without axis a
     inner_axis = axis if axis < a else axis + 1      # our axis, in inner's coordinates
     new_a = a if a < axis else a - 1                  # outer's axis once ours is gone
-    return wrap(wrap(inner, level, inner_axis), outer, new_a)
+    out = wrap(wrap(inner, level, inner_axis), outer, new_a)
+    if x._tangents:                                   # x's tangents sit above its level
+        out._tangents = {lv: wrap(tan, level, axis) for lv, tan in x._tangents.items()}
+    return out
 
 
 def moveaxis(x: Tensor, source: int, destination: int) -> Tensor:
@@ -110,10 +143,10 @@ def apply_batched(prim: Primitive, inputs, params, level: int):
 def elementwise_rule(prim: Primitive):
     """Rule for a broadcasting elementwise primitive: batch axes first, per-example
     dimensions right-aligned (``(B, 1, ..., 1, *shape)``), output batched at 0."""
-    def rule(args, axes, **params):
-        nd = max(a.ndim - (ax is not None) for a, ax in zip(args, axes))
+    def rule(args, bdims, **params):
+        nd = max(a.ndim - (ax is not None) for a, ax in zip(args, bdims))
         fixed = []
-        for a, ax in zip(args, axes):
+        for a, ax in zip(args, bdims):
             if ax is None:
                 fixed.append(a)
                 continue
@@ -129,8 +162,8 @@ def elementwise_rule(prim: Primitive):
 
 def unary_rule(prim: Primitive):
     """Rule for a primitive acting elementwise on one input (any params)."""
-    def rule(args, axes, **params):
-        return apply(prim, tuple(args), params), axes[0]
+    def rule(args, bdims, **params):
+        return apply(prim, tuple(args), params), bdims[0]
 
     return rule
 
@@ -138,8 +171,8 @@ def unary_rule(prim: Primitive):
 def axis_rule(prim: Primitive, name: str = "axis"):
     """Rule for a one-input primitive with an axis parameter (an int or a tuple of
     non-negative ints): batch first, axes shifted by one."""
-    def rule(args, axes, **params):
-        x = moveaxis(args[0], axes[0], 0)
+    def rule(args, bdims, **params):
+        x = moveaxis(args[0], bdims[0], 0)
         ax = params[name]
         if ax is None:                          # every axis: flatten the example first
             rest = 1
@@ -158,11 +191,11 @@ def axis_rule(prim: Primitive, name: str = "axis"):
 
 def loop_rule(prim: Primitive):
     """The fallback: run the primitive once per example and stack the results."""
-    def rule(args, axes, **params):
-        size = batch_size(args, axes)
+    def rule(args, bdims, **params):
+        size = batch_size(args, bdims)
         results = []
         for i in range(size):
-            sliced = tuple(a if ax is None else _index_axis(a, ax, i) for a, ax in zip(args, axes))
+            sliced = tuple(a if ax is None else _index_axis(a, ax, i) for a, ax in zip(args, bdims))
             results.append(apply(prim, sliced, params))
         if prim.multiple_results:
             return tuple(_stack(list(r)) for r in zip(*results)), (0,) * len(results[0])
@@ -285,6 +318,7 @@ def vmap(fun, in_axes=0, out_axes=0):
                              f"mapped axes: {sorted(sizes)}")
         size = sizes.pop()
         with new_level() as level:
+            ACTIVE_SIZES[level] = size
             wrapped = [wrap(t[0], level, t[1]) if isinstance(t, tuple) else t for t in tensors]
             out = fun(*unflatten(tree, wrapped))
             out_flat, out_tree = flatten(out)
@@ -293,6 +327,7 @@ def vmap(fun, in_axes=0, out_axes=0):
             if len(oaxes) != len(out_flat):
                 raise ValueError("vmap: out_axes does not match the outputs' structure")
             results = [_unbatch(o, level, ax, size) for o, ax in zip(out_flat, oaxes)]
+            ACTIVE_SIZES.pop(level, None)
         return unflatten(out_tree, results)
 
     return batched
@@ -320,6 +355,67 @@ def physical(t: Tensor) -> Tensor:
 
 def physical_tensors(tensors):
     return [physical(t) for t in tensors]
+
+
+def batched_everywhere(x: Tensor, levels) -> Tensor:
+    """``x`` batched at every active vmap level among ``levels`` (copies where it is not),
+    so that a gradient with respect to it is per example."""
+    for level in sorted(lv for lv in levels if lv in ACTIVE_SIZES):
+        x = _batch_at(x, level, ACTIVE_SIZES[level])
+    return x
+
+
+def batch_levels(x: Tensor) -> set:
+    """The vmap levels ``x`` is batched at."""
+    found = set()
+    while x._batch is not None:
+        found.add(x._batch[0])
+        x = x._batch[1]
+    return found
+
+
+def check_reverse_under_vmap(x: Tensor, what: str) -> None:
+    """Refuse forward-over-reverse on values batched below the forward level.
+
+    The reverse graph is recorded on the inner tensors, and a tangent of a higher
+    ``jvp`` level lives on the batched wrapper, out of the inner graph's reach: the
+    result would silently lose that derivative. (With the primal not batched, as in
+    ``jacfwd(grad(f))``, everything works.)"""
+    t = x
+    while t._batch is not None:
+        level = t._batch[0]
+        if t._tangents and any(lv > level for lv in t._tangents):
+            raise NotImplementedError(
+                f"{what}: differentiating in reverse mode inside jvp inside vmap, with the "
+                f"primal batched, is not supported (the forward derivative would be lost); "
+                f"take the jvp of the vmapped function instead (jvp outside vmap), or use "
+                f"reverse over reverse (grad of grad)")
+        t = t._batch[1]
+
+
+def _batched_at(x: Tensor, level: int) -> bool:
+    t = x
+    while t._batch is not None:
+        if t._batch[0] == level:
+            return True
+        t = t._batch[1]
+    return False
+
+
+def _batch_at(x: Tensor, level: int, size: int) -> Tensor:
+    """``x`` made batched at ``level`` by copying it along a new batch axis. Tangents at
+    higher levels are batched the same way (or kept, when they already are: a tangent
+    that differs per example is already its own batched value)."""
+    if _batched_at(x, level):
+        return x
+    high = _higher_tangents(x, level)
+    base = _without_tangents(x, high) if high else x
+    inner = apply(RESHAPE, (base,), {"shape": (1,) + tuple(base.shape)})
+    inner = apply(BROADCAST_TO, (inner,), {"shape": (size,) + tuple(base.shape)})
+    out = wrap(inner, level, 0)
+    if high:
+        out._tangents = {lv: _batch_at(t, level, size) for lv, t in high.items()}
+    return out
 
 
 def batched_variable(x: Tensor, make):

@@ -31,11 +31,15 @@ def bump_network(g, m, steepness=None, dtype=None) -> Sequential:
     edges = np.arange(m) / m
     net = Sequential(Linear(1, 2 * m, dtype=dtype), Sigmoid(), Linear(2 * m, 1, dtype=dtype))
     first, last = net[0], net[2]
-    first.weight.data[...] = w
     # neuron 2i steps up at the bin's left edge, neuron 2i+1 steps down at its right edge
-    first.bias.data[0::2] = -w * edges
-    first.bias.data[1::2] = -w * (edges + 1.0 / m)
-    last.weight.data[0::2, 0] = heights
-    last.weight.data[1::2, 0] = -heights
-    last.bias.data[...] = 0.0
+    bias = np.empty(2 * m)
+    bias[0::2] = -w * edges
+    bias[1::2] = -w * (edges + 1.0 / m)
+    out_weight = np.empty((2 * m, 1))
+    out_weight[0::2, 0] = heights
+    out_weight[1::2, 0] = -heights
+    first.weight.copy_(np.full((1, 2 * m), w))
+    first.bias.copy_(bias)
+    last.weight.copy_(out_weight)
+    last.bias.copy_(np.zeros(1))
     return net

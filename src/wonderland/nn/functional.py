@@ -10,10 +10,12 @@ import math
 
 import numpy as np
 
+from .. import backend as B
 from .. import ops
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, operands, to_tensor
-from ..ops.nn import linear, softmax_cross_entropy
+from ..ops import nn as _ops_nn
+from ..ops.nn import linear, masked_scale, softmax_cross_entropy
 
 __all__ = [
     "linear", "embedding", "dropout", "relu", "leaky_relu", "softplus", "elu", "gelu", "silu",
@@ -30,6 +32,13 @@ __all__ = [
 relu = ops.relu
 sigmoid = ops.sigmoid
 tanh = ops.tanh
+
+
+def _array(t: Tensor):
+    """An array of ``t``'s backend (its data, or the innermost data inside vmap)."""
+    while t._batch is not None:
+        t = t._batch[1]
+    return t.data
 
 
 def one_hot(indices, num_classes=-1, dtype=None) -> Tensor:
@@ -81,8 +90,8 @@ def dropout(x, p=0.5, training=True, generator=None) -> Tensor:
         return x * 0.0
     from ..random import _gen
 
-    keep = _gen(generator).bernoulli(1.0 - p, x.shape, dtype=x.dtype)
-    return x * (keep * (1.0 / (1.0 - p)))
+    keep = _gen(generator).bernoulli(1.0 - p, x.shape, dtype=bool)
+    return masked_scale(x, keep, 1.0 / (1.0 - p))
 
 
 # ----------------------------------------------------------------------------- activations
@@ -115,20 +124,14 @@ def elu(x, alpha=1.0) -> Tensor:
 
 
 def gelu(x, approximate="none") -> Tensor:
-    """Gaussian error linear unit ``x Φ(x)``; ``approximate="tanh"`` for the tanh form."""
-    x = floating(to_tensor(x, "gelu"))
-    if approximate == "none":
-        return x * (ops.erf(x * (1.0 / math.sqrt(2.0))) + 1.0) * 0.5
-    if approximate == "tanh":
-        inner = (x + x * x * x * 0.044715) * math.sqrt(2.0 / math.pi)
-        return x * (ops.tanh(inner) + 1.0) * 0.5
-    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    """Gaussian error linear unit ``x Φ(x)``; ``approximate="tanh"`` for the tanh form
+    (a fused primitive: the node keeps only ``x``)."""
+    return _ops_nn.gelu(floating(to_tensor(x, "gelu")), approximate)
 
 
 def silu(x) -> Tensor:
-    """``x * sigmoid(x)`` (also called swish)."""
-    x = floating(to_tensor(x, "silu"))
-    return x * ops.sigmoid(x)
+    """``x * sigmoid(x)`` (also called swish; a fused primitive keeping only ``x``)."""
+    return _ops_nn.silu(floating(to_tensor(x, "silu")))
 
 
 # ----------------------------------------------------------------------------- reductions
@@ -194,7 +197,7 @@ def hinge_loss(scores, target, margin=1.0, reduction="mean") -> Tensor:
 
 
 def _class_targets(logits, target, what):
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target.data if isinstance(target, Tensor) else B.asarray(target, like=_array(logits))
     if t.dtype.kind not in "iu":
         raise TypeError(f"{what}: class targets must be integers, got {t.dtype}")
     if t.shape != logits.shape[:-1]:
@@ -213,13 +216,14 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
     if t.size and (t.min() < 0 or t.max() >= c):
         raise IndexError(f"multi_margin_loss: target out of range for {c} classes")
     xy = ops.take_along_axis(x, constant(t[..., None]), axis=-1)
+    xp = B.ns(t)
     viol = ops.relu(x - xy + margin)
     if p == 2:
         viol = viol * viol
     if weight is not None:
         w = to_tensor(weight, "multi_margin_loss")
         viol = viol * constant(w.data[t][..., None])
-    not_target = constant((np.arange(c) != t[..., None]).astype(x.dtype))
+    not_target = constant((xp.arange(c) != t[..., None]).astype(x.dtype))
     return _reduce((viol * not_target).sum(-1) * (1.0 / c), reduction, "multi_margin_loss")
 
 
@@ -278,7 +282,8 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
         w = to_tensor(weight, "cross_entropy").data.astype(z.dtype)
         if w.shape != (c,):
             raise ValueError(f"cross_entropy: weight must have shape ({c},), got {w.shape}")
-    t_arr = target.data if isinstance(target, Tensor) else np.asarray(target)
+    xp = B.ns(_array(z))
+    t_arr = target.data if isinstance(target, Tensor) else B.asarray(target, like=_array(z))
     if t_arr.dtype.kind == "f":                       # class probabilities
         q = to_tensor(target, "cross_entropy").astype(z.dtype)
         if q.shape != z.shape:
@@ -292,15 +297,15 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
     t = _class_targets(z, target, "cross_entropy")
     ignored = t == ignore_index
     any_ignored = bool(ignored.any())
-    safe_t = np.where(ignored, 0, t) if any_ignored else t
+    safe_t = xp.where(ignored, 0, t) if any_ignored else t
     if safe_t.size and (safe_t.min() < 0 or safe_t.max() >= c):
         bad = safe_t.max() if safe_t.max() >= c else safe_t.min()
         raise IndexError(f"cross_entropy: target {int(bad)} is out of range for {c} classes")
-    rows = np.arange(safe_t.size)
-    onehot = np.zeros((safe_t.size, c), dtype=z.dtype)
+    rows = xp.arange(safe_t.size)
+    onehot = xp.zeros((safe_t.size, c), dtype=z.dtype)
     onehot[rows, safe_t.ravel()] = 1.0
     onehot = onehot.reshape(z.shape)
-    wt = np.ones(t.shape, dtype=z.dtype) if w is None else w[safe_t]
+    wt = xp.ones(t.shape, dtype=z.dtype) if w is None else w[safe_t]
     if label_smoothing:
         # PyTorch: (1-ε)·w_y·(-log p_y) + ε/C·Σ_c w_c·(-log p_c)
         q = (1.0 - label_smoothing) * onehot * wt[..., None] + \
@@ -323,11 +328,12 @@ def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"
     t = _class_targets(lp, target, "nll_loss")
     c = lp.shape[-1]
     valid = t != ignore_index
-    safe_t = np.where(valid, t, 0)
+    xp = B.ns(t)
+    safe_t = xp.where(valid, t, 0)
     if safe_t.size and (safe_t.min() < 0 or safe_t.max() >= c):
         raise IndexError(f"nll_loss: target out of range for {c} classes")
     picked = ops.take_along_axis(lp, constant(safe_t[..., None]), axis=-1)[..., 0]
-    wt = np.ones(t.shape, dtype=lp.dtype) if weight is None else \
+    wt = xp.ones(t.shape, dtype=lp.dtype) if weight is None else \
         to_tensor(weight, "nll_loss").data.astype(lp.dtype)[safe_t]
     wt = wt * valid
     loss = -picked * constant(wt)

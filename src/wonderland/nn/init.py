@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .. import backend as B
 from ..core.tensor import Tensor
 from ..random import _gen
 
@@ -44,30 +45,33 @@ def _check(t, what):
     if t.data.dtype.kind != "f":
         raise TypeError(f"{what}: expected a floating tensor, got {t.dtype}")
     if not t.data.flags.writeable:
-        t.data = np.array(t.data)
+        t.data = t.data.copy()
+        t.bump_version()
 
 
 def _fill(t, values):
-    t.data[...] = values.astype(t.data.dtype, copy=False)
+    """Write ``values`` (a tensor or an array of the same backend) into ``t`` in place,
+    bumping its version (a backward pass that saved the old values then refuses to
+    run instead of using the new ones)."""
+    t.copy_(values)
     return t
 
 
 def uniform_(t, a=0.0, b=1.0, generator=None):
     """Fill with samples of U(a, b)."""
     _check(t, "uniform_")
-    return _fill(t, _gen(generator).uniform(t.shape, a, b, dtype=np.float64).data)
+    return _fill(t, _gen(generator).uniform(t.shape, a, b, dtype=np.float64))
 
 
 def normal_(t, mean=0.0, std=1.0, generator=None):
     """Fill with samples of N(mean, std²)."""
     _check(t, "normal_")
-    return _fill(t, _gen(generator).normal(t.shape, mean, std, dtype=np.float64).data)
+    return _fill(t, _gen(generator).normal(t.shape, mean, std, dtype=np.float64))
 
 
 def constant_(t, value):
     _check(t, "constant_")
-    t.data[...] = value
-    return t
+    return _fill(t, value)
 
 
 def zeros_(t):
@@ -118,8 +122,9 @@ def orthogonal_(t, gain=1.0, generator=None):
     rows = int(np.prod(t.shape[:-1]))
     cols = t.shape[-1]
     flat = _gen(generator).normal((max(rows, cols), min(rows, cols)), dtype=np.float64).data
-    q, r = np.linalg.qr(flat)
-    q *= np.sign(np.diag(r))
+    xp = B.ns(flat)
+    q, r = xp.linalg.qr(flat)
+    q *= xp.sign(xp.diagonal(r))
     if rows < cols:
         q = q.T
     return _fill(t, (gain * q[:rows, :cols]).reshape(t.shape))

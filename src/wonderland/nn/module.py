@@ -15,6 +15,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..core import dtypes
+from ..core.structural import zeros_like
 from ..core.tensor import Tensor, _to_array
 
 
@@ -30,10 +31,18 @@ class Parameter(Tensor):
         arr = _to_array(data.data if isinstance(data, Tensor) else data, dtype)
         if arr.dtype.kind != "f":
             arr = arr.astype(dtypes.get_default_dtype())
-        super().__init__(np.array(arr, copy=True), requires_grad=requires_grad)
+        super().__init__(arr.copy(), requires_grad=requires_grad)
 
     def __repr__(self):
         return "Parameter(" + super().__repr__()[len("tensor("):]
+
+
+def _own_writeable(t: Tensor) -> None:
+    """Give ``t`` a writeable array of its own if its data is a read-only view."""
+    if not getattr(t.data, "flags", None) or t.data.flags.writeable:
+        return
+    t.data = t.data.copy()
+    t.bump_version()
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -191,7 +200,7 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad = Tensor(np.zeros_like(p.data))
+                p.grad = zeros_like(p)
 
     def requires_grad_(self, requires_grad: bool = True):
         for p in self.parameters():
@@ -214,7 +223,8 @@ class Module:
             for store in (m._parameters, m._buffers):
                 for t in store.values():
                     if t is not None and t.data.dtype.kind == "f" and t.data.dtype != d:
-                        t.data = t.data.astype(d)
+                        t.data = t.data.astype(d)       # a new array: saved values notice
+                        t.bump_version()
                         if t.grad is not None:
                             t.grad = t.grad.astype(d)
         return self
@@ -259,17 +269,19 @@ class Module:
             if unexpected:
                 parts.append(f"unexpected keys {unexpected}")
             raise KeyError(f"load_state_dict: {'; '.join(parts)}")
-        for k, t in own.items():
+        updates = []
+        for k, t in own.items():                    # check everything before changing anything
             if k not in state_dict:
                 continue
             v = state_dict[k]
-            arr = v.data if isinstance(v, Tensor) else np.asarray(v)
-            if tuple(arr.shape) != t.shape:
+            shape = tuple(v.shape) if isinstance(v, Tensor) else np.shape(v)
+            if shape != t.shape:
                 raise ValueError(f"load_state_dict: shape mismatch for {k!r}: the state has "
-                                 f"{tuple(arr.shape)}, the module has {t.shape}")
-            if not t.data.flags.writeable:
-                t.data = np.array(t.data)
-            np.copyto(t.data, arr, casting="same_kind")
+                                 f"{shape}, the module has {t.shape}")
+            updates.append((t, v))
+        for t, v in updates:
+            _own_writeable(t)
+            t.copy_(v)                              # in place, bumping the version
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing

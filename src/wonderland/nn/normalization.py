@@ -77,8 +77,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if x.shape[x.ndim - k:] != shape:
         raise ValueError(f"layer_norm: input {x.shape} does not end with normalized_shape {shape}")
     _check_affine("layer_norm", shape, weight, bias)
-    y = normalize(x, tuple(range(x.ndim - k, x.ndim)), eps)
-    return _affine(y, weight, bias)
+    return normalize(x, tuple(range(x.ndim - k, x.ndim)), eps, weight, bias)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
@@ -106,8 +105,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
         raise ValueError(f"rms_norm: input {x.shape} does not end with normalized_shape {shape}")
     _check_affine("rms_norm", shape, weight, None)
     eps = float(np.finfo(x.dtype).eps) if eps is None else eps
-    y = rms_normalize(x, tuple(range(x.ndim - k, x.ndim)), eps)
-    return y * weight if weight is not None else y
+    return rms_normalize(x, tuple(range(x.ndim - k, x.ndim)), eps, weight)
 
 
 def channel_dropout(x, p=0.5, training=True, generator=None):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from ..core.tensor import Tensor
+from .. import ops
+from ..core import dtypes
+from ..core.modes import no_grad
+from ..core.tensor import Tensor, tensor
 
 
 def _grads(parameters):
@@ -24,44 +25,46 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if max_norm < 0:
         raise ValueError(f"clip_grad_norm_: max_norm must be non-negative, got {max_norm}")
     if not params:
-        return Tensor(np.zeros((), dtype=np.float32))
+        return tensor(0.0)
     norm_type = float(norm_type)
-    if math.isinf(norm_type):
-        total = max(float(np.abs(p.grad.data).max()) if p.grad.size else 0.0 for p in params)
-    else:
-        total = sum(float((np.abs(p.grad.data.astype(np.float64)) ** norm_type).sum())
-                    for p in params) ** (1.0 / norm_type)
-    if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"clip_grad_norm_: the total gradient norm is {total}")
-    coef = min(max_norm / (total + 1e-6), 1.0)
-    if coef < 1.0:
-        for p in params:
-            p.grad = Tensor(p.grad.data * p.grad.data.dtype.type(coef))
-    return Tensor(np.asarray(total, dtype=params[0].grad.dtype))
+    with no_grad():
+        if math.isinf(norm_type):
+            total = max(float(ops.abs(p.grad).max()) if p.grad.size else 0.0 for p in params)
+        else:
+            total = sum(float((ops.abs(p.grad.astype(dtypes.float64)) ** norm_type).sum())
+                        for p in params) ** (1.0 / norm_type)
+        if error_if_nonfinite and not math.isfinite(total):
+            raise RuntimeError(f"clip_grad_norm_: the total gradient norm is {total}")
+        coef = min(max_norm / (total + 1e-6), 1.0)
+        if coef < 1.0:
+            for p in params:
+                p.grad = p.grad * coef
+    return tensor(total, dtype=params[0].grad.dtype)
 
 
 def clip_grad_value_(parameters, clip_value) -> None:
     """Clamp every gradient element to ``[-clip_value, clip_value]`` in place."""
     if clip_value < 0:
         raise ValueError(f"clip_grad_value_: clip_value must be non-negative, got {clip_value}")
-    for p in _grads(parameters):
-        p.grad = Tensor(np.clip(p.grad.data, -clip_value, clip_value))
+    with no_grad():
+        for p in _grads(parameters):
+            p.grad = ops.clip(p.grad, -clip_value, clip_value)
 
 
 def parameters_to_vector(parameters) -> Tensor:
     """All parameters flattened and concatenated (a copy, not differentiable)."""
-    return Tensor(np.concatenate([p.data.ravel() for p in parameters]))
+    return ops.concatenate([p.detach().reshape(-1) for p in parameters])
 
 
 def vector_to_parameters(vec, parameters) -> None:
-    """Copy a flat vector back into the parameters, in place."""
-    data = vec.data if isinstance(vec, Tensor) else np.asarray(vec)
+    """Copy a flat vector back into the parameters, in place (bumping their versions)."""
+    data = vec.detach() if isinstance(vec, Tensor) else Tensor(vec)
     i = 0
     for p in parameters:
         n = p.size
         if i + n > data.size:
             raise ValueError("vector_to_parameters: the vector is too short")
-        p.data[...] = data[i:i + n].reshape(p.shape)
+        p.copy_(data[i:i + n].reshape(p.shape))
         i += n
     if i != data.size:
         raise ValueError(f"vector_to_parameters: the vector has {data.size} elements, the "

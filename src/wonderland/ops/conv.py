@@ -346,10 +346,10 @@ def conv_weight_raw(x, g, stride, dilation, groups, kernel):
 def _fold_rule(prim, foldable):
     """Batching rule: when only input ``foldable`` is batched, fold the batch axis into
     the image batch (examples are independent images); otherwise loop."""
-    def rule(args, axes, **params):
-        if any(ax is not None for i, ax in enumerate(axes) if i != foldable):
-            return loop_rule(prim)(args, axes, **params)
-        x = moveaxis(args[foldable], axes[foldable], 0)
+    def rule(args, bdims, **params):
+        if any(ax is not None for i, ax in enumerate(bdims) if i != foldable):
+            return loop_rule(prim)(args, bdims, **params)
+        x = moveaxis(args[foldable], bdims[foldable], 0)
         n, b = x.shape[0], x.shape[1]
         folded = list(args)
         folded[foldable] = x.reshape((n * b,) + x.shape[2:])
@@ -362,7 +362,7 @@ def _fold_rule(prim, foldable):
 
 
 _conv = Primitive(
-    "conv", B.numpy_kernel(_conv_forward), save=(0, 1),
+    "conv", B.numpy_kernel(_conv_forward), save={0: (1,), 1: (0,)},
     vjp=(lambda g, out, x, w, *, stride, dilation, groups:
          conv_transpose_raw(g, w, stride, dilation, groups, x.shape),
          lambda g, out, x, w, *, stride, dilation, groups:
@@ -382,7 +382,7 @@ def conv_bias_raw(x, w, b, stride, dilation, groups):
 
 # convolution and bias in one node (the bias is added in place into the product)
 _conv_bias = Primitive(
-    "conv_bias", B.numpy_kernel(_conv_bias_forward), save=(0, 1),
+    "conv_bias", B.numpy_kernel(_conv_bias_forward), save={0: (1,), 1: (0,)},
     vjp=(lambda g, out, x, w, b, *, stride, dilation, groups:
          conv_transpose_raw(g, w, stride, dilation, groups, x.shape),
          lambda g, out, x, w, b, *, stride, dilation, groups:
@@ -393,7 +393,7 @@ _conv_bias = Primitive(
          lambda t, out, x, w, b, *, stride, dilation, groups: t))
 
 _conv_t = Primitive(
-    "conv_transpose", B.numpy_kernel(_conv_transpose_forward), save=(0, 1),
+    "conv_transpose", B.numpy_kernel(_conv_transpose_forward), save={0: (1,), 1: (0,)},
     vjp=(lambda h, out, g, w, *, stride, dilation, groups, in_shape:
          conv_raw(h, w, stride, dilation, groups),
          lambda h, out, g, w, *, stride, dilation, groups, in_shape:
@@ -404,7 +404,7 @@ _conv_t = Primitive(
          conv_transpose_raw(g, t, stride, dilation, groups, in_shape)))
 
 _conv_w = Primitive(
-    "conv_weight", B.numpy_kernel(_conv_weight_forward), save=(0, 1),
+    "conv_weight", B.numpy_kernel(_conv_weight_forward), save={0: (1,), 1: (0,)},
     vjp=(lambda wb, out, x, g, *, stride, dilation, groups, kernel:
          conv_transpose_raw(g, wb, stride, dilation, groups, x.shape),
          lambda wb, out, x, g, *, stride, dilation, groups, kernel:

@@ -12,7 +12,7 @@ from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ..core.vmap import axis_rule
-from ._common import constant, floating, normalize_axes, to_tensor
+from ._common import constant, floating, namespace, normalize_axes, to_tensor
 from .linalg import _mm, _mT, einsum
 from .reductions import sum as _sum
 
@@ -25,14 +25,16 @@ def _square(a: Tensor, what: str):
 def tril(x, k=0) -> Tensor:
     """The lower triangle of the last two axes (entries above diagonal ``k`` zeroed)."""
     x = to_tensor(x, "tril")
-    mask = np.tril(np.ones(x.shape[-2:], dtype=bool), k)
+    xp = namespace(x)
+    mask = xp.tril(xp.ones(x.shape[-2:], dtype=bool), k)
     return x * constant(mask)
 
 
 def triu(x, k=0) -> Tensor:
     """The upper triangle of the last two axes (entries below diagonal ``k`` zeroed)."""
     x = to_tensor(x, "triu")
-    mask = np.triu(np.ones(x.shape[-2:], dtype=bool), k)
+    xp = namespace(x)
+    mask = xp.triu(xp.ones(x.shape[-2:], dtype=bool), k)
     return x * constant(mask)
 
 
@@ -48,7 +50,8 @@ def diagonal(x) -> Tensor:
 def _phi(x):
     """Lower triangle with the diagonal halved (the Cholesky rules' projection)."""
     n = x.shape[-1]
-    w = np.tril(np.ones((n, n)), -1) + 0.5 * np.eye(n)
+    xp = namespace(x)
+    w = xp.tril(xp.ones((n, n)), -1) + 0.5 * xp.eye(n)
     return x * constant(w.astype(x.dtype))
 
 
@@ -71,7 +74,7 @@ def _solve_vjp_a(g, out, a, b):
 
 
 _solve = Primitive(
-    "solve", _solve_forward, save=(0, "out"),
+    "solve", _solve_forward, save={0: (0, "out"), 1: (0,)},
     vjp=(_solve_vjp_a, _solve_vjp_b),
     jvp=(lambda t, out, a, b: -solve(a, _mm(t, out)), lambda t, out, a, b: solve(a, t)))
 
@@ -97,7 +100,8 @@ def inv(a) -> Tensor:
     """The inverse of square ``a`` (prefer :func:`solve` to applying it)."""
     a = floating(to_tensor(a, "inv"))
     _square(a, "inv")
-    eye = constant(np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape).copy())
+    xp = namespace(a)
+    eye = constant(xp.broadcast_to(xp.eye(a.shape[-1], dtype=a.dtype), a.shape).copy())
     try:
         return solve(a, eye)
     except ValueError as exc:
@@ -108,6 +112,7 @@ def inv(a) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- triangular
+@B.numpy_kernel
 def _tri_forward(a, b, *, lower, transpose):
     if a.ndim == 2:
         return scipy.linalg.solve_triangular(a, b, lower=lower, trans=1 if transpose else 0,
@@ -142,7 +147,7 @@ def _tri_jvp_a(t, out, a, b, *, lower, transpose):
 
 
 _tri_forward_prim = Primitive(
-    "solve_triangular", _tri_forward, save=(0, "out"),
+    "solve_triangular", _tri_forward, save={0: (0, "out"), 1: (0,)},
     vjp=(_tri_vjp_a, _tri_vjp_b),
     jvp=(_tri_jvp_a, lambda t, out, a, b, *, lower, transpose: _tri(a, t, lower, transpose)))
 
@@ -199,12 +204,12 @@ def slogdet(a):
     """``(sign, log|det a|)`` of square ``a`` via LU; differentiable in the log-determinant."""
     a = floating(to_tensor(a, "slogdet"))
     _square(a, "slogdet")
-    sign, _ = np.linalg.slogdet(a.data)
+    sign, _ = namespace(a).linalg.slogdet(a.data)
     return constant(np.asarray(sign, dtype=a.dtype)), apply(_logabsdet, (a,))
 
 
 _logabsdet = Primitive(
-    "logabsdet", lambda a: np.linalg.slogdet(a)[1].astype(a.dtype), save=(0,),
+    "logabsdet", lambda a: B.ns(a).linalg.slogdet(a)[1].astype(a.dtype), save=(0,),
     vjp=lambda g, out, a: g.expand_dims(-1).expand_dims(-1) * _mT(inv(a)),
     jvp=lambda t, out, a: diagonal(solve(a, t)).sum(-1))
 
@@ -213,7 +218,7 @@ _logabsdet = Primitive(
 def _lstsq_forward(x, y):
     if x.ndim != 2:
         raise ValueError("lstsq: expected a 2-D design matrix")
-    w, *_ = np.linalg.lstsq(x, y, rcond=None)
+    w, *_ = B.ns(x).linalg.lstsq(x, y, rcond=None)
     return w
 
 

@@ -54,12 +54,12 @@ _subtract = _elementwise(
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: -t))
 
 _multiply = _elementwise(
-    "multiply", np.multiply, save=(0, 1),
+    "multiply", np.multiply, save={0: (1,), 1: (0,)},
     vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x),
     jvp=(lambda t, out, x, y: t * y, lambda t, out, x, y: x * t))
 
 _divide = _elementwise(
-    "divide", np.true_divide, save=(1, "out"),
+    "divide", np.true_divide, save={0: (1,), 1: (1, "out")},
     vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y),
     jvp=(lambda t, out, x, y: t / y, lambda t, out, x, y: -t * out / y))
 
@@ -221,10 +221,10 @@ def _relu_forward(x):
     return np.maximum(x, 0)
 
 
-# The VJP reads a boolean mask kept by the forward (a quarter of a float32 input's
-# memory); the JVP builds the mask as an operation. The derivative at 0 is 0.
-_relu = _elementwise("relu", _relu_forward, save=(), residuals=lambda out, x: (out > 0,),
-                     vjp=lambda g, out, x, *, res: g * res[0],
+# Like PyTorch's, the node keeps the output (which the next layer usually keeps anyway)
+# and the VJP builds the mask from it; the derivative at 0 is 0.
+_relu = _elementwise("relu", _relu_forward, save=("out",),
+                     vjp=lambda g, out, x: g * greater_(out, 0.0),
                      jvp=lambda t, out, x: t * greater_(x, 0.0))
 
 
@@ -354,7 +354,7 @@ logical_xor = _comparison("logical_xor", np.logical_xor)
 floor_divide = _comparison("floor_divide", np.floor_divide)
 floor_divide.__doc__ = "Elementwise ``x // y``; not differentiated."
 _remainder = _elementwise(
-    "remainder", np.remainder, save=(0, 1),
+    "remainder", np.remainder, save={1: (0, 1)},
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g * floor(x / y)),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: -t * floor(x / y)))
 

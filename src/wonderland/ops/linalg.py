@@ -94,7 +94,7 @@ def _lead(x, batched, rank):
 
 
 _matmul = Primitive(
-    "matmul", _matmul_forward, save=(0, 1),
+    "matmul", _matmul_forward, save={0: (1,), 1: (0,)},
     vjp=(_matmul_vjp_a, _matmul_vjp_b),
     jvp=(lambda t, out, a, b: _mm(t, b), lambda t, out, a, b: _mm(a, t)),
     batch=_matmul_batch)

@@ -1,19 +1,26 @@
-"""Fused primitives for neural-network layers, where composition would be slower or
-less stable: ``linear`` (x @ W + b in one node) and ``softmax_cross_entropy``.
+"""Fused primitives for neural-network layers, where composition would be slower, less
+stable or keep more memory: ``linear`` (x @ W + b in one node),
+``softmax_cross_entropy``, the activations ``gelu`` and ``silu`` (one node keeping only
+the input, where the composite keeps three or four arrays) and ``masked_scale``
+(dropout: keeps only the boolean mask).
 
-Their composite references (``x @ w + b``; ``-(q * log_softmax(z)).sum(-1)``) are
-checked against them in the tests.
+Their composite references (``x @ w + b``; ``-(q * log_softmax(z)).sum(-1)``;
+``x Φ(x)``; ``x σ(x)``; ``x * mask / (1 - p)``) are checked against them in the tests.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ..core.vmap import batch_size, broadcast_batch, elementwise_rule, moveaxis
 from ._common import operands, to_tensor
-from .elementwise import _add
+from ..core.vmap import unary_rule
+from .elementwise import _add, erf, exp, sigmoid, tanh
 from .linalg import _matmul_batch, _mm, _mT
 from .reductions import log_softmax, softmax
 from .reductions import sum as _sum
@@ -51,7 +58,7 @@ def _linear_batch(args, axes):
 
 
 _linear = Primitive(
-    "linear", _linear_forward, save=(0, 1),
+    "linear", _linear_forward, save={0: (1,), 1: (0,)},
     vjp=(_linear_vjp_x, _linear_vjp_w, lambda g, out, x, w, b: g),
     jvp=(lambda t, out, x, w, b: _mm(t, w), lambda t, out, x, w, b: _mm(x, t),
          lambda t, out, x, w, b: t),
@@ -104,7 +111,7 @@ def _sce_batch(args, axes):
 
 
 _softmax_ce = Primitive(
-    "softmax_cross_entropy", _sce_forward, save=(0, 1),
+    "softmax_cross_entropy", _sce_forward, save={0: (0, 1), 1: (0,)},
     vjp=(_sce_vjp_z, lambda g, out, z, q: -g.expand_dims(-1) * log_softmax(z)),
     jvp=(_sce_jvp_z, lambda t, out, z, q: -_sum(t * log_softmax(z), -1)),
     batch=_sce_batch)
@@ -126,3 +133,95 @@ def softmax_cross_entropy(logits, target_probs) -> Tensor:
     if q.dtype != z.dtype:
         q = q.astype(z.dtype)
     return apply(_softmax_ce, (z, q))
+
+
+# ----------------------------------------------------------------------------- activations
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TANH_C = math.sqrt(2.0 / math.pi)
+
+
+def _gelu_forward(x, *, approximate):
+    if approximate == "tanh":
+        inner = _TANH_C * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1.0 + np.tanh(inner))
+    return 0.5 * x * (1.0 + B.of(x).erf(x * _SQRT_HALF))
+
+
+def _gelu_slope(x, approximate):
+    """d gelu / dx as tensor operations (so it differentiates again)."""
+    if approximate == "tanh":
+        th = tanh((x + x * x * x * 0.044715) * _TANH_C)
+        return (th + 1.0) * 0.5 + x * (1.0 - th * th) * ((x * x * (3 * 0.044715) + 1.0) * (0.5 * _TANH_C))
+    return (erf(x * _SQRT_HALF) + 1.0) * 0.5 + x * exp(x * x * -0.5) * _INV_SQRT_2PI
+
+
+_gelu = Primitive(
+    "gelu", _gelu_forward, save=(0,),
+    vjp=lambda g, out, x, *, approximate: g * _gelu_slope(x, approximate),
+    jvp=lambda t, out, x, *, approximate: t * _gelu_slope(x, approximate))
+_gelu.batch = unary_rule(_gelu)
+
+
+def gelu(x, approximate="none") -> Tensor:
+    """Gaussian error linear unit ``x Φ(x)`` (``approximate="tanh"``: the tanh form), one
+    node that keeps only its input."""
+    x = to_tensor(x, "gelu")
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if x.dtype.kind != "f":
+        x = x.astype(np.float32)
+    return apply(_gelu, (x,), {"approximate": approximate})
+
+
+def _silu_forward(x):
+    return x * B.of(x).expit(x)
+
+
+def _silu_slope(x):
+    s = sigmoid(x)
+    return s * (x * (1.0 - s) + 1.0)
+
+
+_silu = Primitive("silu", _silu_forward, save=(0,),
+                  vjp=lambda g, out, x: g * _silu_slope(x),
+                  jvp=lambda t, out, x: t * _silu_slope(x))
+_silu.batch = unary_rule(_silu)
+
+
+def silu(x) -> Tensor:
+    """``x * sigmoid(x)`` (swish), one node that keeps only its input."""
+    x = to_tensor(x, "silu")
+    if x.dtype.kind != "f":
+        x = x.astype(np.float32)
+    return apply(_silu, (x,))
+
+
+# ----------------------------------------------------------------------------- dropout
+def _masked_scale_forward(x, mask, *, scale):
+    out = x * mask
+    out *= x.dtype.type(scale)
+    return out
+
+
+_masked_scale = Primitive(
+    "masked_scale", _masked_scale_forward, save=(1,),
+    vjp=(lambda g, out, x, mask, *, scale: g * mask * scale, None),
+    jvp=(lambda t, out, x, mask, *, scale: t * mask * scale, None))
+
+
+def _masked_scale_batch(args, bdims, *, scale):
+    from ..core.vmap import elementwise_rule
+    return elementwise_rule(_masked_scale)(args, bdims, scale=scale)
+
+
+_masked_scale.batch = _masked_scale_batch
+
+
+def masked_scale(x, mask, scale) -> Tensor:
+    """``x * mask * scale`` with a boolean ``mask`` (inverted dropout's kernel): one node
+    that keeps only the mask."""
+    x, mask = to_tensor(x, "masked_scale"), to_tensor(mask, "masked_scale")
+    if mask.dtype.kind != "b":
+        raise TypeError(f"masked_scale: the mask must be bool, got {mask.dtype}")
+    return apply(_masked_scale, (x, mask), {"scale": float(scale)})

@@ -20,6 +20,7 @@ import numpy as np
 from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.vmap import axis_rule
+from ._common import zeros
 from .reductions import mean, var
 
 
@@ -78,11 +79,135 @@ _rms = Primitive("rms_normalize", _rms_forward, vjp=_rms_vjp, jvp=_rms_rule, sav
 _rms.batch = axis_rule(_rms, "axes")
 
 
-def normalize(x, axes, eps=1e-5):
-    """``(x - mean) / sqrt(var + eps)`` over ``axes`` (a tuple of non-negative axes)."""
-    return apply(_normalize, (x,), {"axes": tuple(axes), "eps": float(eps)})
+# ----------------------------------------------------------------------------- with scale and shift
+# Layer norm's ``x̂·w + b`` in the same node, as PyTorch fuses it: the node keeps x, w
+# and the statistics; x̂ is recomputed in the backward pass instead of being kept.
+def _normalize_affine_forward(x, w, b, *, axes, eps):
+    xhat, stats = _normalize_forward(x, axes=axes, eps=eps)
+    xhat *= w
+    xhat += b
+    return xhat, stats
 
 
-def rms_normalize(x, axes, eps=1e-6):
-    """``x / sqrt(mean(x²) + eps)`` over ``axes``."""
-    return apply(_rms, (x,), {"axes": tuple(axes), "eps": float(eps)})
+def _xhat(x, axes, eps, res):
+    """x̂ and 1/σ: from the kept statistics, or (recorded backward, forward over
+    reverse) recomputed from x with tensor operations."""
+    if is_grad_enabled() or x._tangents:
+        centred = x - mean(x, axes, keepdims=True)
+        inv_std = (mean(centred * centred, axes, keepdims=True) + eps) ** -0.5
+        return centred * inv_std, inv_std
+    mu, inv_std = res
+    return (x - mu) * inv_std, inv_std
+
+
+def _normalize_affine_vjp(g, out, inputs, needs, *, axes, eps, res):
+    x, w, _ = inputs
+    xhat, inv_std = _xhat(x, axes, eps, res)
+    gx = gw = None
+    if needs[0]:
+        gy = g * w
+        gx = (gy - mean(gy, axes, keepdims=True)
+              - xhat * mean(gy * xhat, axes, keepdims=True)) * inv_std
+    if needs[1]:
+        gw = g * xhat                                # summed to w's shape by the engine
+    return [gx, gw, g if needs[2] else None]
+
+
+def _normalize_affine_jvp(tangents, out, inputs, *, axes, eps):
+    tx, tw, tb = tangents
+    x, w, _ = inputs
+    xhat = normalize(x, axes, eps)
+    total = None
+    if tx is not None:
+        total = _normalize_rule(tx, xhat, x, axes=axes, eps=eps) * w
+    if tw is not None:
+        total = xhat * tw if total is None else total + xhat * tw
+    if tb is not None:
+        total = tb if total is None else total + tb
+    return total
+
+
+_normalize_affine = Primitive(
+    "normalize_affine", _normalize_affine_forward, residuals=True,
+    save={0: (0, 1), 1: (0,)}, vjp_all=_normalize_affine_vjp, jvp_all=_normalize_affine_jvp)
+
+
+def _rms_affine_forward(x, w, *, axes, eps):
+    y, stats = _rms_forward(x, axes=axes, eps=eps)
+    y *= w
+    return y, stats
+
+
+def _rms_affine_vjp(g, out, inputs, needs, *, axes, eps, res):
+    x, w = inputs
+    if is_grad_enabled() or x._tangents:
+        r = (mean(x * x, axes, keepdims=True) + eps) ** -0.5
+    else:
+        r, = res
+    y = x * r
+    gx = gw = None
+    if needs[0]:
+        gy = g * w
+        gx = (gy - y * mean(gy * y, axes, keepdims=True)) * r
+    if needs[1]:
+        gw = g * y
+    return [gx, gw]
+
+
+def _rms_affine_jvp(tangents, out, inputs, *, axes, eps):
+    tx, tw = tangents
+    x, w = inputs
+    y = rms_normalize(x, axes, eps)
+    total = None
+    if tx is not None:
+        total = _rms_rule(tx, y, x, axes=axes, eps=eps) * w
+    if tw is not None:
+        total = y * tw if total is None else total + y * tw
+    return total
+
+
+_rms_affine = Primitive(
+    "rms_normalize_affine", _rms_affine_forward, residuals=True,
+    save={0: (0, 1), 1: (0,)}, vjp_all=_rms_affine_vjp, jvp_all=_rms_affine_jvp)
+
+
+def _affine_batch(prim):
+    """Batching rule: batch axes first; the (per-example) scale and shift right-aligned
+    against the per-example input, so they broadcast."""
+    from ..core.vmap import batch_size, broadcast_batch
+
+    def rule(args, bdims, *, axes, eps):
+        size = batch_size(args, bdims)
+        x = broadcast_batch(args[0], bdims[0], size)
+        rest = [a if ax is None else broadcast_batch(a, ax, size).reshape(
+            (size,) + (1,) * (x.ndim - a.ndim) + tuple(a.shape[:ax] + a.shape[ax + 1:]))
+            for a, ax in zip(args[1:], bdims[1:])]
+        return apply(prim, (x,) + tuple(rest), {"axes": tuple(a + 1 for a in axes),
+                                                 "eps": eps}), 0
+
+    return rule
+
+
+_normalize_affine.batch = _affine_batch(_normalize_affine)
+_rms_affine.batch = _affine_batch(_rms_affine)
+
+
+def normalize(x, axes, eps=1e-5, weight=None, bias=None):
+    """``(x - mean) / sqrt(var + eps)`` over ``axes`` (a tuple of non-negative axes), then
+    ``· weight + bias`` when given (broadcast against ``x``), in one node."""
+    params = {"axes": tuple(axes), "eps": float(eps)}
+    if weight is None and bias is None:
+        return apply(_normalize, (x,), params)
+    if weight is None:
+        return apply(_normalize, (x,), params) + bias
+    if bias is None:
+        bias = zeros((), x.dtype, x)
+    return apply(_normalize_affine, (x, weight, bias), params)
+
+
+def rms_normalize(x, axes, eps=1e-6, weight=None):
+    """``x / sqrt(mean(x²) + eps)`` over ``axes``, then ``· weight`` when given."""
+    params = {"axes": tuple(axes), "eps": float(eps)}
+    if weight is None:
+        return apply(_rms, (x,), params)
+    return apply(_rms_affine, (x, weight), params)
