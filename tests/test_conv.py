@@ -85,7 +85,7 @@ def test_fast_paths_match_reference_loops(stride, dilation, groups):
         np.testing.assert_allclose(flipped[:, :x.shape[1], :x.shape[2]], via_cols, atol=1e-10)
 
 
-def test_threaded_chunks_match_single_thread(monkeypatch):
+def test_threaded_chunks_match_single_thread(monkeypatch, set_threads):
     x = R.standard_normal((9, 10, 10, 4)).astype(np.float32)
     w = R.standard_normal((3, 3, 4, 5)).astype(np.float32)
 
@@ -98,9 +98,9 @@ def test_threaded_chunks_match_single_thread(monkeypatch):
 
     monkeypatch.setattr(C, "_ROWS_PER_CHUNK", 64)
     monkeypatch.setattr(C, "_PARALLEL_MIN", 0)
-    monkeypatch.setattr(C, "_workers", lambda: 3)
+    set_threads(3)
     many = run()
-    monkeypatch.setattr(C, "_workers", lambda: 1)
+    set_threads(1)
     monkeypatch.setattr(C, "_ROWS_PER_CHUNK", 1 << 20)
     one = run()
     for a, b in zip(many, one):

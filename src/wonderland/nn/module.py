@@ -241,7 +241,8 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy values from ``state_dict`` into this module's parameters and buffers.
 
-        With ``strict`` every key must match; shapes must always match.
+        With ``strict`` every key must match; shapes must always match. Every entry is
+        checked before any is copied, so a mismatch leaves the module unchanged.
         Returns ``(missing_keys, unexpected_keys)``.
         """
         own = {}
@@ -259,7 +260,8 @@ class Module:
             if unexpected:
                 parts.append(f"unexpected keys {unexpected}")
             raise KeyError(f"load_state_dict: {'; '.join(parts)}")
-        for k, t in own.items():
+        pairs = []
+        for k, t in own.items():                   # check everything, then copy: all or nothing
             if k not in state_dict:
                 continue
             v = state_dict[k]
@@ -267,6 +269,11 @@ class Module:
             if tuple(arr.shape) != t.shape:
                 raise ValueError(f"load_state_dict: shape mismatch for {k!r}: the state has "
                                  f"{tuple(arr.shape)}, the module has {t.shape}")
+            if not np.can_cast(arr.dtype, t.data.dtype, "same_kind"):
+                raise TypeError(f"load_state_dict: {k!r} has dtype {arr.dtype} in the state, "
+                                f"which cannot be stored in the module's {t.data.dtype}")
+            pairs.append((t, arr))
+        for t, arr in pairs:
             if not t.data.flags.writeable:
                 t.data = np.array(t.data)
             np.copyto(t.data, arr, casting="same_kind")
