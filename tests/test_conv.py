@@ -313,7 +313,7 @@ def test_argument_checks():
         nn.Conv2d(4, 8, 3, 1, 1, 1, 1, True, "zeros", "extra")
     with pytest.raises(ValueError, match="padding_mode"):
         nn.Conv2d(4, 8, 3, padding_mode="mirror")
-    assert F.conv1d(wl.zeros((1, 5, 1)), wl.zeros((3, 1, 1)), padding=(2, 0)).shape == (1, 5, 1)
+    assert F.conv1d(wl.zeros((1, 5, 1)), wl.zeros((3, 1, 1)), padding=[(2, 0)]).shape == (1, 5, 1)
     with pytest.raises(ValueError, match=r"weight must have shape \(6,\)"):
         F.layer_norm(wl.zeros((3, 6)), 6, weight=wl.ones((3, 6)))
     assert F.conv_transpose2d(wl.zeros((1, 3, 3, 4)), w, wl.zeros(2, dtype=wl.float64)).dtype == wl.float32
