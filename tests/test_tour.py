@@ -21,6 +21,17 @@ def test_experiment_meets_its_checks(chapter, tmp_path):
         assert os.path.getsize(tmp_path / fig.path) > 1000
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("chapter", ["ch7", "ch8", "ch9"])
+def test_full_size_experiment_meets_its_checks(chapter, tmp_path):
+    """What `wonderland tour` shows by default: the chapters whose full settings differ
+    most from quick mode (more data, epochs and seeds), at full size."""
+    result = run_experiment(chapter, str(tmp_path), quick=False)
+    failed = [f"{c.description}: {c.value} {c.op} {c.threshold}" for c in result.checks if not c.passed]
+    assert not failed, f"{chapter}: {failed}"
+
+
 def test_tour_command_writes_report_and_results(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["tour", "ch2", "appB", "--out", str(out), "--quick", "--no-progress"]) == 0

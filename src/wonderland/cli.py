@@ -14,6 +14,7 @@ def _info(_args) -> int:
 
     import wonderland as wl
     from wonderland import backend
+    from wonderland.backend import threads
 
     blas = backend.blas_info()
     rows = [
@@ -24,6 +25,8 @@ def _info(_args) -> int:
         ("default float dtype", str(wl.get_default_dtype())),
         ("BLAS", blas["library"]),
         ("BLAS threads", str(blas["threads"])),
+        ("wonderland threads", f"{wl.get_num_threads()} (cores available: "
+                               f"{threads.available_cores()})"),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:

@@ -58,6 +58,8 @@ def run(ctx) -> Result:
         ax.scatter(x_xor.numpy()[:, 0], x_xor.numpy()[:, 1], c=y_xor.numpy(), cmap="RdBu_r", s=6,
                    edgecolors="k", linewidths=0.2)
         ax.set_title(title)
+        ax.set_xlabel("x₁")
+        ax.set_ylabel("x₂")
         ax.set_aspect("equal")
     ctx.save(fig)
 
