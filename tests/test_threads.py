@@ -25,6 +25,7 @@ def _python(code, **env):
     return out.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
 def test_pool_size_follows_the_cpu_affinity():
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
             "import wonderland as wl; print(wl.get_num_threads())")
