@@ -1,4 +1,5 @@
-"""Time one workload for one contender in this process and print JSON.
+"""Time one workload for one contender in this process and print JSON: the median
+step time, and the mean wall and CPU time (all threads of the process) per step.
 
     python benchmarks/worker.py WORKLOAD CONTENDER [--iters N] [--warmup N]
 """
@@ -30,13 +31,16 @@ def main():
     for _ in range(args.warmup):
         step()
     times = []
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(args.iters):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     times.sort()
     print(json.dumps({"workload": args.workload, "contender": args.contender,
                       "median_s": times[len(times) // 2], "min_s": times[0],
+                      "mean_wall_s": wall / args.iters, "mean_cpu_s": cpu / args.iters,
                       "iters": args.iters}))
 
 

@@ -317,3 +317,67 @@ def cnn_step(contender, batch=64):
         torch.nn.functional.cross_entropy(model(X), Y).backward()
         opt.step()
     return step
+
+
+# ----------------------------------------------------------------------------- transforms
+@workload("mlp_value_and_grad", ("wonderland", "torch", "numpy"))
+def mlp_value_and_grad(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
+    """The MLP step of ``mlp_step`` written JAX-style: ``value_and_grad`` of a loss of the
+    parameters (which require grad, as a model's parameters do), then the update. It
+    must cost what the ``.backward()`` path costs (PyTorch: ``torch.func.grad_and_value``)."""
+    x, y, ws, bs = _mlp_setup(sizes, batch)
+    if contender != "wonderland":
+        return mlp_step(contender, sizes, batch, lr)
+    import wonderland as wl
+    params = [wl.tensor(w, requires_grad=True) for w in ws] + \
+             [wl.tensor(b, requires_grad=True) for b in bs]
+    n = len(ws)
+    X = wl.tensor(x)
+    Y = wl.tensor(y).reshape(-1, 1)
+
+    def loss_fn(ps):
+        h = X
+        for i in range(n):
+            h = h @ ps[i] + ps[n + i]
+            if i < n - 1:
+                h = wl.relu(h)
+        return -wl.take_along_axis(wl.log_softmax(h, axis=-1), Y, axis=1).mean()
+
+    vg = wl.value_and_grad(loss_fn)
+
+    def step():
+        _, grads = vg(params)
+        for p, g in zip(params, grads):
+            p.data -= lr * g.data
+    return step
+
+
+@workload("jacobian_256", ("wonderland", "torch", "numpy"))
+def jacobian_256(contender, n=256):
+    """The full Jacobian of ``tanh(W x)`` for 256 inputs and outputs, by reverse mode
+    (``jacrev``) and by forward mode (``jacfwd``) in one step. NumPy: the analytic
+    ``diag(1 - tanh²) W``."""
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32)
+    x = rng.standard_normal(n).astype(np.float32)
+    if contender == "wonderland":
+        import wonderland as wl
+        W, X = wl.tensor(w), wl.tensor(x)
+        f = lambda v: wl.tanh(W @ v)  # noqa: E731
+
+        def step():
+            return wl.jacrev(f)(X), wl.jacfwd(f)(X)
+        return step
+    if contender == "torch":
+        import torch
+        W, X = torch.tensor(w), torch.tensor(x)
+        f = lambda v: torch.tanh(W @ v)  # noqa: E731
+
+        def step():
+            return torch.func.jacrev(f)(X), torch.func.jacfwd(f)(X)
+        return step
+
+    def step():
+        jac = (1.0 - np.tanh(w @ x) ** 2)[:, None] * w
+        return jac, jac.copy()
+    return step

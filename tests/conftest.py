@@ -52,3 +52,11 @@ def shared_data():
     import os
     default = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
     return os.environ.get("WONDERLAND_DATA", os.path.abspath(default))
+
+
+@pytest.fixture
+def set_threads():
+    """``wl.set_num_threads`` for one test; the thread count is restored afterwards."""
+    before = wl.get_num_threads()
+    yield wl.set_num_threads
+    wl.set_num_threads(before)

@@ -117,8 +117,11 @@ def test_linear_and_embedding():
     assert np.abs(lin.weight.numpy()).max() <= 1 / math.sqrt(5)
     out = lin(wl.ones((2, 7, 5)))
     assert out.shape == (2, 7, 3)
-    with pytest.raises(ValueError, match="linear: input features 4 do not match weight"):
+    with pytest.raises(ValueError, match=r"Linear\(in_features=5, out_features=3\): expected an "
+                                         r"input of shape \(..., 5\) .* got shape \(2, 4\)"):
         lin(wl.ones((2, 4)))
+    with pytest.raises(ValueError, match="linear: input features 4 do not match weight"):
+        nn.functional.linear(wl.ones((2, 4)), lin.weight)
     emb = nn.Embedding(10, 4, padding_idx=0)
     idx = wl.tensor([[0, 3, 3], [9, 1, 0]])
     e = emb(idx)

@@ -10,9 +10,19 @@
   ``wl.custom_vjp``, ``wl.custom_jvp``
 * PyTorch-style autodiff: ``requires_grad``, ``.backward()``, ``.grad``, ``wl.no_grad()``
 * checking: ``wl.testing.check_grads``, ``wl.detect_anomaly()``
+* threads: ``wl.set_num_threads``, ``wl.get_num_threads`` (see ``wonderland.backend.threads``)
 """
 
+import os as _os
+import sys as _sys
+
+if "numpy" not in _sys.modules:
+    # idle OpenBLAS threads sleep at once instead of spinning (read when NumPy loads)
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from . import backend
+from .backend import threads as _threads
+from .backend.threads import get_num_threads, set_num_threads
 from ._version import __version__
 from .core import dtypes
 from .core.dtypes import (bool_, float16, float32, float64, get_default_dtype, int8, int16,
@@ -31,5 +41,7 @@ from .ops.decompositions import diagonal, tril, triu
 from .random import bernoulli, normal, permutation, randint, uniform  # also at wl.random
 
 bool = bool_  # noqa: A001 - NumPy's name for the dtype
+
+_threads.apply_blas_policy()
 
 __all__ = [n for n in dir() if not n.startswith("_")]

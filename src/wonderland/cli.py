@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -13,6 +14,7 @@ def _info(_args) -> int:
 
     import wonderland as wl
     from wonderland import backend
+    from wonderland.backend import threads
 
     blas = backend.blas_info()
     rows = [
@@ -23,6 +25,8 @@ def _info(_args) -> int:
         ("default float dtype", str(wl.get_default_dtype())),
         ("BLAS", blas["library"]),
         ("BLAS threads", str(blas["threads"])),
+        ("wonderland threads", f"{wl.get_num_threads()} (cores available: "
+                               f"{threads.available_cores()})"),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
@@ -36,51 +40,90 @@ def _demo(args) -> int:
     return run(steps=args.steps)
 
 
+# exit statuses of ``wonderland tour``
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _fail(message, code) -> int:
+    print(f"wonderland tour: {message}", file=sys.stderr)
+    return code
+
+
+def _output_problem(out) -> str | None:
+    """Why ``out`` cannot hold the report (None when it can): checked by writing there."""
+    import tempfile
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        return f"{out} is a file, not a folder"
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".wonderland-probe-"):
+            pass
+    except OSError as exc:
+        return f"cannot write to {out} ({exc.strerror or exc})"
+    return None
+
+
+def _format_number(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _summary(results, experiments) -> list:
+    """The summary's lines: one per chapter, then each check with its threshold."""
+    rows = [(ch, experiments[ch].title, f"{sum(c.passed for c in r.checks)}/{len(r.checks)}",
+             f"{r.seconds:.1f} s") for ch, r in results.items()]
+    head = ("chapter", "experiment", "checks", "time")
+    widths = [max(len(row[i]) for row in rows + [head]) for i in range(4)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    for row, r in zip(rows, results.values()):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        for c in r.checks:
+            mark = "ok  " if c.passed else "FAIL"
+            lines.append(f"    {mark} {c.description}: {_format_number(c.value)} {c.op} "
+                         f"{_format_number(c.threshold)}")
+    return lines
+
+
 def _tour(args) -> int:
     from wonderland.experiments import EXPERIMENTS, available, run_tour
 
     if args.list:
         for ch in available():
             print(f"{ch:5s} {EXPERIMENTS[ch].title}")
-        return 0
+        return EXIT_OK
     unknown = [c for c in args.chapters if c not in EXPERIMENTS]
     if unknown:
-        print(f"wonderland tour: unknown chapter(s) {', '.join(unknown)}; available: "
-              f"{', '.join(available())}", file=sys.stderr)
-        return 2
+        return _fail(f"unknown chapter(s) {', '.join(unknown)}; available: "
+                     f"{', '.join(available())}", EXIT_USAGE)
     chapters = args.chapters or available()
     options = {}
     if args.text:
-        import os
-        if not os.path.isfile(args.text):
-            print(f"wonderland tour: --text: no such file: {args.text}", file=sys.stderr)
-            return 2
+        from wonderland.experiments.ch08_sequences import check_text
+
+        try:
+            check_text(args.text)
+        except (OSError, ValueError) as exc:
+            return _fail(f"--text: {exc}", EXIT_USAGE)
         options["text"] = args.text
+    problem = _output_problem(args.out)
+    if problem:
+        return _fail(f"--out: {problem}", EXIT_OUTPUT)
     print(f"wonderland tour: {len(chapters)} chapter(s) -> {args.out}/report.html"
           f"{' (quick mode)' if args.quick else ''}")
-    results = run_tour(chapters, out_dir=args.out, quick=args.quick, seed=args.seed,
-                       progress=not args.no_progress, options=options)
-    rows = []
-    for ch, r in results.items():
-        key = next(iter(r.checks), None)
-        headline = f"{key.description}: {key.value:.4g}" if key else ""
-        rows.append((ch, EXPERIMENTS[ch].title, f"{sum(c.passed for c in r.checks)}/{len(r.checks)}",
-                     f"{r.seconds:.1f} s", headline))
-    widths = [max(len(row[i]) for row in rows + [("chapter", "experiment", "checks", "time", "")])
-              for i in range(4)]
+    try:
+        results = run_tour(chapters, out_dir=args.out, quick=args.quick, seed=args.seed,
+                           progress=not args.no_progress, options=options)
+    except OSError as exc:
+        return _fail(f"cannot write the report in {args.out}: {exc}", EXIT_OUTPUT)
     print()
-    print("  ".join(h.ljust(w) for h, w in zip(("chapter", "experiment", "checks", "time"), widths))
-          + "  first check")
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+    print("\n".join(_summary(results, EXPERIMENTS)))
     failed = [ch for ch, r in results.items() if not r.passed]
     total = sum(r.seconds for r in results.values())
     print(f"\n{len(results)} experiments in {total:.0f} s; report: {args.out}/report.html, "
           f"metrics: {args.out}/results.json")
     if failed:
-        print(f"checks failed in: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+        return _fail(f"checks failed in: {', '.join(failed)}", EXIT_CHECK_FAILED)
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,14 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wonderland",
         description="Differentiable programming from first principles.")
+    from wonderland.experiments import available
+
     parser.add_argument("--version", action="version", version=f"wonderland {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p_tour = sub.add_parser(
         "tour", help="run one experiment per chapter and write an HTML report",
         description="Run the book's experiments (all chapters unless some are named) and "
-                    "write DIR/report.html, DIR/results.json and DIR/figures/.")
+                    "write DIR/report.html, DIR/results.json and DIR/figures/ (updated after "
+                    "every chapter).",
+        epilog="exit status: 0 every check passed; 1 a check failed; 2 bad arguments (an "
+               "unknown chapter, an unusable --text file); 3 the output folder cannot be "
+               "written; 130 interrupted.")
     p_tour.add_argument("chapters", nargs="*", metavar="CHAPTER",
-                        help="chapters to run (ch1 ... ch13, appA, appB; default: all available)")
+                        help=f"chapters to run ({', '.join(available())}; default: all)")
     p_tour.add_argument("--out", default="wonderland-out", metavar="DIR",
                         help="output folder (default: wonderland-out)")
     p_tour.add_argument("--quick", action="store_true", help="smaller settings, for a fast look")
@@ -127,7 +176,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -121,18 +121,6 @@ def reaches_outside(order, leaves, outputs, roots=()) -> bool:
     return False
 
 
-def outside_leaves(order, leaves):
-    """The leaf tensors requiring grad (not targets) that the graph reads."""
-    found, seen = [], set()
-    for node in order:
-        for e in node.edges:
-            if e is not None and type(e) is not tuple and id(e) not in leaves \
-                    and id(e) not in seen:
-                seen.add(id(e))
-                found.append(e)
-    return found
-
-
 # ----------------------------------------------------------------------------- the sweep
 def run_backward(roots, cotangents, targets=None, create_graph=False, retain_graph=False):
     """Propagate ``cotangents`` of ``roots`` back through the recorded graph.

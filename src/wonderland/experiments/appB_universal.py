@@ -32,6 +32,8 @@ def run(ctx) -> Result:
     ax.plot(xs, _g(xs), color="#222222", lw=2, label="g")
     for m, c in zip([bins[0], bins[1], bins[len(bins) // 2]], COLORS[1:]):
         ax.plot(xs, nets[m], color=c, lw=1, label=f"m = {m}")
+    ax.set_xlabel("x")
+    ax.set_ylabel("g(x) and the network's f(x)")
     ax.legend()
     ctx.save(fig)
 

@@ -82,6 +82,8 @@ def run(ctx) -> Result:
     ax.plot(grid, _target(grid), "--", color="#444444", lw=1, label="true function")
     ax.plot(x_gap, y_gap, "o", color=COLORS[1], ms=4, label="data")
     ax.set_ylim(-2.5, 2.5)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
     ax.legend(fontsize=8, loc="lower left")
     ctx.save(fig)
 

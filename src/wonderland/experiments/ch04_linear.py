@@ -77,14 +77,18 @@ def run(ctx) -> Result:
                                ("Huber δ=1", F.huber_loss(e, zeros, "none", 1.0))], COLORS):
         ax1.plot(e.numpy(), val.numpy(), color=c, label=name)
     ax1.set_ylim(0, 4)
-    ax1.set_xlabel("error")
+    ax1.set_xlabel("error e = y − f(x)")
+    ax1.set_ylabel("loss")
+    ax1.set_title("regression", fontsize=10)
     ax1.legend()
     ones = wl.ones_like(e)
     for (name, val), c in zip([("hinge", F.hinge_loss(e, ones, reduction="none")),
                                ("logistic", F.binary_cross_entropy_with_logits(e, ones, reduction="none")),
                                ("0-1", (e <= 0).astype(wl.float64))], COLORS):
         ax2.plot(e.numpy(), val.numpy(), color=c, label=name)
-    ax2.set_xlabel("margin")
+    ax2.set_xlabel("margin y·f(x)")
+    ax2.set_ylabel("loss")
+    ax2.set_title("classification (y = ±1)", fontsize=10)
     ax2.legend()
     ctx.save(fig)
 

@@ -58,18 +58,28 @@ def run(ctx) -> Result:
         ax.scatter(x_xor.numpy()[:, 0], x_xor.numpy()[:, 1], c=y_xor.numpy(), cmap="RdBu_r", s=6,
                    edgecolors="k", linewidths=0.2)
         ax.set_title(title)
+        ax.set_xlabel("x₁")
+        ax.set_ylabel("x₂")
         ax.set_aspect("equal")
     ctx.save(fig)
 
     fig = ctx.figure("activations", "Test accuracy on digits per epoch for a 64-64-64-10 MLP "
-                     "with each activation (same data, seed and optimiser).")
-    ax = fig.add_subplot(111)
+                     "with each activation (same data, seed and optimiser): every curve in "
+                     "full (left) and the top of the range enlarged (right).")
+    fig.set_size_inches(10, 4)
+    full, zoom = fig.subplots(1, 2)
     for (name, curve), c in zip(curves.items(), COLORS):
-        ax.plot(range(1, epochs + 1), curve, "-", color=c, label=f"{name} ({curve[-1]:.1%})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0.8, 1.0)
-    ax.legend(fontsize=8, ncol=2)
+        for ax in (full, zoom):
+            ax.plot(range(1, epochs + 1), curve, "-o", ms=2, color=c,
+                    label=f"{name} ({curve[-1]:.1%})")
+    top = max(max(curve) for curve in curves.values())
+    full.set_ylim(0.0, 1.0)
+    zoom.set_ylim(top - 0.1, min(1.0, top + 0.01))
+    for ax, title in ((full, "all epochs and activations"), (zoom, "enlarged: the best 10 points")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(title, fontsize=10)
+    full.legend(fontsize=7, ncol=2, loc="lower right")
     ctx.save(fig)
 
     final = {k: v[-1] for k, v in curves.items()}

@@ -4,6 +4,7 @@ paragraph, checks, metrics and figures."""
 from __future__ import annotations
 
 import html
+import os
 
 from . import EXPERIMENTS
 
@@ -31,7 +32,9 @@ def _fmt(v):
     return html.escape(str(v))
 
 
-def write_html(path, results, env, quick):
+def write_html(path, results, env, quick, status="complete", pending=()):
+    """Write the report for ``results``; an unfinished run (``status`` other than
+    ``"complete"``) says so and names the ``pending`` chapters."""
     e = html.escape
     rows = []
     for ch, r in results.items():
@@ -57,12 +60,20 @@ def write_html(path, results, env, quick):
     env_line = (f"wonderland {e(env['wonderland'])} · Python {e(env['python'])} · NumPy "
                 f"{e(env['numpy'])} · {e(str(env['blas']))} ({env['blas_threads']} threads) · "
                 f"{e(env['date'])} · {total:.0f} s{' · quick mode' if quick else ''}")
+    note = ""
+    if status != "complete":
+        what = {"running": "still running", "interrupted": "interrupted",
+                "failed": "stopped by an error"}.get(status, status)
+        note = (f"<p class='fail'>This run is {e(what)}: it holds the chapters that finished"
+                f"{'; not run: ' + e(', '.join(pending)) if pending else ''}.</p>")
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>wonderland tour</title>"
            f"<style>{_STYLE}</style></head><body><h1>A tour of wonderland</h1>"
-           f"<p class='sub'>{env_line}</p><p>One small experiment per chapter of <em>Alice's "
+           f"<p class='sub'>{env_line}</p>{note}<p>One small experiment per chapter of <em>Alice's "
            f"Adventures in a Differentiable Wonderland</em>, each trained or computed here from "
            f"first principles, with the checks it must pass.</p>"
            f"<table><tr><th>chapter</th><th>experiment</th><th>checks</th><th>time</th></tr>"
            f"{''.join(rows)}</table>{''.join(sections)}</body></html>")
-    with open(path, "w", encoding="utf-8") as f:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
         f.write(doc)
+    os.replace(tmp, path)

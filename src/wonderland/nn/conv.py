@@ -26,13 +26,23 @@ _NAMES = {1: "(batch, length, channels)", 2: "(batch, height, width, channels)",
           3: "(batch, depth, height, width, channels)"}
 
 
-def _tuple(v, nd, what, name):
-    if isinstance(v, (int, np.integer)):
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _tuple(v, nd, what, name, low=None):
+    """``v`` as ``nd`` ints: an int for every dimension, or one int per dimension; with
+    ``low``, every entry must be at least ``low``."""
+    if _is_int(v):
         out = (int(v),) * nd
-    else:
+    elif isinstance(v, (tuple, list)) and len(v) == nd and all(_is_int(a) for a in v):
         out = tuple(int(a) for a in v)
-    if len(out) != nd:
-        raise ValueError(f"{what}: {name} must be an int or {nd} ints, got {v!r}")
+    else:
+        raise TypeError(f"{what}: {name} must be an int or {nd} int{'s' * (nd > 1)} (one per "
+                        f"spatial dimension), got {v!r}")
+    if low is not None and min(out) < low:
+        kind = {0: "non-negative", 1: "positive"}.get(low, f"at least {low}")
+        raise ValueError(f"{what}: {name} must be {kind}, got {v!r}")
     return out
 
 
@@ -43,40 +53,61 @@ def _check_input(x, nd, what):
     return x
 
 
-def _padding(padding, kernel, stride, dilation, nd, what):
-    """Per-dimension (before, after) pads from PyTorch-style and named forms."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return [(0, 0)] * nd
-        if padding == "same":
-            if any(s != 1 for s in stride):
-                raise ValueError(f"{what}: padding='same' needs stride 1, got stride {stride}")
-            pads = []
-            for k, d in zip(kernel, dilation):
-                total = d * (k - 1)
-                pads.append((total // 2, total - total // 2))
-            return pads
-        if padding == "causal":
-            if nd != 1:
-                raise ValueError(f"{what}: padding='causal' applies to 1-D convolutions only")
-            return [(dilation[0] * (kernel[0] - 1), 0)]
-        raise ValueError(f"{what}: padding must be an int, a tuple, 'valid', 'same' or "
-                         f"'causal', got {padding!r}")
-    if isinstance(padding, (int, np.integer)):
-        if padding < 0:
-            raise ValueError(f"{what}: padding must be non-negative, got {padding}")
-        return [(int(padding), int(padding))] * nd
-    padding = list(padding)
-    if nd == 1 and len(padding) == 2 and all(isinstance(p, (int, np.integer)) for p in padding):
-        padding = [tuple(padding)]                    # 1-D: (before, after)
-    if len(padding) != nd:
-        raise ValueError(f"{what}: padding needs {nd} entries, got {padding!r}")
+_PADDING_RULE = ("an int (both sides of every spatial dimension), one entry per spatial "
+                 "dimension (an int, or a (before, after) pair), 'valid', 'same' or 'causal' "
+                 "(1-D)")
+
+
+def _padding_entries(padding, nd, what):
+    """Per-dimension ``(before, after)`` pads from an int or one entry per dimension."""
+    if _is_int(padding):
+        entries = [padding] * nd
+    elif isinstance(padding, (tuple, list)):
+        entries = list(padding)
+    else:
+        raise TypeError(f"{what}: padding must be {_PADDING_RULE}; got {padding!r}")
+    if len(entries) != nd:
+        example = "[(2, 0)]" if nd == 1 else "((1, 0), (0, 2))"
+        raise ValueError(f"{what}: padding {padding!r} has {len(entries)} entries for {nd} "
+                         f"spatial dimension{'s' * (nd > 1)}; give one entry per dimension, an "
+                         f"int or a (before, after) pair, e.g. {example}")
     pads = []
-    for p in padding:
-        pads.append((int(p), int(p)) if isinstance(p, (int, np.integer)) else (int(p[0]), int(p[1])))
+    for p in entries:
+        if _is_int(p):
+            pads.append((int(p), int(p)))
+        elif isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_int(a) for a in p):
+            pads.append((int(p[0]), int(p[1])))
+        else:
+            raise TypeError(f"{what}: padding must be {_PADDING_RULE}; got {padding!r}")
     if any(a < 0 or b < 0 for a, b in pads):
         raise ValueError(f"{what}: padding must be non-negative, got {padding!r}")
     return pads
+
+
+def _padding(padding, kernel, stride, dilation, nd, what):
+    """Per-dimension ``(before, after)`` pads. The rule, the same for every rank: an int
+    pads both sides of every spatial dimension; a sequence has exactly one entry per
+    spatial dimension, each an int (both sides) or a ``(before, after)`` pair (so 1-D
+    per-side padding is ``[(before, after)]``, and a flat pair in 1-D is an error);
+    ``"valid"`` is no padding, ``"same"`` keeps the size (stride 1), ``"causal"`` pads
+    only before (1-D)."""
+    if not isinstance(padding, str):
+        return _padding_entries(padding, nd, what)
+    if padding == "valid":
+        return [(0, 0)] * nd
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            raise ValueError(f"{what}: padding='same' needs stride 1, got stride {stride}")
+        pads = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            pads.append((total // 2, total - total // 2))
+        return pads
+    if padding == "causal":
+        if nd != 1:
+            raise ValueError(f"{what}: padding='causal' applies to 1-D convolutions only")
+        return [(dilation[0] * (kernel[0] - 1), 0)]
+    raise ValueError(f"{what}: padding must be {_PADDING_RULE}; got {padding!r}")
 
 
 _PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -102,11 +133,9 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, nd=
                          f"out_channels) with {nd} kernel dims, got {weight.shape}")
     x = _check_input(x, nd, what)
     kernel = weight.shape[:nd]
-    stride = _tuple(stride, nd, what, "stride")
-    dilation = _tuple(dilation, nd, what, "dilation")
-    if min(stride) < 1 or min(dilation) < 1:
-        raise ValueError(f"{what}: stride and dilation must be positive, got {stride}, {dilation}")
-    if groups < 1 or x.shape[-1] % groups or weight.shape[-1] % groups:
+    stride = _tuple(stride, nd, what, "stride", low=1)
+    dilation = _tuple(dilation, nd, what, "dilation", low=1)
+    if not _is_int(groups) or groups < 1 or x.shape[-1] % groups or weight.shape[-1] % groups:
         raise ValueError(f"{what}: groups={groups} must divide the input channels "
                          f"({x.shape[-1]}) and the output channels ({weight.shape[-1]})")
     if x.shape[-1] != weight.shape[-2] * groups:
@@ -130,23 +159,43 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, nd=
 
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """1-D convolution of ``x (b, t, c_in)`` with ``weight (k, c_in/groups, c_out)``.
-    ``padding``: an int, ``(before, after)``, ``"valid"``, ``"same"`` or ``"causal"``
-    (output at t sees inputs ≤ t only)."""
+
+    ``padding``: an int, ``[(before, after)]`` (one entry per spatial dimension, as in
+    every rank; a flat pair is rejected as ambiguous), ``"valid"``, ``"same"`` or
+    ``"causal"`` (output at t sees inputs ≤ t only)."""
     return conv(x, weight, bias, stride, padding, dilation, groups, nd=1)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution of ``x (b, h, w, c_in)`` with ``weight (kh, kw, c_in/groups, c_out)``.
 
-    ``padding`` is an int, one int per dimension, one ``(before, after)`` pair per
-    dimension, ``"valid"`` or ``"same"``. ``groups = c_in`` gives a depthwise convolution.
+    ``padding`` is an int (both sides of both dimensions), or one entry per spatial
+    dimension — an int or a ``(before, after)`` pair, e.g. ``(1, 2)`` or ``((1, 0), (0,
+    2))`` — or ``"valid"`` or ``"same"``. ``groups = c_in`` gives a depthwise convolution.
     """
     return conv(x, weight, bias, stride, padding, dilation, groups, nd=2)
 
 
 def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """3-D convolution of ``x (b, t, h, w, c_in)`` with ``weight (kt, kh, kw, c_in/groups, c_out)``."""
+    """3-D convolution of ``x (b, t, h, w, c_in)`` with ``weight (kt, kh, kw, c_in/groups, c_out)``;
+    ``padding`` as in :func:`conv2d`, with three entries."""
     return conv(x, weight, bias, stride, padding, dilation, groups, nd=3)
+
+
+def _transpose_args(stride, dilation, padding, output_padding, groups, nd, what):
+    """Checked stride, dilation, padding and output_padding of a transposed convolution.
+    Its padding crops the output symmetrically (PyTorch's meaning), so it takes an int
+    or one int per spatial dimension."""
+    stride = _tuple(stride, nd, what, "stride", low=1)
+    dilation = _tuple(dilation, nd, what, "dilation", low=1)
+    padding = _tuple(padding, nd, what, "padding", low=0)
+    output_padding = _tuple(output_padding, nd, what, "output_padding", low=0)
+    if not _is_int(groups) or groups < 1:
+        raise ValueError(f"{what}: groups must be positive (an int), got {groups!r}")
+    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"{what}: output_padding {output_padding} must be smaller than the "
+                         f"stride or the dilation")
+    return stride, dilation, padding, output_padding
 
 
 def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
@@ -157,23 +206,11 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     what = f"conv_transpose{nd}d"
     x = _check_input(x, nd, what)
     kernel = weight.shape[:nd]
-    stride = _tuple(stride, nd, what, "stride")
-    dilation = _tuple(dilation, nd, what, "dilation")
-    padding = _tuple(padding, nd, what, "padding")
-    output_padding = _tuple(output_padding, nd, what, "output_padding")
     if weight.ndim != nd + 2:
         raise ValueError(f"{what}: weight must have shape (*kernel_size, out_channels/groups, "
                          f"in_channels) with {nd} kernel dims, got {weight.shape}")
-    if min(stride) < 1 or min(dilation) < 1:
-        raise ValueError(f"{what}: stride and dilation must be positive, got {stride}, {dilation}")
-    if min(padding) < 0 or min(output_padding) < 0:
-        raise ValueError(f"{what}: padding and output_padding must be non-negative, got "
-                         f"{padding}, {output_padding}")
-    if groups < 1:
-        raise ValueError(f"{what}: groups must be positive, got {groups}")
-    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
-        raise ValueError(f"{what}: output_padding {output_padding} must be smaller than the "
-                         f"stride or the dilation")
+    stride, dilation, padding, output_padding = _transpose_args(
+        stride, dilation, padding, output_padding, groups, nd, what)
     if x.shape[-1] != weight.shape[-1]:
         raise ValueError(f"{what}: input has {x.shape[-1]} channels but the weight {weight.shape} "
                          f"expects {weight.shape[-1]} (its last axis)")
@@ -222,16 +259,21 @@ def conv_transpose3d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 # ----------------------------------------------------------------------------- pooling
 def _pool_args(x, kernel_size, stride, padding, dilation, nd, what):
     x = _check_input(x, nd, what)
-    kernel = _tuple(kernel_size, nd, what, "kernel_size")
-    stride = kernel if stride is None else _tuple(stride, nd, what, "stride")
-    dilation = _tuple(dilation, nd, what, "dilation")
-    padding = _tuple(padding, nd, what, "padding")
-    if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1:
-        raise ValueError(f"{what}: kernel_size, stride and dilation must be positive, got "
-                         f"{kernel}, {stride}, {dilation}")
-    if any(p < 0 or 2 * p > k for p, k in zip(padding, kernel)):
-        raise ValueError(f"{what}: padding {padding} must be between 0 and half the kernel {kernel}")
+    kernel, stride, padding, dilation = _pool_geometry(kernel_size, stride, padding, dilation,
+                                                       nd, what)
     return x, kernel, stride, padding, dilation
+
+
+def _pool_geometry(kernel_size, stride, padding, dilation, nd, what):
+    """Checked kernel, stride, padding and dilation of a pooling window. Pooling pads
+    both sides alike (PyTorch's meaning): an int or one int per spatial dimension."""
+    kernel = _tuple(kernel_size, nd, what, "kernel_size", low=1)
+    stride = kernel if stride is None else _tuple(stride, nd, what, "stride", low=1)
+    dilation = _tuple(dilation, nd, what, "dilation", low=1)
+    padding = _tuple(padding, nd, what, "padding", low=0)
+    if any(2 * p > k for p, k in zip(padding, kernel)):
+        raise ValueError(f"{what}: padding {padding} must be between 0 and half the kernel {kernel}")
+    return kernel, stride, padding, dilation
 
 
 def _pool_sizes(x, kernel, stride, padding, dilation, ceil_mode, nd, what):
@@ -250,34 +292,66 @@ def _pool_sizes(x, kernel, stride, padding, dilation, ceil_mode, nd, what):
     return sizes, extra
 
 
-def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, nd):
+def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+             return_indices=False, *, nd):
+    """N-d max pooling; see :func:`max_pool2d`."""
     what = f"max_pool{nd}d"
     x, kernel, stride, padding, dilation = _pool_args(x, kernel_size, stride, padding, dilation, nd, what)
     _, extra = _pool_sizes(x, kernel, stride, padding, dilation, ceil_mode, nd, what)
     pads = [(p, p + e) for p, e in zip(padding, extra)]
     valid = None
+    spatial = x.shape[1:1 + nd]
     if any(a or b for a, b in pads):
         valid = np.pad(np.ones(x.shape, dtype=bool), [(0, 0)] + pads + [(0, 0)])
         x = _pad(x, pads, value=float("-inf"))
     values, idx = max_windows(x.data, kernel, stride, dilation, valid)
-    return window_gather(x, idx, kernel, stride, dilation, values=values)
+    out = window_gather(x, idx, kernel, stride, dilation, values=values)
+    if not return_indices:
+        return out
+    return out, _flat_indices(idx, kernel, stride, dilation, padding, spatial)
 
 
-def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    """1-D max pooling over ``(b, t, c)``; ``stride`` defaults to the kernel size."""
-    return max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd=1)
+def _flat_indices(offsets, kernel, stride, dilation, padding, spatial):
+    """PyTorch's ``return_indices`` in channels-last layout: for every output element,
+    the row-major flat index ``i·W + j`` (2-D) of the chosen input position within its
+    sample's and channel's unpadded spatial grid, as int64 of the output's shape."""
+    nd = len(kernel)
+    chosen = np.unravel_index(offsets.astype(np.intp), kernel)
+    flat = np.zeros(offsets.shape, dtype=np.int64)
+    for d in range(nd):
+        shape = [1] * offsets.ndim
+        shape[1 + d] = offsets.shape[1 + d]
+        start = (np.arange(offsets.shape[1 + d]) * stride[d] - padding[d]).reshape(shape)
+        flat = flat * spatial[d] + start + chosen[d] * dilation[d]
+    return Tensor(flat)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """1-D max pooling over ``(b, t, c)``; ``stride`` defaults to the kernel size. See
+    :func:`max_pool2d` for ``return_indices`` (here the index is the time step)."""
+    return max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, nd=1)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
     """2-D max pooling over ``(b, h, w, c)`` (2×2 halves h and w). The gradient goes to
-    the first maximum of each window (padding is never chosen; NaN wins), as in PyTorch.
-    ``ceil_mode`` keeps a last, partial window."""
-    return max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd=2)
+    the first maximum of each window in row-major order (padding is never chosen; NaN
+    wins), as in PyTorch. ``ceil_mode`` keeps a last, partial window. ``padding`` pads
+    both sides alike: an int or one int per spatial dimension.
+
+    With ``return_indices`` it returns ``(values, indices)``: ``indices`` has the
+    output's shape ``(b, h_out, w_out, c)`` and holds, per sample and channel, the
+    row-major flat position ``i·w + j`` of each maximum in the unpadded input (PyTorch's
+    indices, moved to channels last: ``torch_indices.permute(0, 2, 3, 1)``)."""
+    return max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, nd=2)
 
 
-def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    """3-D max pooling over ``(b, t, h, w, c)``."""
-    return max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd=3)
+def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """3-D max pooling over ``(b, t, h, w, c)``; ``return_indices`` gives the flat
+    position ``(i·h + j)·w + k`` of each maximum, as in :func:`max_pool2d`."""
+    return max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, nd=3)
 
 
 def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -335,12 +409,23 @@ def global_avg_pool(x):
     return x.mean(axis=tuple(range(1, x.ndim - 1)))
 
 
+def _first_max_over_axis1(x):
+    """``max`` over axis 1 of ``(b, n, c)`` whose gradient goes to the first maximum
+    (NaN wins), the convention of :func:`max_pool2d`, rather than split between ties."""
+    idx = np.argmax(x.data, axis=1)[:, None, :]
+    return ops.take_along_axis(x, idx, axis=1).squeeze(1)
+
+
 def global_max_pool(x):
-    """Maximum over every axis but the batch and channel axes."""
+    """Maximum over every axis but the batch and channel axes: ``(b, ..., c) → (b, c)``.
+    Ties send the gradient to the first maximum in row-major order, as max pooling does
+    (and PyTorch's ``max_pool2d`` over the whole image)."""
     x = floating(to_tensor(x, "global_max_pool"))
     if x.ndim < 3:
         raise ValueError(f"global_max_pool: expected (batch, ..., channels), got {x.shape}")
-    return x.max(axis=tuple(range(1, x.ndim - 1)))
+    if any(n == 0 for n in x.shape[1:-1]):
+        raise ValueError(f"global_max_pool: no positions to pool over in {x.shape}")
+    return _first_max_over_axis1(x.reshape((x.shape[0], -1, x.shape[-1])))
 
 
 def masked_global_avg_pool(x, mask):
@@ -357,13 +442,14 @@ def masked_global_avg_pool(x, mask):
 
 
 def masked_global_max_pool(x, mask):
-    """Maximum over the time axis of ``x (b, t, c)`` at positions where ``mask`` is true."""
+    """Maximum over the time axis of ``x (b, t, c)`` at positions where ``mask`` is true
+    (ties: the gradient goes to the first maximum, as in :func:`global_max_pool`)."""
     x = floating(to_tensor(x, "masked_global_max_pool"))
     m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
     if x.ndim != 3 or m.shape != x.shape[:2]:
         raise ValueError(f"masked_global_max_pool: need x (b, t, c) and mask (b, t); got "
                          f"{x.shape} and {m.shape}")
-    return ops.where(constant(m[..., None]), x, float("-inf")).max(axis=1)
+    return _first_max_over_axis1(ops.where(constant(m[..., None]), x, float("-inf")))
 
 
 # ----------------------------------------------------------------------------- modules
@@ -383,13 +469,16 @@ class _ConvNd(Module):
             raise ValueError(f"{name}: only padding_mode='zeros' is defined for transposed "
                              f"convolutions")
         self.padding_mode = padding_mode
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"{name}: channel counts must be positive")
+        for what, n in (("in_channels", in_channels), ("out_channels", out_channels),
+                        ("groups", groups)):
+            if not _is_int(n) or n <= 0:
+                raise ValueError(f"{name}: {what} must be positive (an int), got {n!r}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels ({in_channels}) "
                              f"and out_channels ({out_channels})")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _tuple(kernel_size, self.nd, name, "kernel_size")
+        self.kernel_size = _tuple(kernel_size, self.nd, name, "kernel_size", low=1)
+        self._check_geometry(name, stride, padding, dilation, groups, output_padding)
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.groups, self.output_padding = groups, output_padding
         d = dtypes.as_dtype(dtype) or dtypes.get_default_dtype()
@@ -407,6 +496,18 @@ class _ConvNd(Module):
             init.uniform_(self.bias, -bound, bound, generator)
         else:
             self.register_parameter("bias", None)
+
+    def _check_geometry(self, name, stride, padding, dilation, groups, output_padding):
+        """Fail at construction, not at the first call, on a bad stride, dilation or
+        padding."""
+        if self.transposed:
+            _transpose_args(stride, dilation, padding, output_padding, groups, self.nd, name)
+            return
+        stride = _tuple(stride, self.nd, name, "stride", low=1)
+        dilation = _tuple(dilation, self.nd, name, "dilation", low=1)
+        _padding(padding, self.kernel_size, stride, dilation, self.nd, name)
+        if output_padding != 0:
+            raise ValueError(f"{name}: output_padding applies to transposed convolutions only")
 
     def forward(self, x):
         if self.transposed:
@@ -464,6 +565,7 @@ class _Pool(Module):
     """Pooling module; the arguments after ``padding`` follow PyTorch's order."""
 
     extra_names = ()
+    nd = 2
 
     def __init__(self, kernel_size, stride=None, padding=0, *args, **kwargs):
         super().__init__()
@@ -475,8 +577,8 @@ class _Pool(Module):
             if key not in self.extra_names:
                 raise TypeError(f"{type(self).__name__}() got an unexpected argument {key!r}")
             options[key] = value
-        if options.pop("return_indices", False):
-            raise NotImplementedError(f"{type(self).__name__}: return_indices is not supported")
+        _pool_geometry(kernel_size, stride, padding, options.get("dilation", 1), self.nd,
+                       type(self).__name__)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.options = options
 
@@ -489,11 +591,11 @@ def _pool_class(name, fn, nd, extra_names):
     def forward(self, x):
         return fn(x, self.kernel_size, self.stride, self.padding, **self.options, nd=nd)
 
-    return type(name, (_Pool,), {"forward": forward, "extra_names": extra_names,
+    return type(name, (_Pool,), {"forward": forward, "extra_names": extra_names, "nd": nd,
                                  "__doc__": f"{name}: module form of {fn.__name__}{nd}d."})
 
 
-_MAX_ARGS = ("dilation", "return_indices", "ceil_mode")
+_MAX_ARGS = ("dilation", "return_indices", "ceil_mode")       # PyTorch's order
 _AVG_ARGS = ("ceil_mode", "count_include_pad", "divisor_override")
 MaxPool1d = _pool_class("MaxPool1d", max_pool, 1, _MAX_ARGS)
 MaxPool2d = _pool_class("MaxPool2d", max_pool, 2, _MAX_ARGS)

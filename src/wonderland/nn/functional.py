@@ -15,7 +15,8 @@ from .. import ops
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, operands, to_tensor
 from ..ops import nn as _ops_nn
-from ..ops.nn import linear, masked_scale, softmax_cross_entropy
+from ..ops.nn import linear as _fused_linear
+from ..ops.nn import masked_scale, softmax_cross_entropy
 
 __all__ = [
     "linear", "embedding", "dropout", "relu", "leaky_relu", "softplus", "elu", "gelu", "silu",
@@ -28,6 +29,17 @@ __all__ = [
     "masked_global_max_pool", "batch_norm", "layer_norm", "group_norm", "rms_norm",
     "channel_dropout",
 ]
+
+def linear(x, weight, bias=None) -> Tensor:
+    """``x @ weight + bias`` with ``weight`` of shape ``(in, out)``: ``x`` is ``(...,
+    in)``, features last. One fused node (see ``wonderland.ops.nn.linear``)."""
+    ndim = x.ndim if isinstance(x, Tensor) else np.ndim(x)
+    w_shape = tuple(getattr(weight, "shape", np.shape(weight)))
+    if ndim == 0 and len(w_shape) == 2:
+        raise ValueError(f"linear: expected an input of shape (..., {w_shape[0]}) (features "
+                         f"last) for a weight of shape {w_shape}, got a scalar")
+    return _fused_linear(x, weight, bias)
+
 
 relu = ops.relu
 sigmoid = ops.sigmoid

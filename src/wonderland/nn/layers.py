@@ -40,6 +40,12 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x):
+        shape = getattr(x, "shape", None)
+        if shape is not None and (len(shape) == 0 or shape[-1] != self.in_features):
+            got = "a scalar" if len(shape) == 0 else f"shape {tuple(shape)}"
+            raise ValueError(f"Linear(in_features={self.in_features}, out_features="
+                             f"{self.out_features}): expected an input of shape (..., "
+                             f"{self.in_features}) (features last), got {got}")
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):

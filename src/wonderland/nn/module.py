@@ -251,7 +251,8 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy values from ``state_dict`` into this module's parameters and buffers.
 
-        With ``strict`` every key must match; shapes must always match.
+        With ``strict`` every key must match; shapes must always match. Every entry is
+        checked before any is copied, so a mismatch leaves the module unchanged.
         Returns ``(missing_keys, unexpected_keys)``.
         """
         own = {}
@@ -270,14 +271,18 @@ class Module:
                 parts.append(f"unexpected keys {unexpected}")
             raise KeyError(f"load_state_dict: {'; '.join(parts)}")
         updates = []
-        for k, t in own.items():                    # check everything before changing anything
+        for k, t in own.items():                   # check everything, then copy: all or nothing
             if k not in state_dict:
                 continue
             v = state_dict[k]
             shape = tuple(v.shape) if isinstance(v, Tensor) else np.shape(v)
+            dtype = v.dtype if isinstance(v, Tensor) else np.asarray(v).dtype
             if shape != t.shape:
                 raise ValueError(f"load_state_dict: shape mismatch for {k!r}: the state has "
                                  f"{shape}, the module has {t.shape}")
+            if not np.can_cast(dtype, t.dtype, "same_kind"):
+                raise TypeError(f"load_state_dict: {k!r} has dtype {dtype} in the state, "
+                                f"which cannot be stored in the module's {t.dtype}")
             updates.append((t, v))
         for t, v in updates:
             _own_writeable(t)

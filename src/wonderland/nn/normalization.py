@@ -84,8 +84,10 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     """Split channels into ``num_groups`` groups; normalise each group over the spatial
     axes and its channels, per sample."""
     x = floating(to_tensor(x, "group_norm"))
+    if x.ndim < 2:
+        raise ValueError(f"group_norm: expected (batch, ..., channels), got shape {x.shape}")
     c = x.shape[-1]
-    if x.ndim < 2 or num_groups < 1 or c % num_groups:
+    if num_groups < 1 or c % num_groups:
         raise ValueError(f"group_norm: num_groups={num_groups} must be positive and divide the "
                          f"{c} channels (input {x.shape})")
     _check_affine("group_norm", (c,), weight, bias)
@@ -141,13 +143,26 @@ class _Norm(Module):
             self.register_parameter("bias", None)
 
 
+def _positive_ints(owner, name, value):
+    values = value if isinstance(value, tuple) else (value,)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0
+                         for v in values):
+        raise ValueError(f"{owner}: {name} must be a positive int{' or ints' * isinstance(value, tuple)}, "
+                         f"got {value!r}")
+
+
 class BatchNorm(Module):
-    """Batch normalisation over channels-last input of any rank (``BatchNorm1d/2d/3d``
-    are aliases). ``momentum=None`` uses a cumulative average of batch statistics."""
+    """Batch normalisation over channels-last input of any rank from 2 up
+    (``BatchNorm1d/2d/3d`` also check the rank, as PyTorch does). ``momentum=None``
+    uses a cumulative average of batch statistics."""
+
+    ranks = None                         # accepted input ranks (None: any from 2 up)
+    layout = "(batch, ..., channels)"
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, dtype=None):
         super().__init__()
+        _positive_ints(type(self).__name__, "num_features", num_features)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.track_running_stats = track_running_stats
         _Norm._params(self, (num_features,), affine, True, dtype)
@@ -160,9 +175,14 @@ class BatchNorm(Module):
             self.running_mean = self.running_var = None
 
     def forward(self, x):
-        x = to_tensor(x, "BatchNorm")
+        name = type(self).__name__
+        x = to_tensor(x, name)
+        if x.ndim < 2 or (self.ranks is not None and x.ndim not in self.ranks):
+            ranks = " or ".join(f"{r}-D" for r in self.ranks or (2,))
+            raise ValueError(f"{name}: expected a {ranks}{' (or higher)' * (self.ranks is None)} "
+                             f"input {self.layout}, got shape {x.shape}")
         if x.shape[-1] != self.num_features:
-            raise ValueError(f"BatchNorm: input has {x.shape[-1]} channels (last axis), the layer "
+            raise ValueError(f"{name}: input has {x.shape[-1]} channels (last axis), the layer "
                              f"{self.num_features}")
         use_batch = self.training or not self.track_running_stats
         momentum = self.momentum
@@ -178,7 +198,25 @@ class BatchNorm(Module):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
-BatchNorm1d = BatchNorm2d = BatchNorm3d = BatchNorm
+class BatchNorm1d(BatchNorm):
+    """Batch normalisation of ``(batch, channels)`` or ``(batch, length, channels)``."""
+
+    ranks = (2, 3)
+    layout = "(batch, channels) or (batch, length, channels)"
+
+
+class BatchNorm2d(BatchNorm):
+    """Batch normalisation of images ``(batch, height, width, channels)``."""
+
+    ranks = (4,)
+    layout = "(batch, height, width, channels)"
+
+
+class BatchNorm3d(BatchNorm):
+    """Batch normalisation of volumes ``(batch, depth, height, width, channels)``."""
+
+    ranks = (5,)
+    layout = "(batch, depth, height, width, channels)"
 
 
 class LayerNorm(_Norm):
@@ -188,6 +226,7 @@ class LayerNorm(_Norm):
         super().__init__()
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) \
             else tuple(normalized_shape)
+        _positive_ints("LayerNorm", "normalized_shape", self.normalized_shape)
         self.eps = eps
         self._params(self.normalized_shape, elementwise_affine, bias, dtype)
 
@@ -203,12 +242,18 @@ class GroupNorm(_Norm):
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=None):
         super().__init__()
+        _positive_ints("GroupNorm", "num_groups", num_groups)
+        _positive_ints("GroupNorm", "num_channels", num_channels)
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_groups={num_groups} must divide num_channels={num_channels}")
         self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
         self._params((num_channels,), affine, True, dtype)
 
     def forward(self, x):
+        x = to_tensor(x, "GroupNorm")
+        if x.ndim < 2 or x.shape[-1] != self.num_channels:
+            raise ValueError(f"GroupNorm: expected (batch, ..., {self.num_channels}) with channels "
+                             f"last, got shape {x.shape}")
         return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
@@ -222,6 +267,7 @@ class RMSNorm(_Norm):
         super().__init__()
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) \
             else tuple(normalized_shape)
+        _positive_ints("RMSNorm", "normalized_shape", self.normalized_shape)
         self.eps = eps
         self._params(self.normalized_shape, elementwise_affine, False, dtype)
 

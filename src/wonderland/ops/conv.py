@@ -12,76 +12,34 @@ order of derivative stays in the family. Padding is not part of them: callers pa
 The arithmetic is im2col + GEMM: a strided *view* of the input gives every window
 without copying; windows are copied chunk by chunk into a small buffer (the innermost
 kernel axis and the channels are contiguous in memory, so the copy moves long runs)
-and multiplied with the kernel matrix by BLAS. Chunks over the batch run on a small
-thread pool, each thread with a single-threaded BLAS call, so that one thread's copy
-overlaps another's product. ``conv_transpose`` with stride 1 is itself a convolution
+and multiplied with the kernel matrix by BLAS. Chunks over the batch run on the
+library's one thread pool (``backend/threads.py``), each thread with a single-threaded
+BLAS call, so that one thread's copy overlaps another's product. ``conv_transpose`` with
+stride 1 is itself a convolution
 (of the padded cotangent with the flipped kernel); with larger strides it scatters
 column blocks back (col2im).
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import backend as B
+from ..backend import threads
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ..core.vmap import loop_rule, moveaxis
 
-_pool = None
-_blas = None
 _ROWS_PER_CHUNK = 4096
-
-
-def _workers() -> int:
-    try:
-        return max(1, min(len(os.sched_getaffinity(0)), 4))
-    except AttributeError:  # pragma: no cover
-        return max(1, min(os.cpu_count() or 1, 4))
-
-
-def _blas_controllers():
-    global _blas
-    if _blas is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
-        except Exception:  # pragma: no cover - threadpoolctl is a dependency
-            _blas = []
-    return _blas
-
-
 _PARALLEL_MIN = 1 << 19     # elements of column work below which threads do not pay
 
 
 def _parallel(n_items, work, size=None):
-    """Split ``range(n_items)`` into contiguous parts and run ``work(lo, hi, lane)`` on
-    each, in parallel threads with BLAS limited to one thread per call (small jobs run
-    inline: a thread hand-off costs more than they do)."""
-    global _pool
-    workers = min(_workers(), n_items)
-    if workers <= 1 or (size is not None and size < _PARALLEL_MIN):
-        work(0, n_items, 0)
-        return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_workers() - 1, thread_name_prefix="wl-conv")
-    bounds = np.linspace(0, n_items, workers + 1).astype(int)
-    ctl = _blas_controllers()
-    saved = [c.num_threads for c in ctl]
-    for c in ctl:
-        c.set_num_threads(1)
-    try:
-        futures = [_pool.submit(work, bounds[i], bounds[i + 1], i) for i in range(1, workers)]
-        work(bounds[0], bounds[1], 0)
-        for f in futures:
-            f.result()
-    finally:
-        for c, n in zip(ctl, saved):
-            c.set_num_threads(n)
+    """Run ``work(lo, hi, lane)`` over contiguous parts of ``range(n_items)`` on the
+    library's thread pool, BLAS at one thread per call (``backend/threads.py``); small
+    jobs run inline: a thread hand-off costs more than they do."""
+    threads.parallel_for(n_items, work, size=size, min_size=_PARALLEL_MIN)
 
 
 # ----------------------------------------------------------------------------- geometry

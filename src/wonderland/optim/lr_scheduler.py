@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import math
 
-from .optimizer import Optimizer
+import numpy as np
+
+from .optimizer import Optimizer, check_number
+
+
+def _check_int(owner, name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an integer, got {value!r} "
+                        f"({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{owner}: {name} must be at least {low}, got {value}")
 
 
 class LRScheduler:
+    """Base class: ``step()`` moves to the next epoch (or step) and sets every group's
+    ``lr`` to :meth:`lr_at` of it; ``state_dict()`` / ``load_state_dict()``."""
+
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__}: expected an Optimizer, got "
                             f"{type(optimizer).__name__}")
+        _check_int(type(self).__name__, "last_epoch", last_epoch, -1)
         self.optimizer = optimizer
         for g in optimizer.param_groups:
             g.setdefault("initial_lr", g["lr"])
@@ -39,7 +53,23 @@ class LRScheduler:
     def state_dict(self) -> dict:
         return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
 
+    def check_state_dict(self, state: dict) -> None:
+        """Raise ``ValueError``/``TypeError`` unless ``state`` fits this schedule."""
+        name = type(self).__name__
+        if not isinstance(state, dict) or not {"last_epoch", "base_lrs"} <= set(state):
+            raise ValueError(f"{name}: a schedule state needs 'last_epoch' and 'base_lrs', got "
+                             f"{state!r}")
+        _check_int(name, "last_epoch", state["last_epoch"], -1)
+        lrs = state["base_lrs"]
+        if not isinstance(lrs, list) or len(lrs) != len(self.optimizer.param_groups):
+            raise ValueError(f"{name}: base_lrs must list one rate per parameter group "
+                             f"({len(self.optimizer.param_groups)}), got {lrs!r}")
+        for lr in lrs:
+            check_number(name, "base_lrs", lr, 0.0)
+
     def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (checked first)."""
+        self.check_state_dict(state)
         self.last_epoch = state["last_epoch"]
         self.base_lrs = list(state["base_lrs"])
         for g, lr in zip(self.optimizer.param_groups, self.lr_at(self.last_epoch)):
@@ -51,6 +81,9 @@ class LambdaLR(LRScheduler):
     """``lr = base_lr · lr_lambda(epoch)``."""
 
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        if not callable(lr_lambda):
+            raise TypeError(f"LambdaLR: lr_lambda must be a function of the epoch, got "
+                            f"{lr_lambda!r}")
         self.lr_lambda = lr_lambda
         super().__init__(optimizer, last_epoch)
 
@@ -62,8 +95,8 @@ class StepLR(LRScheduler):
     """``lr = base_lr · gamma^(epoch // step_size)``."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        if step_size <= 0:
-            raise ValueError(f"StepLR: step_size must be positive, got {step_size}")
+        _check_int("StepLR", "step_size", step_size, 1)
+        check_number("StepLR", "gamma", gamma, 0.0)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
@@ -75,6 +108,9 @@ class MultiStepLR(LRScheduler):
     """``lr = base_lr · gamma^(number of milestones ≤ epoch)``."""
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        for m in milestones:
+            _check_int("MultiStepLR", "milestones", m, 0)
+        check_number("MultiStepLR", "gamma", gamma, 0.0)
         self.milestones, self.gamma = sorted(int(m) for m in milestones), gamma
         super().__init__(optimizer, last_epoch)
 
@@ -87,6 +123,7 @@ class ExponentialLR(LRScheduler):
     """``lr = base_lr · gamma^epoch``."""
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
+        check_number("ExponentialLR", "gamma", gamma, 0.0)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -98,8 +135,8 @@ class CosineAnnealingLR(LRScheduler):
     """``lr = eta_min + (base_lr - eta_min)(1 + cos(π·epoch/T_max))/2``."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):  # noqa: N803
-        if T_max <= 0:
-            raise ValueError(f"CosineAnnealingLR: T_max must be positive, got {T_max}")
+        _check_int("CosineAnnealingLR", "T_max", T_max, 1)
+        check_number("CosineAnnealingLR", "eta_min", eta_min, 0.0)
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 
@@ -114,8 +151,11 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
                  last_epoch=-1):
-        if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
-            raise ValueError("LinearLR: factors must lie in (0, 1]")
+        check_number("LinearLR", "start_factor", start_factor, 0.0, 1.0, True)
+        check_number("LinearLR", "end_factor", end_factor, 0.0, 1.0, True)
+        _check_int("LinearLR", "total_iters", total_iters, 0)
+        if start_factor == 0:
+            raise ValueError("LinearLR: start_factor must be above 0, got 0")
         self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
         super().__init__(optimizer, last_epoch)
 
@@ -129,8 +169,18 @@ class SequentialLR(LRScheduler):
     """Run ``schedulers[i]`` from ``milestones[i-1]`` on (each restarted at 0)."""
 
     def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
-        if len(milestones) != len(schedulers) - 1:
-            raise ValueError("SequentialLR: need one milestone fewer than schedulers")
+        schedulers, milestones = list(schedulers), list(milestones)
+        if not schedulers or len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"SequentialLR: need one milestone fewer than schedulers, got "
+                             f"{len(schedulers)} schedulers and milestones {milestones}")
+        for s in schedulers:
+            if not isinstance(s, LRScheduler) or s.optimizer is not optimizer:
+                raise ValueError(f"SequentialLR: every scheduler must be a schedule of the same "
+                                 f"optimizer, got {s!r}")
+        for m in milestones:
+            _check_int("SequentialLR", "milestones", m, 1)
+        if milestones != sorted(milestones):
+            raise ValueError(f"SequentialLR: milestones must increase, got {milestones}")
         self.schedulers, self.milestones = list(schedulers), list(milestones)
         super().__init__(optimizer, last_epoch)
 

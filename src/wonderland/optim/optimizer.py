@@ -8,32 +8,21 @@ dicts, as in PyTorch) so that schedules can change them between steps.
 from __future__ import annotations
 
 import copy
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..backend import threads
 from ..core.tensor import Tensor
 
 # Parameters with at least this many elements are updated in slices on several threads:
 # the update is a handful of memory-bound passes, and NumPy releases the GIL in them.
 _SPLIT = 1 << 16
-_pool = None
-
-
-def _workers() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, 4))
 
 
 def run_elementwise(jobs, kernel) -> None:
     """Run ``kernel(p, g, state, group, hyper)`` for each job, slicing large parameters
-    (and their same-shaped state arrays) across a small thread pool."""
-    global _pool
-    workers = _workers()
+    (and their same-shaped state arrays) across the library's thread pool."""
+    workers = threads.get_num_threads()
     total = sum(job[0].size for job in jobs)
     if workers == 1 or total < 2 * _SPLIT:
         for job in jobs:
@@ -60,20 +49,32 @@ def run_elementwise(jobs, kernel) -> None:
         i = load.index(min(load))
         lanes[i].append(job)
         load[i] += size
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="wl-optim")
 
     def run(lane):
         for job in lane:
             kernel(*job)
 
-    futures = [_pool.submit(run, lane) for lane in lanes[1:] if lane]
-    run(lanes[0])
-    for f in futures:
-        f.result()
+    threads.run_parallel([(lambda lane=lane: run(lane)) for lane in lanes if lane])
+
+
+def check_number(owner, name, value, low, high=None, high_included=False):
+    """Raise ``TypeError`` unless ``value`` is a real number, ``ValueError`` unless it is
+    finite and in ``[low, high)`` (``[low, high]`` with ``high_included``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r} "
+                        f"({type(value).__name__})")
+    above = high is not None and (value > high if high_included else value >= high)
+    if not np.isfinite(value) or value < low or above:
+        span = "" if high is None else (f" and at most {high:g}" if high_included
+                                         else f" and below {high:g}")
+        raise ValueError(f"{owner}: {name} must be a finite number of at least {low:g}{span}, "
+                         f"got {value!r}")
 
 
 class Optimizer:
+    """Base class: parameter groups (``param_groups``), per-parameter ``state``,
+    ``step()``, ``zero_grad()``, ``state_dict()`` / ``load_state_dict()``."""
+
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
         self.param_groups = []
@@ -115,9 +116,24 @@ class Optimizer:
         self._check_group(group)
         self.param_groups.append(group)
 
+    # hyper-parameter name -> (lowest value, bound above or None, upper bound included)
+    _RANGES = {"lr": (0.0, None, False)}
+
     def _check_group(self, group):
-        if group.get("lr", 0.0) < 0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']}")
+        """Raise a clear error for a hyper-parameter of the wrong type or out of range."""
+        name = type(self).__name__
+        for key, (low, high, closed) in self._RANGES.items():
+            if key in group:
+                check_number(name, key, group[key], low, high, closed)
+        for key in ("nesterov", "maximize", "amsgrad", "centered"):
+            if key in group and not isinstance(group[key], (bool, np.bool_)):
+                raise TypeError(f"{name}: {key} must be True or False, got {group[key]!r}")
+        if "betas" in group:
+            betas = group["betas"]
+            if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+                raise TypeError(f"{name}: betas must be a pair of numbers in [0, 1), got {betas!r}")
+            for i, b in enumerate(betas):
+                check_number(name, f"betas[{i}]", b, 0.0, 1.0, False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
@@ -222,38 +238,64 @@ class Optimizer:
                                            for k, v in self.state[p].items()}
         return {"state": state, "param_groups": groups}
 
+    def check_state_dict(self, state_dict: dict) -> None:
+        """Raise ``ValueError``/``TypeError`` if ``state_dict`` does not fit this optimiser
+        (group sizes, parameter indices, state shapes, hyper-parameters); change nothing."""
+        self._restored(state_dict)
+
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore a :meth:`state_dict`: it is checked in full before anything changes."""
+        state, hypers = self._restored(state_dict)
+        self.state = state
+        self._flats = {}
+        for mine, theirs in zip(self.param_groups, hypers):
+            mine.update(theirs)
+
+    def _restored(self, state_dict):
+        """``(state, group hyper-parameters)`` from a state dict, every entry checked."""
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("param_groups"), list) \
+                or not isinstance(state_dict.get("state", {}), dict):
+            raise TypeError("load_state_dict: expected {'state': dict, 'param_groups': list}")
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(f"load_state_dict: the state has {len(groups)} parameter groups, "
                              f"the optimizer {len(self.param_groups)}")
-        params = []
+        params, hypers = {}, []
         for mine, theirs in zip(self.param_groups, groups):
-            if len(mine["params"]) != len(theirs["params"]):
+            ids = theirs.get("params") if isinstance(theirs, dict) else None
+            if not isinstance(ids, list) or len(mine["params"]) != len(ids):
                 raise ValueError("load_state_dict: a parameter group's size differs "
-                                 f"({len(theirs['params'])} in the state, {len(mine['params'])} here)")
-            params.extend(zip(theirs["params"], mine["params"]))
-        self.state = {}
-        self._flats = {}
-        for idx, p in params:
-            s = state_dict["state"].get(idx, state_dict["state"].get(str(idx)))
-            if s is None:
-                continue
-            restored = {}
-            for k, v in s.items():
-                if isinstance(v, (np.ndarray, Tensor)):
-                    arr = np.array(v.data if isinstance(v, Tensor) else v)
-                    if arr.shape != p.shape and arr.ndim > 0:
-                        raise ValueError(f"load_state_dict: state {k!r} has shape {arr.shape} "
-                                         f"but its parameter has shape {p.shape}")
-                    restored[k] = arr.astype(p.data.dtype) if arr.ndim else arr
-                else:
-                    restored[k] = v
-            self.state[p] = restored
-        for mine, theirs in zip(self.param_groups, groups):
-            for k, v in theirs.items():
-                if k != "params":
-                    mine[k] = copy.deepcopy(v)
+                                 f"({len(ids) if isinstance(ids, list) else ids!r} in the state, "
+                                 f"{len(mine['params'])} here)")
+            params.update(zip((str(i) for i in ids), mine["params"]))
+            hyper = {k: copy.deepcopy(v) for k, v in theirs.items() if k != "params"}
+            missing = sorted(k for k in self.defaults if k not in hyper)
+            if missing:
+                raise ValueError(f"load_state_dict: a parameter group lacks {missing}")
+            self._check_group(hyper)
+            hypers.append(hyper)
+        state = {}
+        for idx, entries in state_dict.get("state", {}).items():
+            p = params.get(str(idx))
+            if p is None:
+                raise ValueError(f"load_state_dict: state for parameter {idx!r}, but the "
+                                 f"optimizer's parameters are numbered 0 to {len(params) - 1}")
+            if not isinstance(entries, dict):
+                raise TypeError(f"load_state_dict: the state of parameter {idx!r} is not a dict")
+            state[p] = {k: self._restored_entry(k, v, p) for k, v in entries.items()}
+        return state, hypers
+
+    @staticmethod
+    def _restored_entry(name, value, p):
+        if not isinstance(value, (np.ndarray, Tensor)):
+            return value
+        arr = np.array(value.data if isinstance(value, Tensor) else value)
+        if arr.ndim == 0:
+            return arr
+        if arr.shape != p.shape:
+            raise ValueError(f"load_state_dict: state {name!r} has shape {arr.shape} "
+                             f"but its parameter has shape {p.shape}")
+        return arr.astype(p.data.dtype)
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]

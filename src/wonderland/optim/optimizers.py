@@ -15,10 +15,7 @@ import numpy as np
 
 from .optimizer import Optimizer
 
-
-def _check_range(name, value, low, high=None):
-    if value < low or (high is not None and value >= high):
-        raise ValueError(f"invalid {name}: {value}")
+_NON_NEGATIVE = (0.0, None, False)
 
 
 def _effective_grad(p, g, group, coupled_decay=True):
@@ -36,16 +33,18 @@ class SGD(Optimizer):
     ``d = g + wd·p``; ``buf = μ·buf + (1 - dampening)·d``; ``p -= lr·(d + μ·buf if
     nesterov else buf)``."""
 
+    _RANGES = {"lr": _NON_NEGATIVE, "momentum": _NON_NEGATIVE, "dampening": _NON_NEGATIVE,
+               "weight_decay": _NON_NEGATIVE}
+
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, maximize=False):
-        _check_range("lr", lr, 0.0)
-        _check_range("momentum", momentum, 0.0)
-        _check_range("weight_decay", weight_decay, 0.0)
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+        self._check_group(defaults)
         if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening = 0")
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=maximize))
+            raise ValueError(f"SGD: Nesterov momentum requires momentum > 0 and dampening = 0, "
+                             f"got momentum={momentum}, dampening={dampening}")
+        super().__init__(params, defaults)
 
     def _init_state(self, param, group):
         return {"momentum_buffer": np.zeros_like(param)} if group["momentum"] else {}
@@ -73,17 +72,15 @@ class Adam(Optimizer):
     decoupled form."""
 
     decoupled = False
+    _RANGES = {"lr": _NON_NEGATIVE, "eps": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE}
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, maximize=False):
-        _check_range("lr", lr, 0.0)
-        _check_range("eps", eps, 0.0)
-        _check_range("beta1", betas[0], 0.0, 1.0)
-        _check_range("beta2", betas[1], 0.0, 1.0)
-        _check_range("weight_decay", weight_decay, 0.0)
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize))
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, maximize=maximize)
+        self._check_group(defaults)
+        defaults["betas"] = tuple(betas)
+        super().__init__(params, defaults)
 
     def _init_state(self, param, group):
         state = {"step": 0, "exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
@@ -136,14 +133,15 @@ class RMSprop(Optimizer):
     """RMSprop: divide by a running root-mean-square of gradients (optionally centred,
     with momentum)."""
 
+    _RANGES = {"lr": _NON_NEGATIVE, "alpha": _NON_NEGATIVE, "eps": _NON_NEGATIVE,
+               "weight_decay": _NON_NEGATIVE, "momentum": _NON_NEGATIVE}
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, maximize=False):
-        _check_range("lr", lr, 0.0)
-        _check_range("alpha", alpha, 0.0)
-        _check_range("eps", eps, 0.0)
-        _check_range("momentum", momentum, 0.0)
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered, maximize=maximize))
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered, maximize=maximize)
+        self._check_group(defaults)
+        super().__init__(params, defaults)
 
     def _init_state(self, param, group):
         state = {"step": 0, "square_avg": np.zeros_like(param)}
@@ -183,14 +181,16 @@ class RMSprop(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad: per-coordinate steps shrinking with the accumulated squared gradients."""
 
+    _RANGES = {"lr": _NON_NEGATIVE, "lr_decay": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE,
+               "initial_accumulator_value": _NON_NEGATIVE, "eps": _NON_NEGATIVE}
+
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, maximize=False):
-        _check_range("lr", lr, 0.0)
-        _check_range("lr_decay", lr_decay, 0.0)
-        _check_range("initial_accumulator_value", initial_accumulator_value, 0.0)
-        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value,
-                                      eps=eps, maximize=maximize))
+        defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                        initial_accumulator_value=initial_accumulator_value, eps=eps,
+                        maximize=maximize)
+        self._check_group(defaults)
+        super().__init__(params, defaults)
 
     def _init_state(self, param, group):
         return {"step": 0, "sum": np.full_like(param, group["initial_accumulator_value"])}

@@ -1,0 +1,221 @@
+"""One threading policy for the whole library.
+
+wonderland runs its own parallel work (convolution chunks, slices of large optimiser
+updates) on **one** pool of worker threads, sized from the cores this process may run on
+(``os.sched_getaffinity``), or from ``WONDERLAND_NUM_THREADS``, or from
+:func:`set_num_threads`. Three rules keep it from fighting other processes for the cores:
+
+* **BLAS runs single-threaded by default.** OpenBLAS's threads synchronise by spinning:
+  when another process takes a core, the thread left waiting burns its time slice and a
+  matrix product slows down many times over (measured in ``benchmarks/README.md``). The
+  library's parallelism comes from the pool instead, whose idle threads sleep. Callers
+  who own the machine may give BLAS more threads with ``set_num_threads(n,
+  blas_threads=k)`` or ``WONDERLAND_BLAS_THREADS``; BLAS is still limited to one thread
+  while the pool's own threads run, so the two never multiply.
+* **No spinning waits.** Pool threads block on a queue; the caller waits on futures.
+  When wonderland is imported before NumPy, ``OPENBLAS_THREAD_TIMEOUT`` is set (unless the
+  user set it) so that idle OpenBLAS threads go to sleep at once instead of spinning for
+  about a tenth of a second after each call; the variable only takes effect if it is set
+  before NumPy loads OpenBLAS.
+* **Small jobs run inline**, and work submitted from inside a pool thread runs inline
+  too, so nested parallel calls can never deadlock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+NUM_THREADS_ENV = "WONDERLAND_NUM_THREADS"
+BLAS_THREADS_ENV = "WONDERLAND_BLAS_THREADS"
+
+_lock = threading.RLock()
+_local = threading.local()
+_state = {"size": None, "blas": None, "pool": None, "controllers": None}
+_blas_users = [0]            # callers currently holding BLAS at one thread
+_blas_saved = [None]         # BLAS thread counts to restore when the last one leaves
+
+
+def available_cores() -> int:
+    """How many cores this process may run on (its CPU affinity, not the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _positive_int(value, what) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{what} must be a positive integer, got {value!r}")
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return n
+
+
+def _env_int(name, default) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    return _positive_int(raw, f"the environment variable {name}")
+
+
+def get_num_threads() -> int:
+    """The number of threads wonderland's parallel work uses (the caller included)."""
+    with _lock:
+        if _state["size"] is None:
+            _state["size"] = _env_int(NUM_THREADS_ENV, available_cores())
+        return _state["size"]
+
+
+def get_blas_threads() -> int:
+    """The number of threads BLAS may use outside the pool (1 unless raised)."""
+    with _lock:
+        if _state["blas"] is None:
+            _state["blas"] = _env_int(BLAS_THREADS_ENV, 1)
+        return _state["blas"]
+
+
+def set_num_threads(n: int, blas_threads: int | None = None) -> None:
+    """Use ``n`` threads for wonderland's parallel work (1: everything on the calling
+    thread). ``blas_threads`` (default: unchanged, initially 1) is how many threads BLAS
+    may use for products called outside the pool; keep it at 1 on a shared machine."""
+    n = _positive_int(n, "set_num_threads: n")
+    if blas_threads is not None:
+        blas_threads = _positive_int(blas_threads, "set_num_threads: blas_threads")
+    with _lock:
+        old = _state["pool"]
+        _state["size"], _state["pool"] = n, None
+        if blas_threads is not None:
+            _state["blas"] = blas_threads
+    if old is not None:
+        old.shutdown(wait=True)
+    apply_blas_policy()
+
+
+# ----------------------------------------------------------------------------- BLAS
+def _blas_controllers(refresh=False):
+    with _lock:
+        if _state["controllers"] is None or refresh:
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                _state["controllers"] = [c for c in ThreadpoolController().lib_controllers
+                                         if c.user_api == "blas"]
+            except Exception:  # pragma: no cover - threadpoolctl is a dependency
+                _state["controllers"] = []
+        return _state["controllers"]
+
+
+def blas_thread_counts() -> list:
+    """The current thread count of every BLAS library loaded in the process."""
+    return [c.num_threads for c in _blas_controllers()]
+
+
+def apply_blas_policy() -> None:
+    """Set every BLAS library loaded so far to :func:`get_blas_threads` threads (if the
+    pool is running, that count is restored when it finishes)."""
+    target = get_blas_threads()
+    with _lock:
+        if _blas_users[0]:
+            _blas_saved[0] = [target] * len(_blas_controllers())
+            return
+        for c in _blas_controllers(refresh=True):
+            if c.num_threads != target:
+                c.set_num_threads(target)
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Hold every BLAS library at one thread for the duration (re-entrant, shared
+    between threads: the counts are restored when the last holder leaves)."""
+    with _lock:
+        if _blas_users[0] == 0:
+            controllers = _blas_controllers()
+            _blas_saved[0] = [c.num_threads for c in controllers]
+            for c in controllers:
+                if c.num_threads != 1:
+                    c.set_num_threads(1)
+        _blas_users[0] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _blas_users[0] -= 1
+            if _blas_users[0] == 0:
+                for c, n in zip(_blas_controllers(), _blas_saved[0]):
+                    if c.num_threads != n:
+                        c.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------- the pool
+def _mark_worker():
+    _local.in_pool = True
+
+
+def _pool(size):
+    with _lock:
+        if _state["pool"] is None:
+            _state["pool"] = ThreadPoolExecutor(max_workers=size - 1, thread_name_prefix="wl",
+                                                initializer=_mark_worker)
+        return _state["pool"]
+
+
+def in_worker() -> bool:
+    """True on one of the pool's threads (where parallel calls run inline)."""
+    return getattr(_local, "in_pool", False)
+
+
+def run_parallel(tasks) -> None:
+    """Run the callables ``tasks`` (no arguments), the first on the calling thread and
+    the others on the pool, with BLAS at one thread; return when all have finished and
+    re-raise the first error. Runs them one after another where threads cannot help."""
+    tasks = list(tasks)
+    size = get_num_threads()
+    if len(tasks) <= 1 or size <= 1 or in_worker():
+        for task in tasks:
+            task()
+        return
+    with single_threaded_blas():
+        futures = [_pool(size).submit(task) for task in tasks[1:]]
+        try:
+            tasks[0]()
+        finally:
+            errors = [f.exception() for f in futures]
+        for err in errors:
+            if err is not None:
+                raise err
+
+
+def parallel_for(n_items: int, work, size=None, min_size: int = 0) -> None:
+    """Split ``range(n_items)`` into up to :func:`get_num_threads` contiguous parts and
+    run ``work(lo, hi, lane)`` on each in parallel (lane numbers the part). With
+    ``size`` (the job's work in elements) below ``min_size`` everything runs inline: a
+    thread hand-off costs more than a small job."""
+    parts = min(get_num_threads(), n_items)
+    if parts <= 1 or in_worker() or (size is not None and size < min_size):
+        work(0, n_items, 0)
+        return
+    bounds = [n_items * i // parts for i in range(parts + 1)]
+    run_parallel([(lambda lo=lo, hi=hi, lane=lane: work(lo, hi, lane))
+                  for lane, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))])
+
+
+def _reset_after_fork():
+    # a forked child has none of the parent's threads: start afresh on first use
+    _state["pool"] = None
+    _blas_users[0] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+__all__ = ["available_cores", "get_num_threads", "set_num_threads", "get_blas_threads",
+           "apply_blas_policy", "single_threaded_blas", "blas_thread_counts", "run_parallel",
+           "parallel_for", "in_worker", "NUM_THREADS_ENV", "BLAS_THREADS_ENV"]
