@@ -39,8 +39,8 @@ def random_translate(x, max_shift=2, fill=0.0, generator=None):
     x = _arr(x)
     _check_images(x, "random_translate")
     g = _gen(generator)
-    dy = g.randint(-max_shift, max_shift + 1, (x.shape[0],)).data
-    dx = g.randint(-max_shift, max_shift + 1, (x.shape[0],)).data
+    dy = g.randint(-max_shift, max_shift + 1, (x.shape[0],)).numpy()
+    dx = g.randint(-max_shift, max_shift + 1, (x.shape[0],)).numpy()
     return _shifted(x, dy, dx, fill)
 
 
@@ -54,8 +54,8 @@ def random_crop(x, size, padding=0, fill=0.0, generator=None):
     if sh > h or sw > w:
         raise ValueError(f"random_crop: crop {sh}×{sw} is larger than the padded image {h}×{w}")
     g = _gen(generator)
-    top = g.randint(0, h - sh + 1, (b,)).data
-    left = g.randint(0, w - sw + 1, (b,)).data
+    top = g.randint(0, h - sh + 1, (b,)).numpy()
+    left = g.randint(0, w - sw + 1, (b,)).numpy()
     rows = top[:, None] + np.arange(sh)[None, :]
     cols = left[:, None] + np.arange(sw)[None, :]
     return xp[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
@@ -65,7 +65,7 @@ def random_flip(x, p=0.5, axis=2, generator=None):
     """Flip each image along ``axis`` (2 = horizontally) with probability ``p``."""
     x = _arr(x)
     _check_images(x, "random_flip")
-    flip = _gen(generator).uniform((x.shape[0],), dtype=np.float64).data < p
+    flip = _gen(generator).uniform((x.shape[0],), dtype=np.float64).numpy() < p
     out = x.copy()
     out[flip] = np.flip(x[flip], axis=axis)
     return out
@@ -86,7 +86,7 @@ def mixup(x, y, num_classes, alpha=0.2, generator=None):
     if x.dtype.kind != "f":                       # mixing integers (e.g. uint8 pixels) needs floats
         x = x.astype(np.float32)
     lam = float(g.beta(alpha, alpha).item())
-    perm = g.permutation(x.shape[0]).data
+    perm = g.permutation(x.shape[0]).numpy()
     return (lam * x + (1 - lam) * x[perm]).astype(x.dtype), (lam * ys + (1 - lam) * ys[perm])
 
 
@@ -103,7 +103,7 @@ def cutmix(x, y, num_classes, alpha=1.0, generator=None):
     cy, cx = int(g.randint(0, h).item()), int(g.randint(0, w).item())
     top, bottom = max(cy - ch // 2, 0), min(cy + (ch - ch // 2), h)
     left, right = max(cx - cw // 2, 0), min(cx + (cw - cw // 2), w)
-    perm = g.permutation(b).data
+    perm = g.permutation(b).numpy()
     out = x.copy()
     out[:, top:bottom, left:right] = x[perm, top:bottom, left:right]
     share = (bottom - top) * (right - left) / (h * w)

@@ -70,8 +70,8 @@ def make_xor(n=200, noise=0.1, generator=None):
     """Points around the four corners of the unit square; label = x0 XOR x1."""
     n = _n(n, "make_xor")
     g = _gen(generator)
-    corners = g.randint(0, 2, (n, 2)).data
-    x = corners + noise * g.normal((n, 2), dtype=np.float64).data
+    corners = g.randint(0, 2, (n, 2)).numpy()
+    x = corners + noise * g.normal((n, 2), dtype=np.float64).numpy()
     return Tensor(x.astype(np.float32)), Tensor((corners[:, 0] ^ corners[:, 1]).astype(np.int64))
 
 
@@ -80,10 +80,10 @@ def make_moons(n=200, noise=0.1, generator=None):
     n = _n(n, "make_moons")
     g = _gen(generator)
     half = n // 2
-    t = g.uniform((n,), 0.0, math.pi, dtype=np.float64).data
+    t = g.uniform((n,), 0.0, math.pi, dtype=np.float64).numpy()
     upper = np.stack([np.cos(t[:half]), np.sin(t[:half])], 1)
     lower = np.stack([1 - np.cos(t[half:]), 0.5 - np.sin(t[half:])], 1)
-    x = np.concatenate([upper, lower]) + noise * g.normal((n, 2), dtype=np.float64).data
+    x = np.concatenate([upper, lower]) + noise * g.normal((n, 2), dtype=np.float64).numpy()
     y = np.concatenate([np.zeros(half), np.ones(n - half)]).astype(np.int64)
     return Tensor(x.astype(np.float32)), Tensor(y)
 
@@ -95,9 +95,9 @@ def make_circles(n=200, noise=0.05, factor=0.5, generator=None):
         raise ValueError(f"make_circles: factor must be in (0, 1), got {factor}")
     g = _gen(generator)
     half = n // 2
-    t = g.uniform((n,), 0.0, 2 * math.pi, dtype=np.float64).data
+    t = g.uniform((n,), 0.0, 2 * math.pi, dtype=np.float64).numpy()
     r = np.concatenate([np.ones(half), factor * np.ones(n - half)])
-    x = np.stack([r * np.cos(t), r * np.sin(t)], 1) + noise * g.normal((n, 2), dtype=np.float64).data
+    x = np.stack([r * np.cos(t), r * np.sin(t)], 1) + noise * g.normal((n, 2), dtype=np.float64).numpy()
     y = np.concatenate([np.zeros(half), np.ones(n - half)]).astype(np.int64)
     return Tensor(x.astype(np.float32)), Tensor(y)
 
@@ -109,10 +109,10 @@ def make_spirals(n=300, classes=2, noise=0.2, turns=1.5, generator=None):
         raise ValueError(f"make_spirals: need at least 2 classes, got {classes}")
     g = _gen(generator)
     y = np.arange(n) % classes
-    r = g.uniform((n,), 0.05, 1.0, dtype=np.float64).data
+    r = g.uniform((n,), 0.05, 1.0, dtype=np.float64).numpy()
     theta = 2 * math.pi * (turns * r + y / classes)
     x = np.stack([r * np.cos(theta), r * np.sin(theta)], 1)
-    x += noise * 0.1 * g.normal((n, 2), dtype=np.float64).data
+    x += noise * 0.1 * g.normal((n, 2), dtype=np.float64).numpy()
     return Tensor(x.astype(np.float32)), Tensor(y.astype(np.int64))
 
 
@@ -121,9 +121,9 @@ def make_regression_1d(n=100, noise=0.1, fn=None, low=-3.0, high=3.0, generator=
     ``fn = sin``); shapes ``(n, 1)`` and ``(n,)``."""
     n = _n(n, "make_regression_1d")
     g = _gen(generator)
-    x = np.sort(g.uniform((n,), low, high, dtype=np.float64).data)
+    x = np.sort(g.uniform((n,), low, high, dtype=np.float64).numpy())
     f = np.sin if fn is None else fn
-    y = np.asarray(f(x), dtype=np.float64) + noise * g.normal((n,), dtype=np.float64).data
+    y = np.asarray(f(x), dtype=np.float64) + noise * g.normal((n,), dtype=np.float64).numpy()
     return Tensor(x[:, None].astype(np.float32)), Tensor(y.astype(np.float32))
 
 
@@ -212,16 +212,16 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, gener
         for c in np.unique(labels):
             members = np.flatnonzero(labels == c)
             if shuffle:
-                members = members[g.permutation(len(members)).data]
+                members = members[g.permutation(len(members)).numpy()]
             k = int(round(len(members) * n_test / n))
             test_idx.extend(members[:k])
         test_idx = np.array(sorted(test_idx), dtype=np.int64)
         train_idx = np.setdiff1d(np.arange(n), test_idx)
         if shuffle:
-            train_idx = train_idx[g.permutation(len(train_idx)).data]
-            test_idx = test_idx[g.permutation(len(test_idx)).data]
+            train_idx = train_idx[g.permutation(len(train_idx)).numpy()]
+            test_idx = test_idx[g.permutation(len(test_idx)).numpy()]
     else:
-        order = g.permutation(n).data if shuffle else np.arange(n)
+        order = g.permutation(n).numpy() if shuffle else np.arange(n)
         test_idx, train_idx = order[:n_test], order[n_test:]
     out = []
     for t in ts:

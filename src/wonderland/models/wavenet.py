@@ -83,7 +83,7 @@ class CharCNN(Module):
         with no_grad():
             for _ in range(steps):
                 ctx = np.array(seq[-window:], dtype=np.int64)[None]
-                logits = self(Tensor(ctx)).data[0, -1].astype(np.float64) / temperature
+                logits = self(Tensor(ctx)).numpy()[0, -1].astype(np.float64) / temperature
                 p = np.exp(logits - logits.max())
                 p /= p.sum()
                 seq.append(int(g.choice(len(p), p=p).item()))
@@ -101,7 +101,7 @@ def forecast(model, history, steps):
     model.eval()
     with no_grad():
         for _ in range(steps):
-            nxt = model(Tensor(h[-window:][None])).data[0, -1]
+            nxt = model(Tensor(h[-window:][None])).numpy()[0, -1]
             out.append(nxt)
             h = np.concatenate([h, nxt[None]], axis=0)
     model.train(was)

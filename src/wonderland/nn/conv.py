@@ -18,7 +18,9 @@ from ..core import dtypes
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, to_tensor
 from ..ops.conv import conv_bias_raw, conv_raw, conv_transpose_raw
-from ..ops.pool import max_windows, window_gather
+from ..ops._common import namespace
+from ..ops.pool import argmax_windows
+from ..ops.pool import max_pool as _max_pool_op
 from . import init
 from .module import Module, Parameter
 
@@ -298,32 +300,36 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     what = f"max_pool{nd}d"
     x, kernel, stride, padding, dilation = _pool_args(x, kernel_size, stride, padding, dilation, nd, what)
     _, extra = _pool_sizes(x, kernel, stride, padding, dilation, ceil_mode, nd, what)
-    pads = [(p, p + e) for p, e in zip(padding, extra)]
-    valid = None
+    pads = tuple((p, p + e) for p, e in zip(padding, extra))
     spatial = x.shape[1:1 + nd]
     if any(a or b for a, b in pads):
-        valid = np.pad(np.ones(x.shape, dtype=bool), [(0, 0)] + pads + [(0, 0)])
-        x = _pad(x, pads, value=float("-inf"))
-    values, idx = max_windows(x.data, kernel, stride, dilation, valid)
-    out = window_gather(x, idx, kernel, stride, dilation, values=values)
+        x = _pad(x, list(pads), value=float("-inf"))
+    else:
+        pads = ()
+    out = _max_pool_op(x, kernel, stride, dilation, pads)
     if not return_indices:
         return out
-    return out, _flat_indices(idx, kernel, stride, dilation, padding, spatial)
+    offsets = argmax_windows(x, kernel, stride, dilation, pads)
+    return out, _flat_indices(offsets, kernel, stride, dilation, padding, spatial)
 
 
 def _flat_indices(offsets, kernel, stride, dilation, padding, spatial):
     """PyTorch's ``return_indices`` in channels-last layout: for every output element,
     the row-major flat index ``i·W + j`` (2-D) of the chosen input position within its
-    sample's and channel's unpadded spatial grid, as int64 of the output's shape."""
+    sample's and channel's unpadded spatial grid, as int64 of the output's shape (tensor
+    operations on the chosen kernel offsets)."""
     nd = len(kernel)
-    chosen = np.unravel_index(offsets.astype(np.intp), kernel)
-    flat = np.zeros(offsets.shape, dtype=np.int64)
+    xp = namespace(offsets)
+    flat = offsets.astype(np.int64) * 0
+    rest = offsets.astype(np.int64)
+    strides_k = [int(np.prod(kernel[d + 1:])) for d in range(nd)]
     for d in range(nd):
+        chosen = (rest // strides_k[d]) % kernel[d]           # this dimension's offset
         shape = [1] * offsets.ndim
         shape[1 + d] = offsets.shape[1 + d]
-        start = (np.arange(offsets.shape[1 + d]) * stride[d] - padding[d]).reshape(shape)
-        flat = flat * spatial[d] + start + chosen[d] * dilation[d]
-    return Tensor(flat)
+        start = constant((xp.arange(offsets.shape[1 + d]) * stride[d] - padding[d]).reshape(shape))
+        flat = flat * spatial[d] + start + chosen * dilation[d]
+    return flat
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -362,22 +368,23 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
     c = x.shape[-1]
     k = int(np.prod(kernel))
     pads = [(p, p + e) for p, e in zip(padding, extra)]
-    xp = _pad(x, pads)
-    ones = constant(np.ones((*kernel, 1, c), dtype=x.dtype))
+    padded = _pad(x, pads)
+    xp = namespace(x)
+    ones = constant(xp.ones((*kernel, 1, c), dtype=x.dtype))
     if divisor_override is not None:
-        return conv_raw(xp, ones, stride, (1,) * nd, c) * (1.0 / divisor_override)
+        return conv_raw(padded, ones, stride, (1,) * nd, c) * (1.0 / divisor_override)
     if not any(extra) and (count_include_pad or not any(padding)):
-        w = constant(np.full((*kernel, 1, c), 1.0 / k, dtype=x.dtype))
-        return conv_raw(xp, w, stride, (1,) * nd, c)
+        w = constant(xp.full((*kernel, 1, c), 1.0 / k, dtype=x.dtype))
+        return conv_raw(padded, w, stride, (1,) * nd, c)
     # divide by the number of elements each window covers: real ones only, or also the
     # symmetric padding (count_include_pad), never the ceil_mode extension
-    mask = np.zeros((1, *xp.shape[1:1 + nd], 1), dtype=x.dtype)
+    mask = xp.zeros((1, *padded.shape[1:1 + nd], 1), dtype=x.dtype)
     inner = padding if not count_include_pad else (0,) * nd
     lengths = [n + 2 * (p - i) for n, p, i in zip(x.shape[1:1 + nd], padding, inner)]
     mask[(slice(None),) + tuple(slice(i, i + m) for i, m in zip(inner, lengths))] = 1.0
-    counts = conv_raw(constant(mask), constant(np.ones((*kernel, 1, 1), dtype=x.dtype)),
+    counts = conv_raw(constant(mask), constant(xp.ones((*kernel, 1, 1), dtype=x.dtype)),
                       stride, (1,) * nd, 1)
-    return conv_raw(xp, ones, stride, (1,) * nd, c) / counts
+    return conv_raw(padded, ones, stride, (1,) * nd, c) / counts
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -412,7 +419,7 @@ def global_avg_pool(x):
 def _first_max_over_axis1(x):
     """``max`` over axis 1 of ``(b, n, c)`` whose gradient goes to the first maximum
     (NaN wins), the convention of :func:`max_pool2d`, rather than split between ties."""
-    idx = np.argmax(x.data, axis=1)[:, None, :]
+    idx = ops.argmax(x, axis=1, keepdims=True)             # an operation: works in vmap
     return ops.take_along_axis(x, idx, axis=1).squeeze(1)
 
 
@@ -432,24 +439,24 @@ def masked_global_avg_pool(x, mask):
     """Mean over the time axis of ``x (b, t, c)`` counting only positions where
     ``mask (b, t)`` is true: padding in variable-length batches does not dilute it."""
     x = floating(to_tensor(x, "masked_global_avg_pool"))
-    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    m = to_tensor(mask, "masked_global_avg_pool")
     if x.ndim != 3 or m.shape != x.shape[:2]:
         raise ValueError(f"masked_global_avg_pool: need x (b, t, c) and mask (b, t); got "
                          f"{x.shape} and {m.shape}")
     mf = m.astype(x.dtype)[..., None]
-    counts = np.maximum(mf.sum(axis=1), 1.0)
-    return (x * constant(mf)).sum(1) / constant(counts)
+    counts = ops.maximum(mf.sum(axis=1), 1.0)
+    return (x * mf).sum(1) / counts
 
 
 def masked_global_max_pool(x, mask):
     """Maximum over the time axis of ``x (b, t, c)`` at positions where ``mask`` is true
     (ties: the gradient goes to the first maximum, as in :func:`global_max_pool`)."""
     x = floating(to_tensor(x, "masked_global_max_pool"))
-    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    m = to_tensor(mask, "masked_global_max_pool")
     if x.ndim != 3 or m.shape != x.shape[:2]:
         raise ValueError(f"masked_global_max_pool: need x (b, t, c) and mask (b, t); got "
                          f"{x.shape} and {m.shape}")
-    return _first_max_over_axis1(ops.where(constant(m[..., None]), x, float("-inf")))
+    return _first_max_over_axis1(ops.where(m[..., None], x, float("-inf")))
 
 
 # ----------------------------------------------------------------------------- modules

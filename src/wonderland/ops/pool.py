@@ -1,14 +1,16 @@
-"""Max pooling as a pair of linear primitives around a fixed choice of positions.
-
-(The JVP of ``window_gather`` is written out rather than marked linear because the
-forward may be handed its precomputed maxima, which must not be reused for tangents.)
+"""Max pooling: a primitive whose backward scatters to the chosen positions, and the
+linear pair it is built from.
 
 ``max_pool`` picks, in every window, the kernel offset of the largest value (the first
-one on ties, as PyTorch does), then *gathers* the input there. Gathering at fixed
-positions is linear, and its transpose *scatters* a cotangent back to those positions,
-so ``window_gather`` and ``window_scatter`` are each other's VJP; the JVP of max pooling
-gathers the tangent. (Average pooling needs no primitive of its own: it is a depthwise
-convolution with a constant kernel.)
+one on ties, as PyTorch does; a NaN wins; padding is never chosen) and returns the
+maxima. Its node keeps only the chosen offsets (int8 for windows of fewer than 128
+elements), and its VJP *scatters* the cotangent back to them. ``window_gather(x, idx)``
+gathers ``x`` at given offsets and ``window_scatter(g, idx)`` is its transpose; both are
+linear, so they are each other's VJP, and the JVP of max pooling gathers the tangent at
+``argmax_windows(x)`` — an operation, so every rule also runs inside ``vmap``. (Average
+pooling needs no primitive of its own: it is a depthwise convolution with a constant
+kernel.) Offsets are integer tensors passed as inputs, never arrays hidden in
+parameters.
 
 Everything works offset by offset: for each of the k kernel offsets, the strided slice
 of the input that offset reads in every window is a view, so a pass costs one
@@ -21,6 +23,7 @@ import numpy as np
 
 from .. import backend as B
 from ..core.primitive import Primitive, apply
+from ..core.vmap import batch_size, broadcast_batch
 from .conv import out_size
 
 
@@ -36,11 +39,22 @@ def _offset_slices(shape, kernel, stride, dilation):
     return slices, outs
 
 
-def max_windows(x, kernel, stride, dilation, valid=None):
+def _valid(shape, pads):
+    """Where the padded input holds real elements (``None`` without padding)."""
+    if not any(a or b for a, b in pads):
+        return None
+    core = tuple(n - a - b for n, (a, b) in zip(shape[1:-1], pads))
+    valid = np.zeros(shape, dtype=bool)
+    valid[(slice(None),) + tuple(slice(a, a + n) for (a, _), n in zip(pads, core))] = True
+    return valid
+
+
+def max_windows(x, kernel, stride, dilation, pads=()):
     """``(maxima, offsets)``: every window's maximum per channel and the kernel offset of
     its first occurrence (small integers, as the index of a k-way choice), following
-    PyTorch: a NaN is the maximum of its window, and positions where ``valid`` is false
-    (padding) are never chosen."""
+    PyTorch: a NaN is the maximum of its window, and padded positions (``pads``, per
+    spatial dimension ``(before, after)``) are never chosen."""
+    valid = _valid(x.shape, pads) if pads else None
     slices, _ = _offset_slices(x.shape, kernel, stride, dilation)
     best = x[slices[0]].copy()
     dtype = np.int8 if len(slices) < 128 else np.int32
@@ -61,9 +75,7 @@ def max_windows(x, kernel, stride, dilation, valid=None):
     return best, idx
 
 
-def _gather_forward(x, *, idx, kernel, stride, dilation, values=None):
-    if values is not None:                        # max pooling already has the maxima
-        return values
+def _gather_forward(x, idx, *, kernel, stride, dilation):
     slices, _ = _offset_slices(x.shape, kernel, stride, dilation)
     out = np.zeros(idx.shape, dtype=x.dtype)
     for k, sl in enumerate(slices):
@@ -71,7 +83,7 @@ def _gather_forward(x, *, idx, kernel, stride, dilation, values=None):
     return out
 
 
-def _scatter_forward(g, *, idx, kernel, stride, dilation, in_shape):
+def _scatter_forward(g, idx, *, kernel, stride, dilation, in_shape):
     slices, _ = _offset_slices(in_shape, kernel, stride, dilation)
     out = np.zeros(in_shape, dtype=g.dtype)
     overlap = any(s < (k - 1) * d + 1 for k, s, d in zip(kernel, stride, dilation))
@@ -83,27 +95,87 @@ def _scatter_forward(g, *, idx, kernel, stride, dilation, in_shape):
     return out
 
 
-def window_gather(x, idx, kernel, stride, dilation, values=None):
-    params = {"idx": idx, "kernel": kernel, "stride": stride, "dilation": dilation}
-    if values is not None:
-        params["values"] = values
-    return apply(_gather, (x,), params)
+def _max_pool_forward(x, *, kernel, stride, dilation, pads):
+    values, idx = max_windows(x, kernel, stride, dilation, pads)
+    return values, (idx,)
+
+
+def _argmax_forward(x, *, kernel, stride, dilation, pads):
+    return max_windows(x, kernel, stride, dilation, pads)[1]
+
+
+def _geometry(kernel, stride, dilation):
+    return {"kernel": kernel, "stride": stride, "dilation": dilation}
+
+
+def window_gather(x, idx, kernel, stride, dilation):
+    """``x`` read, in every window, at the kernel offset ``idx`` holds."""
+    return apply(_gather, (x, idx), _geometry(kernel, stride, dilation))
 
 
 def window_scatter(g, idx, kernel, stride, dilation, in_shape):
-    return apply(_scatter, (g,), {"idx": idx, "kernel": kernel, "stride": stride,
-                                  "dilation": dilation, "in_shape": tuple(in_shape)})
+    """The transpose of :func:`window_gather`: ``g`` added into zeros of ``in_shape`` at
+    the chosen positions."""
+    return apply(_scatter, (g, idx), {**_geometry(kernel, stride, dilation),
+                                      "in_shape": tuple(in_shape)})
+
+
+def argmax_windows(x, kernel, stride, dilation, pads=()):
+    """The kernel offset of every window's first maximum (an integer tensor)."""
+    return apply(_argmax, (x,), {**_geometry(kernel, stride, dilation), "pads": tuple(pads)})
+
+
+def max_pool(x, kernel, stride, dilation, pads=()):
+    """Every window's maximum (``x`` already padded; ``pads`` marks the padding, never
+    chosen). The node keeps only the chosen offsets."""
+    return apply(_max_pool, (x,), {**_geometry(kernel, stride, dilation), "pads": tuple(pads)})
+
+
+def _fold_batch(prim, n_batched):
+    """Batching rule: the examples of ``vmap`` become more images of the batch (the
+    first ``n_batched`` inputs carry the image batch axis)."""
+    def rule(args, bdims, **params):
+        size = batch_size(args, bdims)
+        folded = []
+        for i, (a, ax) in enumerate(zip(args, bdims)):
+            if i < n_batched:
+                a = broadcast_batch(a, ax, size)
+                a = a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])
+            folded.append(a)
+        if "in_shape" in params:
+            params = {**params, "in_shape": (size * params["in_shape"][0],) + params["in_shape"][1:]}
+        out = apply(prim, tuple(folded), params)
+        return out.reshape((size, out.shape[0] // size) + out.shape[1:]), 0
+
+    return rule
 
 
 _gather = Primitive(
-    "window_gather", B.numpy_kernel(_gather_forward), save=(),
-    vjp=lambda g, out, x, *, idx, kernel, stride, dilation, values=None:
-        window_scatter(g, idx, kernel, stride, dilation, x.shape),
-    jvp=lambda t, out, x, *, idx, kernel, stride, dilation, values=None:
-        window_gather(t, idx, kernel, stride, dilation))
+    "window_gather", B.numpy_kernel(_gather_forward), save=(1,),
+    vjp=(lambda g, out, x, idx, *, kernel, stride, dilation:
+         window_scatter(g, idx, kernel, stride, dilation, x.shape), None),
+    jvp=(lambda t, out, x, idx, *, kernel, stride, dilation:
+         window_gather(t, idx, kernel, stride, dilation), None))
 
 _scatter = Primitive(
-    "window_scatter", B.numpy_kernel(_scatter_forward), save=(),
-    vjp=lambda h, out, g, *, idx, kernel, stride, dilation, in_shape:
-        window_gather(h, idx, kernel, stride, dilation),
-    linear=True)
+    "window_scatter", B.numpy_kernel(_scatter_forward), save=(1,),
+    vjp=(lambda h, out, g, idx, *, kernel, stride, dilation, in_shape:
+         window_gather(h, idx, kernel, stride, dilation), None),
+    jvp=(lambda t, out, g, idx, *, kernel, stride, dilation, in_shape:
+         window_scatter(t, idx, kernel, stride, dilation, in_shape), None))
+
+_argmax = Primitive("argmax_windows", B.numpy_kernel(_argmax_forward), differentiable=False)
+
+_max_pool = Primitive(
+    "max_pool", B.numpy_kernel(_max_pool_forward), save=(), residuals=True,
+    vjp=lambda g, out, x, *, kernel, stride, dilation, pads, res:
+        window_scatter(g, res[0], kernel, stride, dilation, x.shape),
+    jvp=lambda t, out, x, *, kernel, stride, dilation, pads:
+        window_gather(t, argmax_windows(x, kernel, stride, dilation, pads), kernel, stride,
+                      dilation))
+
+
+_gather.batch = _fold_batch(_gather, 2)
+_scatter.batch = _fold_batch(_scatter, 2)
+_argmax.batch = _fold_batch(_argmax, 1)
+_max_pool.batch = _fold_batch(_max_pool, 1)

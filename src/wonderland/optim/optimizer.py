@@ -11,6 +11,9 @@ import copy
 
 import numpy as np
 
+from .. import backend as B
+from ..core.structural import zeros_like
+
 from ..backend import threads
 from ..core.tensor import Tensor
 
@@ -106,7 +109,8 @@ class Optimizer:
             if not p.is_leaf:
                 raise ValueError(f"optimizer: parameter {i} is not a leaf tensor")
             if not p.data.flags.writeable or not p.data.flags.c_contiguous:
-                p.data = np.array(p.data)          # own a writeable copy to update in place
+                p.data = p.data.copy()              # own a writeable copy to update in place
+                p.bump_version()
         existing = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in existing for p in ps):
             raise ValueError("optimizer: a parameter appears in more than one group")
@@ -141,7 +145,7 @@ class Optimizer:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad = Tensor(np.zeros_like(p.data))
+                    p.grad = zeros_like(p)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient."""
@@ -173,6 +177,10 @@ class Optimizer:
                 hyper = self._prepare(state, group, first)
                 jobs.append((p.data, p.grad.data.astype(p.data.dtype, copy=False), state, group, hyper))
         run_elementwise(jobs, self._kernel)
+        for group in self.param_groups:                 # the values changed in place
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.bump_version()
         return loss
 
     # ------------------------------------------------------------------ flat groups
@@ -289,7 +297,7 @@ class Optimizer:
     def _restored_entry(name, value, p):
         if not isinstance(value, (np.ndarray, Tensor)):
             return value
-        arr = np.array(value.data if isinstance(value, Tensor) else value)
+        arr = B.asarray(value.data if isinstance(value, Tensor) else value, like=p.data).copy()
         if arr.ndim == 0:
             return arr
         if arr.shape != p.shape:
@@ -327,7 +335,7 @@ class _FlatGroup:
             return None
         sizes = [p.data.size for p in params]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        buf = np.empty(int(offsets[-1]), dtype=dtype)
+        buf = B.ns(params[0].data).empty(int(offsets[-1]), dtype=dtype)
         for p, a, b in zip(params, offsets[:-1], offsets[1:]):
             buf[a:b] = p.data.ravel()
         template = optimizer._init_state(buf, group)
@@ -342,7 +350,8 @@ class _FlatGroup:
                 flat_state[k] = v
         dicts = []
         for p, a, b in zip(params, offsets[:-1], offsets[1:]):
-            p.data = buf[a:b].reshape(p.data.shape)
+            p.data = buf[a:b].reshape(p.data.shape)    # same values, memory in the buffer
+            p.bump_version()
             old = states.get(p, {})
             d = {k: (old[k] if k in old else v) for k, v in template.items()
                  if not (isinstance(v, np.ndarray) and v.shape == buf.shape)}
