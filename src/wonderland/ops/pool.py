@@ -24,6 +24,7 @@ import numpy as np
 from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.vmap import batch_size, broadcast_batch
+from . import kernels
 from .conv import out_size
 
 
@@ -75,7 +76,63 @@ def max_windows(x, kernel, stride, dilation, pads=()):
     return best, idx
 
 
+# ----------------------------------------------------------------------------- compiled kernels
+def _as_3d(shape_or_tuple, nd, fill):
+    return (fill,) * (3 - nd) + tuple(shape_or_tuple)
+
+
+def _five(a, nd):
+    """A channels-last array with ``nd`` spatial axes as ``(b, d, h, w, c)``."""
+    return a.reshape(a.shape[:1] + (1,) * (3 - nd) + a.shape[1:])
+
+
+def _geometry_arrays(kernel, stride, dilation):
+    nd = len(kernel)
+    return [np.array(_as_3d(v, nd, 1), dtype=np.int64) for v in (kernel, stride, dilation)]
+
+
+def _compiled_max(x, kernel, stride, dilation, pads):
+    from .kernels import pooling
+
+    nd = len(kernel)
+    x = np.ascontiguousarray(x)
+    outs = [out_size(n, k, s, d) for n, k, s, d in zip(x.shape[1:1 + nd], kernel, stride, dilation)]
+    values = np.empty((x.shape[0], *outs, x.shape[-1]), dtype=x.dtype)
+    idx = np.empty(values.shape, dtype=np.int8 if int(np.prod(kernel)) < 128 else np.int32)
+    spatial = x.shape[1:1 + nd]
+    pads = pads or ((0, 0),) * nd
+    lo = np.array(_as_3d([a for a, _ in pads], nd, 0), dtype=np.int64)
+    hi = np.array(_as_3d([n - b for n, (_, b) in zip(spatial, pads)], nd, 1), dtype=np.int64)
+    k3, s3, d3 = _geometry_arrays(kernel, stride, dilation)
+    pooling.max_pool_forward(_five(x, nd), k3, s3, d3, lo, hi, _five(values, nd), _five(idx, nd))
+    return values, idx
+
+
+def _compiled_gather(x, idx, kernel, stride, dilation):
+    from .kernels import pooling
+
+    nd = len(kernel)
+    out = np.empty(idx.shape, dtype=x.dtype)
+    k3, s3, d3 = _geometry_arrays(kernel, stride, dilation)
+    pooling.window_gather(_five(np.ascontiguousarray(x), nd), _five(np.ascontiguousarray(idx), nd),
+                          s3, *pooling.offset_tables(k3, d3), _five(out, nd))
+    return out
+
+
+def _compiled_scatter(g, idx, kernel, stride, dilation, in_shape):
+    from .kernels import pooling
+
+    nd = len(kernel)
+    out = np.zeros(in_shape, dtype=g.dtype)
+    k3, s3, d3 = _geometry_arrays(kernel, stride, dilation)
+    pooling.window_scatter(_five(np.ascontiguousarray(g), nd), _five(np.ascontiguousarray(idx), nd),
+                           s3, *pooling.offset_tables(k3, d3), _five(out, nd))
+    return out
+
+
 def _gather_forward(x, idx, *, kernel, stride, dilation):
+    if kernels.ENABLED:
+        return _compiled_gather(x, idx, kernel, stride, dilation)
     slices, _ = _offset_slices(x.shape, kernel, stride, dilation)
     out = np.zeros(idx.shape, dtype=x.dtype)
     for k, sl in enumerate(slices):
@@ -84,6 +141,8 @@ def _gather_forward(x, idx, *, kernel, stride, dilation):
 
 
 def _scatter_forward(g, idx, *, kernel, stride, dilation, in_shape):
+    if kernels.ENABLED:
+        return _compiled_scatter(g, idx, kernel, stride, dilation, in_shape)
     slices, _ = _offset_slices(in_shape, kernel, stride, dilation)
     out = np.zeros(in_shape, dtype=g.dtype)
     overlap = any(s < (k - 1) * d + 1 for k, s, d in zip(kernel, stride, dilation))
@@ -95,13 +154,19 @@ def _scatter_forward(g, idx, *, kernel, stride, dilation, in_shape):
     return out
 
 
+def _windows(x, kernel, stride, dilation, pads):
+    if kernels.ENABLED:
+        return _compiled_max(x, kernel, stride, dilation, pads)
+    return max_windows(x, kernel, stride, dilation, pads)
+
+
 def _max_pool_forward(x, *, kernel, stride, dilation, pads):
-    values, idx = max_windows(x, kernel, stride, dilation, pads)
+    values, idx = _windows(x, kernel, stride, dilation, pads)
     return values, (idx,)
 
 
 def _argmax_forward(x, *, kernel, stride, dilation, pads):
-    return max_windows(x, kernel, stride, dilation, pads)[1]
+    return _windows(x, kernel, stride, dilation, pads)[1]
 
 
 def _geometry(kernel, stride, dilation):

@@ -1,0 +1,88 @@
+"""Every compiled kernel equals its NumPy reference."""
+
+import numpy as np
+import pytest
+
+from wonderland.ops import kernels, pool
+
+pytestmark = pytest.mark.skipif(not kernels.ENABLED, reason="numba is not installed")
+
+
+def _reference_gather(x, idx, kernel, stride, dilation):
+    slices, _ = pool._offset_slices(x.shape, kernel, stride, dilation)
+    out = np.zeros(idx.shape, dtype=x.dtype)
+    for k, sl in enumerate(slices):
+        out += x[sl] * (idx == k)
+    return out
+
+
+def _reference_scatter(g, idx, kernel, stride, dilation, in_shape):
+    slices, _ = pool._offset_slices(in_shape, kernel, stride, dilation)
+    out = np.zeros(in_shape, dtype=g.dtype)
+    for k, sl in enumerate(slices):
+        out[sl] += g * (idx == k)
+    return out
+
+
+CASES = [
+    ((2, 9, 9, 3), (2, 2), (2, 2), (1, 1), ()),
+    ((2, 10, 7, 4), (3, 3), (2, 1), (1, 2), ((1, 1), (1, 2))),
+    ((3, 11, 2), (3,), (2,), (2,), ((1, 1),)),
+    ((1, 5, 6, 7, 2), (2, 3, 2), (1, 2, 2), (2, 1, 1), ((0, 1), (1, 1), (0, 0))),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,kernel,stride,dilation,pads", CASES)
+def test_max_pool_kernels_equal_numpy(shape, kernel, stride, dilation, pads, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, shape).astype(dtype)          # many ties
+    x.flat[::17] = np.nan                                  # and some NaN
+    if pads:                                               # padding holds -inf, never chosen
+        for d, (a, b) in enumerate(pads):
+            lead = (slice(None),) * (1 + d)
+            if a:
+                x[lead + (slice(0, a),)] = -np.inf
+            if b:
+                x[lead + (slice(x.shape[1 + d] - b, None),)] = -np.inf
+    ref_v, ref_i = pool.max_windows(x, kernel, stride, dilation, pads)
+    got_v, got_i = pool._compiled_max(x, kernel, stride, dilation, pads)
+    np.testing.assert_array_equal(got_i, ref_i)
+    np.testing.assert_array_equal(got_v, ref_v)             # NaN where NaN
+    g = rng.standard_normal(ref_v.shape).astype(dtype)
+    np.testing.assert_allclose(pool._compiled_scatter(g, got_i, kernel, stride, dilation, shape),
+                               _reference_scatter(g, ref_i, kernel, stride, dilation, shape),
+                               rtol=1e-6)
+    y = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_allclose(pool._compiled_gather(y, got_i, kernel, stride, dilation),
+                               _reference_gather(y, ref_i, kernel, stride, dilation), rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: __import__("wonderland").optim.Adam(ps, lr=0.01, weight_decay=0.1),
+    lambda ps: __import__("wonderland").optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+    lambda ps: __import__("wonderland").optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+    lambda ps: __import__("wonderland").optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_optimiser_updates_equal_the_numpy_reference(make, dtype, monkeypatch):
+    import wonderland as wl
+
+    rng = np.random.default_rng(1)
+    shapes = [(40, 30), (30,), (300_000,)]              # small (flat group) and large (sliced)
+    start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(4)]
+
+    def run(fused):
+        monkeypatch.setattr(kernels, "ENABLED", fused)
+        ps = [wl.tensor(a.copy(), requires_grad=True) for a in start]
+        opt = make(ps)
+        for gs in grads:
+            for p, g in zip(ps, gs):
+                p.grad = wl.tensor(g)
+            opt.step()
+        return [p.numpy().copy() for p in ps]
+
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(run(True), run(False)):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
