@@ -33,6 +33,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from table import print_table  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUSY = "while True:\n    pass\n"
 
@@ -116,15 +119,7 @@ def main(argv=None):
         for k, (wall, cpu) in res.items():
             lines.append([config, str(k), f"{wall * 1e3:.1f} ms", f"{cpu * 1e3:.1f} ms",
                           f"{wall / alone:.2f}×"])
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for line in lines:
-            print("| " + " | ".join(line) + " |")
-    else:
-        widths = [max(len(x) for x in col) for col in zip(header, *lines)]
-        for line in [header] + lines:
-            print("  ".join(x.ljust(w) for x, w in zip(line, widths)))
+    print_table(header, lines, args.markdown)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from table import print_table  # noqa: E402
+
 NETS = ["mlp", "cnn", "transformer_block"]
 
 
@@ -212,15 +215,7 @@ def main(argv=None):
         if args.baseline:
             line += [mb(r["base"]["saved"]), f"{wl_['saved'] / r['base']['saved']:.2f}"]
         lines.append(line)
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for line in lines:
-            print("| " + " | ".join(line) + " |")
-    else:
-        widths = [max(len(x) for x in col) for col in zip(header, *lines)]
-        for line in [header] + lines:
-            print("  ".join(x.ljust(w) for x, w in zip(line, widths)))
+    print_table(header, lines, args.markdown)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from table import print_table  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
 DEFAULT = ["op_add", "op_multiply", "op_matmul", "mlp_step", "digits_mlp_epoch", "adam_mlp_params",
@@ -93,15 +94,7 @@ def main(argv=None):
         def ratio(c):
             return f"{med['wonderland'] / med[c]:.2f}" if c in med else "-"
         lines.append([w, ms("wonderland")] + [ms(c) for c in others] + [ratio(c) for c in others])
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for line in lines:
-            print("| " + " | ".join(line) + " |")
-    else:
-        widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-        for line in [header] + lines:
-            print("  ".join(str(x).ljust(wd) for x, wd in zip(line, widths)))
+    print_table(header, lines, args.markdown)
     if not torch_ok:
         print("(torch is not installed: its column is empty)")
 

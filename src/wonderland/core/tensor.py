@@ -30,18 +30,10 @@ from . import dtypes
 _new_object = object.__new__
 
 
-class AbstractArray:
-    """Shape and dtype without values: the ``data`` of a batched (vmapped) tensor.
+class _Shaped:
+    """``ndim`` and ``size`` from a ``shape`` attribute."""
 
-    Reading the values of a tensor inside ``vmap`` depends on which example is meant,
-    so anything beyond ``shape``, ``dtype``, ``ndim``, ``size`` raises.
-    """
-
-    __slots__ = ("shape", "dtype")
-
-    def __init__(self, shape, dtype):
-        self.shape = tuple(shape)
-        self.dtype = dtype
+    __slots__ = ()
 
     @property
     def ndim(self) -> int:
@@ -53,6 +45,20 @@ class AbstractArray:
         for s in self.shape:
             n *= s
         return n
+
+
+class AbstractArray(_Shaped):
+    """Shape and dtype without values: the ``data`` of a batched (vmapped) tensor.
+
+    Reading the values of a tensor inside ``vmap`` depends on which example is meant,
+    so anything beyond ``shape``, ``dtype``, ``ndim``, ``size`` raises.
+    """
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape = tuple(shape)
+        self.dtype = dtype
 
     @property
     def itemsize(self) -> int:
@@ -79,7 +85,7 @@ class AbstractArray:
         return f"AbstractArray(shape={self.shape}, dtype={self.dtype})"
 
 
-class Meta:
+class Meta(_Shaped):
     """Shape and dtype of a value a node did not save: what a VJP rule may read of an
     input it did not declare in ``save``."""
 
@@ -89,17 +95,6 @@ class Meta:
         self.shape = shape
         self.dtype = dtype
         self.what = what
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
 
     def __getattr__(self, name):
         raise AttributeError(
