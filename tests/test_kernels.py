@@ -86,3 +86,21 @@ def test_fused_optimiser_updates_equal_the_numpy_reference(make, dtype, monkeypa
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for a, b in zip(run(True), run(False)):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape", [(600, 300, 200), (6, 3000, 400), (513, 257, 129)])
+def test_threaded_gemm_equals_numpy(shape):
+    from wonderland.backend import threads
+    from wonderland.ops.linalg import gemm
+
+    m, k, n = shape
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((m, k))
+    b = rng.standard_normal((k, n))
+    before = threads.get_num_threads()
+    threads.set_num_threads(2)
+    try:
+        np.testing.assert_allclose(gemm(a, b), a @ b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gemm(a.T.copy().T, b[:, ::-1]), a @ b[:, ::-1], rtol=1e-12)
+    finally:
+        threads.set_num_threads(before)

@@ -9,6 +9,7 @@ import string
 import numpy as np
 
 from .. import backend as B
+from ..backend import threads
 from ..core.primitive import Primitive, apply
 from ..core.structural import reshape as _reshape
 from ..core.tensor import Tensor
@@ -18,10 +19,34 @@ from .shape import _transpose
 
 
 # ----------------------------------------------------------------------------- matmul
+_GEMM_SPLIT = 1 << 22        # multiply-adds below which one thread does the whole product
+
+
+def gemm(a, b, out=None):
+    """``a @ b`` for 2-D NumPy arrays, split into row (or column) blocks on the library's
+    thread pool, each block a single-threaded BLAS call: the pool's idle threads sleep, so
+    a busy machine slows the product down in proportion instead of stalling a spinning
+    BLAS team."""
+    m, k = a.shape
+    n = b.shape[1]
+    parts = threads.get_num_threads()
+    if out is None:
+        out = B.ns(a).empty((m, n), dtype=np.result_type(a.dtype, b.dtype))
+    if m * k * n < _GEMM_SPLIT or parts == 1 or not isinstance(a, np.ndarray):
+        return np.matmul(a, b, out=out)
+    if m >= 4 * parts:                                   # row blocks: contiguous output
+        threads.parallel_for(m, lambda lo, hi, _: np.matmul(a[lo:hi], b, out=out[lo:hi]))
+    else:
+        threads.parallel_for(n, lambda lo, hi, _: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]))
+    return out
+
+
 def _matmul_forward(a, b):
+    if a.ndim == 2 and b.ndim == 2:
+        return gemm(a, b)
     if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:
         # one large GEMM instead of a loop of small ones over the batch
-        return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+        return gemm(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
     return np.matmul(a, b)
 
 

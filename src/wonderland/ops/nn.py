@@ -21,7 +21,7 @@ from ..core.vmap import batch_size, broadcast_batch, elementwise_rule, moveaxis
 from ._common import operands, to_tensor
 from ..core.vmap import unary_rule
 from .elementwise import _add, erf, exp, sigmoid, tanh
-from .linalg import _matmul_batch, _mm, _mT
+from .linalg import _matmul_batch, _mm, _mT, gemm
 from .reductions import log_softmax, softmax
 from .reductions import sum as _sum
 
@@ -29,10 +29,10 @@ from .reductions import sum as _sum
 # ----------------------------------------------------------------------------- linear
 def _linear_forward(x, w, b):
     if x.ndim > 2 and x.flags.c_contiguous:
-        out = x.reshape(-1, x.shape[-1]) @ w
+        out = gemm(x.reshape(-1, x.shape[-1]), w)
         out += b
         return out.reshape(x.shape[:-1] + (w.shape[-1],))
-    out = np.matmul(x, w)
+    out = gemm(x, w) if x.ndim == 2 else np.matmul(x, w)
     out += b
     return out
 
