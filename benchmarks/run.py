@@ -80,9 +80,11 @@ def main(argv=None):
         med = {c: statistics.median(v) for c, v in samples.items()}
         rows.append((w, med))
     print(file=sys.stderr)
-    others = [c for c in ("base", "torch", "torch_channels_last", "numpy")
+    others = [c for c in ("base", "torch", "torch_channels_last", "torch_loop", "torch_cumsum",
+                          "numpy")
               if any(c in med for _, med in rows)]
-    short = {"base": "base", "torch": "torch", "torch_channels_last": "torch CL", "numpy": "numpy"}
+    short = {"base": "base", "torch": "torch", "torch_channels_last": "torch CL",
+             "torch_loop": "torch loop", "torch_cumsum": "torch cumsum", "numpy": "numpy"}
     header = ["workload", "wonderland"] + [short[c] for c in others] + \
              [f"wl/{short[c]}" for c in others]
     lines = []
