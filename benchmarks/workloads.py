@@ -380,4 +380,153 @@ def jacobian_256(contender, n=256):
     def step():
         jac = (1.0 - np.tanh(w @ x) ** 2)[:, None] * w
         return jac, jac.copy()
+
+# ----------------------------------------------------------------------------- recurrent models
+def _lstm_workload(num_layers):
+    def build(contender, batch=32, length=128, n_in=64, hidden=256):
+        rng = np.random.default_rng(0)
+        x0 = rng.standard_normal((batch, length, n_in)).astype(np.float32)
+        g0 = rng.standard_normal((batch, length, hidden)).astype(np.float32)
+        if contender == "wonderland":
+            import wonderland as wl
+            from wonderland.ops import kernels as _kernels
+            _kernels.warm_up()
+            lstm = wl.nn.LSTM(n_in, hidden, num_layers=num_layers)
+            x = wl.tensor(x0, requires_grad=True)
+            g = wl.tensor(g0)
+
+            def step():
+                out, _ = lstm(x)
+                out.backward(g)
+                x.grad = None
+                lstm.zero_grad()
+            return step
+        import torch
+        lstm = torch.nn.LSTM(n_in, hidden, num_layers=num_layers, batch_first=True)
+        x = torch.tensor(x0, requires_grad=True)
+        g = torch.tensor(g0)
+
+        def step():
+            out, _ = lstm(x)
+            out.backward(g)
+            x.grad = None
+            lstm.zero_grad(set_to_none=True)
+        return step
+    return build
+
+
+workload("lstm_1layer", ("wonderland", "torch"))(_lstm_workload(1))
+workload("lstm_2layer", ("wonderland", "torch"))(_lstm_workload(2))
+
+
+def _ssm_arrays(batch=8, length=1024, d=256, n=16):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, length, d)).astype(np.float32)
+    dt = np.exp(rng.uniform(np.log(1e-3), np.log(1e-1), (batch, length, d))).astype(np.float32)
+    A = -np.tile(np.arange(1, n + 1, dtype=np.float32), (d, 1))
+    Bm = rng.standard_normal((batch, length, n)).astype(np.float32)
+    C = rng.standard_normal((batch, length, n)).astype(np.float32)
+    g = rng.standard_normal((batch, length, d)).astype(np.float32)
+    return x, dt, A, Bm, C, g
+
+
+def _torch_selective(kind, x, dt, A, Bm, C, chunk=32):
+    """y = C·h with h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t, in PyTorch: a sequential loop
+    over time, or cumulative sums of log-coefficients within chunks of 32 steps (bounded
+    exponents) with the state carried from chunk to chunk."""
+    import torch
+    b, T, d = x.shape
+    n = A.shape[1]
+    if kind == "torch_loop":
+        h = x.new_zeros(b, d, n)
+        ys = []
+        for t in range(T):
+            h = torch.exp(dt[:, t, :, None] * A) * h + (dt[:, t] * x[:, t])[..., None] * Bm[:, t, None]
+            ys.append((h * C[:, t, None]).sum(-1))
+        return torch.stack(ys, 1)
+    ys = []
+    h = x.new_zeros(b, d, n)
+    for s in range(0, T, chunk):
+        la = dt[:, s:s + chunk, :, None] * A                       # log a_t   (b, c, d, n)
+        L = torch.cumsum(la, 1)                                     # Σ log a up to t
+        u = (dt[:, s:s + chunk] * x[:, s:s + chunk])[..., None] * Bm[:, s:s + chunk, None]
+        hs = torch.exp(L) * (h[:, None] + torch.cumsum(u * torch.exp(-L), 1))
+        ys.append((hs * C[:, s:s + chunk, None]).sum(-1))
+        h = hs[:, -1]
+    return torch.cat(ys, 1)
+
+
+@workload("selective_scan", ("wonderland", "torch_loop", "torch_cumsum"))
+def selective_scan_workload(contender):
+    """Mamba's selective scan forward and backward: batch 8, length 1,024, 256 channels,
+    state 16 (gradients for x, Δ, A, B and C)."""
+    arrays = _ssm_arrays()
+    if contender == "wonderland":
+        import wonderland as wl
+        from wonderland.ops import _compiled
+        from wonderland.ops.selective import selective_scan
+        _compiled.warm_up()
+        x, dt, A, Bm, C = (wl.tensor(a, requires_grad=True) for a in arrays[:5])
+        g = wl.tensor(arrays[5])
+
+        def step():
+            y, _ = selective_scan(x, dt, A, Bm, C)
+            y.backward(g)
+            for t in (x, dt, A, Bm, C):
+                t.grad = None
+        return step
+    import torch
+    x, dt, A, Bm, C = (torch.tensor(a, requires_grad=True) for a in arrays[:5])
+    g = torch.tensor(arrays[5])
+
+    def step():
+        y = _torch_selective(contender, x, dt, A, Bm, C)
+        y.backward(g)
+        for t in (x, dt, A, Bm, C):
+            t.grad = None
+    return step
+
+
+@workload("linear_recurrence", ("wonderland", "torch_loop", "torch_cumsum"))
+def linear_recurrence_workload(contender, batch=8, length=1024, channels=256 * 16):
+    """h_t = a_t h_{t-1} + b_t forward and backward over (8, 1,024, 4,096) (256 channels ×
+    16 states), a in (0.9, 1)."""
+    rng = np.random.default_rng(0)
+    a0 = rng.uniform(0.9, 1.0, (batch, length, channels)).astype(np.float32)
+    b0 = rng.standard_normal((batch, length, channels)).astype(np.float32)
+    g0 = rng.standard_normal((batch, length, channels)).astype(np.float32)
+    if contender == "wonderland":
+        import wonderland as wl
+        from wonderland.ops import _compiled
+        _compiled.warm_up()
+        a, b = wl.tensor(a0, requires_grad=True), wl.tensor(b0, requires_grad=True)
+        g = wl.tensor(g0)
+
+        def step():
+            wl.linear_recurrence(a, b).backward(g)
+            a.grad = b.grad = None
+        return step
+    import torch
+    a, b = torch.tensor(a0, requires_grad=True), torch.tensor(b0, requires_grad=True)
+    g = torch.tensor(g0)
+
+    def forward():
+        if contender == "torch_loop":
+            h = b.new_zeros(batch, channels)
+            hs = []
+            for t in range(length):
+                h = a[:, t] * h + b[:, t]
+                hs.append(h)
+            return torch.stack(hs, 1)
+        out, h = [], b.new_zeros(batch, channels)
+        for s in range(0, length, 64):                 # log-space cumulative sums in chunks
+            L = torch.cumsum(torch.log(a[:, s:s + 64]), 1)
+            hs = torch.exp(L) * (h[:, None] + torch.cumsum(b[:, s:s + 64] * torch.exp(-L), 1))
+            out.append(hs)
+            h = hs[:, -1]
+        return torch.cat(out, 1)
+
+    def step():
+        forward().backward(g)
+        a.grad = b.grad = None
     return step

@@ -21,6 +21,7 @@ _CATALOG = [
     ("ch7", "Convolutional layers", "ch07_convolutions"),
     ("ch8", "Convolutions beyond images", "ch08_sequences"),
     ("ch9", "Scaling up the models", "ch09_scaling"),
+    ("ch13", "Recurrent models", "ch13_recurrent"),
     ("appA", "Probability", "appA_probability"),
     ("appB", "Universal approximation in 1-D", "appB_universal"),
 ]

@@ -17,3 +17,6 @@ from .conv import (AvgPool1d, AvgPool2d, AvgPool3d, Conv1d, Conv2d, Conv3d, Conv
 from .normalization import (BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, ChannelDropout,
                             Dropout1d, Dropout2d, Dropout3d, GroupNorm, LayerNorm, RMSNorm)
 from .residual import Bottleneck, ResidualBlock
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, detach_state, truncated_chunks
+from .ssm import (AFTFull, AFTSimple, LRU, S4D, LinearAttention, Mamba, RWKVBlock,
+                  RWKVChannelMixing, RWKVTimeMixing)

@@ -10,6 +10,10 @@
 ``indexing``              getitem and its dual add_at; take, take_along_axis,
                           index_add, scatter_add, one_hot
 ``creation``              zeros, ones, full, arange, linspace, eye, ``*_like``
+``scan_ops``              associative_scan, linear_recurrence (real and complex),
+                          causal_convolution (FFT)
+``recurrence``            fused RNN/GRU/LSTM layers over whole sequences
+``selective``, ``wkv``    the selective scan (Mamba) and RWKV's WKV, fused
 ========================  ====================================================
 """
 
@@ -32,6 +36,9 @@ from .shape import (broadcast_arrays, broadcast_to, concatenate, expand_dims, fl
                     flip, moveaxis, pad, ravel, repeat, reshape, split, squeeze, stack,
                     swapaxes, tile, transpose)
 
+from .scan_ops import (associative_scan, causal_convolution, complex_linear_recurrence,
+                       linear_recurrence)
+
 _methods.install()
 
 __all__ = [
@@ -50,4 +57,5 @@ __all__ = [
     "broadcast_arrays", "broadcast_to", "concatenate", "expand_dims", "flatten", "flip",
     "moveaxis", "pad", "ravel", "repeat", "reshape", "split", "squeeze", "stack",
     "swapaxes", "tile", "transpose",
+    "associative_scan", "causal_convolution", "complex_linear_recurrence", "linear_recurrence",
 ]

@@ -1,26 +1,74 @@
 """Compiled CPU kernels for what vectorised NumPy does badly.
 
-Each kernel is plain Python over arrays, compiled by ``numba`` the first time it runs
-(and cached on disk, so later processes load it). Each has a NumPy reference that the
-tests compare it with, and which runs instead when numba is not importable or when
-``WONDERLAND_KERNELS=numpy`` is set.
+Some computations run one step after another (a recurrence ``h_t = f(h_{t-1}, x_t)``),
+or gather and scatter per element (max pooling), or make a dozen passes over memory
+where one would do (an optimiser update); in NumPy their call overhead or memory traffic
+dominates. Their kernels are plain Python loops over arrays, compiled by numba the first
+time they run (``cache=True`` keeps the machine code on disk, so later processes skip
+the compilation; ``nogil=True`` lets the library's threads run one kernel on different
+parts of a batch). Every kernel keeps its plain-Python form as ``kernel.py_func``, and
+every primitive that uses one has a NumPy reference the tests compare it with.
+
+Without numba, or with ``WONDERLAND_KERNELS=numpy``, ``ENABLED`` is false: primitives
+then take their NumPy reference paths, and kernels called directly run as plain Python
+(correct, slow).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
-try:                                                    # pragma: no cover - depends on install
-    import numba as _numba
-except ImportError:                                     # pragma: no cover
-    _numba = None
-
-ENABLED = _numba is not None and os.environ.get("WONDERLAND_KERNELS", "") != "numpy"
+_lock = threading.Lock()
 
 
-def jit(fn):
-    """Compile ``fn`` with numba (no Python objects, cached on disk); ``fn`` itself when
-    compiled kernels are off."""
-    if not ENABLED:
-        return fn
-    return _numba.njit(cache=True, nogil=True, fastmath=False)(fn)
+def available() -> bool:
+    """Whether numba can compile the kernels here (and is not switched off)."""
+    if os.environ.get("WONDERLAND_KERNELS", "") == "numpy":
+        return False
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+ENABLED = available()
+
+
+class kernel:
+    """A loop compiled on first use (``@kernel`` on a plain Python function)."""
+
+    def __init__(self, fn):
+        self.py_func = fn
+        self._compiled = None
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def compiled(self):
+        if self._compiled is None:
+            with _lock:
+                if self._compiled is None:
+                    if ENABLED:
+                        import numba
+
+                        self._compiled = numba.njit(cache=True, nogil=True)(self.py_func)
+                    else:
+                        self._compiled = self.py_func
+        return self._compiled
+
+    def __call__(self, *args):
+        return self.compiled()(*args)
+
+
+jit = kernel
+
+
+def warm_up() -> None:
+    """Compile (or load from the disk cache) the recurrent kernels now, so that the
+    first training step does not pay for it. Benchmarks call this before timing."""
+    from .. import recurrence, scan_ops, wkv
+
+    scan_ops._warm()
+    recurrence._warm()
+    wkv._warm()

@@ -1,0 +1,457 @@
+"""Fused gated recurrences: a whole sequence of an RNN, GRU or LSTM layer as one primitive.
+
+``recurrent_layer(kind, xw, w_hh, b_hh, h0, c0, mask, reverse)`` runs one direction of
+one layer over the time axis of ``xw = x @ W_ih + b_ih`` (the input projection of every
+step at once, one matrix product outside the loop), with PyTorch's equations::
+
+    rnn   h' = φ(xw_t + h W_hh + b_hh)                         φ = tanh or relu
+    gru   r, z = σ(xw_r + h W_hr + b_hr), σ(xw_z + h W_hz + b_hz)
+          n = tanh(xw_n + r ⊙ (h W_hn + b_hn));   h' = (1 − z) ⊙ n + z ⊙ h
+    lstm  i, f, g, o = σ, σ, tanh, σ of (xw_t + h W_hh + b_hh);  c' = f ⊙ c + i ⊙ g;
+          h' = o ⊙ tanh(c')
+
+Steps where ``mask[b, t]`` is false leave the state as it is and output zeros (padding
+after a sequence's end: the final state is then the state at each sequence's end).
+
+The forward is one compiled loop over time (``ops/kernels``): per step one matrix
+product ``h W_hh`` and one pass over the gates; it keeps the gates and the states before
+each step. The VJP is backpropagation through time in one compiled reverse loop (one
+product with ``W_hhᵀ`` per step), after which ``∂W_hh`` is a single product over every
+step at once. So the graph holds one node per layer and direction, whatever the length.
+
+Higher orders and forward mode go through the composite reference (:func:`reference`,
+the same equations with tensor operations inside :func:`wonderland.scan`), which the
+tests also compare the fast path with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend as B
+from ..core.modes import is_grad_enabled
+from ..core.primitive import Primitive, apply
+from ..core.tensor import Tensor, _wrap
+from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
+from .kernels import kernel
+
+KINDS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
+
+
+# ----------------------------------------------------------------------------- kernels
+@kernel
+def _rnn_forward(xw, w_hh, b_hh, h0, mask, reverse, relu, hs, hprev, hT):
+    Bn, T, H = xw.shape
+    h = h0.copy()
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        zh = h @ w_hh
+        for b in range(Bn):
+            if mask[b, t]:
+                for j in range(H):
+                    hprev[b, t, j] = h[b, j]
+                    v = xw[b, t, j] + zh[b, j] + b_hh[j]
+                    v = max(v, 0.0) if relu else np.tanh(v)
+                    h[b, j] = v
+                    hs[b, t, j] = v
+            else:
+                for j in range(H):
+                    hprev[b, t, j] = h[b, j]
+                    hs[b, t, j] = 0.0
+    hT[:] = h
+
+
+@kernel
+def _rnn_backward(g_hs, g_hT, w_hh_t, hs, mask, reverse, relu, dz):
+    Bn, T, H = hs.shape
+    dh = g_hT.copy()
+    dzt = np.zeros((Bn, H), dtype=hs.dtype)
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        for b in range(Bn):
+            if mask[b, t]:
+                for j in range(H):
+                    d = dh[b, j] + g_hs[b, t, j]
+                    v = hs[b, t, j]
+                    if relu:
+                        dzt[b, j] = d if v > 0.0 else 0.0
+                    else:
+                        dzt[b, j] = d * (1.0 - v * v)
+            else:
+                for j in range(H):
+                    dzt[b, j] = 0.0
+            for j in range(H):
+                dz[b, t, j] = dzt[b, j]
+        back = dzt @ w_hh_t
+        for b in range(Bn):
+            if mask[b, t]:
+                for j in range(H):
+                    dh[b, j] = back[b, j]
+    return dh
+
+
+@kernel
+def _gru_forward(xw, w_hh, b_hh, h0, mask, reverse, hs, hprev, gates, hn, hT):
+    Bn, T, G = xw.shape
+    H = G // 3
+    h = h0.copy()
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        zh = h @ w_hh
+        for b in range(Bn):
+            if mask[b, t]:
+                for j in range(H):
+                    hp = h[b, j]
+                    hprev[b, t, j] = hp
+                    r = 1.0 / (1.0 + np.exp(-(xw[b, t, j] + zh[b, j] + b_hh[j])))
+                    z = 1.0 / (1.0 + np.exp(-(xw[b, t, H + j] + zh[b, H + j] + b_hh[H + j])))
+                    hn_ = zh[b, 2 * H + j] + b_hh[2 * H + j]
+                    n = np.tanh(xw[b, t, 2 * H + j] + r * hn_)
+                    v = (1.0 - z) * n + z * hp
+                    gates[b, t, j] = r
+                    gates[b, t, H + j] = z
+                    gates[b, t, 2 * H + j] = n
+                    hn[b, t, j] = hn_
+                    h[b, j] = v
+                    hs[b, t, j] = v
+            else:
+                for j in range(H):
+                    hprev[b, t, j] = h[b, j]
+                    hs[b, t, j] = 0.0
+    hT[:] = h
+
+
+@kernel
+def _gru_backward(g_hs, g_hT, w_hh_t, hprev, gates, hn, mask, reverse, dzx, dzh):
+    Bn, T, H = hprev.shape
+    dh = g_hT.copy()
+    direct = np.zeros((Bn, H), dtype=hprev.dtype)
+    dzt = np.zeros((Bn, 3 * H), dtype=hprev.dtype)
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        for b in range(Bn):
+            if mask[b, t]:
+                for j in range(H):
+                    d = dh[b, j] + g_hs[b, t, j]
+                    r = gates[b, t, j]
+                    z = gates[b, t, H + j]
+                    n = gates[b, t, 2 * H + j]
+                    dn = d * (1.0 - z) * (1.0 - n * n)
+                    dr = dn * hn[b, t, j] * r * (1.0 - r)
+                    dzg = d * (hprev[b, t, j] - n) * z * (1.0 - z)
+                    direct[b, j] = d * z
+                    dzx[b, t, j] = dr
+                    dzx[b, t, H + j] = dzg
+                    dzx[b, t, 2 * H + j] = dn
+                    dzt[b, j] = dr
+                    dzt[b, H + j] = dzg
+                    dzt[b, 2 * H + j] = dn * r
+            else:
+                for j in range(3 * H):
+                    dzx[b, t, j] = 0.0
+                    dzt[b, j] = 0.0
+            for j in range(3 * H):
+                dzh[b, t, j] = dzt[b, j]
+        back = dzt @ w_hh_t
+        for b in range(Bn):
+            if mask[b, t]:
+                for j in range(H):
+                    dh[b, j] = back[b, j] + direct[b, j]
+    return dh
+
+
+@kernel
+def _lstm_forward(xw, w_hh, b_hh, h0, c0, mask, reverse, hs, hprev, cprev, gates, hT, cT):
+    Bn, T, G = xw.shape
+    H = G // 4
+    h = h0.copy()
+    c = c0.copy()
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        zh = h @ w_hh
+        for b in range(Bn):
+            if mask[b, t]:
+                for j in range(H):
+                    hprev[b, t, j] = h[b, j]
+                    cp = c[b, j]
+                    cprev[b, t, j] = cp
+                    i = 1.0 / (1.0 + np.exp(-(xw[b, t, j] + zh[b, j] + b_hh[j])))
+                    f = 1.0 / (1.0 + np.exp(-(xw[b, t, H + j] + zh[b, H + j] + b_hh[H + j])))
+                    g = np.tanh(xw[b, t, 2 * H + j] + zh[b, 2 * H + j] + b_hh[2 * H + j])
+                    o = 1.0 / (1.0 + np.exp(-(xw[b, t, 3 * H + j] + zh[b, 3 * H + j]
+                                              + b_hh[3 * H + j])))
+                    cn = f * cp + i * g
+                    v = o * np.tanh(cn)
+                    gates[b, t, j] = i
+                    gates[b, t, H + j] = f
+                    gates[b, t, 2 * H + j] = g
+                    gates[b, t, 3 * H + j] = o
+                    c[b, j] = cn
+                    h[b, j] = v
+                    hs[b, t, j] = v
+            else:
+                for j in range(H):
+                    hprev[b, t, j] = h[b, j]
+                    cprev[b, t, j] = c[b, j]
+                    hs[b, t, j] = 0.0
+    hT[:] = h
+    cT[:] = c
+
+
+@kernel
+def _lstm_backward(g_hs, g_hT, g_cT, w_hh_t, cprev, gates, mask, reverse, dz):
+    Bn, T, H = cprev.shape
+    dh = g_hT.copy()
+    dc = g_cT.copy()
+    dzt = np.zeros((Bn, 4 * H), dtype=cprev.dtype)
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        for b in range(Bn):
+            if mask[b, t]:
+                for j in range(H):
+                    d = dh[b, j] + g_hs[b, t, j]
+                    i = gates[b, t, j]
+                    f = gates[b, t, H + j]
+                    g = gates[b, t, 2 * H + j]
+                    o = gates[b, t, 3 * H + j]
+                    cp = cprev[b, t, j]
+                    tc = np.tanh(f * cp + i * g)
+                    dct = dc[b, j] + d * o * (1.0 - tc * tc)
+                    dc[b, j] = dct * f
+                    dzt[b, j] = dct * g * i * (1.0 - i)
+                    dzt[b, H + j] = dct * cp * f * (1.0 - f)
+                    dzt[b, 2 * H + j] = dct * i * (1.0 - g * g)
+                    dzt[b, 3 * H + j] = d * tc * o * (1.0 - o)
+            else:
+                for j in range(4 * H):
+                    dzt[b, j] = 0.0
+            for j in range(4 * H):
+                dz[b, t, j] = dzt[b, j]
+        back = dzt @ w_hh_t
+        for b in range(Bn):
+            if mask[b, t]:
+                for j in range(H):
+                    dh[b, j] = back[b, j]
+    return dh, dc
+
+
+def _warm():
+    for dt in (np.float32, np.float64):
+        for kind in KINDS:
+            h = 1
+            xw = np.zeros((1, 1, GATES[kind] * h), dt)
+            w = np.zeros((h, GATES[kind] * h), dt)
+            bb = np.zeros(GATES[kind] * h, dt)
+            z = np.zeros((1, h), dt)
+            outs, res = _forward(xw, w, bb, z, z, np.ones((1, 1), bool), kind=kind,
+                                 reverse=False)
+            _backward_arrays([outs[0] * 0, z, z], res, w, np.ones((1, 1), bool), kind, False)
+
+
+# ----------------------------------------------------------------------------- array level
+def _forward_arrays(xw, w_hh, b_hh, h0, c0, mask, *, kind, reverse):
+    xw = np.ascontiguousarray(xw)
+    w_hh = np.ascontiguousarray(w_hh)
+    h0 = np.ascontiguousarray(h0)
+    Bn, T, G = xw.shape
+    H = w_hh.shape[0]
+    dt = xw.dtype
+    hs = np.empty((Bn, T, H), dt)
+    hprev = np.empty((Bn, T, H), dt)
+    hT = np.empty((Bn, H), dt)
+    mask = np.ascontiguousarray(mask, dtype=np.bool_)
+    if kind in ("rnn_tanh", "rnn_relu"):
+        _rnn_forward(xw, w_hh, b_hh, h0, mask, reverse, kind == "rnn_relu", hs, hprev, hT)
+        return (hs, hT, np.zeros_like(hT)), (hprev,)
+    if kind == "gru":
+        gates = np.empty((Bn, T, G), dt)
+        hn = np.empty((Bn, T, H), dt)
+        _gru_forward(xw, w_hh, b_hh, h0, mask, reverse, hs, hprev, gates, hn, hT)
+        return (hs, hT, np.zeros_like(hT)), (hprev, gates, hn)
+    gates = np.empty((Bn, T, G), dt)
+    cprev = np.empty((Bn, T, H), dt)
+    cT = np.empty((Bn, H), dt)
+    _lstm_forward(xw, w_hh, b_hh, h0, np.ascontiguousarray(c0), mask, reverse, hs, hprev,
+                  cprev, gates, hT, cT)
+    return (hs, hT, cT), (hprev, cprev, gates)
+
+
+def _backward_arrays(gs, res, w_hh, mask, kind, reverse):
+    """Cotangents of (xw, w_hh, b_hh, h0, c0) from those of (hs, h_T, c_T)."""
+    g_hs, g_hT, g_cT = [np.ascontiguousarray(g) for g in gs]
+    w_t = np.ascontiguousarray(w_hh.T)
+    mask = np.ascontiguousarray(mask, dtype=np.bool_)
+    hprev = res[0]
+    Bn, T, H = hprev.shape
+    dc = None
+    if kind in ("rnn_tanh", "rnn_relu"):
+        hs = res[1]
+        dzx = np.empty((Bn, T, H), hprev.dtype)
+        dh = _rnn_backward(g_hs, g_hT, w_t, hs, mask, reverse, kind == "rnn_relu", dzx)
+        dzh = dzx
+    elif kind == "gru":
+        _, gates, hn = res
+        dzx = np.empty(gates.shape, hprev.dtype)
+        dzh = np.empty(gates.shape, hprev.dtype)
+        dh = _gru_backward(g_hs, g_hT, w_t, hprev, gates, hn, mask, reverse, dzx, dzh)
+    else:
+        _, cprev, gates = res
+        dzx = np.empty(gates.shape, hprev.dtype)
+        dh, dc = _lstm_backward(g_hs, g_hT, g_cT, w_t, cprev, gates, mask, reverse, dzx)
+        dzh = dzx
+    flat = dzh.reshape(Bn * T, -1)
+    g_w = hprev.reshape(Bn * T, H).T @ flat
+    g_b = flat.sum(axis=0)
+    return dzx, g_w, g_b, dh, dc
+
+
+# ----------------------------------------------------------------------------- the primitive
+def _forward(xw, w_hh, b_hh, h0, c0, mask, *, kind, reverse):
+    outs, res = _forward_arrays(xw, w_hh, b_hh, h0, c0, mask, kind=kind, reverse=reverse)
+    if kind in ("rnn_tanh", "rnn_relu"):
+        res = res + (outs[0],)
+    return outs, res
+
+
+def _needs_reference(inputs):
+    return is_grad_enabled() or any(x._tangents for x in inputs if isinstance(x, Tensor))
+
+
+def _vjp_all(gs, outs, inputs, needs, *, kind, reverse, res):
+    xw, w_hh, b_hh, h0, c0, mask = inputs
+    if _needs_reference(inputs):
+        from ..core.transforms import vjp
+
+        from .creation import zeros
+
+        shapes = [(h0.shape[0], mask.shape[1], h0.shape[1]), h0.shape, h0.shape]
+        gs = [g if g is not None else zeros(s, dtype=h0.dtype) for g, s in zip(gs, shapes)]
+        _, pullback = vjp(lambda *a: reference(kind, *a, mask, reverse), xw, w_hh, b_hh, h0, c0)
+        return list(pullback(tuple(gs))) + [None]
+    like = w_hh.data
+    g_arrays = [g.data if g is not None else np.zeros(shape, like.dtype)
+                for g, shape in zip(gs, [(h0.shape[0], mask.shape[1], h0.shape[1]),
+                                         h0.shape, h0.shape])]
+    r = [x.data for x in res]
+    dzx, g_w, g_b, dh, dc = B.numpy_kernel(
+        lambda m, *arrays: _backward_arrays(arrays[:3], arrays[3:-1], arrays[-1], m, kind,
+                                            reverse))(mask.data, *g_arrays, *r, w_hh.data)
+    out = [_wrap(dzx), _wrap(g_w), _wrap(g_b), _wrap(dh),
+           _wrap(dc) if dc is not None and needs[4] else None, None]
+    return [o if n else None for o, n in zip(out, needs)]
+
+
+def _jvp_all(tangents, outs, inputs, *, kind, reverse):
+    from ..core.transforms import jvp
+
+    from .creation import zeros_like
+
+    xw, w_hh, b_hh, h0, c0, mask = inputs
+    primals = (xw, w_hh, b_hh, h0, c0)
+    tans = tuple(t if t is not None else zeros_like(x) for t, x in zip(tangents[:5], primals))
+    _, touts = jvp(lambda *a: reference(kind, *a, mask, reverse), primals, tans)
+    return list(touts)
+
+
+def _batch(args, axes, *, kind, reverse):
+    """Examples of a ``vmap`` join the batch axis when the weights are shared; batched
+    weights fall back to one application per example."""
+    if axes[1] is not None or axes[2] is not None:
+        return loop_rule(_LAYER)(args, axes, kind=kind, reverse=reverse)
+    size = batch_size(args, axes)
+    from .shape import reshape
+
+    merged = []
+    for i in (0, 3, 4, 5):
+        x = broadcast_batch(args[i], axes[i], size)
+        merged.append(reshape(x, (size * x.shape[1],) + x.shape[2:]))
+    xw, h0, c0, mask = merged
+    hs, hT, cT = apply(_LAYER, (xw, args[1], args[2], h0, c0, mask),
+                       {"kind": kind, "reverse": reverse})
+    n = args[0].shape[0] if axes[0] is None else hs.shape[0] // size
+    return (reshape(hs, (size, n) + hs.shape[1:]), reshape(hT, (size, n) + hT.shape[1:]),
+            reshape(cT, (size, n) + cT.shape[1:])), (0, 0, 0)
+
+
+_LAYER = Primitive("recurrent_layer", B.numpy_kernel(_forward), vjp_all=_vjp_all,
+                   jvp_all=_jvp_all, multiple_results=True, save="inputs",
+                   residuals=True, batch=_batch)
+
+
+def recurrent_layer(kind, xw, w_hh, b_hh, h0, c0, mask, reverse=False):
+    """One direction of one recurrent layer over a whole sequence (see the module notes).
+
+    ``xw`` is ``(N, T, G·H)`` (``x @ W_ih + b_ih``), ``w_hh`` ``(H, G·H)``, ``b_hh``
+    ``(G·H,)``, ``h0``/``c0`` ``(N, H)`` (``c0`` is ignored except by the LSTM), ``mask``
+    ``(N, T)`` bool. Returns ``(outputs (N, T, H), h_T, c_T)`` (``c_T`` zeros unless LSTM).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"recurrent_layer: unknown kind {kind!r}; expected one of {KINDS}")
+    from ._common import to_tensor
+
+    xw, w_hh, b_hh, h0, c0, mask = (to_tensor(v, "recurrent_layer")
+                                    for v in (xw, w_hh, b_hh, h0, c0, mask))
+    n, t, g = xw.shape if xw.ndim == 3 else (None, None, None)
+    h = w_hh.shape[0] if w_hh.ndim == 2 else None
+    if xw.ndim != 3 or h is None or g != GATES[kind] * h or w_hh.shape[1] != g \
+            or b_hh.shape != (g,) or h0.shape != (n, h) or c0.shape != (n, h) \
+            or mask.shape != (n, t):
+        raise ValueError(f"recurrent_layer: shapes do not fit a {kind} layer: xw {xw.shape} "
+                         f"(N, T, {GATES[kind]}·H), w_hh {w_hh.shape} (H, {GATES[kind]}·H), "
+                         f"b_hh {b_hh.shape}, h0 {h0.shape} and c0 {c0.shape} (N, H), mask "
+                         f"{mask.shape} (N, T)")
+    if mask.dtype != np.bool_:
+        mask = mask.astype(np.bool_)
+    return apply(_LAYER, (xw, w_hh, b_hh, h0, c0, mask), {"kind": kind, "reverse": bool(reverse)})
+
+
+# ----------------------------------------------------------------------------- reference
+def cell_step(kind, xw_t, h, c, w_hh, b_hh):
+    """One step of the equations with tensor operations: ``(h', c')``."""
+    from .elementwise import maximum, sigmoid, tanh
+    from .shape import split
+
+    zh = h @ w_hh + b_hh
+    if kind == "rnn_tanh":
+        return tanh(xw_t + zh), c
+    if kind == "rnn_relu":
+        return maximum(xw_t + zh, 0.0), c
+    if kind == "gru":
+        xr, xz, xn = split(xw_t, 3, axis=-1)
+        hr, hz, hn = split(zh, 3, axis=-1)
+        r = sigmoid(xr + hr)
+        z = sigmoid(xz + hz)
+        n = tanh(xn + r * hn)
+        return (1.0 - z) * n + z * h, c
+    i, f, g, o = split(xw_t + zh, 4, axis=-1)
+    c_new = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    return sigmoid(o) * tanh(c_new), c_new
+
+
+def reference(kind, xw, w_hh, b_hh, h0, c0, mask, reverse=False):
+    """The composite form of :func:`recurrent_layer`: :func:`wonderland.scan` over time
+    with :func:`cell_step`, differentiable to any order."""
+    from ..core.scan import scan
+    from .elementwise import greater, where
+    from .shape import expand_dims
+
+    def step(carry, inp):
+        h, c = carry
+        x_t, m_t = inp
+        h_new, c_new = cell_step(kind, x_t, h, c, w_hh, b_hh)
+        m = expand_dims(greater(m_t, 0.5), -1)
+        return (where(m, h_new, h), where(m, c_new, c)), where(m, h_new, 0.0)
+
+    # the mask travels as 0/1 floats: the scan differentiates its xs at higher orders
+    mask = mask.astype(xw.dtype)
+    (hT, cT), hs = scan(step, (h0, c0), (moveaxis(xw, 1, 0), moveaxis(mask, 1, 0)),
+                        reverse=reverse)
+    if kind != "lstm":
+        from .creation import zeros_like
+
+        cT = zeros_like(hT)         # only the LSTM has a cell state
+    return moveaxis(hs, 0, 1), hT, cT
+
+
+__all__ = ["recurrent_layer", "reference", "cell_step", "KINDS", "GATES"]
