@@ -120,3 +120,17 @@ def test_scan_errors():
         wl.scan(lambda c, x: c, wl.tensor(0.0), wl.ones(3))
     with pytest.raises(ValueError, match="different leading lengths"):
         wl.scan(lambda c, x: (c, None), wl.tensor(0.0), (wl.ones(3), wl.ones(4)))
+
+
+def test_integer_and_bool_inputs_at_second_order():
+    w = t(3, 3)
+    mask = wl.tensor(np.array([True, False, True, True]))
+
+    def f(w, h0, xs):
+        def step(h, inp):
+            x, m = inp
+            h_new = wl.tanh(h @ w + x)
+            return wl.where(m, h_new, h), h
+        return wl.scan(step, h0, (xs, mask))[0].sum()
+
+    wl.testing.check_grads(f, (w, t(3), t(4, 3)), order=2)

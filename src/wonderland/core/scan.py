@@ -202,8 +202,8 @@ class _Loop:
         """Higher orders: the whole loop again with recording, differentiated through."""
         from .transforms import _variable
 
-        fresh_init = [_variable(c, "scan") for c in init]
-        fresh_xs = [_variable(x, "scan") for x in xs]
+        fresh_init = [_variable(c, "scan") if c.dtype.kind == "f" else c for c in init]
+        fresh_xs = [_variable(x, "scan") if x.dtype.kind == "f" else x for x in xs]
         with enable_grad():
             carry, ys = self.unrolled(fresh_init, fresh_xs)
         outs = flatten(carry)[0] + flatten(ys)[0]
