@@ -44,10 +44,11 @@ def target_keys(targets):
     return leaves, outputs
 
 
-def toposort(roots, stop=None):
+def toposort(roots, stop=None, within=None):
     """Nodes reachable from ``roots`` (tensors), inputs before the nodes using them.
 
-    The walk does not go past a node whose id is in ``stop``.
+    The walk does not go past a node whose id is in ``stop``, nor into a node whose id is
+    not in ``within`` (when given).
     """
     order = []
     seen = set()
@@ -69,7 +70,8 @@ def toposort(roots, stop=None):
             if stop is not None and nid in stop:
                 continue
             for e in n.edges:
-                if type(e) is tuple and id(e[0]) not in seen:
+                if type(e) is tuple and id(e[0]) not in seen and (
+                        within is None or id(e[0]) in within):
                     stack.append((e[0], False))
     return order
 

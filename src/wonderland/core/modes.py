@@ -81,28 +81,17 @@ def is_grad_enabled() -> bool:
 
 
 class Capture:
-    """What a function read from outside while it ran with recording: every tensor
-    requiring grad that a recorded operation took as input, and the nodes the run made.
-    ``outside(variables)`` keeps the tensors that existed before the run and are not
-    the run's own variables — the closure's parameters, say."""
+    """The graph nodes a function's run made (their ids): whatever their edges reach
+    outside that set is what the function read from outside — the closure's parameters,
+    say (see ``transforms.outside``)."""
 
-    __slots__ = ("read", "created")
+    __slots__ = ("created",)
 
     def __init__(self):
-        self.read = {}
         self.created = set()
 
     def note(self, node, inputs) -> None:
         self.created.add(id(node))
-        for x in inputs:
-            if x.requires_grad:
-                xn = x._node
-                self.read.setdefault(id(x) if xn is None else (id(xn), x._index), x)
-
-    def outside(self, variables) -> list:
-        mine = {id(v) if v._node is None else (id(v._node), v._index) for v in variables}
-        return [t for key, t in self.read.items() if key not in mine
-                and (t._node is None or id(t._node) not in self.created)]
 
 
 @contextlib.contextmanager
@@ -118,8 +107,6 @@ def capturing():
         _STATE.reset(token)
         if outer is not None:
             outer.created |= cap.created
-            for key, t in cap.read.items():
-                outer.read.setdefault(key, t)
 
 
 class _GradMode(contextlib.ContextDecorator):

@@ -47,7 +47,8 @@ class Primitive:
     """A differentiable operation: forward on arrays, VJP and JVP rules on tensors."""
 
     __slots__ = ("name", "forward", "vjp", "vjp_all", "jvp", "jvp_all", "linear",
-                 "differentiable", "multiple_results", "save", "residuals", "view", "batch")
+                 "differentiable", "multiple_results", "save", "residuals", "view", "batch",
+                 "_saves")
 
     def __init__(self, name, forward, *, vjp=None, vjp_all=None, jvp=None, jvp_all=None,
                  linear=False, differentiable=True, multiple_results=False, save=None,
@@ -65,6 +66,7 @@ class Primitive:
         self.view = view
         self.batch = batch
         self.save = _parse_save(name, save)
+        self._saves = {}                # per pattern of inputs requiring grad
         if differentiable and vjp is None and vjp_all is None:
             raise ValueError(f"primitive {name}: a differentiable primitive needs a vjp rule")
         if differentiable and not (linear or jvp is not None or jvp_all is not None):
@@ -76,17 +78,13 @@ class Primitive:
     def saves(self, flags: tuple):
         """``(mask, out)``: which inputs a node keeps (a tuple of bools, or ``None``) and
         whether it keeps the output, given which inputs require grad (``flags``)."""
-        key = (self, flags)
-        found = _SAVES.get(key)
+        found = self._saves.get(flags)
         if found is None:
-            found = _SAVES[key] = _resolve_save(self.save, flags)
+            found = self._saves[flags] = _resolve_save(self.save, flags)
         return found
 
     def __repr__(self):
         return f"<primitive {self.name}>"
-
-
-_SAVES: dict = {}
 
 
 def _parse_save(name, save):
@@ -443,7 +441,7 @@ def _check_forward(prim, inputs, out):
     xp = B.ns(data)
     if not xp.isfinite(data).all():
         bad = "nan" if xp.isnan(data).any() else "inf"
-        inputs_finite = all(x._batch is not None or x.data.dtype.kind != "f"
+        inputs_finite = all(not B.is_array(x.data) or x.data.dtype.kind != "f"
                             or xp.isfinite(x.data).all() for x in inputs)
         source = "from finite inputs" if inputs_finite else "(its inputs already held nan/inf)"
         raise FloatingPointError(

@@ -156,7 +156,9 @@ class _Loop:
                     probe = [_fresh(c) for c in carry]
                     px = [_fresh(x) for x in x_t] if x_t is not None else None
                     carry, ys = self.step(probe, px)
-                outside = cap.outside(probe + (px or []))
+                from .transforms import _outside
+
+                outside = _outside(cap, list(carry) + list(ys), probe + (px or []), [])
                 carry = [without_graph(c) for c in carry]
                 ys = [without_graph(y) for y in ys]
                 first = False

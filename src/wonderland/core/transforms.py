@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 
 from . import rng
-from .engine import reaches_outside, run_backward, walk, without_graph
+from .engine import reaches_outside, run_backward, toposort, walk, without_graph
 from .modes import capturing, enable_grad, get_state, new_level, replace, reset
 from .primitive import Primitive, alias, apply, attach_tangent, strip
 from .pytree import flatten, tree_map, unflatten
@@ -116,7 +116,7 @@ class _Trace:
     __slots__ = ("out_flat", "out_tree", "aux", "variables", "tree", "outside", "eager")
 
 
-def _record(fun, primals, has_aux, what, eager=True) -> _Trace:
+def _record(fun, primals, has_aux, what, eager=True, need_outside=True) -> _Trace:
     flat, tree = flatten(tuple(primals))
     st = get_state()
     tr = _Trace()
@@ -129,10 +129,12 @@ def _record(fun, primals, has_aux, what, eager=True) -> _Trace:
         # run again with the variables batched there (same random numbers).
         with rng.replaying(touched):
             _run(tr, fun, flat, has_aux, what, eager, st, missing)
-    roots = _physical_roots(tr.out_flat)
-    order, leaves, outputs = walk(roots, _physical_roots(tr.variables))
-    tr.outside = st.grad_enabled and reaches_outside(order, leaves, outputs, roots)
     tr.eager = eager
+    tr.outside = False
+    if need_outside and st.grad_enabled:
+        roots = _physical_roots(tr.out_flat)
+        order, leaves, outputs = walk(roots, _physical_roots(tr.variables))
+        tr.outside = reaches_outside(order, leaves, outputs, roots)
     return tr
 
 
@@ -278,13 +280,13 @@ def _value_and_grad_top(f_dyn, dyn, has_aux):
     tensors that require grad, the results come out of a node that recomputes them with
     recording if a later backward pass asks (see :func:`_recomputed`)."""
     with rng.tracking() as touched, capturing() as cap:
-        tr = _record(f_dyn, dyn, has_aux, "grad", eager=False)
+        tr = _record(f_dyn, dyn, has_aux, "grad", eager=False, need_outside=False)
     out = _scalar_output(tr)
     grads = run_backward([out], [ones_like(out)], tr.variables)
     grads = _zeros_for(tr.variables, grads)
     flat, _ = flatten(tuple(dyn))
     inputs = [to_tensor(x, "grad") for x in flat]
-    outside = _outside(cap, tr.variables, inputs)
+    outside = _outside(cap, [out] + _tensor_leaves(tr.aux), tr.variables, inputs)
     if not get_state().grad_enabled or not (outside or any(x.requires_grad for x in inputs)):
         return without_graph(out), tree_map(_plain, tr.aux), grads, tr.tree
     aux_leaves, aux_tree = flatten(tr.aux)
@@ -312,13 +314,43 @@ def _value_and_grad_top(f_dyn, dyn, has_aux):
     return value, unflatten(aux_tree, new_aux), grads, tr.tree
 
 
-def _outside(cap, variables, inputs):
-    """The tensors requiring grad a function read from outside, less its own inputs."""
-    found = cap.outside(variables)
-    mine = {id(x) if x._node is None else (id(x._node), x._index)
-            for x in inputs if x.requires_grad}
-    return [t for t in found if (id(t) if t._node is None else (id(t._node), t._index))
-            not in mine]
+def _position(t):
+    return id(t) if t._node is None else (id(t._node), t._index)
+
+
+def _outside(cap, roots, variables, inputs):
+    """The tensors requiring grad a function read from outside (its closure), less its
+    own variables and inputs: the edges of the nodes its run made that lead out of them.
+    A leaf read from outside comes back as itself; a computed tensor as a stand-in at its
+    place in the graph (enough to sweep to it and to connect a node to it)."""
+    mine = {_position(v) for v in variables} | {_position(x) for x in inputs if x.requires_grad}
+    created = cap.created
+    found, seen = [], set()
+    for node in toposort([r for r in roots if r._node is not None and id(r._node) in created],
+                         stop=None, within=created):
+        for i, e in enumerate(node.edges):
+            if e is None:
+                continue
+            key = id(e) if type(e) is not tuple else (id(e[0]), e[1])
+            if key in mine or key in seen or (type(e) is tuple and id(e[0]) in created):
+                continue
+            seen.add(key)
+            found.append(e if type(e) is not tuple else
+                         _stand_in(e[0], e[1], node.shapes[i], node.dtypes[i]))
+    return found
+
+
+def _stand_in(node, index, shape, dtype):
+    from .tensor import AbstractArray
+
+    t = _wrap(AbstractArray(shape, dtype))
+    t.requires_grad, t._node, t._index = True, node, index
+    return t
+
+
+def _tensor_leaves(tree):
+    leaves, _ = flatten(tree)
+    return [x for x in leaves if isinstance(x, Tensor)]
 
 
 def _recomputed(name, recompute, inputs, outside, results, touched):
@@ -588,7 +620,7 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
             out = call(variables)
         out_flat, out_tree = flatten(out)
         _check_outputs(out_flat, "checkpoint")
-        outside = _outside(cap, variables, inputs)
+        outside = _outside(cap, out_flat, variables, inputs)
         if not outside and not any(x.requires_grad for x in inputs):
             return unflatten(out_tree, [without_graph(o) for o in out_flat])
         results = [without_graph(o) for o in out_flat]
