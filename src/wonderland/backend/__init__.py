@@ -290,7 +290,8 @@ def check_same_device(what, arrays) -> None:
 
 
 # backends that load on first use (their library may not be installed): name -> loader
-_LAZY = {"cupy": "wonderland.backend.cupy_backend"}
+_LAZY = {"cupy": "wonderland.backend.cupy_backend",
+         "fake-cuda": "wonderland.backend.fake_device"}
 # which backend holds each device kind other than "cpu" ("cuda" -> the CuPy backend)
 _DEVICES: dict = {}
 

@@ -53,14 +53,14 @@ class DeviceBackend(Backend):
                 and not isinstance(data, _np.ndarray):
             data = _np.asarray(data)
         if isinstance(data, _np.ndarray) and type(data) is not self.array_type:
-            data = self._to_device(_np.ascontiguousarray(data.view(_np.ndarray)))
+            data = self._to_device(data.view(_np.ndarray))
         return self.xp.asarray(data, dtype=dtype)
 
     def to_numpy(self, array):
         return self._host(array)
 
     def from_numpy(self, array):
-        return self._to_device(_np.ascontiguousarray(array))
+        return self._to_device(_np.asarray(array))
 
     def erf(self, x):
         return self._special.erf(x)

@@ -220,15 +220,16 @@ def gather_forward(x, idx, *, kernel, stride, dilation):
     xp = ns(x)
     out = xp.zeros(idx.shape, dtype=x.dtype)
     for k, sl in enumerate(_offset_slices(x.shape, kernel, stride, dilation)):
-        out += x[sl] * (idx == k)
+        out = xp.where(idx == k, x[sl], out)          # a selection: -inf and NaN stay exact
     return out
 
 
 def scatter_forward(g, idx, *, kernel, stride, dilation, in_shape):
     xp = ns(g)
     out = xp.zeros(in_shape, dtype=g.dtype)
+    zero = xp.zeros((), dtype=g.dtype)
     for k, sl in enumerate(_offset_slices(in_shape, kernel, stride, dilation)):
-        out[sl] += g * (idx == k)
+        out[sl] += xp.where(idx == k, g, zero)
     return out
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 __all__ = ["init", "is_initialized", "rank", "world_size", "local_rank", "local_size",
            "is_main_process", "barrier", "all_reduce", "broadcast", "all_gather_object",
-           "broadcast_object", "iall_reduce", "Work", "DistributedError", "shutdown",
+           "broadcast_object", "iall_reduce", "Work", "DistributedError", "abort", "shutdown",
            "get_timeout"]
 
 _LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
@@ -353,6 +353,16 @@ def broadcast_object(obj, src: int = 0):
     buf = np.array(data, copy=True) if data is not None else np.empty(int(size[0]), np.uint8)
     _wait([_W.comm.Ibcast(buf, root=src)], "broadcast_object")
     return json.loads(buf.tobytes())
+
+
+def abort(code: int = 1) -> None:
+    """End every rank of the job now with exit status ``code`` (after an error that the
+    other ranks cannot know about); in a world of one, exit this process."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    if _W.comm is not None and _W.size > 1:
+        _W.comm.Abort(code)
+    raise SystemExit(code)
 
 
 def shutdown() -> None:
