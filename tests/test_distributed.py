@@ -128,6 +128,48 @@ def test_ddp_equals_one_process_on_the_concatenated_batch(tmp_path, n, bucket):
     assert rows[0]["buckets"] == (1 if bucket == 4.0 else 6)   # one bucket, or one per parameter
 
 
+OVERLAP = """
+    # record, at each all-reduce DDP starts, how many parameters had reported so far
+    starts = []
+    original = wl.distributed.iall_reduce
+    def recording(buffer, op="sum"):
+        starts.append(model._reported)
+        return original(buffer, op)
+    wl.distributed.iall_reduce = recording
+    from wonderland.backend.fake_device import load
+    load()                                     # the stand-in device plays "cuda"
+    model = nn.parallel.DistributedDataParallel(cnn(0).to("cuda"), bucket_cap_mb=0.0001)
+    opt = wl.optim.Adam(model.parameters(), lr=0.01)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2 * world, 8, 8, 1)); y = rng.integers(0, 3, size=2 * world)
+    mine = slice(2 * rank, 2 * rank + 2)
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(wl.tensor(x[mine]).to("cuda")),
+                                    wl.tensor(y[mine]).to("cuda")).backward()
+        opt.step()
+    ref = cnn(0); ropt = wl.optim.Adam(ref.parameters(), lr=0.01)
+    for _ in range(2):
+        ropt.zero_grad()
+        nn.functional.cross_entropy(ref(wl.tensor(x)), wl.tensor(y)).backward()
+        ropt.step()
+    report(starts=starts[:len(model._buckets)], total=len(model._params), diff=max(
+        float(np.abs(p.to("cpu").numpy() - q.numpy()).max())
+        for p, q in zip(model.parameters(), ref.parameters())),
+        on_device=all(p.device == "cuda" and p.grad.device == "cuda" for p in model.parameters()))
+"""
+
+
+@needs_mpi
+def test_buckets_start_during_the_backward_pass_and_work_on_a_device(tmp_path):
+    rows = results(run_mpi(2, OVERLAP, tmp_path))
+    for r in rows:
+        # the first bucket starts while the earlier layers' gradients are still being
+        # computed (one bucket per parameter here)
+        assert r["starts"][0] <= 2 < r["total"], r      # once the last layer's two are final
+        assert r["diff"] < 1e-12 and r["on_device"], r
+
+
 ACCUMULATION = """
     rng = np.random.default_rng(1)
     X = rng.normal(size=(4, world * 3, 5)); Y = rng.normal(size=(4, world * 3, 2))
@@ -167,27 +209,58 @@ UNUSED = """
         def __init__(self):
             super().__init__()
             self.body = nn.Linear(3, 4); self.used = nn.Linear(4, 1); self.spare = nn.Linear(4, 1)
+            self.scale = nn.Parameter(wl.ones(1))
         def forward(self, x):
-            return self.used(wl.tanh(self.body(x)))
-    wl.random.seed(3)
-    model = nn.parallel.DistributedDataParallel(TwoHeads(), find_unused_parameters=FIND)
+            h = wl.tanh(self.body(x))
+            # the parent reads a child's weight directly, and the body's weight twice
+            return self.used(h) * self.scale + (h @ self.used.weight) * 0.5 + \
+                (x @ self.body.weight).sum(axis=1, keepdims=True) * 0.1
+    def make():
+        wl.random.seed(3)
+        return TwoHeads()
+    rng = np.random.default_rng(4)
+    xs = [rng.normal(size=(4 * world, 3)) for _ in range(3)]
+    model = nn.parallel.DistributedDataParallel(make())
     opt = wl.optim.SGD(model.parameters(), lr=0.1)
-    x = wl.tensor(np.random.default_rng(rank).normal(size=(4, 3)))
-    for step in range(2):
+    mine = slice(4 * rank, 4 * rank + 4)
+    for x in xs:
         opt.zero_grad()
-        model(x).sum().backward()
+        model(wl.tensor(x[mine])).mean().backward()
         opt.step()
-    report(fp=fingerprint(model), spare_grad=float(np.abs(model.module.spare.weight.grad.numpy()).sum()))
+    spare = float(np.abs(model.module.spare.weight.grad.numpy()).sum())
+    ref = make(); ropt = wl.optim.SGD(ref.parameters(), lr=0.1)
+    for x in xs:
+        ropt.zero_grad()
+        ref(wl.tensor(x)).mean().backward()
+        ropt.step()
+    report(fp=fingerprint(model), spare_grad=spare, diff=max_diff(model, ref))
 """
 
 
 @needs_mpi
-def test_unused_parameters_need_the_flag_and_then_work(tmp_path):
-    rows = results(run_mpi(2, UNUSED.replace("FIND", "True"), tmp_path))
-    assert rows[0]["fp"] == rows[1]["fp"] and rows[0]["spare_grad"] == 0.0
-    run = run_mpi(2, UNUSED.replace("FIND", "False"), tmp_path, expect_ok=False)
-    assert run.returncode != 0
-    assert "find_unused_parameters=True" in run.stderr and "spare.weight" in run.stderr
+def test_unused_shared_and_parent_read_parameters(tmp_path):
+    rows = results(run_mpi(2, UNUSED, tmp_path))
+    for r in rows:
+        assert r["diff"] < 1e-12 and r["spare_grad"] == 0.0, r
+    assert rows[0]["fp"] == rows[1]["fp"]
+
+
+TWO_BACKWARDS = """
+    wl.random.seed(0)
+    model = nn.parallel.DistributedDataParallel(nn.Linear(3, 2))
+    x = wl.random.normal((4, 3))
+    a = model(x).sum()
+    b = model(x).sum()                          # a second forward before any backward
+    (a + b).backward()
+    report(ok=True)
+"""
+
+
+@needs_mpi
+def test_two_forwards_before_one_backward_is_an_error(tmp_path):
+    run = run_mpi(2, TWO_BACKWARDS, tmp_path, expect_ok=False)
+    assert run.returncode != 0 and not results(run)
+    assert "call the module once per backward pass" in run.stderr
 
 
 # ----------------------------------------------------------------------------- failures

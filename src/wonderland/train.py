@@ -26,6 +26,7 @@ import warnings
 
 import numpy as np
 
+from . import backend as B
 from . import distributed as dist
 from . import io
 from .core.modes import no_grad
@@ -371,8 +372,8 @@ class Trainer:
                     count += n
                     if self.metrics:
                         x, y = _as_batch(batch)
-                        outs.append(self.model(x).data)
-                        targets.append(y.data if isinstance(y, Tensor) else np.asarray(y))
+                        outs.append(B.to_numpy(self.model(x).data))     # from any device
+                        targets.append(B.to_numpy(y.data) if isinstance(y, Tensor) else np.asarray(y))
         finally:
             self.model.train(was_training)
         if dist.world_size() > 1:                 # every rank's share of the data

@@ -17,17 +17,25 @@ How it works, following PyTorch's DDP:
 * **Start**: the ranks compare their parameters' names, shapes and dtypes (a mismatch is
   an error on every rank naming the first difference, not a hang), then rank 0's values
   are broadcast to all.
-* **Buckets**: parameters are grouped, in reverse order of registration (the order in
-  which backward reaches them), into flat buffers of about ``bucket_cap_mb``.
-* **Hooks**: each forward runs the module with every parameter passed through an
-  identity primitive, ``grad_ready``, whose VJP rule receives the parameter's complete
-  gradient: all uses of the parameter in this forward go through that one node, and the
-  engine runs a node only after every consumer of its output. The rule copies the
-  gradient into its bucket; when a bucket is full, a non-blocking all-reduce of it starts
-  (``MPI_Iallreduce``) while the backward pass goes on computing earlier layers' gradients.
-  Buckets start in a fixed order, the same on every rank, as MPI requires.
-* **Finish**: when the last parameter has reported, the rule waits for the buckets in
-  flight and writes the averaged gradients to ``.grad``; the hooks return no cotangent,
+* **Buckets**: parameters are grouped, in reverse order of registration (roughly the order
+  in which backward finishes them), into flat buffers of about ``bucket_cap_mb``.
+* **Hooks**: the core has no "this leaf's gradient is final" callback, so DDP makes one.
+  During each forward every parameter is read through an identity primitive,
+  ``grad_ready``, whose VJP rule receives the gradient flowing into that read. Inside the
+  forward of the module that owns the parameter, the read is *anchored* to that call's
+  input: the ``grad_ready`` node takes the input as a second argument (it gets no
+  gradient), which makes the engine run the node right after the layer's own backward
+  step instead of at the end of the sweep. Reads elsewhere (a parent module using a
+  child's weight) go through an unanchored node. After the forward, DDP walks the graph
+  from the outputs and counts, per parameter, the ``grad_ready`` nodes the loss can reach;
+  a parameter is final when that many gradients have arrived (parameters the outputs do
+  not use are final at once, with a zero gradient).
+* **Overlap**: a final gradient is copied into its bucket; a full bucket starts a
+  non-blocking all-reduce (``MPI_Iallreduce``) at once, while the engine goes on with
+  earlier layers; buckets start in one fixed order on every rank, as MPI requires, and
+  every later rule drives the progress of those in flight.
+* **Finish**: the rule that completes the last parameter waits for the buckets and writes
+  the averaged gradients to ``.grad``; the rules return no cotangent to the parameters,
   so the engine does not add the local gradient on top.
 * **Weights**: each rank's gradient is weighted by its number of examples (the leading
   size of the first tensor argument) — one extra number per bucket — so ranks with
@@ -35,13 +43,12 @@ How it works, following PyTorch's DDP:
   for a mean loss. ``average="ranks"`` weights ranks equally (PyTorch's rule).
 
 ``no_sync()`` accumulates local gradients without communicating (gradient accumulation);
-the next synchronised backward reduces the accumulated sum. Parameters that the loss does
-not reach must be declared with ``find_unused_parameters=True`` (the graph is then walked
-after each forward, and unreached parameters contribute zeros); otherwise the next forward
-raises an error naming them. BatchNorm-style buffers are broadcast from rank 0 before each
-training forward (``broadcast_buffers``). Not supported: calling the wrapped module twice
-before one backward (an error says so), and differentiating through the gradients
-(``create_graph``) — the averaged gradients are plain values.
+the next synchronised backward reduces the accumulated sum. BatchNorm-style buffers are
+broadcast from rank 0 before each training forward (``broadcast_buffers``). The loss must
+be computed from what the wrapped module returns (a gradient that reaches a parameter
+another way is an error). Not supported: ``wl.checkpoint`` inside the wrapped module, and
+differentiating through the gradients (``create_graph``) — the averaged gradients are
+plain values.
 
 ``state_dict`` and ``load_state_dict`` are the wrapped module's, so checkpoints of a
 data-parallel run load into the plain model and back.
@@ -66,21 +73,27 @@ __all__ = ["DistributedDataParallel"]
 class _Slot:
     """Where a parameter's gradient goes: its DDP wrapper and its position."""
 
-    __slots__ = ("owner", "index", "step")
+    __slots__ = ("owner", "index")
 
     def __init__(self, owner, index):
         self.owner = owner
         self.index = index
-        self.step = -1
 
-    def ready(self, g):
-        return self.owner._grad_ready(self, g)
+    def ready(self, g, step):
+        return self.owner._grad_ready(self, g, step)
 
 
+def _identity(x, *anchor, slot, step):
+    return x
+
+
+# one node per read of a parameter; the optional second input (the owning module's input)
+# only places the node in the engine's order and receives no gradient
 _READY = Primitive(
-    "grad_ready", lambda x, *, slot: x, save=(), view=True,
-    vjp=lambda g, out, x, *, slot: slot.ready(g),
-    jvp=lambda t, out, x, *, slot: t)
+    "grad_ready", _identity, save=(), view=True,
+    vjp=(lambda g, out, x, *anchor, slot, step: slot.ready(g, step),
+         lambda g, out, x, *anchor, slot, step: None),
+    jvp=(lambda t, out, x, *anchor, slot, step: t, None))
 
 
 class _Bucket:
@@ -102,8 +115,7 @@ class DistributedDataParallel(Module):
     docstring). ``wl.distributed.init()`` is called if it has not been."""
 
     def __init__(self, module: Module, *, bucket_cap_mb: float = 4.0,
-                 broadcast_buffers: bool = True, find_unused_parameters: bool = False,
-                 average: str = "examples"):
+                 broadcast_buffers: bool = True, average: str = "examples"):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel: expected a Module, got "
@@ -111,39 +123,40 @@ class DistributedDataParallel(Module):
         if average not in ("examples", "ranks"):
             raise ValueError(f"DistributedDataParallel: average must be 'examples' or 'ranks', "
                              f"got {average!r}")
-        if not (isinstance(bucket_cap_mb, (int, float)) and bucket_cap_mb > 0):
+        if isinstance(bucket_cap_mb, bool) or not isinstance(bucket_cap_mb, (int, float)) \
+                or not bucket_cap_mb > 0:
             raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be a positive "
                              f"number, got {bucket_cap_mb!r}")
         dist.init()
         self.module = module
-        object.__setattr__(self, "broadcast_buffers", bool(broadcast_buffers))
-        object.__setattr__(self, "find_unused_parameters", bool(find_unused_parameters))
-        object.__setattr__(self, "average", average)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-        object.__setattr__(self, "_names", [n for n, _ in named])
-        object.__setattr__(self, "_params", [p for _, p in named])
-        object.__setattr__(self, "_slots", [_Slot(self, i) for i in range(len(named))])
         index = {id(p): i for i, (_, p) in enumerate(named)}
-        bindings = []                    # every dotted name of a tracked parameter (ties too)
+        bindings, owners = [], []         # every dotted name of a tracked parameter (ties too)
         for prefix, m in module.named_modules():
-            for name, p in m._parameters.items():
-                if p is not None and id(p) in index:
-                    bindings.append((f"{prefix}.{name}" if prefix else name, index[id(p)]))
-        object.__setattr__(self, "_bindings", bindings)
-        object.__setattr__(self, "_sync", True)
-        object.__setattr__(self, "_step", 0)
-        object.__setattr__(self, "_armed", False)
-        object.__setattr__(self, "_reported", 0)
-        object.__setattr__(self, "_weight", 1.0)
-        object.__setattr__(self, "_launched", 0)
+            own = [(name, index[id(p)]) for name, p in m._parameters.items()
+                   if p is not None and id(p) in index]
+            bindings += [(f"{prefix}.{name}" if prefix else name, i) for name, i in own]
+            if own:
+                owners.append((m, own))
+        state = dict(broadcast_buffers=bool(broadcast_buffers), average=average,
+                     _names=[n for n, _ in named], _params=[p for _, p in named],
+                     _bindings=bindings, _owners=owners, _sync=True, _armed=False,
+                     _started=False, _reported=0, _weight=1.0, _launched=0, _step=0)
+        state["_slots"] = [_Slot(self, i) for i in range(len(named))]
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
         self._check_same_model()
-        self._broadcast_state(buffers=True)
+        self._broadcast_state()
         object.__setattr__(self, "_buckets", self._make_buckets(bucket_cap_mb))
         where = {}
         for bi, bucket in enumerate(self._buckets):
             for k, i in enumerate(bucket.params):
                 where[i] = (bi, bucket.offsets[k])
         object.__setattr__(self, "_where", where)
+        n = len(named)
+        object.__setattr__(self, "_expected", [0] * n)    # reachable reads per parameter
+        object.__setattr__(self, "_arrived", [0] * n)
+        object.__setattr__(self, "_partial", [None] * n)  # gradients of the reads so far
 
     # ------------------------------------------------------------------ start
     def _check_same_model(self):
@@ -157,124 +170,176 @@ class DistributedDataParallel(Module):
                 f"DistributedDataParallel: the model on rank {dist.rank()} differs from the "
                 f"model on rank {r}: {detail}; every rank must build the same model")
 
-    def _broadcast_state(self, buffers):
+    def _broadcast_state(self):
         if dist.world_size() == 1:
             return
-        tensors = list(self._params) if not buffers else \
-            list(self._params) + [b for b in self.module.buffers()]
-        for t in tensors:
+        for t in list(self._params) + list(self.module.buffers()):
             B.copy_into(t.data, dist.broadcast(t.data, src=0))
             t.bump_version()
 
     def _make_buckets(self, cap_mb):
         cap = cap_mb * (1 << 20)
-        buckets, current, size, dtype = [], [], 0, None
-        for i in reversed(range(len(self._params))):          # backward reaches these first
+        groups, current, size, dtype = [], [], 0, None
+        for i in reversed(range(len(self._params))):
             p = self._params[i]
             nbytes = p.data.size * p.data.dtype.itemsize
             if current and (size + nbytes > cap or p.data.dtype != dtype):
-                buckets.append((current, dtype))
+                groups.append((current, dtype))
                 current, size = [], 0
             current.append(i)
             size += nbytes
             dtype = p.data.dtype
         if current:
-            buckets.append((current, dtype))
-        out = []
-        for indices, dtype in buckets:
+            groups.append((current, dtype))
+        buckets = []
+        for indices, dtype in groups:
             offsets = [0]
             for i in indices:
                 offsets.append(offsets[-1] + self._params[i].data.size)
-            out.append(_Bucket(indices, offsets, dtype))
-        return out
+            buckets.append(_Bucket(indices, offsets, dtype))
+        return buckets
 
     # ------------------------------------------------------------------ forward
     def forward(self, *args, **kwargs):
-        if dist.world_size() == 1 or not is_grad_enabled() or not self._params:
+        if dist.world_size() == 1 or not is_grad_enabled() or not self._params \
+                or not self._sync:                # no_sync: the engine accumulates locally
             return self.module(*args, **kwargs)
-        if self._armed and self._reported:
-            missing = [self._names[s.index] for s in self._slots if s.step != self._step]
-            self._disarm()
+        if self._armed and self._started:
+            missing = [self._names[i] for i in range(len(self._params))
+                       if self._arrived[i] < self._expected[i]]
+            self._reset()
             raise dist.DistributedError(
-                f"DistributedDataParallel: the previous backward pass did not produce "
-                f"gradients for {len(missing)} parameter(s) ({', '.join(missing[:5])}"
-                f"{', ...' if len(missing) > 5 else ''}), so their gradients were never "
-                f"averaged; if the loss does not use them, pass find_unused_parameters=True")
+                f"DistributedDataParallel: the previous backward pass did not deliver the "
+                f"gradients of {len(missing)} parameter(s) ({', '.join(missing[:5])}"
+                f"{', ...' if len(missing) > 5 else ''}), so they were never averaged; "
+                f"compute the loss from the wrapped module's outputs and call backward once "
+                f"per forward")
         if self.training and self.broadcast_buffers and any(True for _ in self.module.buffers()):
-            self._broadcast_buffers()
+            for b in self.module.buffers():
+                B.copy_into(b.data, dist.broadcast(b.data, src=0))
         self._arm(args, kwargs)
-        hooked = [apply(_READY, (p,), {"slot": s}) for p, s in zip(self._params, self._slots)]
-        out = functional_call(self.module, {n: hooked[i] for n, i in self._bindings},
-                              *args, **kwargs)
-        if self.find_unused_parameters:
-            self._mark_unreached(out)
+        step = self._step
+        outer = [apply(_READY, (p,), {"slot": s, "step": step})
+                 for p, s in zip(self._params, self._slots)]
+        with self._anchored_reads():
+            out = functional_call(self.module, {n: outer[i] for n, i in self._bindings},
+                                  *args, **kwargs)
+        self._count_reads(out)
         return out
 
-    def _broadcast_buffers(self):
-        for b in self.module.buffers():
-            B.copy_into(b.data, dist.broadcast(b.data, src=0))
+    @contextlib.contextmanager
+    def _anchored_reads(self):
+        """While the module runs, each module that owns parameters reads them through
+        ``grad_ready`` nodes anchored to its own call's first input."""
+        slots = self._slots
+        for m, own in self._owners:
+            inner = m.forward
 
-    def _arm(self, args, kwargs):
-        object.__setattr__(self, "_step", self._step + 1)
-        object.__setattr__(self, "_armed", True)
-        object.__setattr__(self, "_reported", 0)
-        object.__setattr__(self, "_launched", 0)
-        weight = 1.0
-        if self.average == "examples":
-            first = next((a for a in list(args) + list(kwargs.values())
-                          if isinstance(a, Tensor) and a.ndim), None)
-            weight = float(first.shape[0]) if first is not None else 1.0
-        object.__setattr__(self, "_weight", weight)
-        for bucket in self._buckets:
-            bucket.pending = len(bucket.params)
-            bucket.work = None
+            def forward(*args, _m=m, _own=own, _inner=inner, **kwargs):
+                anchor = next((a for a in list(args) + list(kwargs.values())
+                               if isinstance(a, Tensor) and a.requires_grad), None)
+                store = _m._parameters
+                saved = [(name, store[name]) for name, _ in _own]
+                for name, i in _own:
+                    inputs = (self._params[i],) if anchor is None else (self._params[i], anchor)
+                    store[name] = apply(_READY, inputs, {"slot": slots[i], "step": self._step})
+                try:
+                    return _inner(*args, **kwargs)
+                finally:
+                    for name, value in saved:
+                        store[name] = value
 
-    def _disarm(self):
-        object.__setattr__(self, "_armed", False)
-        object.__setattr__(self, "_reported", 0)
+            object.__setattr__(m, "forward", forward)
+        try:
+            yield
+        finally:
+            for m, _ in self._owners:
+                m.__dict__.pop("forward", None)
 
-    def _mark_unreached(self, out):
-        """Report zeros for parameters whose hook the outputs do not depend on."""
+    def _count_reads(self, out):
+        """Count, per parameter, the ``grad_ready`` nodes the outputs depend on; a
+        parameter with none is final now, with a zero gradient."""
         from ..core.pytree import flatten
 
-        reached, seen = set(), set()
+        counts = self._expected
         stack = [t._node for t in flatten(out)[0] if isinstance(t, Tensor) and t._node is not None]
+        seen = set()
         while stack:
             node = stack.pop()
             if id(node) in seen:
                 continue
             seen.add(id(node))
             if node.prim is _READY:
-                reached.add(node.params["slot"].index)
-                continue
+                slot = node.params["slot"]
+                if slot.owner is self and node.params["step"] == self._step:
+                    counts[slot.index] += 1
             for e in node.edges:
                 if type(e) is tuple:
                     stack.append(e[0])
-        for slot in self._slots:
-            if slot.index not in reached:
-                p = self._params[slot.index]
-                self._grad_ready(slot, _wrap(B.ns(p.data).zeros_like(p.data)))
+        for i, n in enumerate(counts):
+            if n == 0:
+                counts[i] = 1
+                p = self._params[i]
+                self._deliver(i, _wrap(B.ns(p.data).zeros_like(p.data)), started=False)
+
+    def _arm(self, args, kwargs):
+        for bucket in self._buckets:               # a forward whose backward never came
+            if bucket.work is not None:
+                bucket.work.wait()
+        n = len(self._params)
+        state = dict(_armed=True, _started=False, _reported=0, _launched=0, _step=self._step + 1,
+                     _expected=[0] * n, _arrived=[0] * n, _partial=[None] * n)
+        weight = 1.0
+        if self.average == "examples":
+            first = next((a for a in list(args) + list(kwargs.values())
+                          if isinstance(a, Tensor) and a.ndim), None)
+            weight = float(first.shape[0]) if first is not None else 1.0
+        state["_weight"] = weight
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        for bucket in self._buckets:
+            bucket.pending = len(bucket.params)
+            bucket.work = None
+
+    def _reset(self):
+        object.__setattr__(self, "_armed", False)
+        object.__setattr__(self, "_started", False)
 
     # ------------------------------------------------------------------ backward
-    def _grad_ready(self, slot, g):
-        """The VJP of ``grad_ready``: parameter ``slot.index`` has its full gradient."""
-        if not self._sync:
-            return g                              # no_sync: the engine accumulates locally
+    def _grad_ready(self, slot, g, step):
+        """The VJP of ``grad_ready``: the gradient flowing into one read of a parameter."""
+        if step != self._step:
+            raise dist.DistributedError(
+                f"DistributedDataParallel: a gradient of {self._names[slot.index]!r} belongs "
+                f"to an earlier forward of the wrapped module; call the module once per "
+                f"backward pass (two forwards before one backward are not supported)")
         if not self._armed:
             raise dist.DistributedError(
                 "DistributedDataParallel: a gradient arrived for a forward pass whose "
                 "reduction already finished (backward through the same graph twice?)")
-        i = slot.index
-        if slot.step == self._step:
+        self._deliver(slot.index, g, started=True)
+        return None
+
+    def _deliver(self, i, g, started):
+        if started:
+            object.__setattr__(self, "_started", True)
+        arrived = self._arrived[i] + 1
+        if arrived > self._expected[i]:
             raise dist.DistributedError(
-                f"DistributedDataParallel: parameter {self._names[i]!r} received its gradient "
-                f"twice in one step; call the wrapped model once per backward pass")
-        slot.step = self._step
+                f"DistributedDataParallel: parameter {self._names[i]!r} received more "
+                f"gradients than the module's outputs can send it: compute the loss from "
+                f"the wrapped module's outputs, and call the module once per backward pass")
+        self._arrived[i] = arrived
+        partial = self._partial[i]
+        self._partial[i] = g if partial is None else partial + g
+        if arrived < self._expected[i]:
+            return
         p = self._params[i]
-        local = g.data if p.grad is None else p.grad.data + g.data
+        total = self._partial[i].data if p.grad is None else p.grad.data + self._partial[i].data
+        self._partial[i] = None
         bi, offset = self._where[i]
         bucket = self._buckets[bi]
-        host = B.to_numpy(local).reshape(-1)
+        host = B.to_numpy(total).reshape(-1)
         target = bucket.buffer[offset:offset + host.size]
         if self._weight == 1.0:
             target[...] = host
@@ -285,7 +350,6 @@ class DistributedDataParallel(Module):
         self._launch_ready()
         if self._reported == len(self._params):
             self._finish()
-        return None
 
     def _launch_ready(self):
         """Start every full bucket whose predecessors have started (a fixed order on
@@ -302,6 +366,7 @@ class DistributedDataParallel(Module):
     def _finish(self):
         dist.wait_all([b.work for b in self._buckets])
         for bucket in self._buckets:
+            bucket.work = None
             total = bucket.buffer[-1]
             if not total > 0:
                 raise dist.DistributedError(
@@ -313,7 +378,7 @@ class DistributedDataParallel(Module):
                 piece = averaged[bucket.offsets[k]:bucket.offsets[k + 1]].reshape(p.data.shape)
                 p.grad = _wrap(B.backend_of(p.data).from_numpy(
                     np.ascontiguousarray(piece, dtype=p.data.dtype)))
-        self._disarm()
+        self._reset()
 
     # ------------------------------------------------------------------ accumulation
     @contextlib.contextmanager
@@ -349,4 +414,3 @@ def _first_difference(mine, theirs) -> str:
         if d1 != d2:
             return f"{n1!r} has dtype {d1} here and {d2} there"
     return "their parameter lists differ"
-
