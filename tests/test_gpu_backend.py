@@ -74,6 +74,17 @@ def test_device_mismatch_is_an_error_naming_both_devices(cuda):
     B.check_same_device("add", [a, a.data, 2.0])                 # scalars are fine
 
 
+def test_the_stand_in_device_refuses_what_cupy_lacks(cuda):
+    import scipy.special
+
+    a = wl.ones(3).to("cuda")
+    with pytest.raises(TypeError, match="ufunc from outside NumPy"):
+        scipy.special.erf(a.data)
+    with pytest.raises(TypeError, match="use B.add_at"):
+        np.add.at(a.data, [0, 0], 1.0)
+    np.testing.assert_allclose(host(wl.erf(a)), scipy.special.erf(1.0))   # through the backend
+
+
 def test_device_names_are_checked(cuda):
     x = wl.ones(2)
     with pytest.raises(ValueError, match="expected 'cpu', 'cuda' or 'cuda:N', got 'tpu'"):

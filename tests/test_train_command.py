@@ -83,6 +83,31 @@ def test_resume_reaches_the_parameters_of_an_uninterrupted_run(tmp_path, capsys)
     assert epochs == [1, 2, 3]
 
 
+def test_training_on_the_stand_in_device_matches_the_cpu(tmp_path, capsys):
+    from wonderland.backend.fake_device import fake_cuda
+
+    assert train([iris(tmp_path, 3, "cpu")], capsys)[0] == 0
+    with fake_cuda():
+        code, out, err = train([iris(tmp_path, 3, "dev"), "--device", "cuda"], capsys)
+    assert code == 0, err
+    assert "cuda" in out
+    a, b = params(tmp_path / "cpu" / "last.safetensors"), params(tmp_path / "dev" / "last.safetensors")
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-10, atol=1e-12)
+    rows = [(tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("cpu", "dev")]
+    assert [json.loads(x)["val_accuracy"] for x in rows[0]] == \
+        [json.loads(x)["val_accuracy"] for x in rows[1]]
+
+
+def test_asking_for_a_missing_gpu_is_a_config_error(tmp_path, capsys):
+    from wonderland.backend.cupy_backend import unavailable_reason
+
+    if unavailable_reason() is None:
+        pytest.skip("a GPU is present")
+    code, _, err = train([iris(tmp_path, 1), "--device", "cuda"], capsys)
+    assert code == 2 and "[train] device: 'cuda' is not available here" in err
+
+
 def test_an_existing_checkpoint_needs_resume_or_restart(tmp_path, capsys):
     config = iris(tmp_path, 1)
     assert train([config], capsys)[0] == 0

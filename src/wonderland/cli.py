@@ -27,11 +27,28 @@ def _info(_args) -> int:
         ("BLAS threads", str(blas["threads"])),
         ("wonderland threads", f"{wl.get_num_threads()} (cores available: "
                                f"{threads.available_cores()})"),
+        ("GPU (cuda)", _gpu_status()),
+        ("MPI", _mpi_status()),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
+
+
+def _gpu_status() -> str:
+    from wonderland.backend.cupy_backend import unavailable_reason
+
+    why = unavailable_reason()
+    return "available (CuPy)" if why is None else f"not available: {why}"
+
+
+def _mpi_status() -> str:
+    try:
+        import mpi4py
+    except ImportError:
+        return "mpi4py not installed (pip install \"wonderland[mpi]\"); runs as one process"
+    return f"mpi4py {mpi4py.__version__} (launch with mpiexec -n N)"
 
 
 def _demo(args) -> int:

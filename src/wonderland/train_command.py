@@ -184,12 +184,11 @@ def _run(config_path, resume, restart, epochs, device, progress):
                           f"split evenly over the {world} ranks")
     dtype = np.float64 if t["dtype"] == "float64" else np.float32
     wl.set_default_dtype(wl.float64 if t["dtype"] == "float64" else wl.float32)
-    if t["device"] == "cuda" and not wl.device.is_available():
-        from wonderland.backend.cupy_backend import unavailable_reason
-
-        if wl.backend.get_backend() != "fake-cuda":
-            raise ConfigError(f"[train] device: 'cuda' is not available here: "
-                              f"{unavailable_reason()}")
+    if t["device"] == "cuda":
+        try:
+            wl.backend.for_device("cuda")
+        except RuntimeError as exc:
+            raise ConfigError(f"[train] device: 'cuda' is not available here ({exc})") from None
     wl.random.seed(t["seed"])
     x_tr, y_tr, x_va, y_va, classes = load_data(cfg, dtype)
     outputs = classes if classes else y_tr.shape[1]

@@ -9,7 +9,9 @@ that matter to the code above them:
 * moving values between the host and this device always copies (``.to("cuda")`` never
   shares memory with the CPU tensor it came from);
 * the NumPy-only kernels run in their whole-array device versions
-  (``device_kernels.py``), exactly as on CuPy.
+  (``device_kernels.py``), exactly as on CuPy;
+* ufuncs from outside NumPy (SciPy's ``erf``) and ``ufunc.at`` are refused, as CuPy has
+  neither: those go through the backend (``B.of(x).erf``, ``B.add_at``).
 
 The test suite registers it as the ``cuda`` device (:func:`fake_cuda`) to check
 ``Tensor.to``, ``Module.to``, device mismatch errors, optimiser state, checkpoints and
@@ -35,6 +37,13 @@ class FakeDeviceArray(_np.ndarray):
     device_name = "cuda"
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        if getattr(_np, ufunc.__name__, None) is not ufunc:
+            raise TypeError(f"{ufunc.__name__}: a ufunc from outside NumPy (SciPy's?) met a "
+                            f"device array; CuPy has no version of it: go through the backend "
+                            f"(B.of(x).{ufunc.__name__})")
+        if method == "at":
+            raise TypeError(f"{ufunc.__name__}.at on a device array: use B.add_at (CuPy's "
+                            f"scatter-add), which every backend provides")
         args = [_unwrap(x, ufunc.__name__) for x in inputs]
         if out is not None:
             kwargs["out"] = tuple(_unwrap(o, ufunc.__name__) for o in out)
