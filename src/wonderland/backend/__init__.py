@@ -15,6 +15,13 @@ Backends shipped here:
              NumPy array made by code that bypassed the backend): running the test
              suites on it proves that nothing above the primitives calls NumPy directly
              to make arrays, which is what a second real backend (CuPy) needs.
+``cupy``     CuPy arrays on an NVIDIA GPU (``cupy_backend.py``), loaded on first use by
+             ``set_backend("cupy")`` or ``tensor.to("cuda")``;
+``fake-cuda`` a stand-in device over NumPy for machines without a GPU
+             (``fake_device.py``): arrays that refuse to meet CPU arrays.
+
+Kernels marked ``numpy_kernel`` run on NumPy arrays; a device backend replaces them by
+name with its own (``device_kernels.py``) or, lacking one, runs them on the host.
 
 The primitives use ``ns(array)`` for the namespace of their inputs and ``of(array)`` for
 the extras; code above ``ops`` never imports NumPy to make arrays.
