@@ -91,6 +91,9 @@ def test_device_names_are_checked(cuda):
         x.to(device="tpu")
     with pytest.raises(ValueError, match="got 'cpu:1'"):
         x.to(device="cpu:1")
+    with pytest.raises(ValueError, match="'cuda:1' is not the current CUDA device"):
+        x.to("cuda:1")
+    assert x.to("cuda:0").device == "cuda"
     with pytest.raises(TypeError, match="unexpected keyword"):
         x.to("cuda", non_blocking=True)
     with pytest.raises(ValueError, match="unknown backend 'nope'"):

@@ -70,7 +70,13 @@ def _parse(args, kwargs, what):
         elif a is not None:
             dtype = a
     if device is not None:
-        B.parse_device(device)
+        kind, index = B.parse_device(device)
+        if kind == "cuda" and index is not None:
+            current = B.for_device(device).device_index()
+            if index != current:
+                raise ValueError(f"{what}: {device!r} is not the current CUDA device "
+                                 f"(cuda:{current}); wonderland puts arrays on the current "
+                                 f"device: select it first with cupy.cuda.Device({index}).use()")
     return device, (dtypes.as_dtype(dtype) if dtype is not None else None)
 
 

@@ -39,7 +39,7 @@ class DeviceBackend(Backend):
     kernels = KERNELS
 
     def __init__(self, name, xp, array_type, device, *, special, scatter_add, as_strided,
-                 host, to_device, solve_triangular):
+                 host, to_device, solve_triangular, device_index=lambda: 0):
         super().__init__(name, xp, array_type, device)
         self._special = special
         self._scatter_add = scatter_add
@@ -47,6 +47,7 @@ class DeviceBackend(Backend):
         self._host = host
         self._to_device = to_device
         self._solve_triangular = solve_triangular
+        self.device_index = device_index          # the device new arrays go to (``cuda:N``)
 
     def asarray(self, data, dtype=None):
         if type(data) is not self.array_type and hasattr(data, "__array__") \
@@ -128,7 +129,8 @@ def load() -> DeviceBackend:
     _CUPY = register(DeviceBackend(
         "cupy", cupy, cupy.ndarray, "cuda",
         special=cupyx.scipy.special, scatter_add=cupyx.scatter_add, as_strided=as_strided,
-        host=cupy.asnumpy, to_device=cupy.asarray, solve_triangular=solve_triangular),
+        host=cupy.asnumpy, to_device=cupy.asarray, solve_triangular=solve_triangular,
+        device_index=cupy.cuda.runtime.getDevice),
         device_kind="cuda")
     return _CUPY
 
