@@ -27,11 +27,28 @@ def _info(_args) -> int:
         ("BLAS threads", str(blas["threads"])),
         ("wonderland threads", f"{wl.get_num_threads()} (cores available: "
                                f"{threads.available_cores()})"),
+        ("GPU (cuda)", _gpu_status()),
+        ("MPI", _mpi_status()),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
+
+
+def _gpu_status() -> str:
+    from wonderland.backend.cupy_backend import unavailable_reason
+
+    why = unavailable_reason()
+    return "available (CuPy)" if why is None else f"not available: {why}"
+
+
+def _mpi_status() -> str:
+    try:
+        import mpi4py
+    except ImportError:
+        return "mpi4py not installed (pip install \"wonderland[mpi]\"); runs as one process"
+    return f"mpi4py {mpi4py.__version__} (launch with mpiexec -n N)"
 
 
 def _demo(args) -> int:
@@ -163,7 +180,39 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--steps", type=int, default=300,
                         help="gradient-descent steps (default: 300)")
     p_demo.set_defaults(func=_demo)
+    p_train = sub.add_parser(
+        "train", help="train a model described by a TOML config file",
+        description="Train the model, data set, optimiser and schedule of a TOML config "
+                    "(see docs/scale.md): a progress bar, metrics as JSON lines and a "
+                    "checkpoint every epoch in the config's checkpoint_dir. Under "
+                    "'mpiexec -n N wonderland train CONFIG' the same run is data-parallel "
+                    "over N processes.",
+        epilog="exit status: 0 trained; 1 training failed (a non-finite loss, a damaged "
+               "checkpoint); 2 a bad config or arguments; 130 interrupted.")
+    p_train.add_argument("config", metavar="CONFIG", help="a TOML file")
+    p_train.add_argument("--resume", action="store_true",
+                         help="continue from <checkpoint_dir>/last.safetensors")
+    p_train.add_argument("--restart", action="store_true",
+                         help="start over even if a checkpoint exists (overwriting it)")
+    p_train.add_argument("--epochs", type=int, metavar="N",
+                         help="train until epoch N (overrides the config)")
+    p_train.add_argument("--device", choices=("cpu", "cuda"),
+                         help="where to train (overrides the config)")
+    p_train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_train.set_defaults(func=_train)
     return parser
+
+
+def _train(args) -> int:
+    from wonderland.train_command import EXIT_USAGE, main as train_main
+
+    if args.resume and args.restart:
+        print("wonderland train: --resume and --restart exclude each other", file=sys.stderr)
+        return EXIT_USAGE
+    if args.epochs is not None and args.epochs <= 0:
+        print(f"wonderland train: --epochs must be positive, got {args.epochs}", file=sys.stderr)
+        return EXIT_USAGE
+    return train_main(args)
 
 
 def main(argv=None) -> int:

@@ -21,6 +21,7 @@ import zlib
 
 import numpy as np
 
+from . import backend as B
 from ._version import __version__
 from .core.tensor import Tensor
 
@@ -34,10 +35,11 @@ def _arrays(tensors: dict) -> dict:
     for k, v in tensors.items():
         if not isinstance(k, str):
             raise TypeError(f"save: keys must be strings, got {type(k).__name__}")
-        arr = v.data if isinstance(v, Tensor) else np.asarray(v)
+        arr = v.data if isinstance(v, Tensor) else v
+        arr = B.to_numpy(arr) if B.is_array(arr) else np.asarray(arr)   # device arrays: a copy
         if arr.dtype == object:
             raise TypeError(f"save: {k!r} is not a numeric array")
-        out[k] = np.ascontiguousarray(arr)
+        out[k] = np.ascontiguousarray(arr).reshape(arr.shape)   # 0-d stays 0-d
     return out
 
 
@@ -185,10 +187,11 @@ def save_checkpoint(path, model=None, optimizer=None, scheduler=None, extra=None
         scalars = {}
         for idx, st in sd["state"].items():
             for k, v in st.items():
-                if isinstance(v, np.ndarray) and v.ndim:
+                if (isinstance(v, np.ndarray) or B.is_array(v)) and v.ndim:
                     tensors[f"optimizer/{idx}/{k}"] = v
                 else:
-                    scalars.setdefault(str(idx), {})[k] = v.item() if isinstance(v, np.ndarray) else v
+                    scalars.setdefault(str(idx), {})[k] = \
+                        v.item() if isinstance(v, np.ndarray) or B.is_array(v) else v
         meta["optimizer"] = {"type": type(optimizer).__name__, "param_groups": sd["param_groups"],
                              "scalars": scalars}
     if scheduler is not None:

@@ -26,6 +26,8 @@ import warnings
 
 import numpy as np
 
+from . import backend as B
+from . import distributed as dist
 from . import io
 from .core.modes import no_grad
 from .core.tensor import Tensor
@@ -186,10 +188,14 @@ class JSONLinesLogger(Callback):
         self.path, self.every_n_steps = os.fspath(path), every_n_steps
 
     def _write(self, record, mode="a"):
+        if not dist.is_main_process():            # data-parallel runs: rank 0 writes
+            return
         with open(self.path, mode) as f:
             f.write(json.dumps({k: _json_value(v) for k, v in record.items()}) + "\n")
 
     def on_train_begin(self, trainer):
+        if not dist.is_main_process():
+            return
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         if trainer.epoch == 0:
@@ -366,15 +372,19 @@ class Trainer:
                     count += n
                     if self.metrics:
                         x, y = _as_batch(batch)
-                        outs.append(self.model(x).data)
-                        targets.append(y.data if isinstance(y, Tensor) else np.asarray(y))
+                        outs.append(B.to_numpy(self.model(x).data))     # from any device
+                        targets.append(B.to_numpy(y.data) if isinstance(y, Tensor) else np.asarray(y))
         finally:
             self.model.train(was_training)
+        if dist.world_size() > 1:                 # every rank's share of the data
+            total, count = dist.all_reduce(np.array([total, count], dtype=np.float64)).tolist()
         if count == 0:
             raise ValueError("Trainer.evaluate: the loader yielded no samples")
         result = {"loss": total / count}
         if self.metrics:
             o, t = np.concatenate(outs), np.concatenate(targets)
+            if dist.world_size() > 1:
+                o, t = _gathered(o), _gathered(t)
             for name, fn in self.metrics.items():
                 result[name] = float(fn(o, t))
         return result
@@ -446,9 +456,12 @@ class Trainer:
 
         total, count, pending, pending_losses = 0.0, 0, 0, []
         k = self.accumulate_steps
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):          # e.g. a DistributedSampler
+            sampler.set_epoch(self.epoch)
         bar = tqdm(total=len(train_loader) if hasattr(train_loader, "__len__") else None,
                    desc=f"epoch {self.epoch + 1}/{epochs}", leave=False,
-                   disable=not self.progress, unit="batch")
+                   disable=not self.progress or not dist.is_main_process(), unit="batch")
         try:
             self.optimizer.zero_grad()
             for batch in train_loader:
@@ -468,6 +481,8 @@ class Trainer:
         if count == 0:
             raise ValueError(f"Trainer.fit: the training loader yielded no samples in epoch "
                              f"{self.epoch + 1}{_loader_hint(train_loader)}")
+        if dist.world_size() > 1:                 # the mean over every rank's examples
+            total, count = dist.all_reduce(np.array([total, count], dtype=np.float64)).tolist()
         return {"epoch": self.epoch + 1, "train_loss": total / count,
                 "lr": self.optimizer.param_groups[0]["lr"]}
 
@@ -485,7 +500,7 @@ class Trainer:
         self.history.append(row)
         for s in _as_list(self.scheduler):
             s.step()
-        if self.progress:
+        if self.progress and dist.is_main_process():
             shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "time"))
             tqdm.write(f"epoch {self.epoch}/{epochs}  {shown}")
         for cb in callbacks:
@@ -493,7 +508,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path, loader=None) -> None:
-        """Everything needed to resume at the end of the current epoch."""
+        """Everything needed to resume at the end of the current epoch (written by rank 0
+        only in a data-parallel run: every rank holds the same values)."""
+        if not dist.is_main_process():
+            return
         gen = getattr(loader, "generator", None)
         extra = {"epoch": self.epoch, "step": self.step_count, "history": self.history.to_dict(),
                  "loader_rng": gen.get_state() if gen is not None else None}
@@ -514,6 +532,15 @@ class Trainer:
         self.history = History(extra.get("history"))
         if gen is not None and extra.get("loader_rng") is not None:
             gen.set_state(extra["loader_rng"])
+
+
+def _gathered(array):
+    """The concatenation of every rank's ``array`` (same trailing shape and dtype)."""
+    counts = dist.all_gather_object(int(array.shape[0]))
+    out = np.zeros((sum(counts),) + array.shape[1:], dtype=array.dtype)
+    start = sum(counts[:dist.rank()])
+    out[start:start + array.shape[0]] = array
+    return dist.all_reduce(out)
 
 
 def _loader_hint(loader) -> str:

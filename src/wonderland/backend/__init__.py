@@ -15,6 +15,13 @@ Backends shipped here:
              NumPy array made by code that bypassed the backend): running the test
              suites on it proves that nothing above the primitives calls NumPy directly
              to make arrays, which is what a second real backend (CuPy) needs.
+``cupy``     CuPy arrays on an NVIDIA GPU (``cupy_backend.py``), loaded on first use by
+             ``set_backend("cupy")`` or ``tensor.to("cuda")``;
+``fake-cuda`` a stand-in device over NumPy for machines without a GPU
+             (``fake_device.py``): arrays that refuse to meet CPU arrays.
+
+Kernels marked ``numpy_kernel`` run on NumPy arrays; a device backend replaces them by
+name with its own (``device_kernels.py``) or, lacking one, runs them on the host.
 
 The primitives use ``ns(array)`` for the namespace of their inputs and ``of(array)`` for
 the extras; code above ``ops`` never imports NumPy to make arrays.
@@ -31,6 +38,10 @@ from numpy.lib.stride_tricks import as_strided as _as_strided
 
 class Backend:
     """An array namespace plus the extras the primitives need."""
+
+    # kernels of this backend that replace NumPy-only kernels (``numpy_kernel``), by the
+    # NumPy kernel's qualified name; see ``backend/cupy_backend.py``
+    kernels: dict = {}
 
     def __init__(self, name, xp, array_type, device="cpu"):
         self.name = name
@@ -80,6 +91,13 @@ class Backend:
     def from_numpy(self, array):
         """A NumPy array (e.g. random samples) as an array of this backend."""
         return array
+
+    def from_other(self, array):
+        """An array of any backend as an array of this one: no copy when it already is
+        one, a copy (a transfer between devices) otherwise."""
+        if type(array) is self.array_type:
+            return array
+        return self.from_numpy(to_numpy(array))
 
     def __repr__(self):
         return f"<backend {self.name} on {self.device}>"
@@ -258,18 +276,102 @@ def is_array(x) -> bool:
     return type(x) in _BY_TYPE
 
 
+class DeviceMismatchError(TypeError):
+    """Arrays of two devices (or two backends) met in one operation."""
+
+
+def check_same_device(what, arrays) -> None:
+    """Raise :class:`DeviceMismatchError` naming ``what`` and the devices when the arrays
+    (or tensors' data) do not all belong to one backend; scalars are fine."""
+    homes = []
+    for a in arrays:
+        a = getattr(a, "data", a)
+        if type(a) in _BY_TYPE:
+            b = _BY_TYPE[type(a)]
+            if b not in homes:
+                homes.append(b)
+    if len(homes) > 1:
+        names = " and ".join(f"{b.device} ({b.name})" for b in homes)
+        raise DeviceMismatchError(f"{what}: inputs on different devices: {names}; move them "
+                                  f"to one device first with .to(device)")
+
+
+# backends that load on first use (their library may not be installed): name -> loader
+_LAZY = {"cupy": "wonderland.backend.cupy_backend",
+         "fake-cuda": "wonderland.backend.fake_device"}
+# which backend holds each device kind other than "cpu" ("cuda" -> the CuPy backend)
+_DEVICES: dict = {}
+
+
+def register(backend: Backend, device_kind: str | None = None) -> Backend:
+    """Make ``backend`` known: by its name (``set_backend``), by its array type
+    (``backend_of``) and, with ``device_kind`` (``"cuda"``), as the backend of that kind
+    of device (``for_device``). Returns it."""
+    _BACKENDS[backend.name] = backend
+    _BY_TYPE[backend.array_type] = backend
+    if device_kind is not None:
+        _DEVICES[device_kind] = backend
+    return backend
+
+
+def unregister(backend: Backend) -> None:
+    """Forget ``backend`` (the inverse of :func:`register`)."""
+    global _default
+    _BACKENDS.pop(backend.name, None)
+    _BY_TYPE.pop(backend.array_type, None)
+    for kind in [k for k, b in _DEVICES.items() if b is backend]:
+        del _DEVICES[kind]
+    if _default is backend:
+        _default = NUMPY
+
+
+def get(backend_name: str) -> Backend:
+    """The backend called ``backend_name``, loading it on first use (``"cupy"``)."""
+    if backend_name not in _BACKENDS and backend_name in _LAZY:
+        import importlib
+
+        importlib.import_module(_LAZY[backend_name]).load()
+    if backend_name not in _BACKENDS:
+        raise ValueError(f"unknown backend {backend_name!r}; available: "
+                         f"{', '.join(repr(n) for n in list(_BACKENDS) + [n for n in _LAZY if n not in _BACKENDS])}")
+    return _BACKENDS[backend_name]
+
+
+def parse_device(device) -> tuple:
+    """``(kind, index)`` of a device name: ``"cpu"``, ``"cuda"``, ``"cuda:1"``."""
+    if not isinstance(device, str):
+        raise TypeError(f"device: expected a device name such as 'cpu' or 'cuda', got "
+                        f"{type(device).__name__}")
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return kind, (int(index) if index else None)
+
+
+def for_device(device) -> Backend:
+    """The backend whose arrays live on ``device`` (``"cpu"``: the default backend when
+    it is a CPU one, else NumPy; ``"cuda"``: CuPy, loaded on first use)."""
+    kind, _ = parse_device(device)
+    if kind == "cpu":
+        return _default if _default.device == "cpu" else NUMPY
+    if kind not in _DEVICES:
+        get("cupy")
+    return _DEVICES[kind]
+
+
 def default() -> Backend:
     """The backend that new arrays made from nothing go to."""
     return _default
 
 
 def set_backend(backend_name: str) -> None:
-    """Choose the default backend for new tensors: ``"numpy"`` or ``"checked"``."""
+    """Choose the default backend for new tensors: ``"numpy"``, ``"checked"`` or
+    ``"cupy"`` (loaded on first use; needs CuPy and a GPU)."""
     global _default
-    if backend_name not in _BACKENDS:
+    if backend_name not in _BACKENDS and backend_name not in _LAZY:
         raise ValueError(f"set_backend: unknown backend {backend_name!r}; available: "
-                         f"{', '.join(repr(n) for n in _BACKENDS)}")
-    _default = _BACKENDS[backend_name]
+                         f"{', '.join(repr(n) for n in list(_BACKENDS) + list(_LAZY))}")
+    _default = get(backend_name)
 
 
 def get_backend() -> str:
@@ -300,8 +402,13 @@ def to_numpy(array):
 
 
 def copy_into(dst, src) -> None:
-    """Write ``src`` into ``dst`` (broadcasting, same-kind casting), in place."""
-    backend_of(dst).xp.copyto(dst, src, casting="same_kind")
+    """Write ``src`` into ``dst`` (broadcasting, same-kind casting), in place; an array
+    of another backend (another device) is transferred first, as an explicit copy."""
+    b = backend_of(dst)
+    if type(src) is not b.array_type and type(src) in _BY_TYPE \
+            and backend_of(src).device != b.device:
+        src = b.from_other(src)
+    b.xp.copyto(dst, src, casting="same_kind")
 
 
 def numpy_kernel(fn):
@@ -310,17 +417,51 @@ def numpy_kernel(fn):
     The explicit boundary for CPU kernels that another backend replaces with its own."""
     import functools
 
+    key = f"{fn.__module__}.{fn.__qualname__}"
+    NUMPY_KERNELS[key] = fn
+
     @functools.wraps(fn)
     def kernel(*arrays, **params):
         home = _BY_TYPE.get(type(arrays[0])) or backend_of(arrays[0])
         if home is NUMPY:
             return fn(*arrays, **params)
-        if home is not CHECKED:
-            raise NotImplementedError(f"{fn.__name__}: no kernel for the {home.name} backend")
-        result = fn(*[to_numpy(a) for a in arrays], **params)
-        return _checked(result)
+        if home is CHECKED:
+            return _checked(fn(*[to_numpy(a) for a in arrays], **params))
+        native = home.kernels.get(key)
+        if native is not None:
+            return native(*arrays, **params)
+        return _on_host(home, key, fn, arrays, params)
 
     return kernel
+
+
+# every NumPy-only kernel of the library, by qualified name (see ``numpy_kernel``)
+NUMPY_KERNELS: dict = {}
+HOST_FALLBACKS: dict = {}     # (backend name, kernel name) -> times run on the host
+
+
+def _on_host(home, key, fn, arrays, params):
+    """The documented fallback for a backend without its own version of a NumPy kernel:
+    copy the inputs to the host, run the NumPy kernel, copy the result back."""
+    count = HOST_FALLBACKS.get((home.name, key), 0)
+    if count == 0:
+        import warnings
+
+        warnings.warn(f"{key}: no {home.name} kernel; running it on the host (the arrays are "
+                      f"copied to the CPU and back)", RuntimeWarning, stacklevel=3)
+    HOST_FALLBACKS[(home.name, key)] = count + 1
+    args = [to_numpy(a) if type(a) in _BY_TYPE else a for a in arrays]
+    return _map_arrays(fn(*args, **params), home.from_numpy)
+
+
+def _map_arrays(result, convert):
+    if isinstance(result, tuple):
+        return tuple(_map_arrays(r, convert) for r in result)
+    if isinstance(result, list):
+        return [_map_arrays(r, convert) for r in result]
+    if isinstance(result, (_np.ndarray, _np.generic)):
+        return convert(_np.asarray(result))
+    return result
 
 
 def blas_info() -> dict:

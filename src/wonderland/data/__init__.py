@@ -1,6 +1,7 @@
 """Data: datasets, the DataLoader, bundled and synthetic datasets, file readers, splits."""
 
 from .dataset import DataLoader, Dataset, Subset, TensorDataset, default_collate, random_split
+from .distributed import DistributedSampler
 from .datasets import (CharVocab, Standardizer, default_text, load_breast_cancer, load_diabetes,
                        load_digits, load_iris, load_membrane_potential, load_wine, make_circles,
                        make_moons, make_regression_1d, make_spirals, make_xor, read_csv, read_npz,

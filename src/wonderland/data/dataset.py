@@ -116,11 +116,13 @@ class DataLoader:
     Shuffling draws one permutation per epoch from ``generator`` (a
     ``wl.random.Generator``; the global one by default), so a seed fixes the order.
     ``collate_fn`` turns a list of samples into a batch (default: stack leafwise);
-    ``transform`` is applied to every batch (e.g. ``wl.data.MixUp(10)``).
+    ``transform`` is applied to every batch (e.g. ``wl.data.MixUp(10)``). ``sampler``
+    (e.g. ``wl.data.DistributedSampler``) gives the order of the indices instead of
+    ``shuffle``; its ``set_epoch`` is called by the Trainer.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, collate_fn=None,
-                 generator=None, transform=None):
+                 generator=None, transform=None, sampler=None):
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if generator is not None and not isinstance(generator, Generator):
@@ -132,14 +134,22 @@ class DataLoader:
         self.collate_fn = collate_fn
         self.generator = generator
         self.transform = transform
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: give shuffle=True or a sampler, not both (the "
+                             "sampler decides the order)")
+        self.sampler = sampler
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.sampler) if self.sampler is not None else len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
-        n = len(self.dataset)
-        order = _gen(self.generator).permutation(n).data if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(iter(self.sampler), dtype=np.int64)
+            n = len(order)
+        else:
+            n = len(self.dataset)
+            order = _gen(self.generator).permutation(n).data if self.shuffle else np.arange(n)
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
         fast = self.collate_fn is None and hasattr(self.dataset, "get_batch")
         for start in range(0, stop, self.batch_size):

@@ -334,9 +334,8 @@ def _vjp_all(gs, outs, inputs, needs, *, kind, reverse, res):
                 for g, shape in zip(gs, [(h0.shape[0], mask.shape[1], h0.shape[1]),
                                          h0.shape, h0.shape])]
     r = [x.data for x in res]
-    dzx, g_w, g_b, dh, dc = B.numpy_kernel(
-        lambda m, *arrays: _backward_arrays(arrays[:3], arrays[3:-1], arrays[-1], m, kind,
-                                            reverse))(mask.data, *g_arrays, *r, w_hh.data)
+    dzx, g_w, g_b, dh, dc = _backward_on_host(mask.data, *g_arrays, *r, w_hh.data, kind=kind,
+                                             reverse=reverse)
     out = [_wrap(dzx), _wrap(g_w), _wrap(g_b), _wrap(dh),
            _wrap(dc) if dc is not None and needs[4] else None, None]
     return [o if n else None for o, n in zip(out, needs)]
@@ -374,6 +373,13 @@ def _batch(args, axes, *, kind, reverse):
             reshape(cT, (size, n) + cT.shape[1:])), (0, 0, 0)
 
 
+def _backward_flat(mask, *arrays, kind, reverse):
+    """``_backward_arrays`` with its arrays as positional arguments (the kernel boundary
+    hands over arrays one by one)."""
+    return _backward_arrays(arrays[:3], arrays[3:-1], arrays[-1], mask, kind, reverse)
+
+
+_backward_on_host = B.numpy_kernel(_backward_flat)
 _LAYER = Primitive("recurrent_layer", B.numpy_kernel(_forward), vjp_all=_vjp_all,
                    jvp_all=_jvp_all, multiple_results=True, save="inputs",
                    residuals=True, batch=_batch)

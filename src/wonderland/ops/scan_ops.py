@@ -333,12 +333,17 @@ def _linrec_batch(args, axes, *, axis, reverse, method):
     return _apply_real(a, b, h0, axis + 1, reverse, method), 0
 
 
+def _recurrence_arrays(b, a, h0, *, method, axis, reverse):
+    return _FORWARDS[method](a, b, h0, axis, reverse)
+
+
+_recurrence_on_host = B.numpy_kernel(_recurrence_arrays)
+
+
 def _run(method, a, b, h0, axis, reverse):
-    fn = _FORWARDS[method]
-    home = B.backend_of(b)
-    if home is B.NUMPY:
-        return fn(a, b, h0, axis, reverse)
-    return B.numpy_kernel(lambda b_, a_, h_: fn(a_, b_, h_, axis, reverse))(b, a, h0)
+    if B.backend_of(b) is B.NUMPY:
+        return _FORWARDS[method](a, b, h0, axis, reverse)
+    return _recurrence_on_host(b, a, h0, method=method, axis=axis, reverse=reverse)
 
 
 _LINREC = Primitive("linear_recurrence",

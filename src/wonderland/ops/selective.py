@@ -163,8 +163,8 @@ def _vjp_all(gs, outs, inputs, needs, *, res):
     like = x.data
     g_arrays = [g.data if g is not None else B.ns(like).zeros(o.shape, like.dtype)
                 for g, o in zip(gs, (x, h0))]
-    arrays = B.numpy_kernel(lambda *a: _backward_arrays(a[:2], *a[2:]))(
-        *g_arrays, x.data, delta.data, A.data, Bm.data, C.data, res[0].data)
+    arrays = _backward_on_host(*g_arrays, x.data, delta.data, A.data, Bm.data, C.data,
+                              res[0].data)
     return [_wrap(a) if n else None for a, n in zip(arrays, needs)]
 
 
@@ -195,6 +195,12 @@ def _batch(args, axes):
     return (reshape(y, (size, n) + y.shape[1:]), reshape(hT, (size, n) + hT.shape[1:])), (0, 0)
 
 
+def _backward_flat(*arrays):
+    """``_backward_arrays`` with the two output cotangents as its first two arguments."""
+    return _backward_arrays(arrays[:2], *arrays[2:])
+
+
+_backward_on_host = B.numpy_kernel(_backward_flat)
 _SELECTIVE = Primitive("selective_scan", B.numpy_kernel(_forward_prim), vjp_all=_vjp_all,
                        jvp_all=_jvp_all, multiple_results=True, save="inputs",
                        residuals=True, batch=_batch)

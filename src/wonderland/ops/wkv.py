@@ -158,8 +158,8 @@ def _vjp_all(g, out, inputs, needs, *, res):
         _, pullback = vjp(wkv_reference, *inputs)
         return list(pullback(g))
     w, u, k, v = inputs
-    arrays = B.numpy_kernel(_backward_arrays)(g.data, w.data, u.data, k.data, v.data,
-                                              out.data, res[0].data, res[1].data)
+    arrays = _backward_on_host(g.data, w.data, u.data, k.data, v.data, out.data, res[0].data,
+                              res[1].data)
     return [_wrap(a) if n else None for a, n in zip(arrays, needs)]
 
 
@@ -186,7 +186,12 @@ def _batch(args, axes):
     return reshape(y, (size, y.shape[0] // size) + y.shape[1:]), 0
 
 
-_WKV = Primitive("wkv", B.numpy_kernel(lambda w, u, k, v: _forward(w, u, k, v)),
+def _forward_arrays(w, u, k, v):
+    return _forward(w, u, k, v)
+
+
+_backward_on_host = B.numpy_kernel(_backward_arrays)
+_WKV = Primitive("wkv", B.numpy_kernel(_forward_arrays),
                  vjp_all=_vjp_all, jvp_all=_jvp_all, save=(0, 1, 2, 3, "out"),
                  residuals=True, batch=_batch)
 

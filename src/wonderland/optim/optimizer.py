@@ -27,7 +27,7 @@ def run_elementwise(jobs, kernel) -> None:
     (and their same-shaped state arrays) across the library's thread pool."""
     workers = threads.get_num_threads()
     total = sum(job[0].size for job in jobs)
-    if workers == 1 or total < 2 * _SPLIT:
+    if workers == 1 or total < 2 * _SPLIT or (jobs and B.of(jobs[0][0]).device != "cpu"):
         for job in jobs:
             kernel(*job)
         return
@@ -39,7 +39,7 @@ def run_elementwise(jobs, kernel) -> None:
             tasks.append((n, (p, g, state, group, hyper)))
             continue
         flat = {k: v.reshape(-1) for k, v in state.items()
-                if isinstance(v, np.ndarray) and v.shape == p.shape}
+                if _is_array(v) and v.shape == p.shape}
         pf, gf = p.reshape(-1), g.reshape(-1)
         bounds = np.linspace(0, n, pieces + 1).astype(int)
         for a, b in zip(bounds[:-1], bounds[1:]):
@@ -58,6 +58,12 @@ def run_elementwise(jobs, kernel) -> None:
             kernel(*job)
 
     threads.run_parallel([(lambda lane=lane: run(lane)) for lane in lanes if lane])
+
+
+def _is_array(v) -> bool:
+    """An array of any backend (NumPy's, or a device's such as CuPy's, which is not an
+    ``np.ndarray``)."""
+    return isinstance(v, np.ndarray) or B.is_array(v)
 
 
 def check_number(owner, name, value, low, high=None, high_included=False):
@@ -242,7 +248,7 @@ class Optimizer:
         for g in self.param_groups:
             for p in g["params"]:
                 if p in self.state:
-                    state[index[id(p)]] = {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                    state[index[id(p)]] = {k: (v.copy() if _is_array(v) else v)
                                            for k, v in self.state[p].items()}
         return {"state": state, "param_groups": groups}
 
@@ -295,7 +301,7 @@ class Optimizer:
 
     @staticmethod
     def _restored_entry(name, value, p):
-        if not isinstance(value, (np.ndarray, Tensor)):
+        if not (_is_array(value) or isinstance(value, Tensor)):
             return value
         arr = B.asarray(value.data if isinstance(value, Tensor) else value, like=p.data).copy()
         if arr.ndim == 0:
@@ -341,9 +347,9 @@ class _FlatGroup:
         template = optimizer._init_state(buf, group)
         flat_state = {}
         for k, v in template.items():
-            if isinstance(v, np.ndarray) and v.shape == buf.shape:
+            if _is_array(v) and v.shape == buf.shape:
                 if all(have):
-                    if any(not isinstance(states[p].get(k), np.ndarray) for p in params):
+                    if any(not _is_array(states[p].get(k)) for p in params):
                         return None
                     for p, a, b in zip(params, offsets[:-1], offsets[1:]):
                         v[a:b] = states[p][k].ravel()
@@ -354,7 +360,7 @@ class _FlatGroup:
             p.bump_version()
             old = states.get(p, {})
             d = {k: (old[k] if k in old else v) for k, v in template.items()
-                 if not (isinstance(v, np.ndarray) and v.shape == buf.shape)}
+                 if not (_is_array(v) and v.shape == buf.shape)}
             for k, v in flat_state.items():
                 d[k] = v[a:b].reshape(p.data.shape)
             if not all(have):
