@@ -17,3 +17,10 @@ from .conv import (AvgPool1d, AvgPool2d, AvgPool3d, Conv1d, Conv2d, Conv3d, Conv
 from .normalization import (BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, ChannelDropout,
                             Dropout1d, Dropout2d, Dropout3d, GroupNorm, LayerNorm, RMSNorm)
 from .residual import Bottleneck, ResidualBlock
+from .attention import KVCache, MultiheadAttention
+from .positional import (ALiBi, LearnedPositionalEmbedding, RotaryEmbedding,
+                         SinusoidalPositionalEmbedding, T5RelativePositionBias)
+from .transformer import (AttentionMixer, ClassToken, ConvFeatureEncoder, FourierMixer,
+                          MetaFormerBlock, MLPMixerBlock, PatchEmbed, PoolingMixer, Transformer,
+                          TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+                          TransformerEncoderLayer)
