@@ -199,6 +199,16 @@ class KVCache:
     def reset(self):
         self.__init__()
 
+    def select(self, index):
+        """Keep the batch rows ``index`` (in that order): beam search reorders its beams."""
+        index = np.asarray(index, dtype=np.int64)
+        if self._kt is not None:
+            self._kt = ops.take(self._kt, constant(index), axis=0)
+            self._vt = ops.take(self._vt, constant(index), axis=0)
+        elif self._k is not None:
+            self._k = self._k[index]
+            self._v = self._v[index]
+
     def update(self, k: Tensor, v: Tensor):
         if k.ndim != 4 or v.ndim != 4 or k.shape[:3] != v.shape[:3]:
             raise ValueError(f"KVCache.update: expected keys and values (b, h, t, d) of one "
@@ -334,7 +344,12 @@ class MultiheadAttention(Module):
             raise ValueError(f"{what}: is_causal=True needs attn_mask (PyTorch's rule: it is a "
                              f"hint that attn_mask is the causal mask)")
         mask_bias = pad_bias = None
-        if attn_mask is not None:
+        causal = None
+        if is_causal and (cache is not None or (key_padding_mask is None and not need_weights)):
+            # PyTorch's fast path: the causal hint replaces attn_mask; with a cache the
+            # new queries line up with the last keys
+            causal = S - L if cache is not None else 0
+        elif attn_mask is not None:
             m = _bias_from_mask(attn_mask, q.dtype, what, allowed_is_true=False)
             if m.ndim == 2:
                 if m.shape != (L, S):
@@ -354,12 +369,6 @@ class MultiheadAttention(Module):
                 raise ValueError(f"{what}: key_padding_mask must be (batch, S) = ({b}, {S}), got "
                                  f"{kp.shape}")
             pad_bias = kp.reshape(b, 1, 1, S)
-        causal = None
-        if is_causal and (cache is not None or (key_padding_mask is None and not need_weights)):
-            # PyTorch's fast path: the causal hint replaces attn_mask; with a cache the
-            # new queries line up with the last keys
-            causal = S - L if cache is not None else 0
-            mask_bias = None
         bias = None
         for extra in (mask_bias, pad_bias, position_bias):
             if extra is not None:
