@@ -6,11 +6,13 @@ order; :func:`run_tour` runs a selection and writes the report.
 
 from . import (appA_probability, appB_universal, ch02_gradients, ch03_datasets_losses, ch04_linear,
                ch05_mlp, ch06_autodiff, ch07_convolutions, ch08_sequences, ch09_scaling)
+from . import ch01_scaling, ch10_transformers, ch11_transformers_in_practice
 from .base import Check, Context, Experiment, Figure, Result
 
 CHAPTER_ORDER = [f"ch{i}" for i in range(1, 14)] + ["appA", "appB"]
 
 EXPERIMENTS = {e.chapter: e for e in [
+    Experiment("ch1", "The power of scaling", ch01_scaling.run),
     Experiment("ch2", "Gradients and gradient descent", ch02_gradients.run),
     Experiment("ch3", "Datasets, losses and the Bayesian view", ch03_datasets_losses.run),
     Experiment("ch4", "Linear models", ch04_linear.run),
@@ -19,6 +21,8 @@ EXPERIMENTS = {e.chapter: e for e in [
     Experiment("ch7", "Convolutional layers", ch07_convolutions.run),
     Experiment("ch8", "Convolutions beyond images", ch08_sequences.run),
     Experiment("ch9", "Scaling up the models", ch09_scaling.run),
+    Experiment("ch10", "Transformer models", ch10_transformers.run),
+    Experiment("ch11", "Transformers in practice", ch11_transformers_in_practice.run),
     Experiment("appA", "Probability", appA_probability.run),
     Experiment("appB", "Universal approximation in 1-D", appB_universal.run),
 ]}

@@ -48,7 +48,7 @@ class Block(Module):
         a, _ = self.attn(h, h, h, attn_mask=causal_mask, is_causal=True, need_weights=False,
                          cache=cache, rope=rope)
         x = x + self.dropout(a)
-        return x + self.dropout(self.proj(F.gelu(self.fc(self.ln_2(x)))))
+        return x + self.dropout(self.proj(F.gelu(self.fc(self.ln_2(x)), approximate="tanh")))
 
 
 class GPT(Module):

@@ -144,9 +144,14 @@ class Seq2SeqTransformer(Module):
                     rows.append(b)
                 if len(new_beams) == k:
                     break
+            if not new_beams:
+                break
             best_done = max((f[0] for f in finished), default=-np.inf)
-            # stop when no live beam can still beat the best finished one
-            if len(finished) >= k or (finished and max(new_scores) < best_done and alpha == 0):
+            # log-probabilities only fall as a hypothesis grows: without a length bonus,
+            # once the best finished one beats every live beam, it is the answer
+            if alpha == 0 and max(new_scores) <= best_done:
+                break
+            if alpha > 0 and len(finished) >= k:
                 break
             for c in caches:
                 c.select(rows)
