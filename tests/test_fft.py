@@ -61,3 +61,13 @@ def test_errors():
         wl.fft.fft(wl.zeros((3,)), wl.zeros((4,)))
     with pytest.raises(ValueError, match="norm must be"):
         wl.fft.fft(wl.zeros((3,)), norm="bad")
+
+
+def test_fused_tanh_gelu_matches_its_composite(rng):
+    from wonderland.ops.activations import gelu_tanh
+    x = rng.standard_normal((3, 4)) * 2
+    ref = wl.nn.functional.gelu(wl.tensor(x), approximate="tanh")
+    np.testing.assert_allclose(gelu_tanh(wl.tensor(x)).numpy(), ref.numpy(), atol=1e-14)
+    check_primitive(gelu_tanh, x)
+    xs = wl.tensor(x)
+    np.testing.assert_allclose(vmap(gelu_tanh)(xs).numpy(), ref.numpy(), atol=1e-14)

@@ -8,6 +8,7 @@ import math
 import time
 
 import numpy as np
+from matplotlib.ticker import FormatStrFormatter
 from threadpoolctl import threadpool_limits
 
 import wonderland as wl
@@ -72,6 +73,8 @@ def _run(ctx) -> Result:
         grid = np.geomspace(min(xs) / 1.3, max(xs) * 1.3, 50)
         ax.loglog(grid, aa * grid ** (-al), "--", color="#444444",
                   label=f"{aa:.2f}·x^(−{al:.3f}), R² = {rr:.2f}")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.1f"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.1f"))
         ax.set_xlabel(label)
         ax.set_ylabel("validation bits / character")
         ax.legend(fontsize=8)

@@ -21,6 +21,7 @@ from ..nn import (Dropout, Embedding, KVCache, LayerNorm, LearnedPositionalEmbed
                   SinusoidalPositionalEmbedding)
 from ..nn import functional as F
 from ..nn import init
+from ..ops.activations import gelu_tanh
 from ..random import _gen
 
 
@@ -48,7 +49,7 @@ class Block(Module):
         a, _ = self.attn(h, h, h, attn_mask=causal_mask, is_causal=True, need_weights=False,
                          cache=cache, rope=rope)
         x = x + self.dropout(a)
-        return x + self.dropout(self.proj(F.gelu(self.fc(self.ln_2(x)), approximate="tanh")))
+        return x + self.dropout(self.proj(gelu_tanh(self.fc(self.ln_2(x)))))
 
 
 class GPT(Module):
