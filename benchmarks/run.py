@@ -38,13 +38,13 @@ def _have_torch() -> bool:
         return False
 
 
-def run_pair(workload, contender, iters, baseline=None):
+def run_pair(workload, contender, iters, baseline=None, warmup=20):
     env = None
     if contender == "base":
         env = dict(os.environ, PYTHONPATH=os.path.join(baseline, "src"))
         contender = "wonderland"
     out = subprocess.run([sys.executable, os.path.join(HERE, "worker.py"), workload,
-                          contender, "--iters", str(iters)],
+                          contender, "--iters", str(iters), "--warmup", str(warmup)],
                          capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
 
@@ -57,6 +57,7 @@ def main(argv=None):
                          f"{', '.join(sorted(WORKLOADS))})")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     ap.add_argument("--iters", type=int, default=200, help="timed steps per process")
+    ap.add_argument("--warmup", type=int, default=20, help="untimed steps per process first")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--baseline", metavar="CHECKOUT",
                     help="also time the wonderland of another checkout (column 'base')")
@@ -75,7 +76,7 @@ def main(argv=None):
         samples = {c: [] for c in contenders}
         for r in range(args.rounds):
             for c in contenders:
-                samples[c].append(run_pair(w, c, args.iters, args.baseline))
+                samples[c].append(run_pair(w, c, args.iters, args.baseline, args.warmup))
             print(f"  {w}: round {r + 1}/{args.rounds}", file=sys.stderr, end="\r")
         med = {c: statistics.median(v) for c, v in samples.items()}
         rows.append((w, med))

@@ -338,3 +338,18 @@ def test_linear_attention_causal_prefix_sums_equal_the_recurrence(rng):
     den = fq @ fk.sum(1)[..., None]
     np.testing.assert_allclose(F.linear_attention(q, k, v).numpy(), num / (den + 1e-6), atol=1e-10)
     wl.testing.check_grads(lambda q, k, v: F.linear_attention(q, k, v, causal=True), (q, k, v))
+
+
+@needs_torch
+@pytest.mark.torch
+def test_multihead_attention_unbatched_input_matches_pytorch(rng):
+    torch.manual_seed(0)
+    theirs = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    ours = wl.nn.MultiheadAttention(8, 2)
+    copy_mha(ours, theirs)
+    x = rng.standard_normal((5, 8)).astype(np.float32)
+    out, w = ours(wl.tensor(x), wl.tensor(x), wl.tensor(x))
+    ref, tw = theirs(_t(x), _t(x), _t(x))
+    assert out.shape == (5, 8) and w.shape == (5, 5)
+    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), atol=2e-5)
+    np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), atol=2e-6)

@@ -13,7 +13,6 @@ import math
 import numpy as np
 
 from .. import ops
-from ..core import dtypes
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, to_tensor
 from ..ops.attention import attention, attention_reference
@@ -402,5 +401,3 @@ class MultiheadAttention(Module):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}{extra}, " \
                f"dropout={self.dropout}, batch_first={self.batch_first}"
 
-
-del dtypes

@@ -25,8 +25,8 @@ from . import functional as F
 from . import init
 from .attention import MultiheadAttention
 from .containers import ModuleList, Sequential
-from .conv import AvgPool2d, Conv1d, Conv2d
-from .layers import GELU, Dropout, Identity, Linear, activation as _activation_module
+from .conv import AvgPool2d, Conv1d
+from .layers import GELU, Dropout, Linear, activation as _activation_module
 from .module import Module, Parameter
 from .normalization import GroupNorm, LayerNorm
 
@@ -421,5 +421,3 @@ class ConvFeatureEncoder(Module):
             x = F.gelu(x)
         return x
 
-
-del Conv2d, Identity

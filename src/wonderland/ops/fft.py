@@ -17,7 +17,6 @@ import numpy as np
 from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.structural import zeros_like
-from ..core.tensor import Tensor
 from ..core.vmap import broadcast_batch, batch_size
 from ._common import floating, normalize_axes, to_tensor
 from .shape import concatenate, flip
@@ -174,4 +173,3 @@ def irfft(re, im=None, n=None, axis=-1, norm=None):
 
 
 __all__ = ["fft", "ifft", "fft2", "ifft2", "fftn", "rfft", "irfft", "DFT"]
-del Tensor
