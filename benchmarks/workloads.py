@@ -411,6 +411,27 @@ def _lstm_workload(num_layers):
             out.backward(g)
             x.grad = None
             lstm.zero_grad(set_to_none=True)
+# ----------------------------------------------------------------------------- attention
+def _attention_workload(L, causal, batch=8, heads=8, dim=64):
+    """Scaled dot-product attention forward and backward, (batch, heads, L, dim) float32."""
+    def build(contender):
+        rng = np.random.default_rng(0)
+        q, k, v, g = (rng.standard_normal((batch, heads, L, dim)).astype(np.float32)
+                      for _ in range(4))
+        if contender == "wonderland":
+            import wonderland as wl
+            Q, K, V = (wl.tensor(a, requires_grad=True) for a in (q, k, v))
+            G = wl.tensor(g)
+            sdpa = wl.nn.functional.scaled_dot_product_attention
+        else:
+            import torch
+            Q, K, V = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+            G = torch.tensor(g)
+            sdpa = torch.nn.functional.scaled_dot_product_attention
+
+        def step():
+            sdpa(Q, K, V, is_causal=causal).backward(G)
+            Q.grad = K.grad = V.grad = None
         return step
     return build
 
@@ -529,4 +550,76 @@ def linear_recurrence_workload(contender, batch=8, length=1024, channels=256 * 1
     def step():
         forward().backward(g)
         a.grad = b.grad = None
+for _L in (256, 1024):
+    for _causal in (False, True):
+        workload(f"attention_L{_L}{'_causal' if _causal else ''}", ("wonderland", "torch"))(
+            _attention_workload(_L, _causal))
+
+
+# ----------------------------------------------------------------------------- character GPT
+def _gpt_batch(vocab, ctx, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, vocab, (batch, ctx + 1))
+    return ids[:, :-1], ids[:, 1:]
+
+
+@workload("gpt_step", ("wonderland", "torch"))
+def gpt_step(contender, vocab=80, n_layer=4, n_embd=256, n_head=8, ctx=256, batch=16):
+    """One AdamW step of a character GPT: 4 pre-norm layers, d = 256, 8 heads, context 256,
+    batch 16, GELU (tanh), tied output embedding, causal attention."""
+    x, y = _gpt_batch(vocab, ctx, batch)
+    if contender == "wonderland":
+        import wonderland as wl
+        wl.random.seed(0)
+        model = wl.models.GPT(vocab, ctx, n_layer, n_head, n_embd)
+        opt = wl.optim.AdamW(model.parameters(), 3e-4)
+
+        def step():
+            opt.zero_grad()
+            model.loss(x, y).backward()
+            opt.step()
+        return step
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.ln_2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
+            self.q, self.k, self.v, self.o = (nn.Linear(n_embd, n_embd) for _ in range(4))
+            self.fc, self.proj = nn.Linear(n_embd, 4 * n_embd), nn.Linear(4 * n_embd, n_embd)
+
+        def forward(self, h):
+            b, t, d = h.shape
+            a = self.ln_1(h)
+            q, k, v = (m(a).view(b, t, n_head, d // n_head).transpose(1, 2)
+                       for m in (self.q, self.k, self.v))
+            o = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            h = h + self.o(o.transpose(1, 2).reshape(b, t, d))
+            return h + self.proj(nn.functional.gelu(self.fc(self.ln_2(h)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(vocab, n_embd)
+            self.wpe = nn.Embedding(ctx, n_embd)
+            self.blocks = nn.ModuleList([Block() for _ in range(n_layer)])
+            self.ln_f = nn.LayerNorm(n_embd)
+
+        def forward(self, idx):
+            h = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for blk in self.blocks:
+                h = blk(h)
+            return self.ln_f(h) @ self.wte.weight.T
+
+    model = GPT()
+    opt = torch.optim.AdamW(model.parameters(), 3e-4)
+    X, Y = torch.tensor(x), torch.tensor(y)
+
+    def step():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(X).reshape(-1, vocab), Y.reshape(-1))
+        loss.backward()
+        opt.step()
     return step

@@ -9,3 +9,5 @@ from .datasets import (CharVocab, Standardizer, default_text, load_breast_cancer
 from . import augment
 from .augment import Compose, CutMix, MixUp, RandomCrop, RandomFlip, RandomTranslate
 from .sequences import lengths_to_mask, pad_sequences, shift_for_next_step, sliding_windows
+from .bundled import load_alice, load_spoken_digits
+from .tokenizers import BPETokenizer, CharTokenizer

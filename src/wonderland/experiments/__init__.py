@@ -13,6 +13,7 @@ from .base import Check, Context, Experiment, Figure, Result
 CHAPTER_ORDER = [f"ch{i}" for i in range(1, 14)] + ["appA", "appB"]
 
 _CATALOG = [
+    ("ch1", "The power of scaling", "ch01_scaling"),
     ("ch2", "Gradients and gradient descent", "ch02_gradients"),
     ("ch3", "Datasets, losses and the Bayesian view", "ch03_datasets_losses"),
     ("ch4", "Linear models", "ch04_linear"),
@@ -21,6 +22,8 @@ _CATALOG = [
     ("ch7", "Convolutional layers", "ch07_convolutions"),
     ("ch8", "Convolutions beyond images", "ch08_sequences"),
     ("ch9", "Scaling up the models", "ch09_scaling"),
+    ("ch10", "Transformer models", "ch10_transformers"),
+    ("ch11", "Transformers in practice", "ch11_transformers_in_practice"),
     ("ch13", "Recurrent models", "ch13_recurrent"),
     ("appA", "Probability", "appA_probability"),
     ("appB", "Universal approximation in 1-D", "appB_universal"),

@@ -7,3 +7,7 @@ from .linear import (LinearRegression, LogisticRegression, SoftmaxRegression, gr
 from .universal import bump_network
 from .resnet import ResNet
 from .wavenet import CharCNN, WaveNet, forecast
+from .audio import AudioTransformer, log_spectrogram
+from .gpt import GPT, sample_next
+from .seq2seq import Seq2SeqTransformer
+from .vit import MetaFormer, MLPMixer, ViT

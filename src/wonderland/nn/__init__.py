@@ -20,3 +20,10 @@ from .residual import Bottleneck, ResidualBlock
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, detach_state, truncated_chunks
 from .ssm import (AFTFull, AFTSimple, LRU, S4D, LinearAttention, Mamba, RWKVBlock,
                   RWKVChannelMixing, RWKVTimeMixing)
+from .attention import KVCache, MultiheadAttention
+from .positional import (ALiBi, LearnedPositionalEmbedding, RotaryEmbedding,
+                         SinusoidalPositionalEmbedding, T5RelativePositionBias)
+from .transformer import (AttentionMixer, ClassToken, ConvFeatureEncoder, FourierMixer,
+                          MetaFormerBlock, MLPMixerBlock, PatchEmbed, PoolingMixer, Transformer,
+                          TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+                          TransformerEncoderLayer)

@@ -28,6 +28,8 @@ __all__ = [
     "avg_pool2d", "avg_pool3d", "global_avg_pool", "global_max_pool", "masked_global_avg_pool",
     "masked_global_max_pool", "batch_norm", "layer_norm", "group_norm", "rms_norm",
     "channel_dropout",
+    "scaled_dot_product_attention", "linear_attention", "linear_attention_recurrent",
+    "alibi_bias", "rotate_half", "sinusoidal_embedding",
 ]
 
 def linear(x, weight, bias=None) -> Tensor:
@@ -375,3 +377,6 @@ from .conv import (avg_pool1d, avg_pool2d, avg_pool3d, conv1d, conv2d, conv3d,  
                    global_max_pool, masked_global_avg_pool, masked_global_max_pool, max_pool1d,
                    max_pool2d, max_pool3d)
 from .normalization import batch_norm, channel_dropout, group_norm, layer_norm, rms_norm  # noqa: E402
+from .attention import (linear_attention, linear_attention_recurrent,  # noqa: E402
+                        scaled_dot_product_attention)
+from .positional import alibi_bias, rotate_half, sinusoidal_embedding  # noqa: E402
