@@ -24,6 +24,7 @@ from . import ops
 from .ops import *  # noqa: F401,F403 - the primitives at wl.<name>
 from . import autograd, linalg, random, testing
 from . import data, distributions, io, metrics, models, nn, optim, train
+from . import graph, sparse
 from .ops.nn import linear, softmax_cross_entropy
 from .ops.decompositions import diagonal, tril, triu
 from .random import bernoulli, normal, permutation, randint, uniform  # also at wl.random

@@ -7,3 +7,4 @@ from .linear import (LinearRegression, LogisticRegression, SoftmaxRegression, gr
 from .universal import bump_network
 from .resnet import ResNet
 from .wavenet import CharCNN, WaveNet, forecast
+from .gnn import GAT, GCN, GIN, GraphTransformer, LinkPredictor

@@ -17,3 +17,5 @@ from .conv import (AvgPool1d, AvgPool2d, AvgPool3d, Conv1d, Conv2d, Conv3d, Conv
 from .normalization import (BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, ChannelDropout,
                             Dropout1d, Dropout2d, Dropout3d, GroupNorm, LayerNorm, RMSNorm)
 from .residual import Bottleneck, ResidualBlock
+from .graph import (AttentionalAggregation, GATConv, GCNConv, GINConv, GraphTransformerLayer,
+                    MessagePassing, SAGEConv, global_add_pool, global_max_pool, global_mean_pool)

@@ -10,6 +10,9 @@
 ``indexing``              getitem and its dual add_at; take, take_along_axis,
                           index_add, scatter_add, one_hot
 ``creation``              zeros, ones, full, arange, linspace, eye, ``*_like``
+``segment``               gather_rows, segment_sum, segment_mean, segment_max,
+                          segment_softmax, segment_count (graph aggregation)
+``sparse``                sparse (CSR) matrix times dense, with value gradients
 ========================  ====================================================
 """
 
@@ -28,6 +31,8 @@ from .indexing import (add_at, getitem, index_add, one_hot, scatter_add, take,
 from .linalg import einsum, matmul, outer, tensordot
 from .reductions import (all, any, argmax, argmin, cumsum, log_softmax, logsumexp, max,
                          mean, min, prod, softmax, std, sum, var)
+from .segment import (gather_rows, segment_count, segment_max, segment_mean, segment_softmax,
+                      segment_sum)
 from .shape import (broadcast_arrays, broadcast_to, concatenate, expand_dims, flatten,
                     flip, moveaxis, pad, ravel, repeat, reshape, split, squeeze, stack,
                     swapaxes, tile, transpose)
@@ -50,4 +55,6 @@ __all__ = [
     "broadcast_arrays", "broadcast_to", "concatenate", "expand_dims", "flatten", "flip",
     "moveaxis", "pad", "ravel", "repeat", "reshape", "split", "squeeze", "stack",
     "swapaxes", "tile", "transpose",
+    "gather_rows", "segment_count", "segment_max", "segment_mean", "segment_softmax",
+    "segment_sum",
 ]

@@ -1,0 +1,318 @@
+"""Sparse matrices (CSR) times dense tensors, differentiable in the dense operand and in
+the stored values.
+
+A :class:`SparseMatrix` holds an ``(m, n)`` matrix in compressed-row form: ``indptr``
+(m + 1,), column ``indices`` (nnz,), the ``row`` of each stored entry (nnz,, kept so the
+rules need not expand ``indptr``) — integer tensors — and ``values`` (nnz,), a float
+tensor that may require grad (edge weights, attention coefficients). ``A @ x`` for a
+dense ``x`` of shape ``(n, ...)`` is one primitive whose forward is SciPy's CSR product:
+
+* cotangent of ``x``: ``Aᵀ g`` — the same primitive with ``transpose=True`` (SciPy reads
+  the CSR arrays as the transpose's CSC without copying);
+* cotangent of the values: ``v̄_e = ⟨g[row_e], x[col_e]⟩``, a gather of both operands'
+  rows and a sum over the trailing axes (sampled dense-dense product);
+* tangent: ``A(t_v) x + A(v) t_x`` — the product is bilinear.
+
+Every rule is made of primitives (the product itself, ``gather_rows``, sums), so second
+derivatives come for free. Build one with :meth:`SparseMatrix.from_coo` (unsorted
+``(row, col)`` pairs), :meth:`SparseMatrix.from_csr`, :meth:`SparseMatrix.from_scipy`,
+or :meth:`SparseMatrix.from_dense`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend as B
+from ..core.primitive import Primitive, apply
+from ..core.tensor import Tensor
+from ..core.vmap import loop_rule, moveaxis
+from ._common import _array_of, constant, to_tensor
+from .segment import gather_raw, segment_sum_raw
+
+__all__ = ["SparseMatrix", "matmul", "from_coo", "from_scipy", "from_dense"]
+
+
+# ----------------------------------------------------------------------------- kernel
+@B.numpy_kernel
+def _csr_forward(values, x, indptr, indices, row, *, shape, transpose):
+    import scipy.sparse as sp
+
+    m, n = shape
+    out_rows = n if transpose else m
+    if x.shape[0] == 0 or values.shape[0] == 0 or 0 in x.shape[1:]:
+        return np.zeros((out_rows,) + x.shape[1:], dtype=np.result_type(values, x))
+    flat = x.reshape(x.shape[0], -1)
+    a = sp.csr_matrix((values, indices, indptr), shape=shape)
+    out = (a.T if transpose else a) @ flat
+    return np.asarray(out).reshape((out_rows,) + x.shape[1:])
+
+
+def _rows_cols(inputs, transpose):
+    """(rows of the output, rows of x) of each stored entry."""
+    _, _, _, indices, row = inputs
+    return (indices, row) if transpose else (row, indices)
+
+
+def _value_cotangent(g, x, out_rows, in_rows):
+    prod = gather_raw(g, out_rows) * gather_raw(x, in_rows)
+    return prod.sum(tuple(range(1, prod.ndim))) if prod.ndim > 1 else prod
+
+
+def _csr_vjp(g, out, inputs, needs, *, shape, transpose):
+    values, x, indptr, indices, row = inputs
+    gv = gx = None
+    if needs[0]:
+        out_rows, in_rows = _rows_cols(inputs, transpose)
+        gv = _value_cotangent(g, x, out_rows, in_rows)
+    if needs[1]:
+        gx = _csr(values, g, indptr, indices, row, shape, not transpose)
+    return [gv, gx, None, None, None]
+
+
+def _csr_jvp(tangents, out, inputs, *, shape, transpose):
+    tv, tx = tangents[0], tangents[1]
+    values, x, indptr, indices, row = inputs
+    total = None
+    if tv is not None:
+        total = _csr(tv, x, indptr, indices, row, shape, transpose)
+    if tx is not None:
+        part = _csr(values, tx, indptr, indices, row, shape, transpose)
+        total = part if total is None else total + part
+    return total
+
+
+def _csr_batch(args, axes, *, shape, transpose):
+    if any(ax is not None for ax in axes[2:]):          # batched structure: rare
+        return loop_rule(_csr_prim)(args, axes, shape=shape, transpose=transpose)
+    values, x, indptr, indices, row = args
+    av, axx = axes[0], axes[1]
+    if av is None:                                       # shared matrix, batched x
+        return _csr(values, moveaxis(x, axx, 1), indptr, indices, row, shape, transpose), 1
+    # batched values: gather, weight and sum per output row, batch as axis 1
+    out_rows, in_rows = (indices, row) if transpose else (row, indices)
+    n_out = shape[1] if transpose else shape[0]
+    v = moveaxis(values, av, 1)                          # (nnz, B)
+    if axx is None:
+        xs = gather_raw(x, in_rows)                      # (nnz, ...)
+        xs = xs.reshape((xs.shape[0], 1) + tuple(xs.shape[1:]))
+    else:
+        xs = gather_raw(moveaxis(x, axx, 1), in_rows)    # (nnz, B, ...)
+    v = v.reshape(tuple(v.shape) + (1,) * (xs.ndim - 2))
+    return segment_sum_raw(v * xs, out_rows, n_out), 1
+
+
+_csr_prim = Primitive("sparse_matmul", _csr_forward, save=(0, 1, 2, 3, 4), vjp_all=_csr_vjp,
+                      jvp_all=_csr_jvp, batch=_csr_batch)
+
+
+def _csr(values, x, indptr, indices, row, shape, transpose=False) -> Tensor:
+    return apply(_csr_prim, (values, x, indptr, indices, row),
+                 {"shape": tuple(shape), "transpose": bool(transpose)})
+
+
+# ----------------------------------------------------------------------------- the matrix
+def _int_tensor(a, what, like=None) -> Tensor:
+    if isinstance(a, Tensor):
+        t = a
+    else:
+        t = constant(B.asarray(a, like=like))
+    if t.dtype.kind not in "iu":
+        if t.size == 0:
+            return constant(t.data.astype(np.int64))
+        raise TypeError(f"{what}: indices must be integers, got {t.dtype}")
+    if t.ndim != 1:
+        raise ValueError(f"{what}: indices must be 1-D, got shape {t.shape}")
+    return t if t.dtype == np.int64 else constant(t.data.astype(np.int64))
+
+
+class SparseMatrix:
+    """An ``(m, n)`` sparse matrix in CSR form with differentiable ``values``.
+
+    ``A @ x`` multiplies a dense tensor ``x`` of shape ``(n, ...)``; ``A.T`` is the
+    transpose (CSR again); ``A.to_dense()`` the dense matrix (differentiable in the
+    values); ``A.with_values(v)`` the same pattern with other values.
+    """
+
+    __slots__ = ("values", "indptr", "indices", "row", "shape", "_t_perm")
+
+    def __init__(self, values, indptr, indices, shape, row=None):
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 2 or min(shape) < 0:
+            raise ValueError(f"SparseMatrix: shape must be (rows, cols), got {shape}")
+        self.indptr = _int_tensor(indptr, "SparseMatrix")
+        self.indices = _int_tensor(indices, "SparseMatrix", self.indptr.data)
+        like = self.indptr.data
+        if self.indptr.shape[0] != shape[0] + 1:
+            raise ValueError(f"SparseMatrix: indptr has {self.indptr.shape[0]} entries for "
+                             f"{shape[0]} rows (expected {shape[0] + 1})")
+        nnz = self.indices.shape[0]
+        ip = self.indptr.data
+        if int(ip[0]) != 0 or int(ip[-1]) != nnz or (ip.size > 1 and (np.diff(ip) < 0).any()):
+            raise ValueError(f"SparseMatrix: indptr must rise from 0 to nnz={nnz}")
+        if nnz and (int(self.indices.data.min()) < 0 or int(self.indices.data.max()) >= shape[1]):
+            raise IndexError(f"SparseMatrix: column indices must lie in [0, {shape[1]})")
+        if values is None:
+            values = constant(B.ns(like).ones(nnz, dtype=np.float32))
+        values = to_tensor(values, "SparseMatrix")
+        if values.shape != (nnz,):
+            raise ValueError(f"SparseMatrix: {values.shape} values for {nnz} stored entries "
+                             f"(expected shape ({nnz},))")
+        if values.dtype.kind != "f":
+            values = values.astype(np.float32)
+        self.values = values
+        if row is None:
+            plain = B.to_numpy(ip)
+            row = B.asarray(np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(plain)),
+                            like=like)
+        self.row = _int_tensor(row, "SparseMatrix", like)
+        self.shape = shape
+        self._t_perm = None
+
+    # -- construction
+    @classmethod
+    def from_coo(cls, row, col, values=None, shape=None):
+        """From unsorted ``(row, col)`` pairs (and their values): entries are sorted by
+        row (stably, columns keep their order within a row); repeated pairs are kept,
+        and count once each in products. ``shape`` defaults to the largest indices + 1."""
+        r = B.to_numpy(row.data if isinstance(row, Tensor) else np.asarray(row))
+        c = B.to_numpy(col.data if isinstance(col, Tensor) else np.asarray(col))
+        if r.shape != c.shape or r.ndim != 1:
+            raise ValueError(f"SparseMatrix.from_coo: row and col must be 1-D of one length, "
+                             f"got {r.shape} and {c.shape}")
+        if r.size and (r.dtype.kind not in "iu" or c.dtype.kind not in "iu"):
+            raise TypeError(f"SparseMatrix.from_coo: indices must be integers, got "
+                            f"{r.dtype} and {c.dtype}")
+        r = r.astype(np.int64, copy=False)
+        c = c.astype(np.int64, copy=False)
+        if shape is None:
+            shape = (int(r.max()) + 1 if r.size else 0, int(c.max()) + 1 if c.size else 0)
+        m = int(shape[0])
+        if r.size and (r.min() < 0 or r.max() >= m):
+            raise IndexError(f"SparseMatrix.from_coo: row indices must lie in [0, {m})")
+        order = np.argsort(r, kind="stable")
+        sorted_ = bool(r.size < 2 or (r[1:] >= r[:-1]).all())
+        indptr = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r, minlength=m), out=indptr[1:])
+        if values is not None:
+            values = to_tensor(values, "SparseMatrix.from_coo")
+            if values.shape != r.shape:
+                raise ValueError(f"SparseMatrix.from_coo: {values.shape} values for "
+                                 f"{r.shape[0]} entries")
+            if not sorted_:
+                values = gather_raw(values, constant(B.asarray(order, like=_array_of(values))))
+        if not sorted_:
+            r, c = r[order], c[order]
+        return cls(values, indptr, c, shape, row=r)
+
+    @classmethod
+    def from_csr(cls, indptr, indices, values=None, shape=None):
+        ip = np.asarray(B.to_numpy(indptr.data if isinstance(indptr, Tensor) else indptr))
+        if shape is None:
+            idx = np.asarray(B.to_numpy(indices.data if isinstance(indices, Tensor) else indices))
+            shape = (ip.shape[0] - 1, int(idx.max()) + 1 if idx.size else 0)
+        return cls(values, indptr, indices, shape)
+
+    @classmethod
+    def from_scipy(cls, matrix, dtype=None):
+        """From any ``scipy.sparse`` matrix (converted to CSR; explicit zeros kept)."""
+        m = matrix.tocsr()
+        values = m.data if dtype is None else m.data.astype(dtype)
+        return cls(constant(B.asarray(values)), m.indptr.astype(np.int64),
+                   m.indices.astype(np.int64), m.shape)
+
+    @classmethod
+    def from_dense(cls, dense):
+        d = to_tensor(dense, "SparseMatrix.from_dense")
+        if d.ndim != 2:
+            raise ValueError(f"SparseMatrix.from_dense: expected a matrix, got shape {d.shape}")
+        r, c = np.nonzero(B.to_numpy(d.data))
+        vals = gather_raw(d.reshape(-1), constant(B.asarray(r * d.shape[1] + c)))
+        return cls.from_coo(r, c, vals, d.shape)
+
+    # -- views
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def with_values(self, values) -> "SparseMatrix":
+        """The same sparsity pattern with other values (e.g. after dropout)."""
+        out = SparseMatrix.__new__(SparseMatrix)
+        values = to_tensor(values, "SparseMatrix.with_values")
+        if values.shape != (self.nnz,):
+            raise ValueError(f"SparseMatrix.with_values: expected shape ({self.nnz},), got "
+                             f"{values.shape}")
+        out.values, out.indptr, out.indices, out.row = values, self.indptr, self.indices, self.row
+        out.shape, out._t_perm = self.shape, self._t_perm
+        return out
+
+    @property
+    def T(self) -> "SparseMatrix":
+        """The transpose, in CSR form (values permuted differentiably)."""
+        if self._t_perm is None:
+            self._t_perm = np.argsort(B.to_numpy(self.indices.data), kind="stable")
+        perm = self._t_perm
+        cols = B.to_numpy(self.indices.data)[perm]
+        rows = B.to_numpy(self.row.data)[perm]
+        n = self.shape[1]
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cols, minlength=n), out=indptr[1:])
+        values = gather_raw(self.values, constant(B.asarray(perm, like=self.indptr.data)))
+        return SparseMatrix(values, indptr, rows, (n, self.shape[0]), row=cols)
+
+    def to_scipy(self):
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((B.to_numpy(self.values.data), B.to_numpy(self.indices.data),
+                              B.to_numpy(self.indptr.data)), shape=self.shape)
+
+    def to_dense(self) -> Tensor:
+        """The dense ``(m, n)`` matrix (repeated entries summed); differentiable in the
+        values."""
+        m, n = self.shape
+        flat = self.row * n + self.indices
+        return segment_sum_raw(self.values, flat, m * n).reshape(m, n)
+
+    def __matmul__(self, x):
+        return matmul(self, x)
+
+    def __repr__(self):
+        return f"SparseMatrix(shape={self.shape}, nnz={self.nnz}, dtype={self.dtype})"
+
+
+def matmul(a: SparseMatrix, x) -> Tensor:
+    """``a @ x`` for a :class:`SparseMatrix` ``a`` (m, n) and a dense ``x`` (n, ...):
+    shape ``(m, ...)``. Differentiable in ``x`` and in ``a.values``."""
+    if not isinstance(a, SparseMatrix):
+        raise TypeError(f"sparse.matmul: expected a SparseMatrix first, got {type(a).__name__}")
+    x = to_tensor(x, "sparse.matmul")
+    if x.ndim == 0 or x.shape[0] != a.shape[1]:
+        raise ValueError(f"sparse.matmul: inner dimensions differ: sparse {a.shape} @ dense "
+                         f"{x.shape}")
+    values = a.values
+    if x.dtype.kind != "f":
+        x = x.astype(values.dtype)
+    if values.dtype != x.dtype:
+        dtype = np.result_type(values.dtype, x.dtype)
+        values, x = values.astype(dtype), x.astype(dtype)
+    return _csr(values, x, a.indptr, a.indices, a.row, a.shape)
+
+
+def from_coo(row, col, values=None, shape=None) -> SparseMatrix:
+    return SparseMatrix.from_coo(row, col, values, shape)
+
+
+def from_scipy(matrix, dtype=None) -> SparseMatrix:
+    return SparseMatrix.from_scipy(matrix, dtype)
+
+
+def from_dense(dense) -> SparseMatrix:
+    return SparseMatrix.from_dense(dense)
