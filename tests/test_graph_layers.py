@@ -220,23 +220,50 @@ def test_layer_errors_name_the_layer():
         nn.GATConv(4, 3)(wl.zeros((5, 4)), np.zeros((3, 2), dtype=np.int64))
 
 
+def dense_transformer_layer(layer, x, buckets_dense):
+    """The layer's computation on one graph with dense matrices (a reference)."""
+    import math
+    p = {k: v.numpy() for k, v in layer.state_dict().items()}
+
+    def ln(h, w, b):
+        mu, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
+        return (h - mu) / np.sqrt(var + 1e-5) * w + b
+    n, c = x.shape
+    hh, d = layer.heads, c // layer.heads
+    h0 = ln(x, p["norm1.weight"], p["norm1.bias"])
+    q, k, v = ((h0 @ p[f"{t}.weight"] + p[f"{t}.bias"]).reshape(n, hh, d) for t in "qkv")
+    out = np.zeros((n, hh, d))
+    for h in range(hh):
+        s = q[:, h] @ k[:, h].T / math.sqrt(d) + p["bias.weight"][buckets_dense, h]
+        a = np.exp(s - s.max(1, keepdims=True))
+        out[:, h] = (a / a.sum(1, keepdims=True)) @ v[:, h]
+    x = x + out.reshape(n, c) @ p["out.weight"] + p["out.bias"]
+    f = np.maximum(ln(x, p["norm2.weight"], p["norm2.bias"]) @ p["ffn1.weight"] + p["ffn1.bias"], 0)
+    return x + f @ p["ffn2.weight"] + p["ffn2.bias"]
+
+
 def test_graph_transformer_layer():
-    graphs = [wl.graph.Graph(R.standard_normal((k, 8)).astype(np.float32),
-                             random_graph(n=k, e=2 * k, loops=False, seed=k)) for k in (4, 6, 3)]
+    graphs = [wl.graph.Graph(R.standard_normal((k, 8)), random_graph(n=k, e=2 * k, loops=False, seed=k))
+              for k in (4, 6, 3)]
     b = wl.graph.Batch.from_graphs(graphs)
+    src, dst = nn.graph.attention_pairs(b.batch)
+    assert src.size == 16 + 36 + 9
+    np.testing.assert_array_equal(dst[16:22], [4] * 6)
+    np.testing.assert_array_equal(src[16:22], np.arange(4, 10))
     buckets = nn.graph.distance_buckets(b.edge_index, b.batch, kind="spd", max_distance=3)
-    assert buckets.shape == (3, 6, 6)
     spd = wl.graph.shortest_path_distances(graphs[1].edge_index, 6)
-    np.testing.assert_array_equal(buckets[1], np.where(spd < 0, 4, np.minimum(spd, 3)))
-    layer = nn.GraphTransformerLayer(8, heads=2, num_buckets=5)
+    want = np.where(spd < 0, 4, np.minimum(spd, 3))           # want[source, target]
+    np.testing.assert_array_equal(buckets[16:52].reshape(6, 6), want.T)
+    layer = nn.GraphTransformerLayer(8, heads=2, num_buckets=5).double()
     layer.bias.weight.data[...] = R.standard_normal((5, 2))
     out = layer(b.x, b.batch, buckets)
     assert out.shape == (13, 8)
-    # each graph is processed on its own: running the middle graph alone gives its rows
-    one = wl.graph.Batch.from_graphs([graphs[1]])
-    alone = layer(one.x, one.batch, nn.graph.distance_buckets(one.edge_index, one.batch,
-                                                              kind="spd", max_distance=3))
-    np.testing.assert_allclose(out.numpy()[4:10], alone.numpy(), atol=1e-5)
+    # equal to dense attention within each graph, with the bias of each pair
+    for g, lo in zip(graphs, (0, 4, 10)):
+        spd = wl.graph.shortest_path_distances(g.edge_index, g.num_nodes)
+        bd = np.where(spd < 0, 4, np.minimum(spd, 3)).T
+        ref = dense_transformer_layer(layer, g.x.numpy(), bd)
+        np.testing.assert_allclose(out.numpy()[lo:lo + g.num_nodes], ref, atol=1e-10)
     # permuting the nodes of a graph permutes its outputs
     perm = R.permutation(6)
     g = graphs[1]
@@ -244,9 +271,10 @@ def test_graph_transformer_layer():
     bp = wl.graph.Batch.from_graphs([gp])
     outp = layer(bp.x, bp.batch, nn.graph.distance_buckets(bp.edge_index, bp.batch,
                                                            kind="spd", max_distance=3))
-    np.testing.assert_allclose(outp.numpy(), alone.numpy()[perm], atol=1e-5)
+    np.testing.assert_allclose(outp.numpy(), out.numpy()[4:10][perm], atol=1e-10)
     out.sum().backward()
-    assert layer.bias.weight.grad is not None and layer.qkv.weight.grad is not None
+    assert layer.bias.weight.grad is not None and layer.q.weight.grad is not None
+    wl.testing.check_grads(lambda x: layer(x, b.batch, buckets), (b.x,), order=1)
 
 
 # ----------------------------------------------------------------------------- PyG parity
@@ -342,3 +370,46 @@ def test_gin_sage_and_pools_match_pyg():
                       (nn.global_max_pool, pm)):
         np.testing.assert_allclose(ours(x, batch).numpy(),
                                    ref(torch.tensor(x), torch.tensor(batch)).numpy(), atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- models
+def test_feature_dropout_keeps_expectation_dense_and_sparse():
+    from wonderland.models.gnn import feature_dropout
+    x = wl.ones((200, 300))
+    out = feature_dropout(x, 0.6, True, wl.random.Generator(0)).numpy()
+    kept = out != 0
+    assert abs(kept.mean() - 0.4) < 0.01
+    np.testing.assert_allclose(out[kept], 1 / (1 - round(0.6 * 65536) / 65536), rtol=1e-6)
+    assert feature_dropout(x, 0.6, False) is x
+    sp = wl.sparse.from_dense(wl.tensor(np.eye(50)))
+    d = feature_dropout(sp, 0.5, True, wl.random.Generator(1))
+    assert isinstance(d, wl.sparse.SparseMatrix) and d.nnz == 50
+    assert 10 < int((d.values.numpy() != 0).sum()) < 40
+
+
+def test_reference_models_run_and_learn_a_toy_task():
+    k = wl.graph.karate_club()
+    for model in (wl.models.GCN(34, 8, 2, num_layers=4, residual=True, norm="layer"),
+                  wl.models.GAT(34, 4, 2, heads=2), ):
+        opt = wl.optim.Adam(model.parameters(), lr=0.05)
+        for _ in range(30):
+            opt.zero_grad()
+            wl.nn.functional.cross_entropy(model(k.x, k.edge_index), k.y).backward()
+            opt.step()
+        model.eval()
+        acc = (model(k.x, k.edge_index).numpy().argmax(1) == k.y.numpy()).mean()
+        assert acc > 0.9, type(model).__name__
+    gcn = wl.models.GCN(34, 8, 2, num_layers=3)
+    out, hidden = gcn(k.x, k.edge_index, return_hidden=True)
+    assert out.shape == (34, 2) and len(hidden) == 2
+    link = wl.models.LinkPredictor(gcn, 2, "mlp", hidden=8)
+    assert link(k.x, k.edge_index, np.array([[0, 1], [33, 2]])).shape == (2,)
+    graphs = [wl.graph.Graph(R.standard_normal((n, 3)).astype(np.float32),
+                             random_graph(n, 2 * n, loops=False, seed=n), y=np.int64(n % 2),
+                             pe=R.standard_normal((n, 4)).astype(np.float32),
+                             rw=R.standard_normal((n, 5)).astype(np.float32)) for n in (5, 7)]
+    b = wl.graph.Batch.from_graphs(graphs)
+    gt = wl.models.GraphTransformer(3, 8, 2, heads=2, pe_dim=4, rw_dim=5)
+    assert gt(b.x, b.batch, b.pe, b.rw, nn.graph.distance_buckets(b.edge_index, b.batch)).shape == (2, 2)
+    gin = wl.models.GIN(3, 8, 2, num_layers=2)
+    assert gin(b.x, b.edge_index, b.batch, 2).shape == (2, 2)

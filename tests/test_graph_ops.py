@@ -316,3 +316,95 @@ def test_sparse_errors_name_the_op():
         wl.sparse.from_coo([0, 2], [1, 2], None, (2, 3))
     with pytest.raises(ValueError, match=r"SparseMatrix.with_values: expected shape \(2,\)"):
         a.with_values(wl.zeros(3))
+
+
+# ----------------------------------------------------------------------------- multi-head products
+def test_multihead_sparse_matmul_matches_per_head_dense():
+    rows, cols, _ = random_coo(4, 5, 11, seed=8)
+    vals = R.standard_normal((11, 3))
+    a = wl.sparse.from_coo(rows, cols, f64(vals), (4, 5))
+    x = R.standard_normal((5, 3, 2))
+    got = (a @ x).numpy()
+    for h in range(3):
+        np.testing.assert_allclose(got[:, h], dense_of(rows, cols, vals[:, h], (4, 5)) @ x[:, h],
+                                   atol=1e-12)
+    np.testing.assert_allclose((a.T @ R.standard_normal((4, 3))).shape, (5, 3))
+    assert a.to_dense().shape == (4, 5, 3)
+    with pytest.raises(ValueError, match=r"sparse.matmul: 3 heads of values need a dense operand of shape \(5, 3, ...\)"):
+        a @ wl.zeros((5, 2))
+
+
+def test_multihead_sparse_matmul_gradients():
+    rows, cols, _ = random_coo(4, 5, 10, seed=9)
+    pattern = wl.sparse.from_coo(rows, cols, None, (4, 5))
+    check_primitive(lambda v, x: pattern.with_values(v) @ x, f64(R.standard_normal((10, 2))),
+                    f64(R.standard_normal((5, 2, 3))), order=2)
+    check_primitive(lambda v, x: wl.sparse.from_coo(rows, cols, v, (4, 5)).T @ x,
+                    f64(R.standard_normal((10, 2))), f64(R.standard_normal((4, 2))), order=2)
+
+
+@pytest.mark.parametrize("in_axes", [(None, 0), (0, None), (0, 0), (None, 2)], ids=str)
+def test_multihead_sparse_matmul_vmap_equals_loop(in_axes):
+    rows, cols, _ = random_coo(4, 5, 9, seed=10)
+    pattern = wl.sparse.from_coo(rows, cols, None, (4, 5))
+    v = R.standard_normal((3, 9, 2)) if in_axes[0] == 0 else R.standard_normal((9, 2))
+    x = {None: (5, 2, 4), 0: (3, 5, 2, 4), 2: (5, 2, 3, 4)}[in_axes[1]]
+    x = R.standard_normal(x)
+
+    def fn(vv, xx):
+        return pattern.with_values(vv if isinstance(vv, wl.Tensor) else wl.tensor(vv)) @ xx
+
+    got = vmap(fn, in_axes=in_axes)(wl.tensor(v), wl.tensor(x)).numpy()
+    want = loop(lambda a, b: fn(a, wl.tensor(b)), v, x, in_axes=in_axes)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_sparse_kernels_match_references(dtype):
+    from wonderland.ops import sparse as sp_mod
+    r = np.random.default_rng(3)
+    rows, cols = r.integers(0, 60, 700), r.integers(0, 50, 700)
+    order, indptr = sp_mod.csr_order(rows, 60)
+    ref_order, ref_indptr = sp_mod.counting_order_reference(rows, 60)
+    np.testing.assert_array_equal(order, ref_order)
+    np.testing.assert_array_equal(indptr, ref_indptr)
+    a = wl.sparse.from_coo(rows, cols, r.standard_normal((700, 4)).astype(dtype), (60, 50))
+    ip, ind, vals = a.indptr.numpy(), a.indices.numpy(), a.values.numpy()
+    for transpose, xrows in ((False, 50), (True, 60)):
+        x = r.standard_normal((xrows, 4, 3)).astype(dtype)
+        want = sp_mod.csr_heads_reference(ip, ind, vals, x, (60, 50), transpose)
+        got = (a.T @ x if transpose else a @ x).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    g = r.standard_normal((60, 4, 3)).astype(dtype)
+    x = r.standard_normal((50, 4, 3)).astype(dtype)
+    got = sp_mod._sampled_dot_forward(g, x, ip, ind, a.row.numpy(), shape=(60, 50),
+                                      transpose=False, heads=True)
+    want = sp_mod.sampled_dot_reference(a.row.numpy(), ind, g, x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    try:                                        # the references run where Numba is missing
+        seg_mod.USE_COMPILED = False
+        np.testing.assert_array_equal(sp_mod.csr_order(rows, 60)[0], ref_order)
+        np.testing.assert_allclose((a @ x).numpy(), sp_mod.csr_heads_reference(
+            ip, ind, vals, x, (60, 50), False), rtol=1e-5, atol=1e-5)
+    finally:
+        seg_mod.USE_COMPILED = True
+
+
+@pytest.mark.parametrize("heads", [False, True])
+def test_sampled_dot_values_gradients_and_vmap(heads):
+    rows, cols, _ = random_coo(4, 5, 10, seed=12)
+    pattern = wl.sparse.from_coo(rows, cols, None, (4, 5))
+    r, c = pattern.row.numpy(), pattern.indices.numpy()
+    shape_a, shape_b = ((4, 2, 3), (5, 2, 3)) if heads else ((4, 3), (5, 3))
+    a, b = R.standard_normal(shape_a), R.standard_normal(shape_b)
+    got = wl.sparse.sampled_dot(pattern, a, b, heads=heads).numpy()
+    np.testing.assert_allclose(got, (a[r] * b[c]).sum(-1), atol=1e-12)
+    check_primitive(lambda x, y: wl.sparse.sampled_dot(pattern, x, y, heads=heads),
+                    f64(a), f64(b), order=2)
+    batch_a = R.standard_normal((3,) + shape_a)
+    fn = lambda x, y: wl.sparse.sampled_dot(pattern, x, y, heads=heads)   # noqa: E731
+    got = vmap(fn, in_axes=(0, None))(wl.tensor(batch_a), wl.tensor(b)).numpy()
+    want = np.stack([fn(wl.tensor(x), wl.tensor(b)).numpy() for x in batch_a])
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    with pytest.raises(ValueError, match=r"sparse.sampled_dot: operands \(4, 3\) and \(4, 3\) do not fit a \(4, 5\) pattern"):
+        wl.sparse.sampled_dot(pattern, np.zeros((4, 3)), np.zeros((4, 3)))

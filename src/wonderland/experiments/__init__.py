@@ -5,7 +5,8 @@ order; :func:`run_tour` runs a selection and writes the report.
 """
 
 from . import (appA_probability, appB_universal, ch02_gradients, ch03_datasets_losses, ch04_linear,
-               ch05_mlp, ch06_autodiff, ch07_convolutions, ch08_sequences, ch09_scaling)
+               ch05_mlp, ch06_autodiff, ch07_convolutions, ch08_sequences, ch09_scaling,
+               ch12_graphs)
 from .base import Check, Context, Experiment, Figure, Result
 
 CHAPTER_ORDER = [f"ch{i}" for i in range(1, 14)] + ["appA", "appB"]
@@ -19,6 +20,7 @@ EXPERIMENTS = {e.chapter: e for e in [
     Experiment("ch7", "Convolutional layers", ch07_convolutions.run),
     Experiment("ch8", "Convolutions beyond images", ch08_sequences.run),
     Experiment("ch9", "Scaling up the models", ch09_scaling.run),
+    Experiment("ch12", "Graph models", ch12_graphs.run),
     Experiment("appA", "Probability", appA_probability.run),
     Experiment("appB", "Universal approximation in 1-D", appB_universal.run),
 ]}

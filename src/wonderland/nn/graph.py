@@ -23,7 +23,7 @@ from .. import ops
 from ..core import dtypes
 from ..core.tensor import Tensor
 from ..ops.segment import gather_raw, segment_sum_raw
-from ..ops.sparse import SparseMatrix
+from ..ops.sparse import SparseMatrix, sampled_dot
 from . import functional as F
 from . import init
 from .module import Module, Parameter
@@ -31,7 +31,7 @@ from .module import Module, Parameter
 __all__ = ["MessagePassing", "GCNConv", "GATConv", "GINConv", "SAGEConv", "global_add_pool",
            "global_mean_pool", "global_max_pool", "AttentionalAggregation",
            "GraphTransformerLayer", "gcn_conv", "gat_conv", "gin_conv", "sage_conv",
-           "distance_buckets"]
+           "attention_pairs", "distance_buckets"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -337,11 +337,21 @@ class GATConv(MessagePassing):
         return out
 
     def message(self, x_j, alpha_j, alpha_i, index, size_i):
+        alpha = self._attention(alpha_j, alpha_i, index, size_i)
+        return x_j * alpha.reshape(alpha.shape + (1,))
+
+    def _attention(self, alpha_j, alpha_i, index, size_i):
         score = F.leaky_relu(alpha_j + alpha_i, self.negative_slope)
         alpha = ops.segment_softmax(score, index, size_i)
         self._alpha = alpha
-        alpha = F.dropout(alpha, self.dropout, self.training, self.generator)
-        return x_j * alpha.reshape(alpha.shape + (1,))
+        return F.dropout(alpha, self.dropout, self.training, self.generator)
+
+    def message_and_aggregate(self, edge_index, size, x, alpha):
+        """Fused path: attention per edge and head, then one multi-head sparse product
+        (no per-edge copy of the features)."""
+        src, dst = _index(edge_index[0]), _index(edge_index[1])
+        a = self._attention(gather_raw(alpha[0], src), gather_raw(alpha[1], dst), dst, size[1])
+        return SparseMatrix.from_coo(edge_index[1], edge_index[0], a, (size[1], size[0])) @ x
 
     def extra_repr(self):
         return f"{self.in_channels}, {self.out_channels}, heads={self.heads}"
@@ -510,46 +520,72 @@ class AttentionalAggregation(Module):
 
 
 # ----------------------------------------------------------------------------- graph transformer
+def attention_pairs(batch, num_graphs=None):
+    """Every ordered pair of nodes of one graph in a batch, as ``(src, dst)`` int64
+    arrays sorted by target (``dst``) then source: full attention within each graph as
+    a sparsity pattern of ``Σ n_g²`` entries (no padding). Vectorised over graphs."""
+    b = np.asarray(batch.data if isinstance(batch, Tensor) else batch).astype(np.int64)
+    if b.size and (np.diff(b) < 0).any():
+        raise ValueError("attention_pairs: the batch vector must be sorted (nodes of one "
+                         "graph together, graphs in order)")
+    g = int(num_graphs) if num_graphs is not None else (int(b.max()) + 1 if b.size else 0)
+    counts = np.bincount(b, minlength=g)
+    ptr = np.concatenate([[0], np.cumsum(counts)])
+    per_node = counts[b]                                 # pairs with each node as target
+    dst = np.repeat(np.arange(b.size, dtype=np.int64), per_node)
+    first = np.concatenate([[0], np.cumsum(per_node)])[:-1]
+    src = ptr[b][dst] + (np.arange(dst.size) - first[dst])
+    return src.astype(np.int64), dst
+
+
 def distance_buckets(edge_index, batch, num_graphs=None, kind="spd", max_distance=5):
-    """Integer attention-bias buckets ``(B, n_max, n_max)`` for a batch of graphs.
+    """Integer attention-bias buckets, one per pair of :func:`attention_pairs` (same
+    order). ``kind="spd"``: the shortest-path distance from the source to the target,
+    clipped to ``max_distance``, unreachable pairs ``max_distance + 1``;
+    ``kind="adjacency"``: 0 for a node and itself, 1 for an edge, 2 otherwise. Computed
+    graph by graph (a breadth-first search from each node of each small graph, SciPy)."""
+    from ..graph.utils import shortest_path_distances
 
-    ``kind="spd"``: the shortest-path distance between two nodes of one graph, clipped
-    to ``max_distance``; unreachable pairs get ``max_distance + 1``. ``kind="adjacency"``:
-    0 for a node and itself, 1 for an edge, 2 otherwise. (Bucket values for padding
-    positions do not matter: the layer masks them.)"""
-    from ..graph.utils import _dense_positions, shortest_path_distances
-
+    if kind not in ("spd", "adjacency"):
+        raise ValueError(f"distance_buckets: kind must be 'spd' or 'adjacency', got {kind!r}")
     ei = _edge_index(edge_index, "distance_buckets")
     b = np.asarray(batch.data if isinstance(batch, Tensor) else batch).astype(np.int64)
-    pos, g, m, _ = _dense_positions(b, num_graphs)
-    n = b.shape[0]
-    if kind == "spd":
-        d = shortest_path_distances(ei, n)
-        d = np.where(d < 0, max_distance + 1, np.minimum(d, max_distance))
-    elif kind == "adjacency":
-        d = np.full((n, n), 2, dtype=np.int64)
-        d[ei[0], ei[1]] = 1
-        np.fill_diagonal(d, 0)
-    else:
-        raise ValueError(f"distance_buckets: kind must be 'spd' or 'adjacency', got {kind!r}")
-    out = np.zeros((g * m, g * m), dtype=np.int64)
-    # only same-graph blocks are read by the layer; scatter the block-diagonal part
-    out[np.ix_(pos, pos)] = d
-    out = out.reshape(g, m, g, m)
-    idx = np.arange(g)
-    return out[idx, :, idx, :]
+    g = int(num_graphs) if num_graphs is not None else (int(b.max()) + 1 if b.size else 0)
+    counts = np.bincount(b, minlength=g)
+    ptr = np.concatenate([[0], np.cumsum(counts)])
+    owner = b[ei[0]] if ei.size else np.zeros(0, dtype=np.int64)
+    order = np.argsort(owner, kind="stable")
+    ei, owner = ei[:, order], owner[order]
+    edge_ptr = np.searchsorted(owner, np.arange(g + 1))
+    blocks = []
+    for k in range(g):                      # one small graph at a time
+        n = int(counts[k])
+        local = ei[:, edge_ptr[k]:edge_ptr[k + 1]] - ptr[k]
+        if kind == "spd":
+            d = shortest_path_distances(local, n)
+            d = np.where(d < 0, max_distance + 1, np.minimum(d, max_distance))
+        else:
+            d = np.full((n, n), 2, dtype=np.int64)
+            d[local[0], local[1]] = 1
+            np.fill_diagonal(d, 0)
+        blocks.append(d.T.reshape(-1))     # row = target, column = source
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
 
 
 class GraphTransformerLayer(Module):
     """A pre-norm transformer block over the nodes of each graph: full multi-head
-    attention among the nodes of one graph with a learned bias per head for each
+    attention among the nodes of one graph, with a learned bias per head for each
     structural bucket (shortest-path distance or adjacency, see
     :func:`distance_buckets`), then an MLP; each with a residual connection.
 
-    ``forward(x, batch, buckets)``: ``x`` (N, c) node features of a batch, ``batch``
-    (N,) the graph of each node, ``buckets`` (B, n_max, n_max) or ``None`` (no bias).
-    Positional/structural encodings (Laplacian eigenvectors, random-walk) are added to
-    the node features before the first layer (see ``wl.models.GraphTransformer``)."""
+    Attention runs on the pattern of :func:`attention_pairs` (every pair of nodes of a
+    graph): scores by a sampled dot product, a segment softmax over each node's pairs,
+    values by a multi-head sparse product — no padding to the largest graph.
+    ``forward(x, batch, buckets=None, pairs=None)``: ``x`` (N, c), ``batch`` (N,),
+    ``buckets`` one int per pair (``None``: no bias), ``pairs`` from
+    :func:`attention_pairs` (computed when not given). Positional and structural
+    encodings are added to the node features before the first layer (see
+    ``wl.models.GraphTransformer``)."""
 
     def __init__(self, channels, heads=4, num_buckets=8, dropout=0.0, ffn_factor=2,
                  generator=None):
@@ -562,7 +598,9 @@ class GraphTransformerLayer(Module):
                              f"channels={channels}")
         self.channels, self.heads = channels, heads
         self.norm1, self.norm2 = LayerNorm(channels), LayerNorm(channels)
-        self.qkv = Linear(channels, 3 * channels, generator=generator)
+        self.q = Linear(channels, channels, generator=generator)
+        self.k = Linear(channels, channels, generator=generator)
+        self.v = Linear(channels, channels, generator=generator)
         self.out = Linear(channels, channels, generator=generator)
         self.ffn1 = Linear(channels, ffn_factor * channels, generator=generator)
         self.ffn2 = Linear(ffn_factor * channels, channels, generator=generator)
@@ -572,33 +610,29 @@ class GraphTransformerLayer(Module):
         self.drop = Dropout(dropout, generator)
         self.num_buckets = num_buckets
 
-    def forward(self, x, batch, buckets=None):
-        from ..graph.utils import from_dense_batch, to_dense_batch
-
-        dense, mask = to_dense_batch(x, batch)
-        g, m, c = dense.shape
-        hd = c // self.heads
-        h = self.norm1(dense)
-        qkv = self.qkv(h).reshape(g, m, 3, self.heads, hd).transpose(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]                       # (g, heads, m, hd)
-        scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(hd))
+    def forward(self, x, batch, buckets=None, pairs=None):
+        n = _rows(x)
+        src, dst = pairs if pairs is not None else attention_pairs(batch)
+        pattern = SparseMatrix.from_coo(dst, src, None, (n, n))
+        hd = self.channels // self.heads
+        h = self.norm1(x)
+        q, k, v = (lin(h).reshape(n, self.heads, hd) for lin in (self.q, self.k, self.v))
+        scores = sampled_dot(pattern, q, k, heads=True) * (1.0 / math.sqrt(hd))
         if buckets is not None and self.bias is not None:
             bk = np.asarray(buckets.data if isinstance(buckets, Tensor) else buckets)
-            if bk.shape != (g, m, m):
-                raise ValueError(f"GraphTransformerLayer: buckets of shape {bk.shape} do not "
-                                 f"match the batch ({g} graphs, up to {m} nodes)")
+            if bk.shape != (pattern.nnz,):
+                raise ValueError(f"GraphTransformerLayer: {bk.shape} buckets for "
+                                 f"{pattern.nnz} node pairs (one per pair of "
+                                 f"attention_pairs expected)")
             if bk.size and (bk.min() < 0 or bk.max() >= self.num_buckets):
                 raise IndexError(f"GraphTransformerLayer: bucket {int(bk.max())} out of range "
                                  f"for num_buckets={self.num_buckets}")
-            bias = self.bias(Tensor(bk))                       # (g, m, m, heads)
-            scores = scores + bias.transpose(0, 3, 1, 2)
-        keymask = Tensor(np.where(np.asarray(mask.data)[:, None, None, :], 0.0, -1e9)
-                         .astype(scores.dtype))
-        attn = self.drop(ops.softmax(scores + keymask, axis=-1))
-        ctx = (attn @ v).transpose(0, 2, 1, 3).reshape(g, m, c)
-        dense = dense + self.drop(self.out(ctx))
-        dense = dense + self.drop(self.ffn2(F.relu(self.ffn1(self.norm2(dense)))))
-        return from_dense_batch(dense, batch, g)
+            # one row of the bias table per pair (its gradient: a segment sum)
+            scores = scores + gather_raw(self.bias.weight, Tensor(bk))
+        alpha = self.drop(ops.segment_softmax(scores, dst, n))
+        ctx = (pattern.with_values(alpha) @ v).reshape(n, self.channels)
+        x = x + self.drop(self.out(ctx))
+        return x + self.drop(self.ffn2(F.relu(self.ffn1(self.norm2(x)))))
 
     def extra_repr(self):
         return f"{self.channels}, heads={self.heads}, num_buckets={self.num_buckets}"
