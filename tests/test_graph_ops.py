@@ -408,3 +408,22 @@ def test_sampled_dot_values_gradients_and_vmap(heads):
     np.testing.assert_allclose(got, want, atol=1e-12)
     with pytest.raises(ValueError, match=r"sparse.sampled_dot: operands \(4, 3\) and \(4, 3\) do not fit a \(4, 5\) pattern"):
         wl.sparse.sampled_dot(pattern, np.zeros((4, 3)), np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_sum_and_one_head_product_match_references(dtype):
+    from wonderland.ops import sparse as sp_mod
+    r = np.random.default_rng(4)
+    data = r.standard_normal((900, 5)).astype(dtype)
+    ids = r.integers(0, 200, 900)
+    got = wl.segment_sum(data, ids, 210).numpy()
+    np.testing.assert_allclose(got, seg_mod.segment_sum_reference(data, ids, 210), rtol=1e-5, atol=1e-5)
+    assert got.dtype == dtype
+    a = wl.sparse.from_coo(r.integers(0, 40, 300), r.integers(0, 30, 300),
+                           r.standard_normal(300).astype(dtype), (40, 30))
+    ip, ind, vals = a.indptr.numpy(), a.indices.numpy(), a.values.numpy()
+    for transpose, n in ((False, 30), (True, 40)):
+        x = r.standard_normal((n, 3, 2)).astype(dtype)
+        got = (a.T @ x if transpose else a @ x).numpy()
+        want = sp_mod.csr_reference(ip, ind, vals, x, (40, 30), transpose)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

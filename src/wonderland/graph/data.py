@@ -50,10 +50,7 @@ def _as_field(value):
     if value is None or isinstance(value, (Tensor, SparseMatrix)):
         return value
     if isinstance(value, (np.ndarray, list, tuple, int, float, np.generic)):
-        arr = np.asarray(value)
-        if arr.dtype.kind == "f" and arr.dtype != np.float64:
-            return Tensor(arr)
-        return Tensor(arr)
+        return Tensor(np.asarray(value))
     return value
 
 

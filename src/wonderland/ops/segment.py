@@ -15,10 +15,11 @@ sends its gradient to the rows equal to their segment's maximum, split equally b
 ties (like ``max``); ``segment_softmax`` has the softmax rule ``y * (g - Σ_seg g y)``.
 Empty segments give 0 for sum, mean and max (never NaN, never -inf).
 
-Kernels: the sum is one sparse product with SciPy (a ``(S, E)`` matrix with a single
-1 per column), a plain ``bincount`` for one column; the maximum is a compiled loop
-(Numba, compiled on first use and cached on disk) where Numba is installed, and
-``numpy.maximum.at`` otherwise; the tests check the two agree.
+Kernels: the sum and the maximum are compiled loops (Numba, compiled on first use and
+cached on disk) where Numba is installed. Their NumPy references — the sum as one SciPy
+sparse product with an ``(S, E)`` matrix holding a single 1 per column (``bincount``
+for one column), the maximum as ``numpy.maximum.at`` — run otherwise, and the tests
+check that both agree.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def _flat2d(a):
     return np.ascontiguousarray(a.reshape(a.shape[0], -1))
 
 
-@B.numpy_kernel
-def _segment_sum_kernel(data, ids, *, num_segments):
+def segment_sum_reference(data, ids, num_segments):
+    """NumPy/SciPy reference of the segment sum: ``bincount`` for one column, else one
+    sparse product with a ``(S, E)`` matrix holding a single 1 per column."""
     rest = data.shape[1:]
     out_shape = (num_segments,) + rest
     if data.dtype.kind not in "fc":
@@ -60,6 +62,25 @@ def _segment_sum_kernel(data, ids, *, num_segments):
                             shape=(num_segments, e))
     out = scatter @ _flat2d(data)
     return np.asarray(out, dtype=data.dtype).reshape(out_shape)
+
+
+def _segment_sum_loop(data, ids, out):
+    """The compiled kernel's body: ``out[ids[e]] += data[e]`` row by row."""
+    n, f = data.shape
+    for e in range(n):
+        s = ids[e]
+        for k in range(f):
+            out[s, k] += data[e, k]
+
+
+@B.numpy_kernel
+def _segment_sum_kernel(data, ids, *, num_segments):
+    kernel = _numba_kernel("segment_sum", _segment_sum_loop) if USE_COMPILED else None
+    if kernel is None or data.dtype.kind != "f" or data.size == 0:
+        return segment_sum_reference(data, ids, num_segments)
+    out = np.zeros((num_segments, data.size // data.shape[0]), dtype=data.dtype)
+    kernel(_flat2d(data), ids, out)
+    return out.reshape((num_segments,) + data.shape[1:])
 
 
 @B.numpy_kernel

@@ -5,7 +5,8 @@ A :class:`SparseMatrix` holds an ``(m, n)`` matrix in compressed-row form: ``ind
 (m + 1,), column ``indices`` (nnz,), the ``row`` of each stored entry (nnz,, kept so the
 rules need not expand ``indptr``) — integer tensors — and ``values`` (nnz,), a float
 tensor that may require grad (edge weights, attention coefficients). ``A @ x`` for a
-dense ``x`` of shape ``(n, ...)`` is one primitive whose forward is SciPy's CSR product:
+dense ``x`` of shape ``(n, ...)`` is one primitive (a compiled CSR loop; SciPy's CSR
+product is its reference and the fallback without Numba):
 
 * cotangent of ``x``: ``Aᵀ g`` — the same primitive with ``transpose=True`` (SciPy reads
   the CSR arrays as the transpose's CSC without copying);
@@ -149,19 +150,30 @@ def _csr_forward(values, x, indptr, indices, row, *, shape, transpose, heads):
     dtype = np.result_type(values, x)
     if x.shape[0] == 0 or values.shape[0] == 0 or 0 in x.shape[1:]:
         return np.zeros((out_rows,) + x.shape[1:], dtype=dtype)
-    if not heads:
-        a = sp.csr_matrix((values, indices, indptr), shape=shape)
-        out = (a.T if transpose else a) @ x.reshape(x.shape[0], -1)
-        return np.asarray(out).reshape((out_rows,) + x.shape[1:])
-    nh = values.shape[1]
     kernel = _kernel("csr_heads_t" if transpose else "csr_heads",
                      _csr_heads_t_loop if transpose else _csr_heads_loop)
+    if not heads:
+        if kernel is None or dtype.kind != "f":
+            a = sp.csr_matrix((values, indices, indptr), shape=shape)
+            out = (a.T if transpose else a) @ x.reshape(x.shape[0], -1)
+            return np.asarray(out).reshape((out_rows,) + x.shape[1:])
+        values = values.reshape(-1, 1)                   # one head
+    nh = values.shape[1]
     if kernel is None or dtype.kind != "f":
         return csr_heads_reference(indptr, indices, values, x, shape, transpose)
     x3 = _heads3(x.astype(dtype, copy=False), nh)
     out = np.zeros((out_rows, nh, x3.shape[2]), dtype=dtype)
     kernel(indptr, indices, np.ascontiguousarray(values, dtype=dtype), x3, out)
     return out.reshape((out_rows,) + x.shape[1:])
+
+
+def csr_reference(indptr, indices, values, x, shape, transpose):
+    """SciPy reference of the one-head product."""
+    import scipy.sparse as sp
+
+    a = sp.csr_matrix((values, indices, indptr), shape=shape)
+    out = (a.T if transpose else a) @ x.reshape(x.shape[0], -1)
+    return np.asarray(out).reshape(((shape[1] if transpose else shape[0]),) + x.shape[1:])
 
 
 @B.numpy_kernel
