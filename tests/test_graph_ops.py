@@ -427,3 +427,22 @@ def test_compiled_sum_and_one_head_product_match_references(dtype):
         got = (a.T @ x if transpose else a @ x).numpy()
         want = sp_mod.csr_reference(ip, ind, vals, x, (40, 30), transpose)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_without_compiled_kernels_everything_still_holds():
+    """The NumPy/SciPy references (what runs without Numba): values, gradients, vmap."""
+    rows, cols, _ = random_coo(4, 5, 10, seed=13)
+    pattern = wl.sparse.from_coo(rows, cols, None, (4, 5))
+    try:
+        seg_mod.USE_COMPILED = False
+        check_primitive(lambda v, x: pattern.with_values(v) @ x, f64(R.standard_normal((10, 2))),
+                        f64(R.standard_normal((5, 2, 3))), order=2)
+        check_primitive(lambda a: wl.segment_max(a, IDS, S), distinct(8, 2))
+        check_primitive(lambda a: wl.segment_softmax(a, IDS, S), f64(R.standard_normal((8, 2))))
+        x = R.standard_normal((3, 5, 2, 4))
+        v = R.standard_normal((10, 2))
+        fn = lambda xx: pattern.with_values(wl.tensor(v)) @ xx          # noqa: E731
+        got = vmap(fn)(wl.tensor(x)).numpy()
+        np.testing.assert_allclose(got, np.stack([fn(wl.tensor(b)).numpy() for b in x]), atol=1e-12)
+    finally:
+        seg_mod.USE_COMPILED = True

@@ -107,7 +107,8 @@ def csr_heads_reference(indptr, indices, values, x, shape, transpose):
     out = np.zeros((out_rows,) + x.shape[1:], dtype=np.result_type(values, x))
     for h in range(values.shape[1]):
         a = sp.csr_matrix((values[:, h], indices, indptr), shape=shape)
-        out[:, h] = (a.T if transpose else a) @ np.ascontiguousarray(x[:, h])
+        xh = np.ascontiguousarray(x[:, h]).reshape(x.shape[0], -1)
+        out[:, h] = np.asarray((a.T if transpose else a) @ xh).reshape(out[:, h].shape)
     return out
 
 
