@@ -71,7 +71,8 @@ def main(argv=None):
     torch_ok = _have_torch()
     rows = []
     for w in args.workloads:
-        contenders = [c for c in WORKLOADS[w][1] if not c.startswith("torch") or torch_ok]
+        contenders = [c for c in WORKLOADS[w][1]
+                      if not (c.startswith("torch") or c == "pyg") or torch_ok]
         if args.baseline and "wonderland" in contenders:
             contenders.insert(1, "base")
         samples = {c: [] for c in contenders}
@@ -82,10 +83,10 @@ def main(argv=None):
         med = {c: statistics.median(v) for c, v in samples.items()}
         rows.append((w, med))
     print(file=sys.stderr)
-    others = [c for c in ("base", "torch", "torch_channels_last", "torch_loop", "torch_cumsum",
-                          "numpy")
+    others = [c for c in ("base", "pyg", "torch", "torch_channels_last", "torch_loop",
+                          "torch_cumsum", "numpy")
               if any(c in med for _, med in rows)]
-    short = {"base": "base", "torch": "torch", "torch_channels_last": "torch CL",
+    short = {"base": "base", "pyg": "PyG", "torch": "torch", "torch_channels_last": "torch CL",
              "torch_loop": "torch loop", "torch_cumsum": "torch cumsum", "numpy": "numpy"}
     header = ["workload", "wonderland"] + [short[c] for c in others] + \
              [f"wl/{short[c]}" for c in others]

@@ -623,3 +623,277 @@ def gpt_step(contender, vocab=80, n_layer=4, n_embd=256, n_head=8, ctx=256, batc
         loss.backward()
         opt.step()
     return step
+# ----------------------------------------------------------------------------- graphs
+def _citeseer():
+    """CiteSeer as arrays (the file shipped with wonderland): row-normalised dense
+    features, symmetric edge_index (both directions), labels, train indices."""
+    import wonderland as wl
+    g = wl.graph.load_citeseer(features="dense", normalize_features=True)
+    return (g.x.numpy(), g.edge_index.copy(), g.y.numpy(), g.train_idx.numpy().copy())
+
+
+def _pyg_data(x, ei):
+    import torch
+    return torch.tensor(x), torch.tensor(ei)
+
+
+def _torch_gcn_adjacency(ei, n):
+    """D^-1/2 (A + I) D^-1/2 as a torch sparse CSR matrix (rows are targets)."""
+    import torch
+    loops = np.arange(n)
+    keep = ei[0] != ei[1]
+    src = np.concatenate([ei[0, keep], loops])
+    dst = np.concatenate([ei[1, keep], loops])
+    deg = np.bincount(dst, minlength=n).astype(np.float32)
+    w = (deg[src] ** -0.5) * (deg[dst] ** -0.5)
+    a = torch.sparse_coo_tensor(torch.tensor(np.stack([dst, src])), torch.tensor(w), (n, n))
+    return a.coalesce().to_sparse_csr()
+
+
+@workload("gcn_citeseer_epoch", ("wonderland", "pyg", "torch"))
+def gcn_citeseer_epoch(contender, hidden=16, lr=0.01):
+    """One full-graph training epoch of a 2-layer GCN (16 hidden, dropout 0.5, Adam) on
+    CiteSeer with dense features: forward, loss on the 120 training nodes, backward, step.
+    The normalised adjacency is recomputed every epoch (PyG's default, cached=False),
+    except for plain PyTorch, which builds its sparse matrix once."""
+    x, ei, y, tr = _citeseer()
+    n, c = x.shape
+    classes = int(y.max()) + 1
+    if contender == "wonderland":
+        import wonderland as wl
+        model = wl.models.GCN(c, hidden, classes, dropout=0.5)
+        opt = wl.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
+        X, Y, TR = wl.tensor(x), wl.tensor(y[tr]), wl.tensor(tr)
+        ce = wl.nn.functional.cross_entropy
+
+        def step():
+            opt.zero_grad()
+            ce(wl.gather_rows(model(X, ei), TR), Y).backward()
+            opt.step()
+        return step
+    import torch
+    F = torch.nn.functional
+    Y, TR = torch.tensor(y[tr]), torch.tensor(tr)
+    if contender == "pyg":
+        from torch_geometric.nn import GCNConv
+        X, EI = _pyg_data(x, ei)
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1, self.conv2 = GCNConv(c, hidden), GCNConv(hidden, classes)
+
+            def forward(self, x, ei):
+                x = F.dropout(x, 0.5, self.training)
+                x = F.relu(self.conv1(x, ei))
+                return self.conv2(F.dropout(x, 0.5, self.training), ei)
+        model = Net()
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
+
+        def step():
+            opt.zero_grad()
+            F.cross_entropy(model(X, EI)[TR], Y).backward()
+            opt.step()
+        return step
+    X = torch.tensor(x)
+    A = _torch_gcn_adjacency(ei, n)
+    w1 = torch.nn.Parameter(torch.empty(c, hidden))
+    w2 = torch.nn.Parameter(torch.empty(hidden, classes))
+    torch.nn.init.xavier_uniform_(w1)
+    torch.nn.init.xavier_uniform_(w2)
+    b1 = torch.nn.Parameter(torch.zeros(hidden))
+    b2 = torch.nn.Parameter(torch.zeros(classes))
+    opt = torch.optim.Adam([w1, w2, b1, b2], lr=lr, weight_decay=5e-4)
+
+    def step():
+        opt.zero_grad()
+        h = F.relu(A @ (F.dropout(X, 0.5) @ w1) + b1)
+        out = A @ (F.dropout(h, 0.5) @ w2) + b2
+        F.cross_entropy(out[TR], Y).backward()
+        opt.step()
+    return step
+
+
+@workload("gat_citeseer_epoch", ("wonderland", "pyg", "torch"))
+def gat_citeseer_epoch(contender, hidden=8, heads=8, lr=0.005):
+    """One full-graph training epoch of a 2-layer GAT (8 heads × 8 hidden, ELU, dropout
+    0.6 on inputs and attention, Adam) on CiteSeer with dense features."""
+    x, ei, y, tr = _citeseer()
+    n, c = x.shape
+    classes = int(y.max()) + 1
+    if contender == "wonderland":
+        import wonderland as wl
+        model = wl.models.GAT(c, hidden, classes, heads=heads, dropout=0.6)
+        opt = wl.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
+        X, Y, TR = wl.tensor(x), wl.tensor(y[tr]), wl.tensor(tr)
+        ce = wl.nn.functional.cross_entropy
+
+        def step():
+            opt.zero_grad()
+            ce(wl.gather_rows(model(X, ei), TR), Y).backward()
+            opt.step()
+        return step
+    import torch
+    F = torch.nn.functional
+    Y, TR = torch.tensor(y[tr]), torch.tensor(tr)
+    X = torch.tensor(x)
+    if contender == "pyg":
+        from torch_geometric.nn import GATConv
+        EI = torch.tensor(ei)
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = GATConv(c, hidden, heads=heads, dropout=0.6)
+                self.conv2 = GATConv(hidden * heads, classes, heads=1, concat=False, dropout=0.6)
+
+            def forward(self, x, ei):
+                x = F.elu(self.conv1(F.dropout(x, 0.6, self.training), ei))
+                return self.conv2(F.dropout(x, 0.6, self.training), ei)
+        model = Net()
+    else:
+        loops = np.arange(n)
+        keep = ei[0] != ei[1]
+        src = torch.tensor(np.concatenate([ei[0, keep], loops]))
+        dst = torch.tensor(np.concatenate([ei[1, keep], loops]))
+
+        class Layer(torch.nn.Module):
+            """GAT by hand: index_select, scatter max/sum for the softmax, index_add."""
+            def __init__(self, cin, cout, h, concat):
+                super().__init__()
+                self.lin = torch.nn.Linear(cin, h * cout, bias=False)
+                self.a_src = torch.nn.Parameter(torch.empty(h, cout))
+                self.a_dst = torch.nn.Parameter(torch.empty(h, cout))
+                torch.nn.init.xavier_uniform_(self.a_src)
+                torch.nn.init.xavier_uniform_(self.a_dst)
+                self.h, self.cout, self.concat = h, cout, concat
+                self.bias = torch.nn.Parameter(torch.zeros(h * cout if concat else cout))
+
+            def forward(self, x):
+                h = self.lin(x).view(-1, self.h, self.cout)
+                s = F.leaky_relu((h * self.a_src).sum(-1)[src] + (h * self.a_dst).sum(-1)[dst], 0.2)
+                m = torch.full((n, self.h), -1e30).scatter_reduce(
+                    0, dst.view(-1, 1).expand(-1, self.h), s, "amax", include_self=True)
+                e = (s - m[dst]).exp()
+                den = torch.zeros(n, self.h).index_add_(0, dst, e)
+                alpha = F.dropout(e / den[dst], 0.6, self.training)
+                out = torch.zeros(n, self.h, self.cout).index_add_(0, dst, h[src] * alpha.unsqueeze(-1))
+                out = out.reshape(n, -1) if self.concat else out.mean(1)
+                return out + self.bias
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = Layer(c, hidden, heads, True)
+                self.conv2 = Layer(hidden * heads, classes, 1, False)
+
+            def forward(self, x, _ei):
+                x = F.elu(self.conv1(F.dropout(x, 0.6, self.training)))
+                return self.conv2(F.dropout(x, 0.6, self.training))
+        model = Net()
+        EI = None
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(X, EI)[TR], Y).backward()
+        opt.step()
+    return step
+
+
+def _mutag():
+    import wonderland as wl
+    return wl.graph.load_mutag()
+
+
+@workload("gin_mutag_epoch", ("wonderland", "pyg", "torch"))
+def gin_mutag_epoch(contender, hidden=32, layers=4, batch=32, lr=0.01):
+    """One epoch of a GIN (4 layers of 2-layer MLPs with batch norm, 32 hidden, sum
+    readout of every layer) on MUTAG's 188 graphs in shuffled mini-batches of 32: each
+    library's own batching of the graphs included."""
+    graphs = _mutag()
+    feats = graphs[0].x.shape[1]
+    if contender == "wonderland":
+        import wonderland as wl
+        model = wl.models.GIN(feats, hidden, 2, num_layers=layers)
+        opt = wl.optim.Adam(model.parameters(), lr=lr)
+        loader = wl.graph.GraphLoader(graphs, batch, shuffle=True, generator=0)
+        ce = wl.nn.functional.cross_entropy
+
+        def step():
+            for b in loader:
+                opt.zero_grad()
+                ce(model(b.x, b.edge_index, b.batch, b.num_graphs), b.y).backward()
+                opt.step()
+        return step
+    import torch
+    F = torch.nn.functional
+    data = [(torch.tensor(g.x.numpy()), torch.tensor(g.edge_index), int(g.y.numpy())) for g in graphs]
+
+    def mlp(a):
+        return torch.nn.Sequential(torch.nn.Linear(a, hidden), torch.nn.BatchNorm1d(hidden),
+                                   torch.nn.ReLU(), torch.nn.Linear(hidden, hidden))
+    if contender == "pyg":
+        from torch_geometric.data import Data
+        from torch_geometric.loader import DataLoader
+        from torch_geometric.nn import GINConv, global_add_pool
+        ds = [Data(x=x, edge_index=e, y=torch.tensor([yy])) for x, e, yy in data]
+        loader = DataLoader(ds, batch_size=batch, shuffle=True)
+        conv = lambda a: GINConv(mlp(a))                      # noqa: E731
+
+        def batches():
+            for b in loader:
+                yield b.x, b.edge_index, b.batch, b.num_graphs, b.y
+        aggregate = None
+    else:
+        gen = torch.Generator().manual_seed(0)
+
+        def batches():
+            perm = torch.randperm(len(data), generator=gen)
+            for i in range(0, len(data), batch):
+                part = [data[j] for j in perm[i:i + batch]]
+                sizes = torch.tensor([p[0].shape[0] for p in part])
+                offs = torch.cumsum(sizes, 0) - sizes
+                x = torch.cat([p[0] for p in part])
+                ei = torch.cat([p[1] + o for p, o in zip(part, offs)], 1)
+                bvec = torch.repeat_interleave(torch.arange(len(part)), sizes)
+                yield x, ei, bvec, len(part), torch.tensor([p[2] for p in part])
+
+        class Conv(torch.nn.Module):
+            def __init__(self, a):
+                super().__init__()
+                self.nn = mlp(a)
+
+            def forward(self, x, ei):
+                adj = torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.shape[1]), (x.shape[0],) * 2)
+                return self.nn(x + torch.sparse.mm(adj, x))
+        conv = Conv
+
+        def global_add_pool(x, b, size):
+            return torch.zeros(size, x.shape[1]).index_add_(0, b, x)
+        aggregate = global_add_pool
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.convs = torch.nn.ModuleList([conv(feats if k == 0 else hidden) for k in range(layers)])
+            self.norms = torch.nn.ModuleList([torch.nn.BatchNorm1d(hidden) for _ in range(layers)])
+            self.heads = torch.nn.ModuleList([torch.nn.Linear(feats, 2)] +
+                                             [torch.nn.Linear(hidden, 2) for _ in range(layers)])
+
+        def forward(self, x, ei, b, size):
+            pool = aggregate or (lambda v, bb, s: global_add_pool(v, bb, s))
+            out = F.dropout(self.heads[0](pool(x, b, size)), 0.5, self.training)
+            for k in range(layers):
+                x = F.relu(self.norms[k](self.convs[k](x, ei)))
+                out = out + F.dropout(self.heads[k + 1](pool(x, b, size)), 0.5, self.training)
+            return out
+    model = Net()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step():
+        for x, ei, b, size, yy in batches():
+            opt.zero_grad()
+            F.cross_entropy(model(x, ei, b, size), yy).backward()
+            opt.step()
+    return step

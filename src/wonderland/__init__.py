@@ -39,6 +39,7 @@ from . import data, distributions, io, metrics, models, nn, optim, train
 from . import device, distributed
 from .nn import parallel as _parallel  # wl.nn.parallel
 from . import fft
+from . import graph, sparse
 from .ops.nn import linear, softmax_cross_entropy
 from .ops.decompositions import diagonal, tril, triu
 from .random import bernoulli, normal, permutation, randint, uniform  # also at wl.random

@@ -264,7 +264,17 @@ KERNELS = {
 # NumPy kernels with no device version yet: on an accelerator they run on the host
 # (inputs copied over and back, with a one-time warning). The step-by-step recurrences
 # are sequential loops over time; a device version would be a custom kernel per loop.
+# The graph aggregations would map onto the device library's scatter-add and sparse
+# products (cupyx.scatter_add, cupyx.scipy.sparse).
 HOST_ONLY = {
+    "wonderland.ops.segment._count_kernel",
+    "wonderland.ops.segment._gather_kernel",
+    "wonderland.ops.segment._segment_max_kernel",
+    "wonderland.ops.segment._segment_mean_kernel",
+    "wonderland.ops.segment._segment_softmax_kernel",
+    "wonderland.ops.segment._segment_sum_kernel",
+    "wonderland.ops.sparse._csr_forward",
+    "wonderland.ops.sparse._sampled_dot_forward",
     "wonderland.ops.scan_ops._causal_conv_forward",
     "wonderland.ops.scan_ops._recurrence_arrays",
     "wonderland.ops.recurrence._forward",

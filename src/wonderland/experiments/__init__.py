@@ -24,6 +24,7 @@ _CATALOG = [
     ("ch9", "Scaling up the models", "ch09_scaling"),
     ("ch10", "Transformer models", "ch10_transformers"),
     ("ch11", "Transformers in practice", "ch11_transformers_in_practice"),
+    ("ch12", "Graph models", "ch12_graphs"),
     ("ch13", "Recurrent models", "ch13_recurrent"),
     ("appA", "Probability", "appA_probability"),
     ("appB", "Universal approximation in 1-D", "appB_universal"),

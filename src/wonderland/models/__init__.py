@@ -11,3 +11,4 @@ from .audio import AudioTransformer, log_spectrogram
 from .gpt import GPT, sample_next
 from .seq2seq import Seq2SeqTransformer
 from .vit import MetaFormer, MLPMixer, ViT
+from .gnn import GAT, GCN, GIN, GraphTransformer, LinkPredictor

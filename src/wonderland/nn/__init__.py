@@ -27,3 +27,5 @@ from .transformer import (AttentionMixer, ClassToken, ConvFeatureEncoder, Fourie
                           MetaFormerBlock, MLPMixerBlock, PatchEmbed, PoolingMixer, Transformer,
                           TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
                           TransformerEncoderLayer)
+from .graph import (AttentionalAggregation, GATConv, GCNConv, GINConv, GraphTransformerLayer,
+                    MessagePassing, SAGEConv, global_add_pool, global_max_pool, global_mean_pool)

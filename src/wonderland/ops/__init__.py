@@ -14,6 +14,9 @@
                           causal_convolution (FFT)
 ``recurrence``            fused RNN/GRU/LSTM layers over whole sequences
 ``selective``, ``wkv``    the selective scan (Mamba) and RWKV's WKV, fused
+``segment``               gather_rows, segment_sum, segment_mean, segment_max,
+                          segment_softmax, segment_count (graph aggregation)
+``sparse``                sparse (CSR) matrix times dense, with value gradients
 ========================  ====================================================
 """
 
@@ -32,6 +35,8 @@ from .indexing import (add_at, getitem, index_add, one_hot, scatter_add, take,
 from .linalg import einsum, matmul, outer, tensordot
 from .reductions import (all, any, argmax, argmin, cumsum, log_softmax, logsumexp, max,
                          mean, min, prod, softmax, std, sum, var)
+from .segment import (gather_rows, segment_count, segment_max, segment_mean, segment_softmax,
+                      segment_sum)
 from .shape import (broadcast_arrays, broadcast_to, concatenate, expand_dims, flatten,
                     flip, moveaxis, pad, ravel, repeat, reshape, split, squeeze, stack,
                     swapaxes, tile, transpose)
@@ -58,4 +63,6 @@ __all__ = [
     "moveaxis", "pad", "ravel", "repeat", "reshape", "split", "squeeze", "stack",
     "swapaxes", "tile", "transpose",
     "associative_scan", "causal_convolution", "complex_linear_recurrence", "linear_recurrence",
+    "gather_rows", "segment_count", "segment_max", "segment_mean", "segment_softmax",
+    "segment_sum",
 ]
