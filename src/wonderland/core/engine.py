@@ -286,7 +286,7 @@ def _unpack_inputs(node):
     for i, shape in enumerate(node.shapes):
         s = saved[i] if saved is not None else None
         if s is None:
-            inputs.append(Meta(shape, node.dtypes[i], f"input {i} of '{node.prim.name}'"))
+            inputs.append(Meta(shape, node.dtypes[i], node.prim.name, i))
             continue
         t, array, version = s
         vc = t._vc
@@ -310,8 +310,7 @@ def _unpack_out(node, saved, index, g, create_graph):
     if saved is None:
         like = g if g is not None else None
         return Meta(like.shape if like is not None else None,
-                    like.dtype if like is not None else None,
-                    f"the output of '{node.prim.name}'")
+                    like.dtype if like is not None else None, node.prim.name)
     if isinstance(saved, Tensor):
         return saved
     out = _wrap(saved)

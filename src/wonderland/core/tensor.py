@@ -89,12 +89,19 @@ class Meta(_Shaped):
     """Shape and dtype of a value a node did not save: what a VJP rule may read of an
     input it did not declare in ``save``."""
 
-    __slots__ = ("shape", "dtype", "what")
+    __slots__ = ("shape", "dtype", "owner", "index")
 
-    def __init__(self, shape, dtype, what):
+    def __init__(self, shape, dtype, owner, index=None):
         self.shape = shape
         self.dtype = dtype
-        self.what = what
+        self.owner = owner              # the primitive's name
+        self.index = index              # which input; None for the output
+
+    @property
+    def what(self):
+        if self.index is None:
+            return f"the output of '{self.owner}'"
+        return f"input {self.index} of '{self.owner}'"
 
     def __getattr__(self, name):
         raise AttributeError(

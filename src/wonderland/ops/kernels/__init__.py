@@ -6,7 +6,9 @@ where one would do (an optimiser update); in NumPy their call overhead or memory
 dominates. Their kernels are plain Python loops over arrays, compiled by numba the first
 time they run (``cache=True`` keeps the machine code on disk, so later processes skip
 the compilation; ``nogil=True`` lets the library's threads run one kernel on different
-parts of a batch). Every kernel keeps its plain-Python form as ``kernel.py_func``, and
+parts of a batch; ``error_model="numpy"`` makes a division by zero give inf or nan, as
+in NumPy, instead of raising, which also lets the compiler vectorise loops that
+divide). Every kernel keeps its plain-Python form as ``kernel.py_func``, and
 every primitive that uses one has a NumPy reference the tests compare it with.
 
 Without numba, or with ``WONDERLAND_KERNELS=numpy``, ``ENABLED`` is false: primitives
@@ -52,7 +54,8 @@ class kernel:
                     if ENABLED:
                         import numba
 
-                        self._compiled = numba.njit(cache=True, nogil=True)(self.py_func)
+                        self._compiled = numba.njit(cache=True, nogil=True,
+                                                    error_model="numpy")(self.py_func)
                     else:
                         self._compiled = self.py_func
         return self._compiled
