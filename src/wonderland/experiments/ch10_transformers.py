@@ -113,7 +113,7 @@ def position_ablation(ctx):
     g = np.random.default_rng(ctx.seed + 7)
     x_test, _, _ = order_task(1000, length, vocab, shift, g)
     results = {}
-    steps = ctx.pick(300, 100)
+    steps = ctx.pick(300, 70)
     for positions in ("none", "learned", "sinusoidal", "rope"):
         wl.random.seed(ctx.seed)
         net = OrderNet(vocab, length, positions=positions)
@@ -170,13 +170,13 @@ def _run(ctx) -> Result:
     wl.random.seed(ctx.seed)
     d, layers = 64, 2
     model = wl.models.GPT(len(tok), ctx_len, layers, 4, d)
-    steps = ctx.pick(600, 250)
+    steps = ctx.pick(600, 200)
     ctx.status("training a character GPT on Alice")
     train_lm(model, train, steps, ctx_len, 32, 3e-3, ctx.seed, ctx.status)
     bits = bits_per_char(model, valid, ctx_len)
     uni = unigram_bits(train, valid, len(tok))
     prime = "Alice was "
-    out = model.generate(tok.encode(prime)[None], ctx.pick(240, 120), temperature=0.8, top_k=10,
+    out = model.generate(tok.encode(prime)[None], ctx.pick(240, 80), temperature=0.8, top_k=10,
                          generator=wl.random.Generator(ctx.seed))
     sample = tok.decode(out.numpy()[0])
     greedy_cache = model.generate(tok.encode(prime)[None], 40, top_k=1, use_cache=True)
@@ -232,7 +232,7 @@ def _run(ctx) -> Result:
         Check("greedy decoding with the KV cache gives the same text as recomputation",
               same_greedy, 1.0, ">="),
         Check("the most focused trained head's attention entropy, relative to uniform causal "
-              "attention", focus, 0.8, "<="),
+              "attention", focus, ctx.pick(0.8, 0.85), "<="),
         Check("order task without positional information stays near chance", acc["none"], 0.35, "<="),
         Check("order task with learned positions", acc["learned"], pos_floor, ">="),
         Check("order task with sinusoidal positions", acc["sinusoidal"], pos_floor, ">="),
