@@ -86,17 +86,23 @@ def translation(ctx):
 # ----------------------------------------------------------------------------- costs
 def kv_cache_speed(ctx):
     wl.random.seed(ctx.seed)
-    lengths = ctx.pick([32, 64, 128, 256], [16, 32, 64, 128])
+    # The best of a few repeats: a single timing of a short generation is at the mercy of
+    # whatever else the machine is doing. Quick mode still goes to 256 tokens, where the
+    # cache's advantage is clear of per-token overheads (about 3x; about 1.5x at 128).
+    lengths = [32, 64, 128, 256]
     model = wl.models.GPT(64, max(lengths) + 1, 2, 4, 64)
     prompt = np.array([[1]])
     rows = []
     for n in lengths:
-        t0 = time.perf_counter()
-        a = model.generate(prompt, n, top_k=1, use_cache=True)
-        t1 = time.perf_counter()
-        b = model.generate(prompt, n, top_k=1, use_cache=False)
-        t2 = time.perf_counter()
-        rows.append({"tokens": n, "cache_s": t1 - t0, "recompute_s": t2 - t1,
+        cache_s = recompute_s = np.inf
+        for _ in range(ctx.pick(3, 2)):
+            t0 = time.perf_counter()
+            a = model.generate(prompt, n, top_k=1, use_cache=True)
+            t1 = time.perf_counter()
+            b = model.generate(prompt, n, top_k=1, use_cache=False)
+            t2 = time.perf_counter()
+            cache_s, recompute_s = min(cache_s, t1 - t0), min(recompute_s, t2 - t1)
+        rows.append({"tokens": n, "cache_s": cache_s, "recompute_s": recompute_s,
                      "same_tokens": bool((a.numpy() == b.numpy()).all())})
     return rows
 
@@ -354,7 +360,7 @@ def _run(ctx) -> Result:
         Check("beam search (4 beams) exact match is at least greedy's minus 2 points", exact_b,
               exact_g - 0.02, ">="),
         Check("KV-cache decoding gives the same tokens as recomputation", kv_same, 1.0, ">="),
-        Check(f"KV cache is faster at {kv[-1]['tokens']} tokens (speed-up)", kv_speedup, 1.5, ">="),
+        Check(f"KV cache is faster at {kv[-1]['tokens']} tokens (speed-up)", kv_speedup, 2.0, ">="),
         Check("flash and plain attention agree (max difference)", max_diff, 1e-4, "<="),
         Check(f"flash attention's peak memory grows at most linearly ({len_ratio:.0f}× length)",
               mem_ratio, len_ratio * 1.2, "<="),
