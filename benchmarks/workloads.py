@@ -412,27 +412,6 @@ def _lstm_workload(num_layers):
             out.backward(g)
             x.grad = None
             lstm.zero_grad(set_to_none=True)
-# ----------------------------------------------------------------------------- attention
-def _attention_workload(L, causal, batch=8, heads=8, dim=64):
-    """Scaled dot-product attention forward and backward, (batch, heads, L, dim) float32."""
-    def build(contender):
-        rng = np.random.default_rng(0)
-        q, k, v, g = (rng.standard_normal((batch, heads, L, dim)).astype(np.float32)
-                      for _ in range(4))
-        if contender == "wonderland":
-            import wonderland as wl
-            Q, K, V = (wl.tensor(a, requires_grad=True) for a in (q, k, v))
-            G = wl.tensor(g)
-            sdpa = wl.nn.functional.scaled_dot_product_attention
-        else:
-            import torch
-            Q, K, V = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
-            G = torch.tensor(g)
-            sdpa = torch.nn.functional.scaled_dot_product_attention
-
-        def step():
-            sdpa(Q, K, V, is_causal=causal).backward(G)
-            Q.grad = K.grad = V.grad = None
         return step
     return build
 
@@ -485,7 +464,7 @@ def selective_scan_workload(contender):
     arrays = _ssm_arrays()
     if contender == "wonderland":
         import wonderland as wl
-        from wonderland.ops import _compiled
+        from wonderland.ops import kernels as _compiled
         from wonderland.ops.selective import selective_scan
         _compiled.warm_up()
         x, dt, A, Bm, C = (wl.tensor(a, requires_grad=True) for a in arrays[:5])
@@ -519,7 +498,7 @@ def linear_recurrence_workload(contender, batch=8, length=1024, channels=256 * 1
     g0 = rng.standard_normal((batch, length, channels)).astype(np.float32)
     if contender == "wonderland":
         import wonderland as wl
-        from wonderland.ops import _compiled
+        from wonderland.ops import kernels as _compiled
         _compiled.warm_up()
         a, b = wl.tensor(a0, requires_grad=True), wl.tensor(b0, requires_grad=True)
         g = wl.tensor(g0)
@@ -551,6 +530,34 @@ def linear_recurrence_workload(contender, batch=8, length=1024, channels=256 * 1
     def step():
         forward().backward(g)
         a.grad = b.grad = None
+    return step
+
+
+# ----------------------------------------------------------------------------- attention
+def _attention_workload(L, causal, batch=8, heads=8, dim=64):
+    """Scaled dot-product attention forward and backward, (batch, heads, L, dim) float32."""
+    def build(contender):
+        rng = np.random.default_rng(0)
+        q, k, v, g = (rng.standard_normal((batch, heads, L, dim)).astype(np.float32)
+                      for _ in range(4))
+        if contender == "wonderland":
+            import wonderland as wl
+            Q, K, V = (wl.tensor(a, requires_grad=True) for a in (q, k, v))
+            G = wl.tensor(g)
+            sdpa = wl.nn.functional.scaled_dot_product_attention
+        else:
+            import torch
+            Q, K, V = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+            G = torch.tensor(g)
+            sdpa = torch.nn.functional.scaled_dot_product_attention
+
+        def step():
+            sdpa(Q, K, V, is_causal=causal).backward(G)
+            Q.grad = K.grad = V.grad = None
+        return step
+    return build
+
+
 for _L in (256, 1024):
     for _causal in (False, True):
         workload(f"attention_L{_L}{'_causal' if _causal else ''}", ("wonderland", "torch"))(

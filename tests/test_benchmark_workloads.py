@@ -1,0 +1,25 @@
+"""Every benchmark workload builds a step for every contender it names (the benchmarks
+are not run by the suite; this catches a workload broken by a change in the library)."""
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
+from workloads import WORKLOADS  # noqa: E402
+
+NEEDS = {"torch": "torch", "torch_channels_last": "torch", "torch_loop": "torch",
+         "torch_cumsum": "torch", "pyg": "torch_geometric"}
+CASES = [(w, c) for w, (_, contenders) in sorted(WORKLOADS.items()) for c in contenders]
+
+
+@pytest.mark.parametrize("workload,contender", CASES, ids=[f"{w}-{c}" for w, c in CASES])
+def test_workload_builds_a_step(workload, contender):
+    needed = NEEDS.get(contender)
+    if needed and importlib.util.find_spec(needed) is None:
+        pytest.skip(f"{needed} is not installed")
+    build, _ = WORKLOADS[workload]
+    step = build(contender)
+    assert callable(step), f"{workload}/{contender}: build returned {step!r}, not a step"
