@@ -441,9 +441,11 @@ def _torch_selective(kind, x, dt, A, Bm, C, chunk=32):
     if kind == "torch_loop":
         h = x.new_zeros(b, d, n)
         ys = []
-        for t in range(T):
-            h = torch.exp(dt[:, t, :, None] * A) * h + (dt[:, t] * x[:, t])[..., None] * Bm[:, t, None]
-            ys.append((h * C[:, t, None]).sum(-1))
+        # unbind: per-step views whose backward is one stack (indexing a[:, t] would
+        # give every step's backward a zero-filled gradient of the whole input)
+        for dt_t, x_t, B_t, C_t in zip(dt.unbind(1), x.unbind(1), Bm.unbind(1), C.unbind(1)):
+            h = torch.exp(dt_t[..., None] * A) * h + (dt_t * x_t)[..., None] * B_t[:, None]
+            ys.append((h * C_t[:, None]).sum(-1))
         return torch.stack(ys, 1)
     ys = []
     h = x.new_zeros(b, d, n)
@@ -515,8 +517,8 @@ def linear_recurrence_workload(contender, batch=8, length=1024, channels=256 * 1
         if contender == "torch_loop":
             h = b.new_zeros(batch, channels)
             hs = []
-            for t in range(length):
-                h = a[:, t] * h + b[:, t]
+            for a_t, b_t in zip(a.unbind(1), b.unbind(1)):      # views; see above
+                h = a_t * h + b_t
                 hs.append(h)
             return torch.stack(hs, 1)
         out, h = [], b.new_zeros(batch, channels)

@@ -74,6 +74,22 @@ def test_device_mismatch_is_an_error_naming_both_devices(cuda):
     B.check_same_device("add", [a, a.data, 2.0])                 # scalars are fine
 
 
+def test_a_failing_operation_on_two_devices_names_the_devices(cuda):
+    # CuPy rejects a host array with a bare TypeError; apply turns any such failure with
+    # inputs on two devices into a DeviceMismatchError naming the operation
+    from wonderland.core.primitive import Primitive, apply
+
+    def forward(x, y):
+        raise TypeError("Unsupported type <class 'numpy.ndarray'>")
+
+    prim = Primitive("mixed_op", forward, differentiable=False)
+    with pytest.raises(B.DeviceMismatchError, match=r"mixed_op: inputs on different devices"):
+        apply(prim, (wl.ones(3).to("cuda"), wl.ones(3)))
+    with pytest.raises(TypeError, match="mixed_op: Unsupported type") as info:   # one device
+        apply(prim, (wl.ones(3), wl.ones(3)))
+    assert not isinstance(info.value, B.DeviceMismatchError)
+
+
 def test_the_stand_in_device_refuses_what_cupy_lacks(cuda):
     import scipy.special
 

@@ -105,3 +105,72 @@ def test_threaded_gemm_equals_numpy(shape):
         np.testing.assert_allclose(gemm(a.T.copy().T, b[:, ::-1]), a @ b[:, ::-1], rtol=1e-12)
     finally:
         threads.set_num_threads(before)
+
+
+def _erf_grid():
+    """Every region of the approximations: tiny, the series/erfc switch at |z| = 0.5,
+    the tails, and values where erf saturates; both signs, zero, infinities."""
+    rng = np.random.default_rng(3)
+    parts = [np.linspace(-8, 8, 20001), rng.standard_normal(20000) * 3,
+             np.geomspace(1e-30, 1e-2, 200), [0.5, np.nextafter(0.5, 0), 0.0, 40.0]]
+    z = np.concatenate([np.concatenate(parts), -np.concatenate(parts)])
+    return np.concatenate([z, [np.inf, -np.inf]]).astype(np.float32)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_float32_erf_and_gelu_kernels_equal_scipy_to_float32_precision(compiled):
+    from scipy import special as sp
+
+    from wonderland.ops.kernels import special
+
+    z = _erf_grid()
+    kernel = special.erf_f32 if compiled else special.erf_f32.py_func
+    if not compiled:
+        z = z[::50]                                   # plain Python: a sample is enough
+    exact = sp.erf(z.astype(np.float64))
+    out = np.empty_like(z)
+    kernel(z, z, out, 0)
+    assert out.dtype == np.float32
+    err = np.abs(out - exact) / np.maximum(np.abs(exact), 1e-38)
+    assert err.max() < 3e-7, f"erf: worst relative error {err.max():.2e} at z={z[err.argmax()]}"
+
+    x = z[np.isfinite(z)]
+    exact = 0.5 * x.astype(np.float64) * sp.erfc(-x.astype(np.float64) / np.sqrt(2.0))
+    out = np.empty_like(x)
+    kernel(x, x, out, 1)
+    tiny = np.abs(exact) < np.finfo(np.float32).tiny      # below float32's normal range
+    err = np.abs(out - exact) / np.maximum(np.abs(exact), 1e-38)
+    assert err[~tiny].max() < 3e-7, f"gelu: worst relative error {err[~tiny].max():.2e}"
+    assert np.abs(out[tiny]).max() <= np.finfo(np.float32).tiny
+
+    g = np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+    x64 = x.astype(np.float64)
+    slope = 0.5 * sp.erfc(-x64 / np.sqrt(2.0)) + x64 * np.exp(-0.5 * x64 * x64) / np.sqrt(2 * np.pi)
+    exact = g * slope
+    kernel(x, g, out, 2)
+    np.testing.assert_allclose(out, exact, rtol=3e-7, atol=2e-7)   # atol: where the slope crosses 0
+
+
+def test_erf_and_gelu_take_the_kernels_for_float32_and_agree_with_the_reference(monkeypatch):
+    import wonderland as wl
+    from wonderland.ops.kernels import special
+
+    if not special.applies(np.zeros(1, np.float32)):
+        pytest.skip("compiled kernels are switched off")
+    modes = []
+    run = special._run
+    monkeypatch.setattr(special, "_run", lambda x, g, mode: modes.append(mode) or run(x, g, mode))
+    x = np.random.default_rng(4).standard_normal((3, 50)).astype(np.float32) * 3
+    for fn, ref in ((wl.erf, lambda v: wl.erf(v.astype(np.float64))),
+                    (wl.nn.functional.gelu, lambda v: wl.nn.functional.gelu(v.astype(np.float64)))):
+        t = wl.tensor(x, requires_grad=True)
+        y = fn(t)
+        y.backward(wl.ones_like(y))
+        t64 = wl.tensor(x.astype(np.float64), requires_grad=True)
+        y64 = ref(t64)
+        y64.backward(wl.ones_like(y64))
+        assert y.dtype == np.float32
+        np.testing.assert_allclose(y.numpy(), y64.numpy(), rtol=3e-7, atol=1e-7)
+        np.testing.assert_allclose(t.grad.numpy(), t64.grad.numpy(), rtol=2e-6, atol=1e-6)
+    # erf forward; erf in its backward (exp only, no erf); gelu forward; gelu's fused backward
+    assert modes == [0, 1, 2], modes

@@ -197,6 +197,8 @@ def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
         else:
             data = prim.forward(*[x.data for x in inputs], **params)
     except _PLAIN_ERRORS as exc:
+        # inputs on two devices: say so (CuPy's own message names neither device)
+        B.check_same_device(prim.name, inputs)
         if type(exc) not in _PLAIN_ERRORS or str(exc).startswith(prim.name + ":"):
             raise
         raise type(exc)(f"{prim.name}: {exc} (inputs: {describe(inputs)})") from exc

@@ -24,6 +24,7 @@ from ..core.structural import CAST
 from ..core.tensor import Tensor
 from ..core.vmap import elementwise_rule, unary_rule
 from ._common import cast, floating, operands, to_tensor
+from .kernels import special as _special
 
 
 def _elementwise(name, forward, **rules):
@@ -207,7 +208,13 @@ _sigmoid = _elementwise("sigmoid", lambda x: B.of(x).expit(x),
                         vjp=lambda g, out, x: g * (out * (1.0 - out)),
                         jvp=lambda t, out, x: t * (out * (1.0 - out)), save=("out",))
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-_erf = _elementwise("erf", lambda x: B.of(x).erf(x),
+
+
+def _erf_forward(x):
+    return _special.erf(x) if _special.applies(x) else B.of(x).erf(x)
+
+
+_erf = _elementwise("erf", _erf_forward,
                     vjp=lambda g, out, x: g * (_TWO_OVER_SQRT_PI * exp(-(x * x))),
                     jvp=lambda t, out, x: t * (_TWO_OVER_SQRT_PI * exp(-(x * x))), save=(0,))
 

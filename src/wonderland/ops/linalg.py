@@ -31,10 +31,12 @@ def gemm(a, b, out=None):
     BLAS team."""
     m, k = a.shape
     n = b.shape[1]
+    if m * k * n < _GEMM_SPLIT or not isinstance(a, np.ndarray):     # the common, small case
+        return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
     parts = threads.get_num_threads()
     if out is None:
         out = B.ns(a).empty((m, n), dtype=np.result_type(a.dtype, b.dtype))
-    if m * k * n < _GEMM_SPLIT or parts == 1 or not isinstance(a, np.ndarray):
+    if parts == 1:
         return np.matmul(a, b, out=out)
     if m >= 4 * parts:                                   # row blocks: contiguous output
         threads.parallel_for(m, lambda lo, hi, _: np.matmul(a[lo:hi], b, out=out[lo:hi]))

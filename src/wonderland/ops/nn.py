@@ -15,12 +15,13 @@ import math
 import numpy as np
 
 from .. import backend as B
+from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
-from ..core.vmap import batch_size, broadcast_batch, elementwise_rule, moveaxis
-from ._common import operands, to_tensor
-from ..core.vmap import unary_rule
+from ..core.vmap import batch_size, broadcast_batch, elementwise_rule, moveaxis, unary_rule
+from ._common import constant, operands, to_tensor
 from .elementwise import _add, erf, exp, sigmoid, tanh
+from .kernels import special as _special
 from .linalg import _matmul_batch, _mm, _mT, gemm
 from .reductions import log_softmax, softmax
 from .reductions import sum as _sum
@@ -145,6 +146,8 @@ def _gelu_forward(x, *, approximate):
     if approximate == "tanh":
         inner = _TANH_C * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1.0 + np.tanh(inner))
+    if _special.applies(x):
+        return _special.gelu(x)
     return 0.5 * x * (1.0 + B.of(x).erf(x * _SQRT_HALF))
 
 
@@ -156,9 +159,20 @@ def _gelu_slope(x, approximate):
     return (erf(x * _SQRT_HALF) + 1.0) * 0.5 + x * exp(x * x * -0.5) * _INV_SQRT_2PI
 
 
+def _gelu_vjp(g, out, x, *, approximate):
+    if (approximate == "none" and not is_grad_enabled() and _special.applies(x.data)
+            and _plain(g) and _plain(x) and g.shape == x.shape):
+        return constant(_special.gelu_vjp(g.data, x.data))     # one pass, first order
+    return g * _gelu_slope(x, approximate)
+
+
+def _plain(t) -> bool:
+    return t._tangents is None and t._batch is None
+
+
 _gelu = Primitive(
     "gelu", _gelu_forward, save=(0,),
-    vjp=lambda g, out, x, *, approximate: g * _gelu_slope(x, approximate),
+    vjp=_gelu_vjp,
     jvp=lambda t, out, x, *, approximate: t * _gelu_slope(x, approximate))
 _gelu.batch = unary_rule(_gelu)
 
