@@ -10,6 +10,11 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
 from workloads import WORKLOADS  # noqa: E402
 
+# PyTorch's and PyG's own notices when the reference contenders are built (sparse tensors
+# in beta, torch.jit.script inside PyG): not about this library
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse:UserWarning",
+                                        "ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
 NEEDS = {"torch": "torch", "torch_channels_last": "torch", "torch_loop": "torch",
          "torch_cumsum": "torch", "pyg": "torch_geometric"}
 CASES = [(w, c) for w, (_, contenders) in sorted(WORKLOADS.items()) for c in contenders]

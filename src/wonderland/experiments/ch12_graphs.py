@@ -155,11 +155,17 @@ def _oversmoothing(ctx, g):
             wl.random.seed(ctx.seed)
             model = wl.models.GCN(g.x.shape[1], 32, 6, num_layers=depth, dropout=0.5,
                                   cached=True, **kw)
+            # the architecture's own smoothing shows at initialisation; after training the
+            # outputs' similarity depends on where training ends (it varied from 0.2 to 0.7
+            # across seeds for 16 plain layers), so it is reported, not checked
+            model.eval()
+            with wl.no_grad():
+                at_init = _mean_cosine(model(g.x, g.edge_index).numpy())
             acc, _, _ = _train_nodes(model, g, _adam(model, 0.01, 5e-4, model.convs[0]), epochs)
             model.eval()
             with wl.no_grad():
                 out = model(g.x, g.edge_index).numpy()
-            trained[variant][depth] = (acc, _mean_cosine(out))
+            trained[variant][depth] = (acc, at_init, _mean_cosine(out))
     return sims, depths, trained, keep.size
 
 
@@ -324,7 +330,7 @@ def run(ctx) -> Result:
                      f"component (randomly projected to 256 dimensions) after k propagation steps x ← D^-1/2(A+I)D^-1/2 x (no "
                      f"learning). Right: test accuracy of trained GCNs against depth, plain and "
                      f"with residual connections and layer norm (dashed: mean cosine similarity "
-                     f"of their outputs).")
+                     f"of their outputs at initialisation).")
     fig.set_size_inches(10, 4)
     ax = fig.add_subplot(121)
     ks = sorted(sims)
@@ -340,7 +346,7 @@ def run(ctx) -> Result:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("layers")
     ax.set_ylabel("test accuracy")
-    ax2.set_ylabel("feature similarity (dashed)")
+    ax2.set_ylabel("output similarity at initialisation (dashed)")
     ax.legend(fontsize=8)
     ctx.save(fig)
 
@@ -393,7 +399,9 @@ def run(ctx) -> Result:
                **{f"propagation_similarity_k{k}": v for k, v in sims.items()},
                **{f"{v.split()[0]}_depth{d}_accuracy": trained[v][d][0]
                   for v in trained for d in depths},
-               **{f"{v.split()[0]}_depth{d}_similarity": trained[v][d][1]
+               **{f"{v.split()[0]}_depth{d}_similarity_at_init": trained[v][d][1]
+                  for v in trained for d in depths},
+               **{f"{v.split()[0]}_depth{d}_similarity_trained": trained[v][d][2]
                   for v in trained for d in depths},
                "link_val_auc": link_val, "link_test_auc": link_test,
                "mutag_gin_accuracy": float(np.mean(gin)), "mutag_gin_std": float(np.std(gin)),
@@ -408,7 +416,8 @@ def run(ctx) -> Result:
         Check("propagation alone makes node features alike: cosine similarity after 256 steps",
               sims[256], 0.85, ">="),
         Check(f"a deep plain GCN's outputs are more alike than a shallow one's "
-              f"(similarity at {deep} layers)", plain_deep[1], plain_shallow[1] + 0.1, ">="),
+              f"(similarity at initialisation, {deep} layers)", plain_deep[1],
+              plain_shallow[1] + 0.2, ">="),
         Check(f"plain GCN loses accuracy from {depths[0]} to {deep} layers (accuracy at {deep})",
               plain_deep[0], plain_shallow[0] - 0.05, "<="),
         Check(f"residual + norm beat plain at {deep} layers (test accuracy)",
@@ -429,9 +438,10 @@ def run(ctx) -> Result:
         f"{max(equi.values()):.1e}). Over-smoothing: propagating the features alone raises their "
         f"mean cosine similarity (largest connected component) from {sims[0]:.2f} to "
         f"{sims[64]:.2f} after 64 steps and {sims[256]:.2f} after 256; a plain GCN falls from {plain_shallow[0]:.1%} at "
-        f"{depths[0]} layers to {plain_deep[0]:.1%} at {deep}, its outputs growing alike "
-        f"(similarity {plain_shallow[1]:.2f} → {plain_deep[1]:.2f}), while residual connections "
-        f"and layer norm keep {res_deep[0]:.1%} (similarity {res_deep[1]:.2f}). Link prediction with a "
+        f"{depths[0]} layers to {plain_deep[0]:.1%} at {deep}, its outputs alike from the start "
+        f"(similarity at initialisation {plain_shallow[1]:.2f} → {plain_deep[1]:.2f}; after "
+        f"training {plain_shallow[2]:.2f} → {plain_deep[2]:.2f}), while residual connections "
+        f"and layer norm keep {res_deep[0]:.1%} (similarity at initialisation {res_deep[1]:.2f}). Link prediction with a "
         f"GCN encoder and a dot-product decoder, trained on 85% of the citations with fresh "
         f"negative pairs every epoch, scores ROC-AUC {link_test:.3f} on held-out citations "
         f"against as many non-citations. On MUTAG ({len(gin)}-fold stratified cross-validation, "
