@@ -174,3 +174,42 @@ def test_erf_and_gelu_take_the_kernels_for_float32_and_agree_with_the_reference(
         np.testing.assert_allclose(t.grad.numpy(), t64.grad.numpy(), rtol=2e-6, atol=1e-6)
     # erf forward; erf in its backward (exp only, no erf); gelu forward; gelu's fused backward
     assert modes == [0, 1, 2], modes
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "gru", "lstm"])
+def test_recurrent_layers_split_over_threads_equal_one_thread(kind):
+    """Large enough batches run their sequences on several threads; the result must be
+    that of one thread (float64: to rounding)."""
+    from wonderland.backend import threads
+    from wonderland.ops import recurrence as R
+
+    rng = np.random.default_rng(6)
+    B, H = 8, 128
+    G = R.GATES[kind] * H
+    T = {"rnn_tanh": 300, "gru": 96, "lstm": 64}[kind]      # enough work to take the split
+    assert T * G * H >= 1 << 22, "the case must be large enough to run on several threads"
+    xw = rng.standard_normal((B, T, G))
+    w = rng.standard_normal((H, G)) * 0.1
+    b = rng.standard_normal(G) * 0.1
+    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    mask = np.ones((B, T), bool)
+    mask[3, 40:] = False                          # one shorter sequence
+    gs = None
+
+    def run(n):
+        nonlocal gs
+        before = threads.get_num_threads()
+        threads.set_num_threads(n)
+        try:
+            outs, res = R._forward(xw, w, b, h0, c0, mask, kind=kind, reverse=False)
+            if gs is None:
+                gs = [rng.standard_normal(o.shape) for o in outs]
+            grads = R._backward_arrays(gs, res, w, mask, kind, False)
+        finally:
+            threads.set_num_threads(before)
+        return [a for a in list(outs) + list(grads) if a is not None]
+
+    one = run(1)
+    two = run(2)
+    for a, c in zip(one, two):
+        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)

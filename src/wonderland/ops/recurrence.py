@@ -29,11 +29,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as B
+from ..backend import threads
 from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor, _wrap
 from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
-from .kernels import kernel
+from .kernels import ENABLED, kernel
 
 KINDS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
@@ -254,6 +255,7 @@ def _forward_arrays(xw, w_hh, b_hh, h0, c0, mask, *, kind, reverse):
     xw = np.ascontiguousarray(xw)
     w_hh = np.ascontiguousarray(w_hh)
     h0 = np.ascontiguousarray(h0)
+    c0 = np.ascontiguousarray(c0)
     Bn, T, G = xw.shape
     H = w_hh.shape[0]
     dt = xw.dtype
@@ -261,20 +263,39 @@ def _forward_arrays(xw, w_hh, b_hh, h0, c0, mask, *, kind, reverse):
     hprev = np.empty((Bn, T, H), dt)
     hT = np.empty((Bn, H), dt)
     mask = np.ascontiguousarray(mask, dtype=np.bool_)
+    gates = np.empty((Bn, T, G), dt) if kind in ("gru", "lstm") else None
+    hn = np.empty((Bn, T, H), dt) if kind == "gru" else None
+    cprev = np.empty((Bn, T, H), dt) if kind == "lstm" else None
+    cT = np.empty((Bn, H), dt) if kind == "lstm" else None
+
+    def rows(lo, hi, _lane):
+        # the sequences of a batch are independent: each thread runs the loop on its rows
+        s = slice(lo, hi)
+        if kind in ("rnn_tanh", "rnn_relu"):
+            _rnn_forward(xw[s], w_hh, b_hh, h0[s], mask[s], reverse, kind == "rnn_relu",
+                         hs[s], hprev[s], hT[s])
+        elif kind == "gru":
+            _gru_forward(xw[s], w_hh, b_hh, h0[s], mask[s], reverse, hs[s], hprev[s],
+                         gates[s], hn[s], hT[s])
+        else:
+            _lstm_forward(xw[s], w_hh, b_hh, h0[s], c0[s], mask[s], reverse, hs[s], hprev[s],
+                          cprev[s], gates[s], hT[s], cT[s])
+
+    _split_batch(Bn, T * G * H, rows)
     if kind in ("rnn_tanh", "rnn_relu"):
-        _rnn_forward(xw, w_hh, b_hh, h0, mask, reverse, kind == "rnn_relu", hs, hprev, hT)
         return (hs, hT, np.zeros_like(hT)), (hprev,)
     if kind == "gru":
-        gates = np.empty((Bn, T, G), dt)
-        hn = np.empty((Bn, T, H), dt)
-        _gru_forward(xw, w_hh, b_hh, h0, mask, reverse, hs, hprev, gates, hn, hT)
         return (hs, hT, np.zeros_like(hT)), (hprev, gates, hn)
-    gates = np.empty((Bn, T, G), dt)
-    cprev = np.empty((Bn, T, H), dt)
-    cT = np.empty((Bn, H), dt)
-    _lstm_forward(xw, w_hh, b_hh, h0, np.ascontiguousarray(c0), mask, reverse, hs, hprev,
-                  cprev, gates, hT, cT)
     return (hs, hT, cT), (hprev, cprev, gates)
+
+
+def _split_batch(batch, work, rows):
+    """Run ``rows(lo, hi, lane)`` over parts of the batch on the library's threads (the
+    kernels release the GIL) when there is enough work; inline otherwise."""
+    if ENABLED and batch >= 4:
+        threads.parallel_for(batch, rows, size=work, min_size=1 << 22)
+    else:
+        rows(0, batch, 0)
 
 
 def _backward_arrays(gs, res, w_hh, mask, kind, reverse):
@@ -284,22 +305,28 @@ def _backward_arrays(gs, res, w_hh, mask, kind, reverse):
     mask = np.ascontiguousarray(mask, dtype=np.bool_)
     hprev = res[0]
     Bn, T, H = hprev.shape
-    dc = None
-    if kind in ("rnn_tanh", "rnn_relu"):
-        hs = res[1]
-        dzx = np.empty((Bn, T, H), hprev.dtype)
-        dh = _rnn_backward(g_hs, g_hT, w_t, hs, mask, reverse, kind == "rnn_relu", dzx)
-        dzh = dzx
-    elif kind == "gru":
-        _, gates, hn = res
-        dzx = np.empty(gates.shape, hprev.dtype)
-        dzh = np.empty(gates.shape, hprev.dtype)
-        dh = _gru_backward(g_hs, g_hT, w_t, hprev, gates, hn, mask, reverse, dzx, dzh)
-    else:
-        _, cprev, gates = res
-        dzx = np.empty(gates.shape, hprev.dtype)
-        dh, dc = _lstm_backward(g_hs, g_hT, g_cT, w_t, cprev, gates, mask, reverse, dzx)
-        dzh = dzx
+    dt = hprev.dtype
+    G = GATES[kind] * H
+    dzx = np.empty((Bn, T, G), dt)
+    dzh = np.empty((Bn, T, G), dt) if kind == "gru" else dzx
+    dh = np.empty((Bn, H), dt)
+    dc = np.empty((Bn, H), dt) if kind == "lstm" else None
+
+    def rows(lo, hi, _lane):
+        s = slice(lo, hi)
+        if kind in ("rnn_tanh", "rnn_relu"):
+            dh[s] = _rnn_backward(g_hs[s], g_hT[s], w_t, res[1][s], mask[s], reverse,
+                                  kind == "rnn_relu", dzx[s])
+        elif kind == "gru":
+            _, gates, hn = res
+            dh[s] = _gru_backward(g_hs[s], g_hT[s], w_t, hprev[s], gates[s], hn[s], mask[s],
+                                  reverse, dzx[s], dzh[s])
+        else:
+            _, cprev, gates = res
+            dh[s], dc[s] = _lstm_backward(g_hs[s], g_hT[s], g_cT[s], w_t, cprev[s], gates[s],
+                                          mask[s], reverse, dzx[s])
+
+    _split_batch(Bn, T * G * H, rows)
     flat = dzh.reshape(Bn * T, -1)
     g_w = hprev.reshape(Bn * T, H).T @ flat
     g_b = flat.sum(axis=0)
