@@ -124,6 +124,13 @@ def shape_arg(shape, what: str) -> tuple:
                         f"{shape!r}") from None
 
 
+def plain_tensor(t) -> bool:
+    """Whether ``t`` is ``None``, not a tensor, or a tensor that no transform is tracing
+    (no forward-mode tangents, not batched by vmap): a first-order backward rule may then
+    work on its array directly."""
+    return t is None or not isinstance(t, Tensor) or (t._tangents is None and t._batch is None)
+
+
 def constant(array) -> Tensor:
     """A tensor around an array that is a constant for differentiation."""
     return _wrap(array if B.is_array(array) else B.asarray(array))

@@ -42,7 +42,7 @@ from ..core.primitive import Primitive, apply
 from ..core.structural import reshape as _reshape
 from ..core.tensor import Tensor
 from ..core.vmap import moveaxis
-from ._common import constant, namespace
+from ._common import constant, namespace, plain_tensor
 from .conv import _parallel
 from .elementwise import isfinite, logical_and, where
 from .linalg import matmul
@@ -340,15 +340,11 @@ def _linearised(tq, tk, tbias, q, k, v, bias, causal, scale):
 
 
 # ----------------------------------------------------------------------------- rules
-def _plain_tensor(t) -> bool:
-    return t is None or not isinstance(t, Tensor) or (t._tangents is None and t._batch is None)
-
-
 def _vjp_all(g, out, inputs, needs, *, scale, causal, impl, block_q, block_k, res):
     q, k, v = inputs[:3]
     bias = inputs[3] if len(inputs) > 3 else None
     need_bias = len(needs) > 3 and needs[3]
-    fast = (not is_grad_enabled() and all(_plain_tensor(t) for t in (g, q, k, v, bias, out))
+    fast = (not is_grad_enabled() and all(plain_tensor(t) for t in (g, q, k, v, bias, out))
             and res is not None and (not need_bias or impl == "plain"))
     if fast:
         arrays = _attention_backward(g.data, q.data, k.data, v.data,

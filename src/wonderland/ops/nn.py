@@ -19,7 +19,7 @@ from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ..core.vmap import batch_size, broadcast_batch, elementwise_rule, moveaxis, unary_rule
-from ._common import constant, operands, to_tensor
+from ._common import constant, operands, plain_tensor, to_tensor
 from .elementwise import _add, erf, exp, sigmoid, tanh
 from .kernels import special as _special
 from .linalg import _matmul_batch, _mm, _mT, gemm
@@ -161,13 +161,9 @@ def _gelu_slope(x, approximate):
 
 def _gelu_vjp(g, out, x, *, approximate):
     if (approximate == "none" and not is_grad_enabled() and _special.applies(x.data)
-            and _plain(g) and _plain(x) and g.shape == x.shape):
+            and plain_tensor(g) and plain_tensor(x) and g.shape == x.shape):
         return constant(_special.gelu_vjp(g.data, x.data))     # one pass, first order
     return g * _gelu_slope(x, approximate)
-
-
-def _plain(t) -> bool:
-    return t._tangents is None and t._batch is None
 
 
 _gelu = Primitive(
