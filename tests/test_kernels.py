@@ -29,12 +29,18 @@ CASES = [
     ((2, 10, 7, 4), (3, 3), (2, 1), (1, 2), ((1, 1), (1, 2))),
     ((3, 11, 2), (3,), (2,), (2,), ((1, 1),)),
     ((1, 5, 6, 7, 2), (2, 3, 2), (1, 2, 2), (2, 1, 1), ((0, 1), (1, 1), (0, 0))),
+    ((2, 8, 6, 3), (2, 3), (2, 3), (1, 1), ()),            # windows tile the input exactly
+    ((2, 7, 2), (2,), (2,), (1,), ()),                     # tile, one row left over
 ]
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["inline", "split-batch"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape,kernel,stride,dilation,pads", CASES)
-def test_max_pool_kernels_equal_numpy(shape, kernel, stride, dilation, pads, dtype):
+def test_max_pool_kernels_equal_numpy(shape, kernel, stride, dilation, pads, dtype, split,
+                                      monkeypatch):
+    if split:                     # parts of the batch on the pool's threads, however small
+        monkeypatch.setattr(pool, "_PARALLEL_MIN", 0)
     rng = np.random.default_rng(0)
     x = rng.integers(-3, 4, shape).astype(dtype)          # many ties
     x.flat[::17] = np.nan                                  # and some NaN
@@ -213,3 +219,70 @@ def test_recurrent_layers_split_over_threads_equal_one_thread(kind):
     two = run(2)
     for a, c in zip(one, two):
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
+
+
+COL2IM_CASES = [  # x shape (padded), kernel, stride, dilation, groups, c_out
+    ((3, 9, 9, 4), (3, 3), (1, 1), (1, 1), 1, 6),
+    ((2, 10, 7, 4), (3, 2), (2, 1), (1, 2), 1, 5),
+    ((3, 11, 2), (3,), (2,), (2,), 1, 3),
+    ((1, 5, 6, 7, 2), (2, 3, 2), (1, 2, 2), (2, 1, 1), 1, 4),
+    ((2, 8, 8, 6), (3, 3), (2, 2), (1, 1), 3, 9),
+]
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["inline", "split-batch"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,kernel,stride,dilation,groups,cout", COL2IM_CASES)
+def test_col2im_kernel_equals_numpy(shape, kernel, stride, dilation, groups, cout, dtype,
+                                    split, monkeypatch):
+    from wonderland.ops import conv
+
+    if split:
+        monkeypatch.setattr(conv, "_PARALLEL_MIN", 0)
+    rng = np.random.default_rng(1)
+    nd = len(kernel)
+    outs = [conv.out_size(n, k, s, d) for n, k, s, d in zip(shape[1:1 + nd], kernel, stride, dilation)]
+    g = rng.standard_normal((shape[0], *outs, cout)).astype(dtype)
+    w = rng.standard_normal((*kernel, shape[-1] // groups, cout)).astype(dtype)
+    got = conv._col2im(g, w, stride, dilation, groups, shape, dtype)
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    ref = conv._col2im(g, w, stride, dilation, groups, shape, dtype)
+    assert got.shape == ref.shape == shape
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert np.abs(ref).max() > 0
+
+
+DIRECT_CASES = [  # x shape (padded), kernel, stride, dilation, c_out
+    ((3, 10, 10, 1), (3, 3), (1, 1), (1, 1), 8),
+    ((2, 11, 9, 3), (2, 2), (2, 1), (1, 2), 5),
+    ((3, 12, 2), (5,), (2,), (1,), 4),
+    ((2, 5, 6, 7, 1), (2, 2, 2), (1, 2, 1), (2, 1, 1), 3),
+]
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["inline", "split-batch"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,kernel,stride,dilation,cout", DIRECT_CASES)
+def test_direct_convolution_kernels_equal_gemm_path(shape, kernel, stride, dilation, cout, dtype,
+                                                    split, monkeypatch):
+    from wonderland.ops import conv
+
+    if split:
+        monkeypatch.setattr(conv, "_PARALLEL_MIN", 0)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((*kernel, shape[-1], cout)).astype(dtype)
+    bias = rng.standard_normal(cout).astype(dtype)
+    assert conv._direct_applies(x, w, 1)                    # small windows take the loops
+    p = {"stride": stride, "dilation": dilation, "groups": 1}
+    got = conv._conv_forward(x, w, bias=bias, **p)
+    g = rng.standard_normal(got.shape).astype(dtype)
+    got_w = conv._conv_weight_forward(x, g, kernel=kernel, **p)
+    monkeypatch.setattr(kernels, "ENABLED", False)          # im2col + GEMM
+    assert not conv._direct_applies(x, w, 1)
+    ref = conv._conv_forward(x, w, bias=bias, **p)
+    ref_w = conv._conv_weight_forward(x, g, kernel=kernel, **p)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert got.dtype == ref.dtype == dtype and got_w.shape == ref_w.shape == w.shape
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(got_w, ref_w, rtol=tol, atol=tol * 10)

@@ -22,6 +22,7 @@ if "numpy" not in _sys.modules:
 
 from . import backend
 from .backend import threads as _threads
+from .backend.memory import tune_allocator as _tune_allocator
 from .backend.threads import get_num_threads, set_num_threads
 from ._version import __version__
 from .core import dtypes
@@ -40,6 +41,7 @@ from . import device, distributed
 from .nn import parallel as _parallel  # wl.nn.parallel
 from . import fft
 from . import graph, sparse
+from .profiler import profile
 from .ops.nn import linear, softmax_cross_entropy
 from .ops.decompositions import diagonal, tril, triu
 from .random import bernoulli, normal, permutation, randint, uniform  # also at wl.random
@@ -47,5 +49,6 @@ from .random import bernoulli, normal, permutation, randint, uniform  # also at 
 bool = bool_  # noqa: A001 - NumPy's name for the dtype
 
 _threads.apply_blas_policy()
+_tune_allocator()  # keep freed memory for the next step (backend/memory.py)
 
 __all__ = [n for n in dir() if not n.startswith("_")]

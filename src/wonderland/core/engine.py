@@ -124,6 +124,9 @@ def reaches_outside(order, leaves, outputs, roots=()) -> bool:
 
 
 # ----------------------------------------------------------------------------- the sweep
+BACKWARD_DEPTH = [0]        # backward sweeps running now (the profiler tells phases apart)
+
+
 def run_backward(roots, cotangents, targets=None, create_graph=False, retain_graph=False):
     """Propagate ``cotangents`` of ``roots`` back through the recorded graph.
 
@@ -144,6 +147,7 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
             _route(root._node, root._index, root, ct, grads, leaf_grads)
     anomaly = get_state().anomaly
     token = set_grad(create_graph)
+    BACKWARD_DEPTH[0] += 1
     try:
         for node in reversed(order):
             gs = grads.pop(id(node), None)
@@ -199,6 +203,7 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
                 leaf.grad = g if leaf.grad is None else leaf.grad + g
             return None
     finally:
+        BACKWARD_DEPTH[0] -= 1
         if token is not None:
             reset(token)
     out = []

@@ -35,12 +35,14 @@ the innermost level, recurses on what is below it and applies that level's rule.
 from __future__ import annotations
 
 import traceback
+import weakref
 
 from .. import backend as B
 from .modes import get_state
 from .tensor import Meta, Tensor, _wrap, share, version_counter
 
 NO_PARAMS: dict = {}  # shared empty parameter dict; never mutated
+ALL_PRIMITIVES: "weakref.WeakSet[Primitive]" = weakref.WeakSet()  # for the profiler
 
 
 class Primitive:
@@ -48,7 +50,7 @@ class Primitive:
 
     __slots__ = ("name", "forward", "vjp", "vjp_all", "jvp", "jvp_all", "linear",
                  "differentiable", "multiple_results", "save", "residuals", "view", "batch",
-                 "_saves")
+                 "_saves", "__weakref__")
 
     def __init__(self, name, forward, *, vjp=None, vjp_all=None, jvp=None, jvp_all=None,
                  linear=False, differentiable=True, multiple_results=False, save=None,
@@ -67,6 +69,7 @@ class Primitive:
         self.batch = batch
         self.save = _parse_save(name, save)
         self._saves = {}                # per pattern of inputs requiring grad
+        ALL_PRIMITIVES.add(self)
         if differentiable and vjp is None and vjp_all is None:
             raise ValueError(f"primitive {name}: a differentiable primitive needs a vjp rule")
         if differentiable and not (linear or jvp is not None or jvp_all is not None):

@@ -30,6 +30,8 @@ from ..backend import threads
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ..core.vmap import loop_rule, moveaxis
+from . import kernels
+from .kernels import convolution as kernels_conv
 
 _ROWS_PER_CHUNK = 4096
 _PARALLEL_MIN = 1 << 19     # elements of column work below which threads do not pay
@@ -102,15 +104,21 @@ def _columns_times(cols, wmat, groups, k, cg, out):
     out.reshape(rows, groups, og)[...] = res.transpose(1, 0, 2)
 
 
-def _conv_forward(x, w, *, stride, dilation, groups):
+def _conv_forward(x, w, *, stride, dilation, groups, bias=None):
+    """The convolution, plus ``bias`` (per output channel) added to each chunk of the
+    result while it is still in cache."""
     nd = len(stride)
     kernel = w.shape[:nd]
     if groups == 1 and all(k == 1 for k in kernel) and all(s_ == 1 for s_ in stride):
         # a 1x1 convolution is one matrix product over all positions
         out = np.matmul(x.reshape(-1, x.shape[-1]), w.reshape(w.shape[-2], w.shape[-1]))
+        if bias is not None:
+            out += bias
         return out.reshape(x.shape[:-1] + (w.shape[-1],))
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
+    if _direct_applies(x, w, groups):
+        return _direct_forward(x, w, bias, stride, dilation)
     view, outs = _window_view(x, kernel, stride, dilation)
     b = x.shape[0]
     cout = w.shape[-1]
@@ -134,8 +142,10 @@ def _conv_forward(x, w, *, stride, dilation, groups):
                 buf = np.empty((step,) + part.shape[1:], dtype=out.dtype)
             cols = buf[:e - s]
             np.copyto(cols, part)
-            _columns_times(cols.reshape((e - s) * per_image, k * cin), wmat, groups, k, cg,
-                           flat_out[s * per_image:e * per_image])
+            block = flat_out[s * per_image:e * per_image]
+            _columns_times(cols.reshape((e - s) * per_image, k * cin), wmat, groups, k, cg, block)
+            if bias is not None:
+                block += bias
 
     _parallel(b, work, size=b * per_image * k * cin)
     return out
@@ -150,6 +160,8 @@ def _conv_weight_forward(x, g, *, stride, dilation, groups, kernel):
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
     g = np.ascontiguousarray(g)
+    if _direct_applies(x, g, groups, kernel):
+        return _direct_weight(x, g, stride, dilation, kernel)
     view, outs = _window_view(x, kernel, stride, dilation)
     b, cin = x.shape[0], x.shape[-1]
     cout = g.shape[-1]
@@ -189,6 +201,64 @@ def _conv_weight_forward(x, g, *, stride, dilation, groups, kernel):
         return total.reshape(*kernel, cin, cout)
     return total.reshape(groups, *kernel, cg, og).transpose(
         *range(1, nd + 1), nd + 1, 0, nd + 2).reshape(*kernel, cg, cout)
+
+
+# ----------------------------------------------------------------------------- few channels
+_DIRECT_MAX_WINDOW = 16     # numbers per window (kernel size × c_in) for the direct loops
+
+
+def _direct_applies(x, other, groups, kernel=None):
+    """Whether the direct loops serve a convolution of ``x`` (few numbers per window)."""
+    window = int(np.prod(other.shape[:-2] if kernel is None else kernel)) * x.shape[-1]
+    return (groups == 1 and window <= _DIRECT_MAX_WINDOW and kernels.ENABLED
+            and type(x) is np.ndarray and type(other) is np.ndarray)
+
+
+def _five_d(a, nd):
+    """A channels-last array with ``nd`` spatial axes as ``(b, d, h, w, c)``."""
+    return a.reshape(a.shape[:1] + (1,) * (3 - nd) + a.shape[1:])
+
+
+def _direct_forward(x, w, bias, stride, dilation):
+    nd = len(stride)
+    kernel = w.shape[:nd]
+    b, cin, cout = x.shape[0], x.shape[-1], w.shape[-1]
+    dtype = np.result_type(x, w)
+    outs = [out_size(n, k, s, d) for n, k, s, d in zip(x.shape[1:1 + nd], kernel, stride, dilation)]
+    out = np.empty((b, *outs, cout), dtype=dtype)
+    if out.size == 0:
+        return out
+    x5 = _five_d(x.astype(dtype, copy=False), nd)
+    w5 = np.ascontiguousarray(w, dtype=dtype).reshape(_as_3d(kernel, nd) + (cin, cout))
+    bias = np.zeros(cout, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype).reshape(cout)
+    s3, d3 = (np.array(_as_3d(v, nd), dtype=np.int64) for v in (stride, dilation))
+    out5 = _five_d(out, nd)
+
+    def work(lo, hi, lane):
+        kernels_conv.direct_forward(x5[lo:hi], w5, bias, s3, d3, out5[lo:hi])
+
+    _parallel(b, work, size=out.size * int(np.prod(kernel)) * cin)
+    return out
+
+
+def _direct_weight(x, g, stride, dilation, kernel):
+    nd = len(stride)
+    b, cin, cout = x.shape[0], x.shape[-1], g.shape[-1]
+    dtype = np.result_type(x, g)
+    x5 = _five_d(x.astype(dtype, copy=False), nd)
+    g5 = _five_d(g.astype(dtype, copy=False), nd)
+    s3, d3 = (np.array(_as_3d(v, nd), dtype=np.int64) for v in (stride, dilation))
+    shape = _as_3d(kernel, nd) + (cin, cout)
+    partial = {}
+
+    def work(lo, hi, lane):
+        acc = np.zeros(shape, dtype=dtype)
+        kernels_conv.direct_weight(x5[lo:hi], g5[lo:hi], s3, d3, acc)
+        partial[lane] = acc
+
+    _parallel(b, work, size=g.size * int(np.prod(kernel)) * cin)
+    total = sum(partial.values()) if partial else np.zeros(shape, dtype=dtype)
+    return total.reshape(*kernel, cin, cout)
 
 
 def _flip_transpose_kernel(w, groups):
@@ -231,11 +301,17 @@ def _conv_transpose_forward(g, w, *, stride, dilation, groups, in_shape):
     return _col2im(g, w, stride, dilation, groups, in_shape, dtype)
 
 
+def _as_3d(shape_spatial, nd):
+    """Spatial sizes (or per-axis numbers) with unit axes in front, to 3 axes."""
+    return (1,) * (3 - nd) + tuple(shape_spatial)
+
+
 def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
     """Transposed convolution by columns: ``g · kernelᵀ`` gives every window's
-    contribution, which is added back window offset by window offset. Chunks of the
-    batch run in parallel, each chunk's columns staying in cache between the product
-    and the scatter."""
+    contribution to every position it covers, which is added back in place (the
+    compiled ``col2im_add``; offset by offset with NumPy when kernels are off). Chunks
+    of the batch run in parallel, each chunk's columns staying in cache between the
+    product and the scatter."""
     nd = len(stride)
     kernel = w.shape[:nd]
     b, outs, cout = g.shape[0], g.shape[1:1 + nd], g.shape[-1]
@@ -244,7 +320,11 @@ def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
     k = int(np.prod(kernel))
     per_image = int(np.prod(outs))
     rows = np.ascontiguousarray(g).reshape(b * per_image, cout).astype(dtype, copy=False)
-    if groups == 1:
+    compiled = kernels.ENABLED
+    if groups == 1 and compiled:
+        # one product gives every offset's columns: (rows, c_out) · (c_out, k*c_in)
+        wt = np.ascontiguousarray(w.reshape(k * cin, cout).T).astype(dtype, copy=False)
+    elif groups == 1:
         # one (c_out, c_in) block per kernel offset: each offset's contribution comes out
         # as a contiguous block, added into its strided region of the result
         wt = np.ascontiguousarray(w.reshape(k, cin, cout).transpose(0, 2, 1)).astype(dtype, copy=False)
@@ -259,26 +339,43 @@ def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
         slice(o * d, o * d + st * (n - 1) + 1, st)
         for o, d, st, n in zip(offset, dilation, stride, outs)) + (slice(None),)
         for offset in offsets]
-    step = max(1, (_ROWS_PER_CHUNK // 2) // max(1, per_image))
+    step = max(1, (_ROWS_PER_CHUNK // 4) // max(1, per_image))
+    cols_3d = _as_3d(outs, nd) + _as_3d(kernel, nd) + (cin,)
+    out_3d = _as_3d(in_shape[1:1 + nd], nd) + (cin,)
+    stride_3d = np.array(_as_3d(stride, nd), dtype=np.int64)
+    dilation_3d = np.array(_as_3d(dilation, nd), dtype=np.int64)
+
+    def scatter(cols, s, e):
+        if compiled:
+            kernels_conv.col2im_add(cols.reshape((e - s,) + cols_3d), stride_3d, dilation_3d,
+                                    out[s:e].reshape((e - s,) + out_3d))
+            return
+        cols = cols.reshape(e - s, *outs, k, cin)
+        region = out[s:e]
+        for j, target in enumerate(targets):
+            region[target] += cols[..., j, :]
 
     def work(lo, hi, lane):
         buf = None
         for s in range(lo, hi, step):
             e = min(s + step, hi)
             gr = rows[s * per_image:e * per_image]
-            region = out[s:e]
-            if groups == 1:
+            if groups == 1 and compiled:
+                if buf is None:
+                    buf = np.empty((step * per_image, k * cin), dtype=dtype)
+                scatter(np.matmul(gr, wt, out=buf[:gr.shape[0]]), s, e)
+            elif groups == 1:
                 if buf is None:
                     buf = np.empty((step * per_image, cin), dtype=dtype)
                 block = buf[:gr.shape[0]]
+                region = out[s:e]
                 for j, target in enumerate(targets):
                     np.matmul(gr, wt[j], out=block)          # one 2-D product per offset
                     region[target] += block.reshape(e - s, *outs, cin)
-                continue
-            cols = np.matmul(gr.reshape(-1, groups, og).transpose(1, 0, 2), wt)
-            cols = cols.reshape(groups, -1, k, cg).transpose(1, 2, 0, 3).reshape(e - s, *outs, k, cin)
-            for j, target in enumerate(targets):
-                region[target] += cols[..., j, :]
+            else:
+                cols = np.matmul(gr.reshape(-1, groups, og).transpose(1, 0, 2), wt)
+                scatter(np.ascontiguousarray(cols.reshape(groups, -1, k, cg).transpose(1, 2, 0, 3)),
+                        s, e)
 
     _parallel(b, work, size=b * per_image * k * cin)
     return out
@@ -329,9 +426,7 @@ _conv = Primitive(
          lambda t, out, x, w, *, stride, dilation, groups: conv_raw(x, t, stride, dilation, groups)))
 
 def _conv_bias_forward(x, w, b, *, stride, dilation, groups):
-    out = _conv_forward(x, w, stride=stride, dilation=dilation, groups=groups)
-    out += b                                   # in place into the fresh product
-    return out
+    return _conv_forward(x, w, stride=stride, dilation=dilation, groups=groups, bias=b)
 
 
 def conv_bias_raw(x, w, b, stride, dilation, groups):

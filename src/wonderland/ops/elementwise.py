@@ -23,7 +23,9 @@ from ..core.primitive import Primitive, apply
 from ..core.structural import CAST
 from ..core.tensor import Tensor
 from ..core.vmap import elementwise_rule, unary_rule
-from ._common import cast, floating, operands, to_tensor
+from ..core.modes import is_grad_enabled
+from ._common import cast, constant, floating, operands, plain_tensor, to_tensor
+from .kernels import elementwise as _fused
 from .kernels import special as _special
 
 
@@ -230,8 +232,15 @@ def _relu_forward(x):
 
 # Like PyTorch's, the node keeps the output (which the next layer usually keeps anyway)
 # and the VJP builds the mask from it; the derivative at 0 is 0.
+def _relu_vjp(g, out, x):
+    if (not is_grad_enabled() and plain_tensor(g) and plain_tensor(out)
+            and _fused.applies(g.data, out.data)):
+        return constant(_fused.relu_backward(g.data, out.data))   # one pass, first order
+    return g * greater_(out, 0.0)
+
+
 _relu = _elementwise("relu", _relu_forward, save=("out",),
-                     vjp=lambda g, out, x: g * greater_(out, 0.0),
+                     vjp=_relu_vjp,
                      jvp=lambda t, out, x: t * greater_(x, 0.0))
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as B
+from ..backend import threads
 from ..core.primitive import Primitive, apply
 from ..core.vmap import batch_size, broadcast_batch
 from . import kernels
@@ -86,6 +87,17 @@ def _five(a, nd):
     return a.reshape(a.shape[:1] + (1,) * (3 - nd) + a.shape[1:])
 
 
+_PARALLEL_MIN = 1 << 18    # elements below which a thread hand-off costs more than it saves
+
+
+def _over_batch(kernel_fn, size, *arrays):
+    """Run ``kernel_fn(*parts)`` on parts of the batch (the first axis of every array)
+    on the library's pool; the kernels release the GIL and no two parts share output."""
+    def work(lo, hi, lane):
+        kernel_fn(*(a[lo:hi] for a in arrays))
+    threads.parallel_for(arrays[0].shape[0], work, size=size, min_size=_PARALLEL_MIN)
+
+
 def _geometry_arrays(kernel, stride, dilation):
     nd = len(kernel)
     return [np.array(_as_3d(v, nd, 1), dtype=np.int64) for v in (kernel, stride, dilation)]
@@ -104,7 +116,8 @@ def _compiled_max(x, kernel, stride, dilation, pads):
     lo = np.array(_as_3d([a for a, _ in pads], nd, 0), dtype=np.int64)
     hi = np.array(_as_3d([n - b for n, (_, b) in zip(spatial, pads)], nd, 1), dtype=np.int64)
     k3, s3, d3 = _geometry_arrays(kernel, stride, dilation)
-    pooling.max_pool_forward(_five(x, nd), k3, s3, d3, lo, hi, _five(values, nd), _five(idx, nd))
+    _over_batch(lambda x_, v_, i_: pooling.max_pool_forward(x_, k3, s3, d3, lo, hi, v_, i_),
+                x.size, _five(x, nd), _five(values, nd), _five(idx, nd))
     return values, idx
 
 
@@ -123,8 +136,19 @@ def _compiled_scatter(g, idx, kernel, stride, dilation, in_shape):
     from .kernels import pooling
 
     nd = len(kernel)
-    out = np.zeros(in_shape, dtype=g.dtype)
     k3, s3, d3 = _geometry_arrays(kernel, stride, dilation)
+    if tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation):
+        # windows tile the input: one dense pass, no zeroing first
+        out = np.empty(in_shape, dtype=g.dtype)
+        covered = tuple(o * k for o, k in zip(g.shape[1:1 + nd], kernel))
+        for axis, n in enumerate(covered):
+            if n < in_shape[1 + axis]:     # the rows past the last window get nothing
+                out[(slice(None),) * (1 + axis) + (slice(n, None),)] = 0
+        _over_batch(lambda g_, i_, o_: pooling.tiled_scatter(g_, i_, k3, o_), out.size,
+                    _five(np.ascontiguousarray(g), nd), _five(np.ascontiguousarray(idx), nd),
+                    _five(out, nd))
+        return out
+    out = np.zeros(in_shape, dtype=g.dtype)
     pooling.window_scatter(_five(np.ascontiguousarray(g), nd), _five(np.ascontiguousarray(idx), nd),
                            s3, *pooling.offset_tables(k3, d3), _five(out, nd))
     return out

@@ -41,8 +41,9 @@ ENABLED = available()
 class kernel:
     """A loop compiled on first use (``@kernel`` on a plain Python function)."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, **options):
         self.py_func = fn
+        self.options = options
         self._compiled = None
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
@@ -54,8 +55,8 @@ class kernel:
                     if ENABLED:
                         import numba
 
-                        self._compiled = numba.njit(cache=True, nogil=True,
-                                                    error_model="numpy")(self.py_func)
+                        self._compiled = numba.njit(cache=True, nogil=True, error_model="numpy",
+                                                    **self.options)(self.py_func)
                     else:
                         self._compiled = self.py_func
         return self._compiled
@@ -65,6 +66,14 @@ class kernel:
 
 
 jit = kernel
+
+
+def jit_fma(fn):
+    """``@jit`` that lets ``a * b + c`` compile to one fused multiply-add (LLVM's
+    ``contract`` flag and nothing else of fast-math: NaN, infinities and the order of
+    sums are kept). Rounded once instead of twice, results differ from NumPy's in the
+    last bits; about twice as fast in the multiply-add loops of small convolutions."""
+    return kernel(fn, fastmath={"contract"})
 
 
 def warm_up() -> None:

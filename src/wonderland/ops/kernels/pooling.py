@@ -102,3 +102,26 @@ def window_gather(x, idx, stride, dd, dh, dw, out):
                     for ch in range(c):
                         k = idx[b, a, p, q, ch]
                         out[b, a, p, q, ch] = x[b, d0 + dd[k], h0 + dh[k], w0 + dw[k], ch]
+
+
+@jit
+def tiled_scatter(g, idx, kernel, out):
+    """``window_scatter`` when the windows tile the input (stride = kernel, unit
+    dilation): every position of every window is written once, the chosen one with its
+    gradient and the others with zero, so ``out`` need not be zeroed first (rows and
+    columns past the last window are left to the caller)."""
+    n, od, oh, ow, c = g.shape
+    kd, kh, kw = kernel[0], kernel[1], kernel[2]
+    for b in range(n):
+        for a in range(od):
+            for p in range(oh):
+                for q in range(ow):
+                    k = 0
+                    for i in range(kd):
+                        for j in range(kh):
+                            for m in range(kw):
+                                d, h, w = a * kd + i, p * kh + j, q * kw + m
+                                for ch in range(c):
+                                    hit = idx[b, a, p, q, ch] == k
+                                    out[b, d, h, w, ch] = g[b, a, p, q, ch] if hit else 0
+                                k += 1
