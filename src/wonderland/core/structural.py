@@ -57,8 +57,38 @@ IDENTITY = Primitive("identity", lambda x: x, vjp=lambda g, out, x: g, linear=Tr
                      save=(), view=True)
 IDENTITY.batch = _elementwise_batch(IDENTITY)
 
-SUM = Primitive("sum", lambda x, *, axis, keepdims: x.sum(axis=axis, keepdims=keepdims),
-                vjp=_sum_vjp, linear=True, save=(), batch=_sum_batch)
+_GEMV_MIN = 1 << 15          # elements from which a leading-axes sum is a product
+_ones_cache: dict = {}
+
+
+def _sum_forward(x, *, axis, keepdims):
+    """``x.sum(axis)``; over the leading axes of a large contiguous float NumPy array (a
+    bias's gradient, summed over batch and positions) it is ``ones · x`` as a matrix-vector
+    product, which BLAS runs many times faster than NumPy's row-by-row reduction."""
+    k = len(axis)
+    if (type(x) is B.ndarray and 0 < k < x.ndim and x.size >= _GEMV_MIN
+            and axis == tuple(range(k)) and x.dtype.char in "fd" and x.flags.c_contiguous):
+        lead = x.size // _prod(x.shape[k:])
+        key = (lead, x.dtype.char)
+        ones = _ones_cache.get(key)
+        if ones is None:
+            if len(_ones_cache) > 16:
+                _ones_cache.clear()
+            ones = _ones_cache[key] = B.ndarray((lead,), dtype=x.dtype)
+            ones.fill(1)
+        res = ones @ x.reshape(lead, -1)
+        return res.reshape(((1,) * k if keepdims else ()) + x.shape[k:])
+    return x.sum(axis=axis, keepdims=keepdims)
+
+
+def _prod(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+SUM = Primitive("sum", _sum_forward, vjp=_sum_vjp, linear=True, save=(), batch=_sum_batch)
 
 RESHAPE = Primitive("reshape", lambda x, *, shape: x.reshape(shape),
                     vjp=lambda g, out, x, *, shape: reshape(g, x.shape), linear=True,

@@ -1,0 +1,113 @@
+"""Fast paths against their plain references: the leading-axes sum as a matrix-vector
+product, the one-pass ReLU backward, the allocator settings and the profiler."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import wonderland as wl
+from wonderland.core import structural
+from wonderland.ops.kernels import ENABLED as KERNELS
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axis", [((64, 28, 28, 8), (0, 1, 2)), ((4096, 16), (0,)),
+                                        ((32, 40, 30), (0, 1)), ((300, 200), (0,))])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_leading_axes_sum_equals_numpy(shape, axis, keepdims, dtype):
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    assert x.size >= structural._GEMV_MIN                       # the product path runs
+    got = structural._sum_forward(x, axis=axis, keepdims=keepdims)
+    ref = x.astype(np.float64).sum(axis=axis, keepdims=keepdims)
+    assert got.shape == ref.shape and got.dtype == dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-3 if dtype == np.float32 else 1e-10)
+
+
+def test_sum_other_cases_take_numpy():
+    x = np.arange(4 * 300 * 100, dtype=np.float32).reshape(4, 300, 100)
+    for axis in [(1,), (0, 2), (2,), (0, 1, 2)]:                 # not leading, or all axes
+        np.testing.assert_array_equal(structural._sum_forward(x, axis=axis, keepdims=False),
+                                      x.sum(axis=axis))
+    xt = x.transpose(1, 0, 2)                                    # not contiguous
+    np.testing.assert_array_equal(structural._sum_forward(xt, axis=(0,), keepdims=False),
+                                  xt.sum(axis=0))
+    xi = np.ones((300, 200), dtype=np.int64)                     # integers: exact NumPy sum
+    assert structural._sum_forward(xi, axis=(0,), keepdims=False).dtype == np.int64
+
+
+def test_bias_gradient_through_the_product_path():
+    rng = np.random.default_rng(1)
+    x = wl.tensor(rng.standard_normal((256, 300)).astype(np.float32))
+    b = wl.tensor(np.zeros(300, np.float32), requires_grad=True)
+    g = rng.standard_normal((256, 300)).astype(np.float32)
+    ((x + b) * wl.tensor(g)).sum().backward()
+    np.testing.assert_allclose(b.grad.numpy(), g.astype(np.float64).sum(0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not KERNELS, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_one_pass_equals_tensor_rule(dtype):
+    rng = np.random.default_rng(2)
+    x0 = rng.standard_normal((64, 33)).astype(dtype)
+    x0[0, :5] = 0.0                                              # the kink: derivative 0
+    g0 = rng.standard_normal((64, 33)).astype(dtype)
+    x = wl.tensor(x0, requires_grad=True)
+    wl.relu(x).backward(wl.tensor(g0))                           # first order: fused kernel
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(x0 > 0, g0, 0))
+    # second order goes through the tensor rule and still agrees
+    x2 = wl.tensor(x0, requires_grad=True)
+    (gx,) = wl.autograd.grad(wl.relu(x2), [x2], grad_outputs=wl.tensor(g0), create_graph=True)
+    np.testing.assert_array_equal(gx.numpy(), np.where(x0 > 0, g0, 0))
+
+
+def _page_faults_script():
+    return (
+        "import resource, numpy as np, wonderland\n"
+        "def step():\n"
+        "    arrays = [np.ones(3 << 20, np.float32) for _ in range(4)]\n"   # 4 x 12 MiB
+        "    return sum(float(a[-1]) for a in arrays)\n"
+        "step(); step()\n"
+        "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in range(5): step()\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 5)\n")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator settings")
+def test_freed_memory_is_reused_without_page_faults():
+    from wonderland.backend import memory
+
+    if not memory.allocator_settings():
+        pytest.skip("not the GNU C library")
+    env = dict(os.environ)
+    faults = {}
+    for setting in ("1", "0"):
+        env[memory.MALLOC_TUNING_ENV] = setting
+        out = subprocess.run([sys.executable, "-c", _page_faults_script()], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        faults[setting] = float(out.strip().splitlines()[-1])
+    # four 12 MiB arrays: the default allocator maps them afresh every step (about 2,000
+    # faults a step on the development machine; fewer where huge pages are on), with the
+    # settings the freed heap is reused
+    assert faults["1"] < 200, faults
+    assert faults["1"] <= faults["0"], faults
+
+
+def test_profile_times_primitives_forward_and_backward():
+    x = wl.tensor(np.random.default_rng(3).standard_normal((50, 40)).astype(np.float32),
+                  requires_grad=True)
+    with wl.profile() as prof:
+        wl.relu(x @ x.T).sum().backward()
+    names = {(name, phase) for name, phase, _, _ in prof.rows()}
+    assert ("matmul", "forward") in names and ("relu", "forward") in names
+    assert ("relu", "backward") in names                        # the rule, timed per node
+    assert any(n.startswith("matmul/") and p == "backward" for n, p in names)
+    assert prof.wall > 0 and 0 < prof.primitive_seconds() <= prof.wall * 1.01
+    assert "(outside primitives)" in prof.table()
+    # leaving the block restores the untimed functions
+    assert not hasattr(structural.SUM.forward, "__wrapped__")
+    with pytest.raises(ValueError, match="per must be a positive integer"):
+        prof.table(per=0)
