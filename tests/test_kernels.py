@@ -156,6 +156,12 @@ def test_float32_erf_and_gelu_kernels_equal_scipy_to_float32_precision(compiled)
     kernel(x, g, out, 2)
     np.testing.assert_allclose(out, exact, rtol=3e-7, atol=2e-7)   # atol: where the slope crosses 0
 
+    nan = np.array([np.nan, 1.0, np.nan], dtype=np.float32)          # NaN in, NaN out
+    for mode in (0, 1, 2):
+        res = np.empty_like(nan)
+        kernel(nan, nan, res, mode)
+        assert np.isnan(res[0]) and np.isnan(res[2]) and (mode == 2 or np.isfinite(res[1]))
+
 
 def test_erf_and_gelu_take_the_kernels_for_float32_and_agree_with_the_reference(monkeypatch):
     import wonderland as wl

@@ -33,7 +33,7 @@ from ..core.vmap import loop_rule, moveaxis
 from . import kernels
 from .kernels import convolution as kernels_conv
 
-_ROWS_PER_CHUNK = 4096
+_ROWS_PER_CHUNK = 1024
 _PARALLEL_MIN = 1 << 19     # elements of column work below which threads do not pay
 
 
