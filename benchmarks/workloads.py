@@ -319,7 +319,68 @@ def cnn_step(contender, batch=64):
     return step
 
 
+@workload("cnn_step_jit", ("wonderland", "torch", "torch_channels_last"))
+def cnn_step_jit(contender, batch=64):
+    """``cnn_step`` with wonderland's loss and gradients under ``wl.jit``; the same Adam."""
+    if contender != "wonderland":
+        return cnn_step(contender, batch)
+    import wonderland as wl
+    nn = wl.nn
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((batch, 28, 28, 1)).astype(np.float32)
+    y0 = rng.integers(0, 10, batch)
+    model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(7 * 7 * 64, 10))
+    opt = wl.optim.Adam(model.parameters(), 1e-3)
+    params = dict(model.named_parameters())
+    X, Y = wl.tensor(x0), wl.tensor(y0)
+
+    @wl.jit
+    def loss_and_grads(ps, xb, yb):
+        return wl.value_and_grad(
+            lambda p: nn.functional.cross_entropy(nn.functional_call(model, p, xb), yb))(ps)
+
+    def step():
+        _, grads = loss_and_grads(params, X, Y)
+        for name, p in params.items():
+            p.grad = grads[name]
+        opt.step()
+    return step
+
+
 # ----------------------------------------------------------------------------- transforms
+@workload("mlp_step_jit", ("wonderland", "torch", "numpy"))
+def mlp_step_jit(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
+    """The step of ``mlp_value_and_grad`` with the loss-and-gradients function under
+    ``wl.jit`` (traced once, then replayed); the others are ``mlp_step``'s."""
+    x, y, ws, bs = _mlp_setup(sizes, batch)
+    if contender != "wonderland":
+        return mlp_step(contender, sizes, batch, lr)
+    import wonderland as wl
+    params = [wl.tensor(w, requires_grad=True) for w in ws] + \
+             [wl.tensor(b, requires_grad=True) for b in bs]
+    n = len(ws)
+    X = wl.tensor(x)
+    Y = wl.tensor(y).reshape(-1, 1)
+
+    def loss_fn(ps, xb, yb):
+        h = xb
+        for i in range(n):
+            h = h @ ps[i] + ps[n + i]
+            if i < n - 1:
+                h = wl.relu(h)
+        return -wl.take_along_axis(wl.log_softmax(h, axis=-1), yb, axis=1).mean()
+
+    vg = wl.jit(wl.value_and_grad(loss_fn))
+
+    def step():
+        _, grads = vg(params, X, Y)
+        for p, g in zip(params, grads):
+            p.data -= lr * g.data
+    return step
+
+
 @workload("mlp_value_and_grad", ("wonderland", "torch", "numpy"))
 def mlp_value_and_grad(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
     """The MLP step of ``mlp_step`` written JAX-style: ``value_and_grad`` of a loss of the

@@ -10,8 +10,13 @@ from wonderland.cli import main
 from wonderland.experiments import EXPERIMENTS, available, run_experiment
 
 
+# quick chapters that take longer than ~20 s on a 2-core machine
+_LONG_QUICK = {"ch11"}
+
+
 @pytest.mark.filterwarnings("error::RuntimeWarning")
-@pytest.mark.parametrize("chapter", available())
+@pytest.mark.parametrize("chapter", [pytest.param(c, marks=pytest.mark.slow) if c in _LONG_QUICK
+                                     else c for c in available()])
 def test_experiment_meets_its_checks(chapter, tmp_path):
     result = run_experiment(chapter, str(tmp_path), quick=True)
     failed = [f"{c.description}: {c.value} {c.op} {c.threshold}" for c in result.checks if not c.passed]

@@ -14,7 +14,9 @@ thread (or task) never sees another's ``no_grad`` or transformation levels:
                      when an enclosing one may differentiate it;
 * ``capture``      — while ``checkpoint``, ``scan`` or a top-level ``grad`` run their
                      function once with recording, a :class:`Capture` that notes which
-                     tensors requiring grad the function read from outside.
+                     tensors requiring grad the function read from outside;
+* ``trace``        — while ``jit`` traces a function, the recorder that notes every
+                     array computation (``jit.py``).
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ import itertools
 class State:
     """A snapshot of the switches (never mutated: see :func:`replace`)."""
 
-    __slots__ = ("grad_enabled", "levels", "anomaly", "rev_depth", "capture")
+    __slots__ = ("grad_enabled", "levels", "anomaly", "rev_depth", "capture", "trace")
 
-    def __init__(self, grad_enabled=True, levels=(), anomaly=False, rev_depth=0, capture=None):
+    def __init__(self, grad_enabled=True, levels=(), anomaly=False, rev_depth=0, capture=None,
+                 trace=None):
         self.grad_enabled = grad_enabled
         self.levels = levels
         self.anomaly = anomaly
         self.rev_depth = rev_depth
         self.capture = capture
+        self.trace = trace
 
 
 _STATE = contextvars.ContextVar("wonderland_state", default=State())
@@ -48,7 +52,7 @@ def replace(**changes) -> contextvars.Token:
     s = _STATE.get()
     new = State(changes.get("grad_enabled", s.grad_enabled), changes.get("levels", s.levels),
                 changes.get("anomaly", s.anomaly), changes.get("rev_depth", s.rev_depth),
-                changes.get("capture", s.capture))
+                changes.get("capture", s.capture), changes.get("trace", s.trace))
     return _STATE.set(new)
 
 
@@ -58,7 +62,7 @@ def set_grad(enabled: bool):
     s = _STATE.get()
     if s.grad_enabled == enabled:
         return None
-    return _STATE.set(State(enabled, s.levels, s.anomaly, s.rev_depth, s.capture))
+    return _STATE.set(State(enabled, s.levels, s.anomaly, s.rev_depth, s.capture, s.trace))
 
 
 def reset(token: contextvars.Token) -> None:

@@ -193,7 +193,9 @@ def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
             return _apply_at_level(prim, inputs, params, level)
     try:
         n = len(inputs)
-        if n == 2:
+        if st.trace is not None:                   # jit is recording this function
+            data = st.trace.record(prim.forward, [x.data for x in inputs], params, inputs)
+        elif n == 2:
             data = prim.forward(inputs[0].data, inputs[1].data, **params)
         elif n == 1:
             data = prim.forward(inputs[0].data, **params)
@@ -283,7 +285,9 @@ def _record(prim, inputs, params, outs, st, residuals=None):
         node.out = (outs[0] if st.levels else outs[0].data) if keep_out else None
     node.res = residuals
     if prim.residuals is not None and residuals is None:
-        node.res = tuple(prim.residuals(outs[0].data, *[x.data for x in inputs], **params))
+        args = [outs[0].data] + [x.data for x in inputs]
+        node.res = tuple(prim.residuals(*args, **params) if st.trace is None
+                         else st.trace.record(prim.residuals, args, params))
     node.origin = traceback.extract_stack(limit=14)[:-3] if st.anomaly else None
     if st.capture is not None:
         st.capture.note(node, inputs)

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import backend as B
 from . import dtypes
+from .modes import get_state as _get_state
 
 _new_object = object.__new__
 
@@ -191,11 +192,13 @@ class Tensor:
     # ----------------------------------------------------------------- conversion
     def numpy(self) -> np.ndarray:
         """The values as a read-only NumPy array (no copy on the NumPy backend)."""
+        _check_read(self, "numpy()")
         return _read_only(B.to_numpy(self.data))
 
     def __array__(self, dtype=None, copy=None):
         """NumPy's view of the values: read-only, so writing to it cannot corrupt a
         gradient (``np.array(t)`` copies and is writable, as usual)."""
+        _check_read(self, "converting to a NumPy array")
         arr = B.to_numpy(self.data)
         if dtype is not None and arr.dtype != dtype:
             return arr.astype(dtype)
@@ -209,9 +212,11 @@ class Tensor:
             raise ValueError(
                 f"item: only one-element tensors can be converted to a Python scalar, "
                 f"got shape {self.shape}")
+        _check_read(self, "item()")
         return self.data.item()
 
     def tolist(self):
+        _check_read(self, "tolist()")
         return self.data.tolist()
 
     def __float__(self):
@@ -225,6 +230,7 @@ class Tensor:
             raise TypeError(
                 f"__index__: only one-element integer tensors can be used as an index, "
                 f"got {self.dtype} of shape {self.shape}")
+        _check_read(self, "using a tensor as an index")
         return int(self.data.item())
 
     def __bool__(self):
@@ -232,6 +238,7 @@ class Tensor:
             raise ValueError(
                 f"bool: the truth value of a tensor with {self.data.size} elements is "
                 f"ambiguous; use .any() or .all()")
+        _check_read(self, "bool() (an if or while on a tensor)")
         return bool(self.data.item())
 
     __hash__ = object.__hash__  # identity hash; == is elementwise
@@ -265,6 +272,10 @@ class Tensor:
                 f"('{self._node.prim.name}'); copy into a leaf (a parameter or buffer)")
         if self._batch is not None:
             raise TypeError("copy_: in-place updates are not supported inside vmap")
+        if _get_state().trace is not None:
+            from .jit import refuse_while_tracing
+
+            refuse_while_tracing("copy_ (an in-place update)")
         values = src.data if isinstance(src, Tensor) else B.asarray(src)
         try:
             B.copy_into(self.data, values)
@@ -305,6 +316,15 @@ class Tensor:
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
     __str__ = __repr__
+
+
+def _check_read(t, what):
+    """Refuse to hand out a value ``jit`` is tracing (see ``jit.py``)."""
+    trace = _get_state().trace
+    if trace is not None and trace.is_traced(t.data):
+        from .jit import refuse_if_traced
+
+        refuse_if_traced(t, what)
 
 
 def _read_only(arr):

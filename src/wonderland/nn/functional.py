@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import backend as B
 from .. import ops
+from ..core.jit import record_call
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, operands, to_tensor
 from ..ops import nn as _ops_nn
@@ -309,6 +310,23 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
             q = q * constant(w)
         return _reduce(softmax_cross_entropy(z, q), reduction, "cross_entropy")
     t = _class_targets(z, target, "cross_entropy")
+    # soft targets and the mean's denominator from the class indices, as one recorded
+    # array computation (a jitted function recomputes them from each call's targets)
+    q, total = record_call(_class_target_weights, t, *(() if w is None else (w,)), c=c,
+                           ignore_index=ignore_index, label_smoothing=float(label_smoothing),
+                           dtype=z.dtype)
+    loss = softmax_cross_entropy(z, constant(q))
+    if reduction == "mean":
+        return loss.sum() * constant(total)
+    return _reduce(loss, reduction, "cross_entropy")
+
+
+def _class_target_weights(t, *weight, c, ignore_index, label_smoothing, dtype):
+    """For class indices ``t``: the target distribution per row (one-hot, class-weighted,
+    smoothed, zero where ignored) and the mean's factor: 1 / the counted rows' total
+    weight (NaN when nothing is counted, as in PyTorch)."""
+    xp = B.ns(t)
+    w = weight[0] if weight else None
     ignored = t == ignore_index
     any_ignored = bool(ignored.any())
     safe_t = xp.where(ignored, 0, t) if any_ignored else t
@@ -316,10 +334,10 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
         bad = safe_t.max() if safe_t.max() >= c else safe_t.min()
         raise IndexError(f"cross_entropy: target {int(bad)} is out of range for {c} classes")
     rows = xp.arange(safe_t.size)
-    onehot = xp.zeros((safe_t.size, c), dtype=z.dtype)
+    onehot = xp.zeros((safe_t.size, c), dtype=dtype)
     onehot[rows, safe_t.ravel()] = 1.0
-    onehot = onehot.reshape(z.shape)
-    wt = xp.ones(t.shape, dtype=z.dtype) if w is None else w[safe_t]
+    onehot = onehot.reshape(t.shape + (c,))
+    wt = xp.ones(t.shape, dtype=dtype) if w is None else w[safe_t]
     if label_smoothing:
         # PyTorch: (1-ε)·w_y·(-log p_y) + ε/C·Σ_c w_c·(-log p_c)
         q = (1.0 - label_smoothing) * onehot * wt[..., None] + \
@@ -329,11 +347,9 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
     if any_ignored:
         q = q * ~ignored[..., None]
         wt = wt * ~ignored
-    loss = softmax_cross_entropy(z, constant(q.astype(z.dtype, copy=False)))
-    if reduction == "mean":
-        denom = float(wt.sum())
-        return loss.sum() * (1.0 / denom) if denom else loss.sum() * float("nan")
-    return _reduce(loss, reduction, "cross_entropy")
+    denom = float(wt.sum())
+    total = xp.asarray(1.0 / denom if denom else float("nan"), dtype=dtype)
+    return q.astype(dtype, copy=False), total
 
 
 def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean") -> Tensor:

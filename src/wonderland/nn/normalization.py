@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import dtypes
+from ..core.jit import record_call, refuse_while_tracing
 from ..core.modes import no_grad
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, to_tensor
@@ -28,6 +29,14 @@ def _affine(y, weight, bias):
     if bias is not None:
         y = y + bias
     return y
+
+
+def _inverse_std(var, *, eps, dtype):
+    return (1.0 / np.sqrt(var + eps)).astype(dtype)
+
+
+def _as_dtype(a, *, dtype):
+    return a.astype(dtype)
 
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
@@ -55,6 +64,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
                              f"input of shape {x.shape}")
         y = normalize(x, axes, eps)
         if running_mean is not None and running_var is not None:
+            refuse_while_tracing("batch_norm in training mode (it updates the running "
+                                 "statistics in place; trace the model in eval mode)")
             with no_grad():
                 data = x.data
                 mean = data.mean(axis=axes)
@@ -64,8 +75,10 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: inference needs running_mean and running_var")
-        inv = constant((1.0 / np.sqrt(running_var.data + eps)).astype(x.dtype))
-        y = (x - constant(running_mean.data.astype(x.dtype))) * inv
+        # recorded calls: a jitted function reads the running statistics at every call
+        inv = constant(record_call(_inverse_std, running_var.data, eps=eps, dtype=x.dtype))
+        mean = constant(record_call(_as_dtype, running_mean.data, dtype=x.dtype))
+        y = (x - mean) * inv
     return _affine(y, weight, bias)
 
 

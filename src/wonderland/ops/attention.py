@@ -37,6 +37,7 @@ import math
 import numpy as np
 
 from .. import backend as B
+from ..core.jit import record_call
 from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.structural import reshape as _reshape
@@ -223,6 +224,12 @@ def _forward_block(qf, kf, vf, bias, masks, out, lse, probs, h0, h1, i0, i1, bk,
 
 
 # ----------------------------------------------------------------------------- backward kernel
+def _attention_backward_flat(g, q, k, v, out, *extra, n_bias, **params):
+    """``_attention_backward`` with every array a positional argument (``jit`` records
+    it as one step)."""
+    return _attention_backward(g, q, k, v, extra[:n_bias], out, extra[n_bias:], **params)
+
+
 def _attention_backward(g, q, k, v, bias, out, res, *, scale, causal, impl, block_q, block_k,
                         need_bias):
     """Cotangents of q, k, v (and of the bias, plain kernel only) on arrays, flattened
@@ -347,11 +354,11 @@ def _vjp_all(g, out, inputs, needs, *, scale, causal, impl, block_q, block_k, re
     fast = (not is_grad_enabled() and all(plain_tensor(t) for t in (g, q, k, v, bias, out))
             and res is not None and (not need_bias or impl == "plain"))
     if fast:
-        arrays = _attention_backward(g.data, q.data, k.data, v.data,
-                                     () if bias is None else (bias.data,), out.data,
-                                     tuple(r.data for r in res),
-                                     scale=scale, causal=causal, impl=impl, block_q=block_q,
-                                     block_k=block_k, need_bias=need_bias)
+        extra = ([] if bias is None else [bias.data]) + [r.data for r in res]
+        arrays = record_call(_attention_backward_flat, g.data, q.data, k.data, v.data, out.data,
+                             *extra, n_bias=0 if bias is None else 1, scale=scale,
+                             causal=causal, impl=impl, block_q=block_q, block_k=block_k,
+                             need_bias=need_bias)
         return [constant(a) if need and a is not None else None
                 for a, need in zip(arrays, needs)]
     # composite, differentiable form (higher orders, vmap, forward-over-reverse)

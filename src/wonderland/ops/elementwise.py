@@ -23,6 +23,7 @@ from ..core.primitive import Primitive, apply
 from ..core.structural import CAST
 from ..core.tensor import Tensor
 from ..core.vmap import elementwise_rule, unary_rule
+from ..core.jit import record_call
 from ..core.modes import is_grad_enabled
 from ._common import cast, constant, floating, operands, plain_tensor, to_tensor
 from .kernels import elementwise as _fused
@@ -235,7 +236,7 @@ def _relu_forward(x):
 def _relu_vjp(g, out, x):
     if (not is_grad_enabled() and plain_tensor(g) and plain_tensor(out)
             and _fused.applies(g.data, out.data)):
-        return constant(_fused.relu_backward(g.data, out.data))   # one pass, first order
+        return constant(record_call(_fused.relu_backward, g.data, out.data))  # one pass
     return g * greater_(out, 0.0)
 
 

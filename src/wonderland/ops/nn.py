@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from .. import backend as B
+from ..core.jit import record_call
 from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
@@ -162,7 +163,7 @@ def _gelu_slope(x, approximate):
 def _gelu_vjp(g, out, x, *, approximate):
     if (approximate == "none" and not is_grad_enabled() and _special.applies(x.data)
             and plain_tensor(g) and plain_tensor(x) and g.shape == x.shape):
-        return constant(_special.gelu_vjp(g.data, x.data))     # one pass, first order
+        return constant(record_call(_special.gelu_vjp, g.data, x.data))  # one pass
     return g * _gelu_slope(x, approximate)
 
 
