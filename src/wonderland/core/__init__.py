@@ -2,7 +2,7 @@
 
 from . import engine as _engine  # noqa: F401 - installs Tensor.backward
 from .custom import custom_jvp, custom_vjp
-from .jit import JitError, jit
+from .tracing import JitError, jit
 from .modes import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .primitive import Primitive, apply
 from .scan import scan

@@ -135,7 +135,7 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
     """
     if targets is None:
         if get_state().trace is not None:
-            from .jit import refuse_while_tracing
+            from .tracing import refuse_while_tracing
 
             refuse_while_tracing(".backward() (it fills .grad as a side effect; return the "
                                  "gradients of wl.grad or wl.value_and_grad instead)")

@@ -16,7 +16,7 @@ thread (or task) never sees another's ``no_grad`` or transformation levels:
                      function once with recording, a :class:`Capture` that notes which
                      tensors requiring grad the function read from outside;
 * ``trace``        — while ``jit`` traces a function, the recorder that notes every
-                     array computation (``jit.py``).
+                     array computation (``tracing.py``).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ _TOUCHED = contextvars.ContextVar("wonderland_rng_touched", default=None)
 def touch(generator) -> None:
     """Called by a generator before it draws: remember its state if tracking."""
     if get_state().trace is not None:
-        from .jit import refuse_while_tracing
+        from .tracing import refuse_while_tracing
 
         refuse_while_tracing("drawing random numbers (a replay would repeat the same numbers "
                              "at every call; draw them outside and pass them in, or use eval "

@@ -273,7 +273,7 @@ class Tensor:
         if self._batch is not None:
             raise TypeError("copy_: in-place updates are not supported inside vmap")
         if _get_state().trace is not None:
-            from .jit import refuse_while_tracing
+            from .tracing import refuse_while_tracing
 
             refuse_while_tracing("copy_ (an in-place update)")
         values = src.data if isinstance(src, Tensor) else B.asarray(src)
@@ -319,10 +319,10 @@ class Tensor:
 
 
 def _check_read(t, what):
-    """Refuse to hand out a value ``jit`` is tracing (see ``jit.py``)."""
+    """Refuse to hand out a value ``jit`` is tracing (see ``tracing.py``)."""
     trace = _get_state().trace
     if trace is not None and trace.is_traced(t.data):
-        from .jit import refuse_if_traced
+        from .tracing import refuse_if_traced
 
         refuse_if_traced(t, what)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import backend as B
 from .. import ops
-from ..core.jit import record_call
+from ..core.tracing import record_call
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, operands, to_tensor
 from ..ops import nn as _ops_nn

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import dtypes
-from ..core.jit import record_call, refuse_while_tracing
+from ..core.tracing import record_call, refuse_while_tracing
 from ..core.modes import no_grad
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, to_tensor

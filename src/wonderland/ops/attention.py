@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 from .. import backend as B
-from ..core.jit import record_call
+from ..core.tracing import record_call
 from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.structural import reshape as _reshape

@@ -23,7 +23,7 @@ from ..core.primitive import Primitive, apply
 from ..core.structural import CAST
 from ..core.tensor import Tensor
 from ..core.vmap import elementwise_rule, unary_rule
-from ..core.jit import record_call
+from ..core.tracing import record_call
 from ..core.modes import is_grad_enabled
 from ._common import cast, constant, floating, operands, plain_tensor, to_tensor
 from .kernels import elementwise as _fused

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from .. import backend as B
-from ..core.jit import record_call
+from ..core.tracing import record_call
 from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
