@@ -22,6 +22,7 @@ import numpy as np
 from . import backend as B
 from .core import dtypes, rng
 from .core.tensor import Tensor, _wrap
+from .core.tracing import record_call
 
 
 def _out(array):
@@ -74,20 +75,21 @@ class Generator:
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"Generator.set_state: not a valid generator state ({exc})") from None
 
+    def _draw(self, sample, *arrays, **params):
+        """``sample(numpy_generator, *arrays, **params)`` as an array of the default
+        backend. A function ``wl.jit`` traces records the draw as a step, so that every
+        replay draws new numbers from this generator."""
+        rng.touch(self)
+        return record_call(_sampled, *arrays, gen=self, sample=sample, **params)
+
     def normal(self, shape=(), mean=0.0, std=1.0, *, dtype=None, requires_grad=False) -> Tensor:
         """Samples from N(mean, std²) of the given shape."""
         shape = _shape(shape, "normal")
         d = _float_dtype(dtype, "normal")
         if std < 0:
             raise ValueError(f"normal: std must be non-negative, got {std}")
-        rng.touch(self)
-        x = self._rng.standard_normal(shape, dtype=d if d in (dtypes.float32, dtypes.float64)
-                                      else dtypes.float64)
-        if std != 1.0:
-            x *= d.type(std)
-        if mean != 0.0:
-            x += d.type(mean)
-        return Tensor(_out(x.astype(d, copy=False)), requires_grad=requires_grad)
+        t = _wrap(self._draw(_normal, shape=shape, mean=mean, std=std, dtype=d))
+        return t.requires_grad_(True) if requires_grad else t
 
     def uniform(self, shape=(), low=0.0, high=1.0, *, dtype=None, requires_grad=False) -> Tensor:
         """Samples from the uniform distribution on [low, high)."""
@@ -95,11 +97,8 @@ class Generator:
         d = _float_dtype(dtype, "uniform")
         if not high >= low:
             raise ValueError(f"uniform: need low <= high, got low={low}, high={high}")
-        rng.touch(self)
-        x = self._rng.random(shape, dtype=d if d in (dtypes.float32, dtypes.float64)
-                             else dtypes.float64)
-        x = x * d.type(high - low) + d.type(low)
-        return Tensor(_out(x.astype(d, copy=False)), requires_grad=requires_grad)
+        t = _wrap(self._draw(_uniform, shape=shape, low=low, high=high, dtype=d))
+        return t.requires_grad_(True) if requires_grad else t
 
     def randint(self, low, high=None, shape=(), *, dtype=None) -> Tensor:
         """Integers in [low, high) (or [0, low) when ``high`` is omitted)."""
@@ -109,8 +108,7 @@ class Generator:
             raise ValueError(f"randint: need low < high, got low={low}, high={high}")
         shape = _shape(shape, "randint")
         d = dtypes.as_dtype(dtype) or dtypes.int64
-        rng.touch(self)
-        return _wrap(_out(self._rng.integers(low, high, size=shape, dtype=d)))
+        return _wrap(self._draw(_randint, low=low, high=high, shape=shape, dtype=d))
 
     def permutation(self, n) -> Tensor:
         """A random permutation of ``range(n)`` (or of a tensor's first axis)."""
@@ -119,8 +117,7 @@ class Generator:
         n = int(n)
         if n < 0:
             raise ValueError(f"permutation: n must be non-negative, got {n}")
-        rng.touch(self)
-        return _wrap(_out(self._rng.permutation(n).astype(dtypes.int64)))
+        return _wrap(self._draw(_permutation, n=n))
 
     def bernoulli(self, p, shape=None, *, dtype=None) -> Tensor:
         """0/1 samples that are 1 with probability ``p`` (a number or a tensor)."""
@@ -130,25 +127,65 @@ class Generator:
         shape = probs.shape if shape is None else _shape(shape, "bernoulli")
         d = dtypes.as_dtype(dtype) or (probs.dtype if probs.dtype.kind == "f"
                                        else dtypes.get_default_dtype())
-        rng.touch(self)
-        u = self._rng.random(shape)
-        return _wrap(_out((u < probs).astype(d)))
+        if isinstance(p, Tensor):         # probabilities computed by the function: an input
+            return _wrap(self._draw(_bernoulli, p.data, shape=shape, dtype=d))
+        return _wrap(self._draw(_bernoulli, probs, shape=shape, dtype=d))
 
     def beta(self, a, b, shape=(), *, dtype=None) -> Tensor:
         """Samples of the Beta(a, b) distribution (used by mixup and cutmix)."""
         if a <= 0 or b <= 0:
             raise ValueError(f"beta: parameters must be positive, got a={a}, b={b}")
         d = _float_dtype(dtype, "beta")
-        rng.touch(self)
-        return Tensor(_out(self._rng.beta(a, b, size=_shape(shape, "beta")).astype(d)))
+        return _wrap(self._draw(_beta, a=a, b=b, shape=_shape(shape, "beta"), dtype=d))
 
     def choice(self, n, size=(), replace=True, p=None) -> Tensor:
         """Indices drawn from ``range(n)``, optionally with probabilities ``p``."""
         probs = None if p is None else np.asarray(B.to_numpy(p.data) if isinstance(p, Tensor)
                                                    else p, dtype=np.float64)
-        rng.touch(self)
-        return _wrap(_out(self._rng.choice(int(n), size=_shape(size, "choice"), replace=replace,
-                                           p=probs).astype(dtypes.int64)))
+        return _wrap(self._draw(_choice, n=int(n), size=_shape(size, "choice"),
+                                replace=replace, p=probs))
+
+
+# the samplers: NumPy arrays from a NumPy generator (``Generator._draw``)
+def _sampled(*arrays, gen, sample, **params):
+    return _out(sample(gen._rng, *arrays, **params))
+
+
+def _normal(r, *, shape, mean, std, dtype):
+    x = r.standard_normal(shape, dtype=dtype if dtype in (dtypes.float32, dtypes.float64)
+                          else dtypes.float64)
+    if std != 1.0:
+        x *= x.dtype.type(std)
+    if mean != 0.0:
+        x += x.dtype.type(mean)
+    return x.astype(dtype, copy=False)
+
+
+def _uniform(r, *, shape, low, high, dtype):
+    x = r.random(shape, dtype=dtype if dtype in (dtypes.float32, dtypes.float64) else dtypes.float64)
+    x = x * x.dtype.type(high - low) + x.dtype.type(low)
+    return x.astype(dtype, copy=False)
+
+
+def _randint(r, *, low, high, shape, dtype):
+    return r.integers(low, high, size=shape, dtype=dtype)
+
+
+def _permutation(r, *, n):
+    return r.permutation(n).astype(dtypes.int64)
+
+
+def _bernoulli(r, probs, *, shape, dtype):
+    u = r.random(shape)
+    return (u < B.to_numpy(probs)).astype(dtype)
+
+
+def _beta(r, *, a, b, shape, dtype):
+    return r.beta(a, b, size=shape).astype(dtype)
+
+
+def _choice(r, *, n, size, replace, p):
+    return r.choice(n, size=size, replace=replace, p=p).astype(dtypes.int64)
 
 
 _global = Generator(0)

@@ -30,8 +30,11 @@ from . import backend as B
 from . import distributed as dist
 from . import io
 from .core.modes import no_grad
+from .core.tracing import jit
+from .core.transforms import value_and_grad
 from .core.tensor import Tensor
 from .metrics import METRICS
+from .nn.module import _swapped
 from .nn.utils import clip_grad_norm_, clip_grad_value_
 
 
@@ -259,13 +262,17 @@ class Trainer:
       optimiser step; ``clip_grad_norm`` / ``clip_grad_value`` clip them before it;
     * ``callbacks``: :class:`Callback` objects (``EarlyStopping``, ``Checkpoint``,
       ``JSONLinesLogger``, your own); ``checkpoint_dir`` adds a :class:`Checkpoint`,
-      ``log_file`` a :class:`JSONLinesLogger`.
+      ``log_file`` a :class:`JSONLinesLogger`;
+    * ``jit=True``: the loss and gradients of a batch come from a ``wl.jit`` program,
+      traced on the first batch of each shape and replayed after (the same numbers, less
+      Python per step; the loss must not read tensor values in Python, and batch norm in
+      training mode cannot be traced).
     """
 
     def __init__(self, model, optimizer, loss_fn=None, metrics=(), scheduler=None,
                  clip_grad_norm=None, progress=True, checkpoint_dir=None, *, compute_loss=None,
                  step_scheduler=None, callbacks=(), accumulate_steps=1, clip_grad_value=None,
-                 log_file=None):
+                 log_file=None, jit=False):
         if loss_fn is None and compute_loss is None:
             raise TypeError("Trainer: give loss_fn (for (inputs, targets) batches) or "
                             "compute_loss=fn(model, batch)")
@@ -288,6 +295,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         if log_file is not None:
             self.callbacks.append(JSONLinesLogger(log_file))
+        self.jit = bool(jit)
+        self._jitted = None
         self.history = History()
         self.epoch = 0
         self.step_count = 0
@@ -324,8 +333,11 @@ class Trainer:
 
     def _backward(self, batch, scale) -> float:
         """Forward and backward on one batch, gradients scaled by ``scale``; the loss."""
-        loss = self._loss(batch)
-        (loss * scale if scale != 1 else loss).backward()
+        if self.jit:
+            loss = self._jit_backward(batch, scale)
+        else:
+            loss = self._loss(batch)
+            (loss * scale if scale != 1 else loss).backward()
         value = float(loss.item())
         if not math.isfinite(value):
             raise FloatingPointError(
@@ -333,6 +345,26 @@ class Trainer:
                 f"{self.step_count + 1}; lower the learning rate or run under "
                 f"wl.detect_anomaly() to find the operation")
         return value
+
+    def _jit_backward(self, batch, scale):
+        """``_backward``'s work through a traced program: loss and gradients as values,
+        the gradients added to ``.grad`` (scaled) as ``.backward()`` would."""
+        if self._jitted is None:
+            model = self.model
+
+            def loss_and_grads(params, batch, training):
+                def loss_of(p):
+                    with _swapped(model, p):
+                        return self._loss(batch)
+                return value_and_grad(loss_of)(params)
+
+            self._jitted = jit(loss_and_grads)
+        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        loss, grads = self._jitted(params, batch, self.model.training)
+        for name, p in params.items():
+            g = grads[name] if scale == 1 else grads[name] * scale
+            p.grad = g if p.grad is None else p.grad + g
+        return loss
 
     def _optimizer_step(self, rescale=1.0) -> None:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]

@@ -15,19 +15,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 
-from .modes import get_state
-
 _TOUCHED = contextvars.ContextVar("wonderland_rng_touched", default=None)
 
 
 def touch(generator) -> None:
     """Called by a generator before it draws: remember its state if tracking."""
-    if get_state().trace is not None:
-        from .tracing import refuse_while_tracing
-
-        refuse_while_tracing("drawing random numbers (a replay would repeat the same numbers "
-                             "at every call; draw them outside and pass them in, or use eval "
-                             "mode for dropout)")
     touched = _TOUCHED.get()
     if touched is not None and id(generator) not in touched:
         touched[id(generator)] = (generator, generator.get_state())

@@ -37,12 +37,14 @@ graph: differentiate *inside* the jitted function (``wl.grad``, ``value_and_grad
 The first replay of each signature is also run eagerly and compared
 (``check=True``), which catches a value computed outside the recorded steps.
 
+Random draws (dropout's masks, ``wl.random.*``) are recorded steps too: every replay
+draws new numbers from the same generator, as running the function again would.
+
 **What cannot be traced raises** :class:`JitError` during tracing, instead of being
 baked into the program silently: reading a traced value in Python (``.item()``,
-``bool``, ``.numpy()``, ``float()``...: data-dependent control flow), random draws
-(they would repeat the same numbers at every call: draw outside and pass the values
-in), in-place updates (``copy_``, ``.backward()`` filling ``.grad``, batch-norm's
-running statistics in training mode). Integer index arrays computed from a traced
+``bool``, ``.numpy()``, ``float()``...: data-dependent control flow) and in-place
+updates (``copy_``, ``.backward()`` filling ``.grad``, batch-norm's running statistics
+in training mode). Integer index arrays computed from a traced
 tensor's values by graph operations (sparse and segment indices) are recorded as
 constants: jit targets dense models.
 
@@ -55,6 +57,7 @@ from __future__ import annotations
 import functools
 
 from .. import backend as B
+from . import rng
 from .modes import get_state, switched
 from .pytree import flatten, unflatten
 from .tensor import Tensor, _wrap
@@ -271,10 +274,19 @@ class jit:
         program = self.programs.get(key)
         if program is None:
             return self._trace(key, leaves, tree)
-        result = program.run([t.data for t in leaves if isinstance(t, Tensor)])
-        if self.check and not program.checked:
-            program.checked = True
-            self._compare_with_eager(args, result)
+        arrays = [t.data for t in leaves if isinstance(t, Tensor)]
+        if not self.check or program.checked:
+            return program.run(arrays)
+        program.checked = True
+        gens = program.generators                # the replay and the eager run draw the
+        before = [g.get_state() for g in gens]   # same numbers: rewind in between
+        result = program.run(arrays)
+        after = [g.get_state() for g in gens]
+        for g, state in zip(gens, before):
+            g.set_state(state)
+        self._compare_with_eager(args, result)
+        for g, state in zip(gens, after):
+            g.set_state(state)
         return result
 
     def _compare_with_eager(self, args, result):
@@ -314,7 +326,7 @@ class jit:
                 inner.append(t)
             else:
                 inner.append(leaf)
-        with switched(trace=rec):
+        with rng.tracking() as touched, switched(trace=rec):
             result = self.fn(*unflatten(tree, inner))
         out_leaves, out_tree = flatten(result)
         out_slots, out_static = [], []
@@ -329,7 +341,8 @@ class jit:
             else:
                 out_slots.append(None)
                 out_static.append(leaf)
-        self.programs[key] = _Program(rec, arg_slots, out_slots, out_tree, out_static)
+        program = self.programs[key] = _Program(rec, arg_slots, out_slots, out_tree, out_static)
+        program.generators = [g for g, _ in touched.values()]
         self.traces += 1
         rec.keep = []                                # the program keeps only what it needs
         return unflatten(out_tree, [_wrap(leaf.data) if isinstance(leaf, Tensor) else leaf
