@@ -136,12 +136,24 @@ def test_side_effects_raise_while_tracing():
     buf = wl.tensor(np.zeros(3, np.float32))
     with pytest.raises(wl.JitError, match="copy_"):
         wl.jit(lambda x: buf.copy_(x[0]))(_x())
-    bn = nn.BatchNorm1d(3)
-    with pytest.raises(wl.JitError, match="batch_norm"):
-        wl.jit(bn)(_x())
-    bn.eval()                                     # inference reads the statistics: fine
-    fast = wl.jit(bn)
-    np.testing.assert_allclose(fast(_x()).numpy(), bn(_x()).numpy())
+
+
+def test_batch_norm_running_statistics_update_at_every_replay():
+    rng = np.random.default_rng(6)
+    xs = [wl.tensor(rng.standard_normal((8, 3)).astype(np.float32) * (i + 1)) for i in range(4)]
+    eager, traced = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    fast = wl.jit(traced)
+    for x in xs:                                  # trace, checked replay, replays
+        np.testing.assert_allclose(fast(x).numpy(), eager(x).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(traced.running_mean.numpy(), eager.running_mean.numpy(),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(traced.running_var.numpy(), eager.running_var.numpy(),
+                                   rtol=1e-6)
+    eager.eval()
+    traced.eval()                                 # inference reads the statistics
+    fast_eval = wl.jit(traced)
+    for x in xs[:3]:
+        np.testing.assert_allclose(fast_eval(x).numpy(), eager(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_a_value_baked_outside_the_operations_is_caught_on_first_replay():

@@ -43,8 +43,8 @@ draws new numbers from the same generator, as running the function again would.
 **What cannot be traced raises** :class:`JitError` during tracing, instead of being
 baked into the program silently: reading a traced value in Python (``.item()``,
 ``bool``, ``.numpy()``, ``float()``...: data-dependent control flow) and in-place
-updates (``copy_``, ``.backward()`` filling ``.grad``, batch-norm's running statistics
-in training mode). Integer index arrays computed from a traced
+updates (``copy_``, ``.backward()`` filling ``.grad``). Batch norm's running statistics
+are updated by a recorded step, at every replay, as in eager training. Integer index arrays computed from a traced
 tensor's values by graph operations (sparse and segment indices) are recorded as
 constants: jit targets dense models.
 
@@ -126,8 +126,11 @@ class _Recorder:
             value = fn(*arrays, **params)
         finally:
             self.depth -= 1
+        handed_through = value is not None
         value, layout = self._outputs(value, arrays[0] if arrays else None)
-        if not _all_none(layout):     # a step that only hands values through is not one
+        # a step that only hands values through computes nothing (one that returns None
+        # is kept: it updates something in place, batch norm's running statistics)
+        if not (handed_through and _all_none(layout)):
             self.steps.append((getattr(fn, "__wrapped__", fn), params, ins, layout))
         return value
 
@@ -185,6 +188,16 @@ class _Program:
         for s, i in last.items():
             if s not in keep_to_end:
                 self.frees[i].append(s)
+
+    def snapshot_constants(self):
+        """``(array, copy)`` of every writeable constant array (a replay's in-place
+        updates can be undone with them)."""
+        out = []
+        for owner in self.consts.values():
+            a = owner.data if isinstance(owner, Tensor) else owner
+            if B.is_array(a) and getattr(a, "flags", None) is not None and a.flags.writeable:
+                out.append((a, a.copy()))
+        return out
 
     def run(self, arrays):
         env = [None] * self.n_slots
@@ -278,15 +291,17 @@ class jit:
         if not self.check or program.checked:
             return program.run(arrays)
         program.checked = True
-        gens = program.generators                # the replay and the eager run draw the
-        before = [g.get_state() for g in gens]   # same numbers: rewind in between
+        # the replay and the eager run must start from the same state: the generators
+        # are rewound and arrays updated in place (running statistics) restored between
+        gens = program.generators
+        before = [g.get_state() for g in gens]
+        saved = program.snapshot_constants()
         result = program.run(arrays)
-        after = [g.get_state() for g in gens]
         for g, state in zip(gens, before):
             g.set_state(state)
+        for target, copy in saved:
+            target[...] = copy
         self._compare_with_eager(args, result)
-        for g, state in zip(gens, after):
-            g.set_state(state)
         return result
 
     def _compare_with_eager(self, args, result):

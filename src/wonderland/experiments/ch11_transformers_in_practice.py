@@ -179,7 +179,8 @@ def vision(ctx):
                                     transform=wl.data.RandomTranslate(1, generator=wl.random.Generator(ctx.seed)))
         opt = wl.optim.AdamW(model.parameters(), 3e-3, weight_decay=0.05)
         trainer = wl.train.Trainer(model, opt, nn.functional.cross_entropy,
-                                   scheduler=wl.optim.CosineAnnealingLR(opt, epochs), progress=False)
+                                   scheduler=wl.optim.CosineAnnealingLR(opt, epochs), progress=False,
+                                   jit=True)
         trainer.fit(loader, epochs)
         acc[name] = accuracy(model, x_te, y_te)
         params[name] = sum(p.size for p in model.parameters())

@@ -6,7 +6,6 @@ Losses take ``reduction="mean" | "sum" | "none"``.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -297,7 +296,6 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
         w = to_tensor(weight, "cross_entropy").data.astype(z.dtype)
         if w.shape != (c,):
             raise ValueError(f"cross_entropy: weight must have shape ({c},), got {w.shape}")
-    xp = B.ns(_array(z))
     t_arr = target.data if isinstance(target, Tensor) else B.asarray(target, like=_array(z))
     if t_arr.dtype.kind == "f":                       # class probabilities
         q = to_tensor(target, "cross_entropy").astype(z.dtype)

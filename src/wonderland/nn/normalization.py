@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import dtypes
-from ..core.tracing import record_call, refuse_while_tracing
-from ..core.modes import no_grad
+from ..core.tracing import record_call
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, to_tensor
 from ..ops.norm import normalize, rms_normalize
@@ -29,6 +28,15 @@ def _affine(y, weight, bias):
     if bias is not None:
         y = y + bias
     return y
+
+
+def _update_running_stats(data, running_mean, running_var, *, axes, momentum):
+    """Move the running statistics towards the batch's (unbiased variance), in place."""
+    n = data.size // running_mean.size
+    mean = data.mean(axis=axes)
+    var = data.var(axis=axes) * (n / (n - 1))
+    running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+    running_var[...] = (1 - momentum) * running_var + momentum * var
 
 
 def _inverse_std(var, *, eps, dtype):
@@ -64,14 +72,9 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
                              f"input of shape {x.shape}")
         y = normalize(x, axes, eps)
         if running_mean is not None and running_var is not None:
-            refuse_while_tracing("batch_norm in training mode (it updates the running "
-                                 "statistics in place; trace the model in eval mode)")
-            with no_grad():
-                data = x.data
-                mean = data.mean(axis=axes)
-                var = data.var(axis=axes) * (n / (n - 1))
-                running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * mean
-                running_var.data[...] = (1 - momentum) * running_var.data + momentum * var
+            # in place, as a recorded step: a jitted function updates them at every call
+            record_call(_update_running_stats, x.data, running_mean.data, running_var.data,
+                        axes=axes, momentum=momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: inference needs running_mean and running_var")

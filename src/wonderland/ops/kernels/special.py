@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from . import ENABLED, jit, jit_fma
+from . import ENABLED, jit_fma
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
