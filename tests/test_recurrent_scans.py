@@ -442,3 +442,24 @@ def test_truncated_bptt_cuts_the_graph_and_keeps_the_values(rng):
     np.testing.assert_allclose(wl.concatenate(outs, 1).numpy(), full.numpy(), atol=1e-14)
     outs[-1].sum().backward()
     assert np.all(x.grad.numpy()[0, :8] == 0) and np.any(x.grad.numpy()[0, 8:] != 0)
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "gru", "lstm"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_float32_layers_take_the_vectorised_gates_and_agree_with_float64(kind, reverse, rng):
+    """float32 layers compute their sigmoids and tanh through the vectorised exp
+    (tanh(x) = 2σ(2x) − 1); float64 layers through the C library's. They agree to float32
+    rounding, forward and backward."""
+    arrays = _layer_inputs(kind, rng, n=4, t=7, h=9)
+    mask = wl.tensor(np.arange(7)[None] < np.array([7, 5, 1, 7])[:, None])
+    results = []
+    for dt in (np.float64, np.float32):
+        ins = [wl.tensor(a.astype(dt), requires_grad=True) for a in arrays]
+        outs = recurrent_layer(kind, *ins, mask, reverse)
+        g = np.random.default_rng(1)
+        cts = [wl.tensor(g.standard_normal(o.shape).astype(dt)) for o in outs]
+        grads = wl.autograd.grad(outs, ins, cts, allow_unused=True)
+        results.append([o.numpy() for o in outs] + [g.numpy() for g in grads if g is not None])
+    assert all(a.dtype == np.float32 for a in results[1])
+    for a64, a32 in zip(*results):
+        np.testing.assert_allclose(a32, a64, rtol=2e-5, atol=2e-5)

@@ -28,10 +28,10 @@ from ._version import __version__
 from .core import dtypes
 from .core.dtypes import (bool_, float16, float32, float64, get_default_dtype, int8, int16,
                           int32, int64, set_default_dtype, uint8)
-from .core import (JitError, Primitive, Tensor, apply, as_tensor, checkpoint, custom_jvp, custom_vjp,
-                   detect_anomaly, enable_grad, grad, hessian, is_grad_enabled, jacfwd,
-                   jacrev, jit, jvp, no_grad, remat, scan, set_grad_enabled, tensor, value_and_grad,
-                   vjp, vmap)
+from .core import (JitError, Primitive, Tensor, apply, as_tensor, checkpoint, custom_jvp,
+                   custom_vjp, detect_anomaly, enable_grad, grad, hessian, is_grad_enabled,
+                   jacfwd, jacrev, jit, jvp, no_grad, remat, scan, set_grad_enabled, tensor,
+                   value_and_grad, vjp, vmap)
 from .core.pytree import tree_map
 from . import ops
 from .ops import *  # noqa: F401,F403 - the primitives at wl.<name>

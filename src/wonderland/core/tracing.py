@@ -44,9 +44,10 @@ draws new numbers from the same generator, as running the function again would.
 baked into the program silently: reading a traced value in Python (``.item()``,
 ``bool``, ``.numpy()``, ``float()``...: data-dependent control flow) and in-place
 updates (``copy_``, ``.backward()`` filling ``.grad``). Batch norm's running statistics
-are updated by a recorded step, at every replay, as in eager training. Integer index arrays computed from a traced
-tensor's values by graph operations (sparse and segment indices) are recorded as
-constants: jit targets dense models.
+are updated by a recorded step, at every replay, as in eager training. Integer index
+arrays computed from a traced tensor's values by graph operations (sparse and segment
+indices) are recorded as constants: jit targets dense models (the checked first replay
+catches such a constant when the indices change).
 
 Not done yet: elementwise chains fused into compiled kernels, and a planned reuse of
 buffers across steps (the allocator already reuses freed memory, ``backend/memory.py``).
@@ -244,7 +245,8 @@ def _signature(leaves, tree):
     key = []
     for leaf in leaves:
         if isinstance(leaf, Tensor):
-            key.append(("tensor", leaf.shape, leaf.dtype.str, B.backend_of(leaf.data).name))
+            key.append(("tensor", leaf.shape, leaf.dtype.str, leaf.requires_grad,
+                        B.backend_of(leaf.data).name))
         else:
             try:
                 hash(leaf)
@@ -272,7 +274,7 @@ class jit:
         self.check = check
         self.programs = {}
         self.traces = 0
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn, updated=())   # name and docstring, not __dict__
 
     def clear(self) -> None:
         self.programs.clear()

@@ -35,6 +35,7 @@ from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor, _wrap
 from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
 from .kernels import ENABLED, kernel
+from .kernels.special import exp_into as _exp_into
 
 KINDS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
@@ -42,9 +43,14 @@ GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 
 # ----------------------------------------------------------------------------- kernels
 @kernel
-def _rnn_forward(xw, w_hh, b_hh, h0, mask, reverse, relu, hs, hprev, hT):
+def _rnn_forward(xw, w_hh, b_hh, h0, mask, reverse, relu, fast, hs, hprev, hT):
     Bn, T, H = xw.shape
     h = h0.copy()
+    pre = np.empty(H, xw.dtype)
+    act = np.empty(H, xw.dtype)
+    e_in = np.empty(H, xw.dtype)
+    e_out = np.empty(H, xw.dtype)
+    bits = np.empty(H, np.int64)
     for s in range(T):
         t = T - 1 - s if reverse else s
         zh = h @ w_hh
@@ -52,10 +58,15 @@ def _rnn_forward(xw, w_hh, b_hh, h0, mask, reverse, relu, hs, hprev, hT):
             if mask[b, t]:
                 for j in range(H):
                     hprev[b, t, j] = h[b, j]
-                    v = xw[b, t, j] + zh[b, j] + b_hh[j]
-                    v = max(v, 0.0) if relu else np.tanh(v)
-                    h[b, j] = v
-                    hs[b, t, j] = v
+                    pre[j] = xw[b, t, j] + zh[b, j] + b_hh[j]
+                if relu:
+                    for j in range(H):
+                        act[j] = max(pre[j], 0.0)
+                else:
+                    _activate(pre, act, 0, H, e_in, e_out, bits, fast)
+                for j in range(H):
+                    h[b, j] = act[j]
+                    hs[b, t, j] = act[j]
             else:
                 for j in range(H):
                     hprev[b, t, j] = h[b, j]
@@ -93,27 +104,38 @@ def _rnn_backward(g_hs, g_hT, w_hh_t, hs, mask, reverse, relu, dz):
 
 
 @kernel
-def _gru_forward(xw, w_hh, b_hh, h0, mask, reverse, hs, hprev, gates, hn, hT):
+def _gru_forward(xw, w_hh, b_hh, h0, mask, reverse, fast, hs, hprev, gates, hn, hT):
     Bn, T, G = xw.shape
     H = G // 3
     h = h0.copy()
+    pre = np.empty(2 * H, xw.dtype)
+    rz = np.empty(2 * H, xw.dtype)
+    npre = np.empty(H, xw.dtype)
+    n = np.empty(H, xw.dtype)
+    e_in = np.empty(2 * H, xw.dtype)
+    e_out = np.empty(2 * H, xw.dtype)
+    bits = np.empty(2 * H, np.int64)
     for s in range(T):
         t = T - 1 - s if reverse else s
         zh = h @ w_hh
         for b in range(Bn):
             if mask[b, t]:
+                for j in range(2 * H):
+                    pre[j] = xw[b, t, j] + zh[b, j] + b_hh[j]
+                _activate(pre, rz, 0, 0, e_in, e_out, bits, fast)        # r, z: sigmoid
+                for j in range(H):
+                    hn_ = zh[b, 2 * H + j] + b_hh[2 * H + j]
+                    hn[b, t, j] = hn_
+                    npre[j] = xw[b, t, 2 * H + j] + rz[j] * hn_
+                _activate(npre, n, 0, H, e_in, e_out, bits, fast)         # n: tanh
                 for j in range(H):
                     hp = h[b, j]
                     hprev[b, t, j] = hp
-                    r = 1.0 / (1.0 + np.exp(-(xw[b, t, j] + zh[b, j] + b_hh[j])))
-                    z = 1.0 / (1.0 + np.exp(-(xw[b, t, H + j] + zh[b, H + j] + b_hh[H + j])))
-                    hn_ = zh[b, 2 * H + j] + b_hh[2 * H + j]
-                    n = np.tanh(xw[b, t, 2 * H + j] + r * hn_)
-                    v = (1.0 - z) * n + z * hp
-                    gates[b, t, j] = r
+                    z = rz[H + j]
+                    v = (1.0 - z) * n[j] + z * hp
+                    gates[b, t, j] = rz[j]
                     gates[b, t, H + j] = z
-                    gates[b, t, 2 * H + j] = n
-                    hn[b, t, j] = hn_
+                    gates[b, t, 2 * H + j] = n[j]
                     h[b, j] = v
                     hs[b, t, j] = v
             else:
@@ -163,32 +185,59 @@ def _gru_backward(g_hs, g_hT, w_hh_t, hprev, gates, hn, mask, reverse, dzx, dzh)
 
 
 @kernel
-def _lstm_forward(xw, w_hh, b_hh, h0, c0, mask, reverse, hs, hprev, cprev, gates, hT, cT):
+def _activate(x, out, tanh_lo, tanh_hi, e_in, e_out, bits, fast):
+    """``out[j]`` = tanh(x[j]) for ``tanh_lo <= j < tanh_hi``, the logistic sigmoid of
+    x[j] elsewhere. ``fast`` (float32 data): through the vectorised ``exp_into``, with
+    tanh(x) = 2σ(2x) − 1; otherwise the C library's ``exp`` and ``tanh``, element by
+    element. ``e_in``, ``e_out`` and ``bits`` are scratch of at least ``x.size``."""
+    n = x.size
+    if not fast:
+        for j in range(n):
+            if tanh_lo <= j < tanh_hi:
+                out[j] = np.tanh(x[j])
+            else:
+                out[j] = 1.0 / (1.0 + np.exp(-x[j]))
+        return
+    for j in range(n):
+        e_in[j] = -2.0 * x[j] if tanh_lo <= j < tanh_hi else -x[j]
+    _exp_into(e_in[:n], e_out[:n], bits)
+    for j in range(n):
+        sig = 1.0 / (1.0 + e_out[j])
+        out[j] = 2.0 * sig - 1.0 if tanh_lo <= j < tanh_hi else sig
+
+
+@kernel
+def _lstm_forward(xw, w_hh, b_hh, h0, c0, mask, reverse, fast, hs, hprev, cprev, gates, hT, cT):
     Bn, T, G = xw.shape
     H = G // 4
     h = h0.copy()
     c = c0.copy()
+    pre = np.empty(G, xw.dtype)
+    act = np.empty(G, xw.dtype)
+    cn = np.empty(H, xw.dtype)
+    tc = np.empty(H, xw.dtype)
+    e_in = np.empty(G, xw.dtype)
+    e_out = np.empty(G, xw.dtype)
+    bits = np.empty(G, np.int64)
     for s in range(T):
         t = T - 1 - s if reverse else s
         zh = h @ w_hh
         for b in range(Bn):
             if mask[b, t]:
+                for j in range(G):
+                    pre[j] = xw[b, t, j] + zh[b, j] + b_hh[j]
+                # gates i, f, g, o: sigmoid, sigmoid, tanh, sigmoid
+                _activate(pre, act, 2 * H, 3 * H, e_in, e_out, bits, fast)
                 for j in range(H):
                     hprev[b, t, j] = h[b, j]
-                    cp = c[b, j]
-                    cprev[b, t, j] = cp
-                    i = 1.0 / (1.0 + np.exp(-(xw[b, t, j] + zh[b, j] + b_hh[j])))
-                    f = 1.0 / (1.0 + np.exp(-(xw[b, t, H + j] + zh[b, H + j] + b_hh[H + j])))
-                    g = np.tanh(xw[b, t, 2 * H + j] + zh[b, 2 * H + j] + b_hh[2 * H + j])
-                    o = 1.0 / (1.0 + np.exp(-(xw[b, t, 3 * H + j] + zh[b, 3 * H + j]
-                                              + b_hh[3 * H + j])))
-                    cn = f * cp + i * g
-                    v = o * np.tanh(cn)
-                    gates[b, t, j] = i
-                    gates[b, t, H + j] = f
-                    gates[b, t, 2 * H + j] = g
-                    gates[b, t, 3 * H + j] = o
-                    c[b, j] = cn
+                    cprev[b, t, j] = c[b, j]
+                    cn[j] = act[H + j] * c[b, j] + act[j] * act[2 * H + j]
+                _activate(cn, tc, 0, H, e_in, e_out, bits, fast)
+                for j in range(G):
+                    gates[b, t, j] = act[j]
+                for j in range(H):
+                    v = act[3 * H + j] * tc[j]
+                    c[b, j] = cn[j]
                     h[b, j] = v
                     hs[b, t, j] = v
             else:
@@ -201,15 +250,24 @@ def _lstm_forward(xw, w_hh, b_hh, h0, c0, mask, reverse, hs, hprev, cprev, gates
 
 
 @kernel
-def _lstm_backward(g_hs, g_hT, g_cT, w_hh_t, cprev, gates, mask, reverse, dz):
+def _lstm_backward(g_hs, g_hT, g_cT, w_hh_t, cprev, gates, mask, reverse, fast, dz):
     Bn, T, H = cprev.shape
     dh = g_hT.copy()
     dc = g_cT.copy()
     dzt = np.zeros((Bn, 4 * H), dtype=cprev.dtype)
+    cn = np.empty(H, cprev.dtype)
+    tc = np.empty(H, cprev.dtype)
+    e_in = np.empty(H, cprev.dtype)
+    e_out = np.empty(H, cprev.dtype)
+    bits = np.empty(H, np.int64)
     for s in range(T):
         t = s if reverse else T - 1 - s
         for b in range(Bn):
             if mask[b, t]:
+                for j in range(H):
+                    i, f, g = gates[b, t, j], gates[b, t, H + j], gates[b, t, 2 * H + j]
+                    cn[j] = f * cprev[b, t, j] + i * g
+                _activate(cn, tc, 0, H, e_in, e_out, bits, fast)
                 for j in range(H):
                     d = dh[b, j] + g_hs[b, t, j]
                     i = gates[b, t, j]
@@ -217,13 +275,12 @@ def _lstm_backward(g_hs, g_hT, g_cT, w_hh_t, cprev, gates, mask, reverse, dz):
                     g = gates[b, t, 2 * H + j]
                     o = gates[b, t, 3 * H + j]
                     cp = cprev[b, t, j]
-                    tc = np.tanh(f * cp + i * g)
-                    dct = dc[b, j] + d * o * (1.0 - tc * tc)
+                    dct = dc[b, j] + d * o * (1.0 - tc[j] * tc[j])
                     dc[b, j] = dct * f
                     dzt[b, j] = dct * g * i * (1.0 - i)
                     dzt[b, H + j] = dct * cp * f * (1.0 - f)
                     dzt[b, 2 * H + j] = dct * i * (1.0 - g * g)
-                    dzt[b, 3 * H + j] = d * tc * o * (1.0 - o)
+                    dzt[b, 3 * H + j] = d * tc[j] * o * (1.0 - o)
             else:
                 for j in range(4 * H):
                     dzt[b, j] = 0.0
@@ -273,13 +330,13 @@ def _forward_arrays(xw, w_hh, b_hh, h0, c0, mask, *, kind, reverse):
         s = slice(lo, hi)
         if kind in ("rnn_tanh", "rnn_relu"):
             _rnn_forward(xw[s], w_hh, b_hh, h0[s], mask[s], reverse, kind == "rnn_relu",
-                         hs[s], hprev[s], hT[s])
+                         bool(dt == np.float32), hs[s], hprev[s], hT[s])
         elif kind == "gru":
-            _gru_forward(xw[s], w_hh, b_hh, h0[s], mask[s], reverse, hs[s], hprev[s],
-                         gates[s], hn[s], hT[s])
+            _gru_forward(xw[s], w_hh, b_hh, h0[s], mask[s], reverse, bool(dt == np.float32),
+                         hs[s], hprev[s], gates[s], hn[s], hT[s])
         else:
-            _lstm_forward(xw[s], w_hh, b_hh, h0[s], c0[s], mask[s], reverse, hs[s], hprev[s],
-                          cprev[s], gates[s], hT[s], cT[s])
+            _lstm_forward(xw[s], w_hh, b_hh, h0[s], c0[s], mask[s], reverse, bool(dt == np.float32),
+                          hs[s], hprev[s], cprev[s], gates[s], hT[s], cT[s])
 
     _split_batch(Bn, T * G * H, rows)
     if kind in ("rnn_tanh", "rnn_relu"):
@@ -324,7 +381,7 @@ def _backward_arrays(gs, res, w_hh, mask, kind, reverse):
         else:
             _, cprev, gates = res
             dh[s], dc[s] = _lstm_backward(g_hs[s], g_hT[s], g_cT[s], w_t, cprev[s], gates[s],
-                                          mask[s], reverse, dzx[s])
+                                          mask[s], reverse, bool(dt == np.float32), dzx[s])
 
     _split_batch(Bn, T * G * H, rows)
     flat = dzh.reshape(Bn * T, -1)

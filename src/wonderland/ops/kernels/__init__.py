@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import os
 import threading
+import types
 
-_lock = threading.Lock()
+_lock = threading.RLock()          # a kernel compiles the kernels it calls first
 
 
 def available() -> bool:
@@ -56,7 +57,7 @@ class kernel:
                         import numba
 
                         self._compiled = numba.njit(cache=True, nogil=True, error_model="numpy",
-                                                    **self.options)(self.py_func)
+                                                    **self.options)(_linked(self.py_func))
                     else:
                         self._compiled = self.py_func
         return self._compiled
@@ -66,6 +67,20 @@ class kernel:
 
 
 jit = kernel
+
+
+def _linked(fn):
+    """``fn`` with the kernels it calls (globals that are :class:`kernel` objects)
+    replaced by their compiled forms, so that one kernel can call another."""
+    names = [n for n in fn.__code__.co_names if isinstance(fn.__globals__.get(n), kernel)]
+    if not names:
+        return fn
+    scope = dict(fn.__globals__)
+    for n in names:
+        scope[n] = scope[n].compiled()
+    linked = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+    linked.__qualname__, linked.__module__ = fn.__qualname__, fn.__module__
+    return linked
 
 
 def jit_fma(fn):

@@ -122,3 +122,25 @@ def gelu(x):
 def gelu_vjp(g, x):
     """``g · gelu'(x)`` for float32 NumPy arrays of one shape, in one pass."""
     return _run(x, g, 2)
+
+
+@jit_fma
+def exp_into(x, out, bits):
+    """``out[i] = exp(x[i])`` for 1-D arrays (``bits``: int64 scratch of at least their
+    length), by the range reduction of ``erf_f32`` in float64: relative error below
+    1e-9, enough for float32 results, in a loop the compiler vectorises (the C library's
+    ``exp`` is one scalar call per element). Arguments are clamped to ±700; NaN stays NaN."""
+    n = x.size
+    scale = bits.view(np.float64)
+    for i in range(n):
+        y = np.float64(x[i])
+        y = y if y > -700.0 else -700.0
+        y = y if y < 700.0 else 700.0
+        k = math.floor(y * _INV_LN2 + 0.5)
+        r = (y - k * _LN2_HI) - k * _LN2_LO
+        out[i] = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (
+            1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0 + r * (1.0 / 40320.0))))))))
+        bits[i] = (np.int64(k) + 1023) << 52
+    for i in range(n):
+        v = x[i]
+        out[i] = out[i] * scale[i] if v == v else v
