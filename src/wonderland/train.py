@@ -350,6 +350,10 @@ class Trainer:
         """``_backward``'s work through a traced program: loss and gradients as values,
         the gradients added to ``.grad`` (scaled) as ``.backward()`` would."""
         if self._jitted is None:
+            if dist.world_size() > 1:
+                raise ValueError("Trainer: jit=True computes gradients without .backward(), so "
+                                 "data-parallel gradient averaging (its hooks) would not run; "
+                                 "use jit=False with several processes")
             model = self.model
 
             def loss_and_grads(params, batch, training):
