@@ -350,10 +350,10 @@ def cnn_step_jit(contender, batch=64):
 
 
 # ----------------------------------------------------------------------------- transforms
-@workload("mlp_step_jit", ("wonderland", "torch", "numpy"))
-def mlp_step_jit(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
-    """The step of ``mlp_value_and_grad`` with the loss-and-gradients function under
-    ``wl.jit`` (traced once, then replayed); the others are ``mlp_step``'s."""
+def _mlp_functional_step(contender, sizes, batch, lr, use_jit):
+    """``mlp_step`` through ``wl.value_and_grad`` of a loss of the parameters (which
+    require grad, as a model's do), optionally under ``wl.jit``; the others are
+    ``mlp_step``'s."""
     x, y, ws, bs = _mlp_setup(sizes, batch)
     if contender != "wonderland":
         return mlp_step(contender, sizes, batch, lr)
@@ -372,7 +372,9 @@ def mlp_step_jit(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
                 h = wl.relu(h)
         return -wl.take_along_axis(wl.log_softmax(h, axis=-1), yb, axis=1).mean()
 
-    vg = wl.jit(wl.value_and_grad(loss_fn))
+    vg = wl.value_and_grad(loss_fn)
+    if use_jit:
+        vg = wl.jit(vg)
 
     def step():
         _, grads = vg(params, X, Y)
@@ -384,33 +386,16 @@ def mlp_step_jit(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
 @workload("mlp_value_and_grad", ("wonderland", "torch", "numpy"))
 def mlp_value_and_grad(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
     """The MLP step of ``mlp_step`` written JAX-style: ``value_and_grad`` of a loss of the
-    parameters (which require grad, as a model's parameters do), then the update. It
-    must cost what the ``.backward()`` path costs (PyTorch: ``torch.func.grad_and_value``)."""
-    x, y, ws, bs = _mlp_setup(sizes, batch)
-    if contender != "wonderland":
-        return mlp_step(contender, sizes, batch, lr)
-    import wonderland as wl
-    params = [wl.tensor(w, requires_grad=True) for w in ws] + \
-             [wl.tensor(b, requires_grad=True) for b in bs]
-    n = len(ws)
-    X = wl.tensor(x)
-    Y = wl.tensor(y).reshape(-1, 1)
+    parameters, then the update. It must cost what the ``.backward()`` path costs
+    (PyTorch: ``torch.func.grad_and_value``)."""
+    return _mlp_functional_step(contender, sizes, batch, lr, use_jit=False)
 
-    def loss_fn(ps):
-        h = X
-        for i in range(n):
-            h = h @ ps[i] + ps[n + i]
-            if i < n - 1:
-                h = wl.relu(h)
-        return -wl.take_along_axis(wl.log_softmax(h, axis=-1), Y, axis=1).mean()
 
-    vg = wl.value_and_grad(loss_fn)
-
-    def step():
-        _, grads = vg(params)
-        for p, g in zip(params, grads):
-            p.data -= lr * g.data
-    return step
+@workload("mlp_step_jit", ("wonderland", "torch", "numpy"))
+def mlp_step_jit(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
+    """``mlp_value_and_grad`` with the loss-and-gradients function under ``wl.jit``
+    (traced once, then replayed)."""
+    return _mlp_functional_step(contender, sizes, batch, lr, use_jit=True)
 
 
 @workload("jacobian_256", ("wonderland", "torch", "numpy"))
