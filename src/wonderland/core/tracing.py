@@ -247,6 +247,8 @@ def _signature(leaves, tree):
         if isinstance(leaf, Tensor):
             key.append(("tensor", leaf.shape, leaf.dtype.str, leaf.requires_grad,
                         B.backend_of(leaf.data).name))
+        elif isinstance(leaf, slice):             # not hashable before Python 3.12
+            key.append(("slice", leaf.start, leaf.stop, leaf.step))
         else:
             try:
                 hash(leaf)

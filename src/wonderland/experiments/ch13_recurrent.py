@@ -125,21 +125,24 @@ class DigitSequenceModel(nn.Module):
         return self.head(h.mean(axis=1))
 
 
+def _sequence_loss(model, batch):
+    x, y, where = batch
+    logits = model(x)
+    if where is not None:
+        logits = logits[:, where]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
 def _train(model, batches, steps, lr, ctx=None, label=""):
+    """Adam with a cosine schedule and gradient clipping; each batch's loss and gradients
+    come from a ``wl.jit`` program (traced on the first batch)."""
     opt = wl.optim.Adam(model.parameters(), lr)
-    sched = wl.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    trainer = wl.train.Trainer(model, opt, compute_loss=_sequence_loss, clip_grad_norm=1.0,
+                               step_scheduler=wl.optim.lr_scheduler.CosineAnnealingLR(opt, steps),
+                               progress=False, jit=True)
     start = time.perf_counter()
     for step in range(steps):
-        x, y, where = batches(step)
-        logits = model(x)
-        if where is not None:
-            logits = logits[:, where]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        trainer.train_step(batches(step))
         if ctx is not None and step % 50 == 0:
             ctx.status(f"{label} step {step}/{steps}")
     return time.perf_counter() - start

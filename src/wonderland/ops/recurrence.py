@@ -31,6 +31,7 @@ import numpy as np
 from .. import backend as B
 from ..backend import threads
 from ..core.modes import is_grad_enabled
+from ..core.tracing import record_call
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor, _wrap
 from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
@@ -418,8 +419,8 @@ def _vjp_all(gs, outs, inputs, needs, *, kind, reverse, res):
                 for g, shape in zip(gs, [(h0.shape[0], mask.shape[1], h0.shape[1]),
                                          h0.shape, h0.shape])]
     r = [x.data for x in res]
-    dzx, g_w, g_b, dh, dc = _backward_on_host(mask.data, *g_arrays, *r, w_hh.data, kind=kind,
-                                             reverse=reverse)
+    dzx, g_w, g_b, dh, dc = record_call(_backward_on_host, mask.data, *g_arrays, *r, w_hh.data,
+                                        kind=kind, reverse=reverse)
     out = [_wrap(dzx), _wrap(g_w), _wrap(g_b), _wrap(dh),
            _wrap(dc) if dc is not None and needs[4] else None, None]
     return [o if n else None for o, n in zip(out, needs)]

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import backend as B
 from ..core.modes import is_grad_enabled
+from ..core.tracing import record_call
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor, _wrap
 from ..core.vmap import batch_size, broadcast_batch, loop_rule
@@ -163,8 +164,8 @@ def _vjp_all(gs, outs, inputs, needs, *, res):
     like = x.data
     g_arrays = [g.data if g is not None else B.ns(like).zeros(o.shape, like.dtype)
                 for g, o in zip(gs, (x, h0))]
-    arrays = _backward_on_host(*g_arrays, x.data, delta.data, A.data, Bm.data, C.data,
-                              res[0].data)
+    arrays = record_call(_backward_on_host, *g_arrays, x.data, delta.data, A.data, Bm.data,
+                         C.data, res[0].data)
     return [_wrap(a) if n else None for a, n in zip(arrays, needs)]
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import backend as B
 from ..core.modes import is_grad_enabled
+from ..core.tracing import record_call
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor, _wrap
 from ..core.vmap import batch_size, broadcast_batch, loop_rule
@@ -158,8 +159,8 @@ def _vjp_all(g, out, inputs, needs, *, res):
         _, pullback = vjp(wkv_reference, *inputs)
         return list(pullback(g))
     w, u, k, v = inputs
-    arrays = _backward_on_host(g.data, w.data, u.data, k.data, v.data, out.data, res[0].data,
-                              res[1].data)
+    arrays = record_call(_backward_on_host, g.data, w.data, u.data, k.data, v.data, out.data,
+                         res[0].data, res[1].data)
     return [_wrap(a) if n else None for a, n in zip(arrays, needs)]
 
 
