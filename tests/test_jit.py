@@ -156,6 +156,14 @@ def test_batch_norm_running_statistics_update_at_every_replay():
         np.testing.assert_allclose(fast_eval(x).numpy(), eager(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_a_numpy_view_of_a_traced_value_raises_while_tracing():
+    with pytest.raises(wl.JitError, match="NumPy view"):
+        wl.jit(lambda x: x[0] * wl.Tensor(x.data.reshape(-1)[:3]))(_x())
+    with pytest.raises(wl.JitError, match="NumPy view"):
+        wl.jit(lambda x, y: F.cross_entropy(x, wl.Tensor(y.data.reshape(-1))))(
+            _x(), wl.tensor(np.array([[0], [2]])))  # (y.data.reshape: a view)
+
+
 def test_a_value_baked_outside_the_operations_is_caught_on_first_replay():
     # .data read directly escapes the recorder: the sum becomes a constant of the trace
     fast = wl.jit(lambda x: x * wl.tensor(x.data.sum()))

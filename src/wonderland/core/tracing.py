@@ -96,6 +96,12 @@ class _Recorder:
     def _input(self, array, tensor):
         slot = self.slot_of.get(id(array))
         if slot is None:
+            if self._views_traced(array):
+                raise JitError(
+                    f"jit: an operation read a NumPy view of a traced value (shape "
+                    f"{getattr(array, 'shape', '?')}), made outside the library's operations "
+                    f"(t.data.reshape(...), t.data[...], np.asarray(t).T): it would be "
+                    f"replayed as a constant. Use tensor operations (t.reshape, t[...])")
             slot = self._new(array)
             self.consts[slot] = tensor if tensor is not None else array
         return slot
@@ -134,6 +140,14 @@ class _Recorder:
         if not (handed_through and _all_none(layout)):
             self.steps.append((getattr(fn, "__wrapped__", fn), params, ins, layout))
         return value
+
+    def _views_traced(self, array) -> bool:
+        base = getattr(array, "base", None)
+        while base is not None:
+            if self.is_traced(base):
+                return True
+            base = getattr(base, "base", None)
+        return False
 
     def is_traced(self, array) -> bool:
         slot = self.slot_of.get(id(array))

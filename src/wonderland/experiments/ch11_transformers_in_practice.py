@@ -65,13 +65,13 @@ def translation(ctx):
                                          num_decoder_layers=2, dim_feedforward=128)
     steps = ctx.pick(800, 300)
     opt = wl.optim.AdamW(model.parameters(), 4e-3, weight_decay=0.01)
-    sched = wl.optim.CosineAnnealingLR(opt, steps)
+    # loss and gradients from a wl.jit program, one per batch shape (the batches' lengths vary)
+    trainer = wl.train.Trainer(model, opt, compute_loss=lambda m, batch: m.loss(*batch),
+                               step_scheduler=wl.optim.CosineAnnealingLR(opt, steps),
+                               progress=False, jit=True)
     for step in range(steps):
         s, ti, to, _ = number_batch(train[g.integers(0, len(train), 64)])
-        opt.zero_grad()
-        model.loss(s, ti, to).backward()
-        opt.step()
-        sched.step()
+        trainer.train_step((s, ti, to))
         if step % 50 == 0:
             ctx.status(f"translation step {step}/{steps}")
     s, _, _, truth = number_batch(test)
@@ -247,7 +247,9 @@ def audio(ctx):
         opt = wl.optim.AdamW(model.parameters(), 2e-3, weight_decay=0.05)
         g = np.random.default_rng(ctx.seed)
         per_epoch = (len(y_tr) + 31) // 32
-        sched = wl.optim.CosineAnnealingLR(opt, epochs * per_epoch)
+        trainer = wl.train.Trainer(model, opt, nn.functional.cross_entropy, progress=False,
+                                   step_scheduler=wl.optim.CosineAnnealingLR(opt, epochs * per_epoch),
+                                   jit=True)
         for _ in range(epochs):
             perm = g.permutation(len(y_tr))
             for i in range(0, len(perm), 32):
@@ -256,10 +258,7 @@ def audio(ctx):
                 if aug:        # half of each batch noisy (0–20 dB) and shifted, drawn afresh
                     noisy_b = corrupt(xb, g, snr_db=g.uniform(0, 20, len(b)))
                     xb = np.where(g.random((len(b), 1)) < 0.5, noisy_b, xb).astype(np.float32)
-                opt.zero_grad()
-                nn.functional.cross_entropy(model(wl.tensor(xb)), y_tr[b]).backward()
-                opt.step()
-                sched.step()
+                trainer.train_step(wl.tensor(xb), wl.tensor(y_tr[b]))
         model.eval()
         with wl.no_grad():
             results[aug] = tuple(float((model(wl.tensor(t)).numpy().argmax(-1) == y_te).mean())

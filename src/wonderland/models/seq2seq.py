@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from .. import ops
 from ..core.modes import no_grad
 from ..core.tensor import Tensor
 from ..nn import (Embedding, KVCache, LayerNorm, Linear, Module, SinusoidalPositionalEmbedding,
@@ -51,7 +52,7 @@ class Seq2SeqTransformer(Module):
     def encode(self, src):
         ids = _ids(src)
         x = self.pos(self.src_embed(ids) * math.sqrt(self.d_model))
-        pad = Tensor(ids == self.pad_id)
+        pad = ops.equal(Tensor(ids), self.pad_id)      # an operation: jit records it
         return self.encoder(x, src_key_padding_mask=pad), pad
 
     def decode(self, tgt_in, memory, src_pad, caches=None):
@@ -70,8 +71,8 @@ class Seq2SeqTransformer(Module):
 
     def loss(self, src, tgt_in, tgt_out):
         logits = self(src, tgt_in)
-        return F.cross_entropy(logits.reshape(-1, self.tgt_vocab), _ids(tgt_out).reshape(-1),
-                               ignore_index=self.pad_id)
+        return F.cross_entropy(logits.reshape(-1, self.tgt_vocab),
+                               Tensor(_ids(tgt_out)).reshape(-1), ignore_index=self.pad_id)
 
     # ------------------------------------------------------------------ decoding
     def greedy_decode(self, src, max_len=32):
