@@ -27,6 +27,8 @@ def _info(_args) -> int:
         ("BLAS threads", str(blas["threads"])),
         ("wonderland threads", f"{wl.get_num_threads()} (cores available: "
                                f"{threads.available_cores()})"),
+        ("allocator", _allocator_status()),
+        ("compiled kernels", _kernels_status()),
         ("GPU (cuda)", _gpu_status()),
         ("MPI", _mpi_status()),
     ]
@@ -34,6 +36,24 @@ def _info(_args) -> int:
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
+
+
+def _allocator_status() -> str:
+    from wonderland.backend import memory
+
+    s = memory.allocator_settings()
+    if not s:
+        return f"system defaults ({memory.MALLOC_TUNING_ENV}=0, or not glibc)"
+    return (f"keeps freed memory (mmap threshold {s.get('mmap_threshold', 0) >> 20} MiB, "
+            f"trim threshold {s.get('trim_threshold', 0) >> 20} MiB)")
+
+
+def _kernels_status() -> str:
+    from wonderland.ops import kernels
+
+    if kernels.ENABLED:
+        return "numba"
+    return "off (NumPy references: numba missing or WONDERLAND_KERNELS=numpy)"
 
 
 def _gpu_status() -> str:
