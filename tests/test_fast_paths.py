@@ -111,3 +111,18 @@ def test_profile_times_primitives_forward_and_backward():
     assert not hasattr(structural.SUM.forward, "__wrapped__")
     with pytest.raises(ValueError, match="per must be a positive integer"):
         prof.table(per=0)
+
+
+def test_profile_times_the_steps_of_a_jit_program():
+    x = wl.tensor(np.random.default_rng(4).standard_normal((30, 20)).astype(np.float32))
+    f = wl.jit(lambda a: wl.relu(a @ a.T).sum())
+    f(x)
+    f(x)                                          # traced and checked: now replays only
+    with wl.profile() as prof:
+        for _ in range(3):
+            f(x)
+    rows = {(name, phase): calls for name, phase, calls, _ in prof.rows()}
+    assert rows[("matmul", "jit")] == 3 and rows[("relu", "jit")] == 3
+    assert not any(phase == "forward" for _, phase in rows)   # nothing ran eagerly
+    from wonderland.core import tracing
+    assert tracing.PROFILE[0] is None                          # switched off on leaving

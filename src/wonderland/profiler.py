@@ -17,7 +17,8 @@ rule is timed as ``<primitive> backward`` (what the rule did itself: a compiled 
 Python), and the primitives it applies as ``<primitive>/<applied> backward``
 (``conv/conv_transpose``); sums and casts the sweep applies between rules appear under
 their own names. What no primitive and no rule took — Python between operations, graph
-bookkeeping, optimiser updates — is the ``(outside primitives)`` row.
+bookkeeping, optimiser updates — is the ``(outside primitives)`` row. The steps of a
+``wl.jit`` program replayed inside the block are listed with the phase ``jit``.
 
 Meant for one thread at a time: primitives applied from another thread during the
 block are timed too, but their phase follows whichever thread is in a backward sweep.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .core import engine
+from .core import engine, tracing
 from .core.engine import BACKWARD_DEPTH
 from .core.primitive import ALL_PRIMITIVES
 
@@ -45,6 +46,7 @@ class Profile:
         self._local = threading.local()
         self._saved = []
         self._start = None
+        self._outer = None
 
     # -- timing
     def _charge(self, key, took):
@@ -101,9 +103,21 @@ class Profile:
         timed.__wrapped__ = run_rule
         return timed
 
+    def time_step(self, name, fn, arrays, params):
+        """Run one step of a ``wl.jit`` program, timed as ``<name> jit replay``."""
+        stack, _ = self._stacks()
+        stack.append(0.0)
+        start = time.perf_counter()
+        try:
+            return fn(*arrays, **params)
+        finally:
+            self._charge((name, "jit"), time.perf_counter() - start)
+
     def __enter__(self):
         if self._start is not None:
             raise RuntimeError("profile: this profile is already running")
+        self._outer = tracing.PROFILE[0]
+        tracing.PROFILE[0] = self
         for prim in list(ALL_PRIMITIVES):
             self._saved.append((prim, "forward", prim.forward))
             prim.forward = self._timed(prim, prim.forward)
@@ -113,6 +127,7 @@ class Profile:
         return self
 
     def __exit__(self, *exc):
+        tracing.PROFILE[0] = self._outer
         self.wall += time.perf_counter() - self._start
         self._start = None
         for owner, attr, original in reversed(self._saved):

@@ -194,7 +194,8 @@ def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
     try:
         n = len(inputs)
         if st.trace is not None:                   # jit is recording this function
-            data = st.trace.record(prim.forward, [x.data for x in inputs], params, inputs)
+            data = st.trace.record(prim.forward, [x.data for x in inputs], params, inputs,
+                                   prim.name)
         elif n == 2:
             data = prim.forward(inputs[0].data, inputs[1].data, **params)
         elif n == 1:
@@ -287,7 +288,8 @@ def _record(prim, inputs, params, outs, st, residuals=None):
     if prim.residuals is not None and residuals is None:
         args = [outs[0].data] + [x.data for x in inputs]
         node.res = tuple(prim.residuals(*args, **params) if st.trace is None
-                         else st.trace.record(prim.residuals, args, params))
+                         else st.trace.record(prim.residuals, args, params,
+                                              name=prim.name + " residuals"))
     node.origin = traceback.extract_stack(limit=14)[:-3] if st.anomaly else None
     if st.capture is not None:
         st.capture.note(node, inputs)

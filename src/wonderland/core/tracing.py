@@ -66,6 +66,9 @@ from .tensor import Tensor, _wrap
 __all__ = ["jit", "JitError", "record_call", "refuse_if_traced", "refuse_while_tracing"]
 
 
+PROFILE = [None]      # the active wl.profile(), which also times replayed steps
+
+
 class JitError(RuntimeError):
     """A function that ``jit`` cannot record faithfully."""
 
@@ -80,6 +83,7 @@ class _Recorder:
         self.consts = {}           # slot -> tensor (or array) read at each replay
         self.produced = set()      # slots computed by steps or given as arguments
         self.steps = []            # (function, params, input slots, output layout)
+        self.names = []            # what each step computes (the primitive's name)
         self.depth = 0             # > 0 inside a recorded function (not recorded again)
 
     def _new(self, array):
@@ -122,8 +126,9 @@ class _Recorder:
         self.produced.add(slot)
         return value, slot
 
-    def record(self, fn, arrays, params, tensors=None):
-        """Call ``fn(*arrays, **params)`` and note it as one step."""
+    def record(self, fn, arrays, params, tensors=None, name=None):
+        """Call ``fn(*arrays, **params)`` and note it as one step (``name``: what
+        ``wl.profile`` calls it; the function's name by default)."""
         if self.depth:
             return fn(*arrays, **params)
         ins = tuple(self._input(a, None if tensors is None else tensors[i])
@@ -139,6 +144,7 @@ class _Recorder:
         # is kept: it updates something in place, batch norm's running statistics)
         if not (handed_through and _all_none(layout)):
             self.steps.append((getattr(fn, "__wrapped__", fn), params, ins, layout))
+            self.names.append(name or getattr(fn, "__name__", "step"))
         return value
 
     def _views_traced(self, array) -> bool:
@@ -187,6 +193,7 @@ class _Program:
 
     def __init__(self, rec: _Recorder, arg_slots, out_slots, out_tree, out_static):
         self.steps = rec.steps
+        self.names = rec.names
         self.consts = rec.consts
         self.arg_slots = arg_slots
         self.out_slots = out_slots
@@ -220,8 +227,12 @@ class _Program:
             env[slot] = owner.data if isinstance(owner, Tensor) else owner
         for slot, a in zip(self.arg_slots, arrays):
             env[slot] = a
-        for (fn, params, ins, layout), frees in zip(self.steps, self.frees):
-            value = fn(*[env[s] for s in ins], **params)
+        profile = PROFILE[0]
+        for i, ((fn, params, ins, layout), frees) in enumerate(zip(self.steps, self.frees)):
+            if profile is None:
+                value = fn(*[env[s] for s in ins], **params)
+            else:
+                value = profile.time_step(self.names[i], fn, [env[s] for s in ins], params)
             _assign(layout, value, env)
             for s in frees:
                 env[s] = None
