@@ -83,6 +83,17 @@ def test_resume_reaches_the_parameters_of_an_uninterrupted_run(tmp_path, capsys)
     assert epochs == [1, 2, 3]
 
 
+def test_jit_in_the_config_trains_to_the_same_parameters(tmp_path, capsys):
+    assert train([iris(tmp_path, 3, "plain")], capsys)[0] == 0
+    text = IRIS.replace("EPOCHS", "3").replace("DIR", str(tmp_path / "jit")) + "    jit = true\n"
+    code, _, err = train([write(tmp_path, text, "jit.toml")], capsys)
+    assert code == 0, err
+    a, b = params(tmp_path / "plain" / "last.safetensors"), params(tmp_path / "jit" / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-10, atol=1e-12)
+
+
 def test_training_on_the_stand_in_device_matches_the_cpu(tmp_path, capsys):
     from wonderland.backend.fake_device import fake_cuda
 

@@ -46,6 +46,7 @@ defaults below, so the smallest config is ``[data] name = "digits"``.
     clip_grad_norm = 0.0       # 0: no clipping
     accumulate_steps = 1
     patience = 0               # early stopping on val_loss (0: off)
+    jit = false                # loss and gradients through wl.jit (one process only)
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ SPEC = {
         "clip_grad_norm": (0.0, _NUM, "a non-negative number"),
         "accumulate_steps": (1, int, "a positive int"),
         "patience": (0, int, "a non-negative int"),
+        "jit": (False, bool, "true or false"),
     },
 }
 OPEN_TABLES = ("optimizer", "schedule")          # further keys go to the constructor

@@ -179,6 +179,9 @@ def _run(config_path, resume, restart, epochs, device, progress):
     if device is not None:
         t["device"] = device
     rank, world = dist.init()
+    if t["jit"] and world > 1:
+        raise ConfigError(f"[train] jit: true needs one process (got {world} ranks): jit's "
+                          f"gradients do not run the data-parallel averaging hooks")
     if t["batch_size"] % world:
         raise ConfigError(f"[train] batch_size: {t['batch_size']} is the global batch and must "
                           f"split evenly over the {world} ranks")
@@ -239,7 +242,7 @@ def _run(config_path, resume, restart, epochs, device, progress):
     trainer = wl.train.Trainer(model, opt, loss_fn, metrics=metrics if val_loader else (),
                                scheduler=schedule, progress=progress, checkpoint_dir=folder,
                                callbacks=callbacks, accumulate_steps=t["accumulate_steps"],
-                               clip_grad_norm=t["clip_grad_norm"] or None)
+                               clip_grad_norm=t["clip_grad_norm"] or None, jit=t["jit"])
     if rank == 0:
         print(f"wonderland train: {cfg['data']['name']} ({len(x_tr)} training samples"
               f"{f', {len(x_va)} validation' if x_va is not None else ''}), "
