@@ -230,6 +230,7 @@ def test_trainer_with_jit_trains_as_without():
         wl.random.seed(4)
         gen = wl.random.Generator(9)
         model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.2, gen), nn.Linear(16, 3))
+        model.unused = nn.Parameter(np.ones((2, 2), np.float32))   # no gradient: left alone
         opt = wl.optim.AdamW(model.parameters(), 1e-2)
         loader = wl.data.DataLoader(wl.data.TensorDataset(x, y), 16, shuffle=True,
                                     generator=wl.random.Generator(1))
@@ -241,6 +242,7 @@ def test_trainer_with_jit_trains_as_without():
         if use_jit:
             assert trainer._jitted.traces == 2            # batches of 16 and the last of 8
     (eager, h_eager), (fast, h_fast) = results
+    assert any(k.startswith("unused") for k in eager)
     for k in eager:
         np.testing.assert_allclose(fast[k], eager[k], rtol=1e-5, atol=1e-6, err_msg=k)
 

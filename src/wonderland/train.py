@@ -30,6 +30,7 @@ from . import backend as B
 from . import distributed as dist
 from . import io
 from .core.modes import no_grad
+from .core.pytree import flatten
 from .core.tracing import jit
 from .core.transforms import value_and_grad
 from .core.tensor import Tensor
@@ -365,7 +366,13 @@ class Trainer:
             self._jitted = jit(loss_and_grads)
         params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         loss, grads = self._jitted(params, batch, self.model.training)
+        # a parameter the loss does not reach gets no gradient, as with .backward()
+        leaves, _ = flatten((loss, grads))
+        unreached = {id(t) for t, const in zip(leaves, self._jitted.last_program.constant_outputs)
+                     if const}
         for name, p in params.items():
+            if id(grads[name]) in unreached:
+                continue
             g = grads[name] if scale == 1 else grads[name] * scale
             p.grad = g if p.grad is None else p.grad + g
         return loss

@@ -63,7 +63,8 @@ from .modes import get_state, switched
 from .pytree import flatten, unflatten
 from .tensor import Tensor, _wrap
 
-__all__ = ["jit", "JitError", "record_call", "refuse_if_traced", "refuse_while_tracing"]
+__all__ = ["jit", "JitError", "note_constant", "record_call", "refuse_if_traced",
+           "refuse_while_tracing"]
 
 
 PROFILE = [None]      # the active wl.profile(), which also times replayed steps
@@ -160,6 +161,15 @@ class _Recorder:
         return slot is not None and slot in self.produced
 
 
+def note_constant(array) -> None:
+    """Tell a tracing ``jit`` that ``array`` is a constant of the program (a zero
+    gradient made for an input the function does not reach), so that outputs handed on
+    from it are known as constants (``_Program.constant_outputs``)."""
+    trace = get_state().trace
+    if trace is not None:
+        trace._input(array, None)
+
+
 def record_call(fn, *arrays, **params):
     """``fn(*arrays, **params)``, recorded as one step when ``jit`` is tracing. Backward
     rules that compute arrays directly (a fused kernel) call them through this."""
@@ -199,6 +209,9 @@ class _Program:
         self.out_slots = out_slots
         self.out_tree = out_tree
         self.out_static = out_static
+        # per output leaf: whether it depends on no argument (a constant, e.g. the zero
+        # gradient of a parameter the function does not reach)
+        self.constant_outputs = tuple(slot is None or slot in rec.consts for slot in out_slots)
         self.checked = False
         self.n_slots = len(rec.keep)
         keep_to_end = set(out_slots) | set(rec.consts)
@@ -299,6 +312,7 @@ class jit:
             raise TypeError(f"jit: expected a function, got {type(fn).__name__}")
         self.fn = fn
         self.check = check
+        self.last_program = None          # the program the latest call ran (or traced)
         self.programs = {}
         self.traces = 0
         functools.update_wrapper(self, fn, updated=())   # name and docstring, not __dict__
@@ -316,6 +330,7 @@ class jit:
         program = self.programs.get(key)
         if program is None:
             return self._trace(key, leaves, tree)
+        self.last_program = program
         arrays = [t.data for t in leaves if isinstance(t, Tensor)]
         if not self.check or program.checked:
             return program.run(arrays)
@@ -387,6 +402,7 @@ class jit:
                 out_static.append(leaf)
         program = self.programs[key] = _Program(rec, arg_slots, out_slots, out_tree, out_static)
         program.generators = [g for g, _ in touched.values()]
+        self.last_program = program
         self.traces += 1
         rec.keep = []                                # the program keeps only what it needs
         return unflatten(out_tree, [_wrap(leaf.data) if isinstance(leaf, Tensor) else leaf

@@ -28,6 +28,7 @@ from .primitive import Primitive, alias, apply, attach_tangent, strip
 from .pytree import flatten, tree_map, unflatten
 from .structural import cast, identity, ones_like, zeros_like
 from .tensor import Tensor, _wrap, to_tensor
+from .tracing import note_constant
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -106,8 +107,15 @@ def _partial(fun, args, nums, kwargs=None):
 
 
 def _zeros_for(targets, results):
-    """Materialise the symbolic zeros (``None``) of unreached targets."""
-    return [r if r is not None else zeros_like(t) for r, t in zip(results, targets)]
+    """Materialise the symbolic zeros (``None``) of unreached targets (constants of a
+    program ``jit`` is tracing)."""
+    out = []
+    for r, t in zip(results, targets):
+        if r is None:
+            r = zeros_like(t)
+            note_constant(r.data)
+        out.append(r)
+    return out
 
 
 class _Trace:
