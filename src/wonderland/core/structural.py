@@ -11,6 +11,8 @@ here take already-normalised arguments.
 
 from __future__ import annotations
 
+import math
+
 from .. import backend as B
 from .primitive import IDENTITY, Primitive, apply
 from .tensor import Tensor, _wrap
@@ -68,7 +70,7 @@ def _sum_forward(x, *, axis, keepdims):
     k = len(axis)
     if (type(x) is B.ndarray and 0 < k < x.ndim and x.size >= _GEMV_MIN
             and axis == tuple(range(k)) and x.dtype.char in "fd" and x.flags.c_contiguous):
-        lead = x.size // _prod(x.shape[k:])
+        lead = x.size // math.prod(x.shape[k:])
         key = (lead, x.dtype.char)
         ones = _ones_cache.get(key)
         if ones is None:
@@ -79,13 +81,6 @@ def _sum_forward(x, *, axis, keepdims):
         res = ones @ x.reshape(lead, -1)
         return res.reshape(((1,) * k if keepdims else ()) + x.shape[k:])
     return x.sum(axis=axis, keepdims=keepdims)
-
-
-def _prod(shape):
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 SUM = Primitive("sum", _sum_forward, vjp=_sum_vjp, linear=True, save=(), batch=_sum_batch)

@@ -49,6 +49,22 @@ def out_size(size, k, stride, dilation):
     return (size - dilation * (k - 1) - 1) // stride + 1
 
 
+def as_3d(values, nd, fill=1):
+    """Per-axis numbers (sizes, strides...) of ``nd`` spatial axes with ``fill`` in front,
+    to 3 axes: 1-D and 2-D windows run the compiled 3-D kernels."""
+    return (fill,) * (3 - nd) + tuple(values)
+
+
+def as_3d_array(values, nd, fill=1):
+    """``as_3d`` as an int64 array (what the kernels take)."""
+    return np.array(as_3d(values, nd, fill), dtype=np.int64)
+
+
+def five_d(a, nd):
+    """A channels-last array with ``nd`` spatial axes as ``(b, d, h, w, c)`` (a view)."""
+    return a.reshape(a.shape[:1] + (1,) * (3 - nd) + a.shape[1:])
+
+
 def _window_view(x, kernel, stride, dilation):
     """A read-only view ``(b, *O, *k[:-1], k[-1]*c)`` of every window of ``x``.
 
@@ -214,11 +230,6 @@ def _direct_applies(x, other, groups, kernel=None):
             and type(x) is np.ndarray and type(other) is np.ndarray)
 
 
-def _five_d(a, nd):
-    """A channels-last array with ``nd`` spatial axes as ``(b, d, h, w, c)``."""
-    return a.reshape(a.shape[:1] + (1,) * (3 - nd) + a.shape[1:])
-
-
 def _direct_forward(x, w, bias, stride, dilation):
     nd = len(stride)
     kernel = w.shape[:nd]
@@ -228,11 +239,11 @@ def _direct_forward(x, w, bias, stride, dilation):
     out = np.empty((b, *outs, cout), dtype=dtype)
     if out.size == 0:
         return out
-    x5 = _five_d(x.astype(dtype, copy=False), nd)
-    w5 = np.ascontiguousarray(w, dtype=dtype).reshape(_as_3d(kernel, nd) + (cin, cout))
+    x5 = five_d(x.astype(dtype, copy=False), nd)
+    w5 = np.ascontiguousarray(w, dtype=dtype).reshape(as_3d(kernel, nd) + (cin, cout))
     bias = np.zeros(cout, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype).reshape(cout)
-    s3, d3 = (np.array(_as_3d(v, nd), dtype=np.int64) for v in (stride, dilation))
-    out5 = _five_d(out, nd)
+    s3, d3 = as_3d_array(stride, nd), as_3d_array(dilation, nd)
+    out5 = five_d(out, nd)
 
     def work(lo, hi, lane):
         kernels_conv.direct_forward(x5[lo:hi], w5, bias, s3, d3, out5[lo:hi])
@@ -245,10 +256,10 @@ def _direct_weight(x, g, stride, dilation, kernel):
     nd = len(stride)
     b, cin, cout = x.shape[0], x.shape[-1], g.shape[-1]
     dtype = np.result_type(x, g)
-    x5 = _five_d(x.astype(dtype, copy=False), nd)
-    g5 = _five_d(g.astype(dtype, copy=False), nd)
-    s3, d3 = (np.array(_as_3d(v, nd), dtype=np.int64) for v in (stride, dilation))
-    shape = _as_3d(kernel, nd) + (cin, cout)
+    x5 = five_d(x.astype(dtype, copy=False), nd)
+    g5 = five_d(g.astype(dtype, copy=False), nd)
+    s3, d3 = as_3d_array(stride, nd), as_3d_array(dilation, nd)
+    shape = as_3d(kernel, nd) + (cin, cout)
     partial = {}
 
     def work(lo, hi, lane):
@@ -301,11 +312,6 @@ def _conv_transpose_forward(g, w, *, stride, dilation, groups, in_shape):
     return _col2im(g, w, stride, dilation, groups, in_shape, dtype)
 
 
-def _as_3d(shape_spatial, nd):
-    """Spatial sizes (or per-axis numbers) with unit axes in front, to 3 axes."""
-    return (1,) * (3 - nd) + tuple(shape_spatial)
-
-
 def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
     """Transposed convolution by columns: ``g · kernelᵀ`` gives every window's
     contribution to every position it covers, which is added back in place (the
@@ -340,10 +346,9 @@ def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
         for o, d, st, n in zip(offset, dilation, stride, outs)) + (slice(None),)
         for offset in offsets]
     step = max(1, (_ROWS_PER_CHUNK // 4) // max(1, per_image))
-    cols_3d = _as_3d(outs, nd) + _as_3d(kernel, nd) + (cin,)
-    out_3d = _as_3d(in_shape[1:1 + nd], nd) + (cin,)
-    stride_3d = np.array(_as_3d(stride, nd), dtype=np.int64)
-    dilation_3d = np.array(_as_3d(dilation, nd), dtype=np.int64)
+    cols_3d = as_3d(outs, nd) + as_3d(kernel, nd) + (cin,)
+    out_3d = as_3d(in_shape[1:1 + nd], nd) + (cin,)
+    stride_3d, dilation_3d = as_3d_array(stride, nd), as_3d_array(dilation, nd)
 
     def scatter(cols, s, e):
         if compiled:

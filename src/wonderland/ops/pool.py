@@ -26,7 +26,7 @@ from ..backend import threads
 from ..core.primitive import Primitive, apply
 from ..core.vmap import batch_size, broadcast_batch
 from . import kernels
-from .conv import out_size
+from .conv import as_3d_array, five_d, out_size
 
 
 def _offset_slices(shape, kernel, stride, dilation):
@@ -78,15 +78,6 @@ def max_windows(x, kernel, stride, dilation, pads=()):
 
 
 # ----------------------------------------------------------------------------- compiled kernels
-def _as_3d(shape_or_tuple, nd, fill):
-    return (fill,) * (3 - nd) + tuple(shape_or_tuple)
-
-
-def _five(a, nd):
-    """A channels-last array with ``nd`` spatial axes as ``(b, d, h, w, c)``."""
-    return a.reshape(a.shape[:1] + (1,) * (3 - nd) + a.shape[1:])
-
-
 _PARALLEL_MIN = 1 << 18    # elements below which a thread hand-off costs more than it saves
 
 
@@ -100,7 +91,7 @@ def _over_batch(kernel_fn, size, *arrays):
 
 def _geometry_arrays(kernel, stride, dilation):
     nd = len(kernel)
-    return [np.array(_as_3d(v, nd, 1), dtype=np.int64) for v in (kernel, stride, dilation)]
+    return [as_3d_array(v, nd) for v in (kernel, stride, dilation)]
 
 
 def _compiled_max(x, kernel, stride, dilation, pads):
@@ -113,11 +104,11 @@ def _compiled_max(x, kernel, stride, dilation, pads):
     idx = np.empty(values.shape, dtype=np.int8 if int(np.prod(kernel)) < 128 else np.int32)
     spatial = x.shape[1:1 + nd]
     pads = pads or ((0, 0),) * nd
-    lo = np.array(_as_3d([a for a, _ in pads], nd, 0), dtype=np.int64)
-    hi = np.array(_as_3d([n - b for n, (_, b) in zip(spatial, pads)], nd, 1), dtype=np.int64)
+    lo = as_3d_array([a for a, _ in pads], nd, fill=0)
+    hi = as_3d_array([n - b for n, (_, b) in zip(spatial, pads)], nd)
     k3, s3, d3 = _geometry_arrays(kernel, stride, dilation)
     _over_batch(lambda x_, v_, i_: pooling.max_pool_forward(x_, k3, s3, d3, lo, hi, v_, i_),
-                x.size, _five(x, nd), _five(values, nd), _five(idx, nd))
+                x.size, five_d(x, nd), five_d(values, nd), five_d(idx, nd))
     return values, idx
 
 
@@ -127,8 +118,8 @@ def _compiled_gather(x, idx, kernel, stride, dilation):
     nd = len(kernel)
     out = np.empty(idx.shape, dtype=x.dtype)
     k3, s3, d3 = _geometry_arrays(kernel, stride, dilation)
-    pooling.window_gather(_five(np.ascontiguousarray(x), nd), _five(np.ascontiguousarray(idx), nd),
-                          s3, *pooling.offset_tables(k3, d3), _five(out, nd))
+    pooling.window_gather(five_d(np.ascontiguousarray(x), nd), five_d(np.ascontiguousarray(idx), nd),
+                          s3, *pooling.offset_tables(k3, d3), five_d(out, nd))
     return out
 
 
@@ -145,12 +136,12 @@ def _compiled_scatter(g, idx, kernel, stride, dilation, in_shape):
             if n < in_shape[1 + axis]:     # the rows past the last window get nothing
                 out[(slice(None),) * (1 + axis) + (slice(n, None),)] = 0
         _over_batch(lambda g_, i_, o_: pooling.tiled_scatter(g_, i_, k3, o_), out.size,
-                    _five(np.ascontiguousarray(g), nd), _five(np.ascontiguousarray(idx), nd),
-                    _five(out, nd))
+                    five_d(np.ascontiguousarray(g), nd), five_d(np.ascontiguousarray(idx), nd),
+                    five_d(out, nd))
         return out
     out = np.zeros(in_shape, dtype=g.dtype)
-    pooling.window_scatter(_five(np.ascontiguousarray(g), nd), _five(np.ascontiguousarray(idx), nd),
-                           s3, *pooling.offset_tables(k3, d3), _five(out, nd))
+    pooling.window_scatter(five_d(np.ascontiguousarray(g), nd), five_d(np.ascontiguousarray(idx), nd),
+                           s3, *pooling.offset_tables(k3, d3), five_d(out, nd))
     return out
 
 
