@@ -679,6 +679,34 @@ def gpt_step(contender, vocab=80, n_layer=4, n_embd=256, n_head=8, ctx=256, batc
         loss.backward()
         opt.step()
     return step
+@workload("gpt_step_jit", ("wonderland", "torch"))
+def gpt_step_jit(contender, vocab=80, n_layer=4, n_embd=256, n_head=8, ctx=256, batch=16):
+    """``gpt_step`` with wonderland's loss and gradients under ``wl.jit`` (elementwise
+    chains fused); the same AdamW."""
+    if contender != "wonderland":
+        return gpt_step(contender, vocab, n_layer, n_embd, n_head, ctx, batch)
+    import wonderland as wl
+    nn = wl.nn
+    x, y = _gpt_batch(vocab, ctx, batch)
+    wl.random.seed(0)
+    model = wl.models.GPT(vocab, ctx, n_layer, n_head, n_embd)
+    opt = wl.optim.AdamW(model.parameters(), 3e-4)
+    params = dict(model.named_parameters())
+    X, Y = wl.tensor(x), wl.tensor(y.reshape(-1))
+
+    @wl.jit
+    def loss_and_grads(ps, xb, yb):
+        return wl.value_and_grad(lambda p: nn.functional.cross_entropy(
+            nn.functional_call(model, p, xb).reshape(-1, vocab), yb))(ps)
+
+    def step():
+        _, grads = loss_and_grads(params, X, Y)
+        for name, p in params.items():
+            p.grad = grads[name]
+        opt.step()
+    return step
+
+
 # ----------------------------------------------------------------------------- graphs
 def _citeseer():
     """CiteSeer as arrays (the file shipped with wonderland): row-normalised dense

@@ -49,8 +49,12 @@ arrays computed from a traced tensor's values by graph operations (sparse and se
 indices) are recorded as constants: jit targets dense models (the checked first replay
 catches such a constant when the indices change).
 
-Not done yet: elementwise chains fused into compiled kernels, and a planned reuse of
-buffers across steps (the allocator already reuses freed memory, ``backend/memory.py``).
+**Fusion.** Chains of elementwise steps (layer norm's backward, dropout's scaling
+and the residual sum after it, attention's masking) run as one compiled loop each,
+computed in the traced dtypes operation by operation (:mod:`wonderland.core.fusion`;
+``fuse=False`` turns it off). Buffers are not planned by the program: the allocator
+keeps freed memory in the process (``backend/memory.py``), so a step's new array reuses
+the block an earlier one freed, and writing into a preallocated buffer measured no faster.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from __future__ import annotations
 import functools
 
 from .. import backend as B
-from . import rng
+from . import fusion, rng
 from .modes import get_state, switched
 from .pytree import flatten, unflatten
 from .tensor import Tensor, _wrap
@@ -201,10 +205,13 @@ def refuse_while_tracing(what: str) -> None:
 class _Program:
     """The recorded steps of one signature, ready to run on new arguments."""
 
-    def __init__(self, rec: _Recorder, arg_slots, out_slots, out_tree, out_static):
-        self.steps = rec.steps
-        self.names = rec.names
+    def __init__(self, rec: _Recorder, arg_slots, out_slots, out_tree, out_static,
+                 fuse=False):
         self.consts = rec.consts
+        keep_to_end = set(out_slots) | set(rec.consts)
+        self.steps, self.names = rec.steps, rec.names
+        if fuse:
+            self.steps, self.names = fusion.fuse(rec.steps, rec.names, rec.keep, keep_to_end)
         self.arg_slots = arg_slots
         self.out_slots = out_slots
         self.out_tree = out_tree
@@ -214,7 +221,6 @@ class _Program:
         self.constant_outputs = tuple(slot is None or slot in rec.consts for slot in out_slots)
         self.checked = False
         self.n_slots = len(rec.keep)
-        keep_to_end = set(out_slots) | set(rec.consts)
         last = {}
         for i, (_, _, ins, _) in enumerate(self.steps):
             for s in ins:
@@ -304,14 +310,17 @@ class jit:
     the arguments are taken as tensors. ``traces`` counts the signatures traced so far;
     ``clear()`` forgets them (after replacing a closed-over tensor's array, say). With
     ``check=True`` (the default) the first replay of each signature also runs ``fn``
-    eagerly and raises :class:`JitError` if the results differ. Use it as ``@wl.jit`` or
-    ``wl.jit(fn, check=False)``."""
+    eagerly and raises :class:`JitError` if the results differ. With ``fuse=True`` (the
+    default where numba is installed) chains of elementwise steps run as one compiled loop
+    each (:mod:`wonderland.core.fusion`). Use it as ``@wl.jit`` or
+    ``wl.jit(fn, check=False, fuse=False)``."""
 
-    def __init__(self, fn, check=True):
+    def __init__(self, fn, check=True, fuse=True):
         if not callable(fn):
             raise TypeError(f"jit: expected a function, got {type(fn).__name__}")
         self.fn = fn
         self.check = check
+        self.fuse = bool(fuse) and fusion.enabled()
         self.last_program = None          # the program the latest call ran (or traced)
         self.programs = {}
         self.traces = 0
@@ -400,7 +409,8 @@ class jit:
             else:
                 out_slots.append(None)
                 out_static.append(leaf)
-        program = self.programs[key] = _Program(rec, arg_slots, out_slots, out_tree, out_static)
+        program = self.programs[key] = _Program(rec, arg_slots, out_slots, out_tree, out_static,
+                                                       self.fuse)
         program.generators = [g for g, _ in touched.values()]
         self.last_program = program
         self.traces += 1

@@ -23,6 +23,7 @@ from ..core.primitive import Primitive, apply
 from ..core.structural import CAST
 from ..core.tensor import Tensor
 from ..core.vmap import elementwise_rule, unary_rule
+from ..core.fusion import scalar_form
 from ..core.tracing import record_call
 from ..core.modes import is_grad_enabled
 from ._common import cast, constant, floating, operands, plain_tensor, to_tensor
@@ -240,6 +241,7 @@ def _relu_vjp(g, out, x):
     return g * greater_(out, 0.0)
 
 
+scalar_form(_relu_forward, "np.maximum({0}, 0)")
 _relu = _elementwise("relu", _relu_forward, save=("out",),
                      vjp=_relu_vjp,
                      jvp=lambda t, out, x: t * greater_(x, 0.0))
@@ -395,6 +397,7 @@ _where = _elementwise(
     "where", lambda c, x, y: np.where(c, x, y), save=(0,),
     vjp=(None, lambda g, out, c, x, y: where(c, g, 0.0), lambda g, out, c, x, y: where(c, 0.0, g)),
     jvp_all=_where_jvp)
+scalar_form(_where.forward, "{1} if {0} else {2}", cast=(1, 2))
 
 
 def where(condition, x, y) -> Tensor:

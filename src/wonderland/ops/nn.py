@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from .. import backend as B
+from ..core.fusion import scalar_form
 from ..core.tracing import record_call
 from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
@@ -215,6 +216,7 @@ def _masked_scale_forward(x, mask, *, scale):
     return out
 
 
+scalar_form(_masked_scale_forward, "{0} * {1} * {scale}")
 _masked_scale = Primitive(
     "masked_scale", _masked_scale_forward, save=(1,),
     vjp=(lambda g, out, x, mask, *, scale: g * mask * scale, None),
