@@ -1,5 +1,6 @@
 """Fast paths against their plain references: the leading-axes sum as a matrix-vector
-product, the one-pass ReLU backward, the allocator settings and the profiler."""
+product, the one-pass ReLU backward, the compiled row scatter of add_at, the allocator
+settings and the profiler."""
 
 import os
 import subprocess
@@ -126,3 +127,52 @@ def test_profile_times_the_steps_of_a_jit_program():
     assert not any(phase == "forward" for _, phase in rows)   # nothing ran eagerly
     from wonderland.core import tracing
     assert tracing.PROFILE[0] is None                          # switched off on leaving
+
+
+@pytest.mark.skipif(not KERNELS, reason="compiled kernels are off")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,index_shape,trailing", [
+    (80, (16, 128), (32,)),          # an embedding's gradient: ids (batch, time)
+    (7, (50,), ()),                  # one value per index
+    (5, (3, 4), (2, 3)),             # several trailing axes
+])
+def test_add_at_row_scatter_equals_numpy_add_at(rows, index_shape, trailing, dtype):
+    from wonderland.ops import indexing
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows,) + trailing).astype(dtype)
+    idx = rng.integers(-rows, rows, index_shape)            # repeats and negative indices
+    v = rng.standard_normal(index_shape + trailing).astype(dtype)
+    want = x.copy()
+    np.add.at(want, idx, v)
+    out = x.copy()
+    assert indexing._add_rows(out, (idx,), v)                 # the compiled path ran
+    np.testing.assert_allclose(out, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+    got = wl.add_at(wl.tensor(x), wl.tensor(idx), wl.tensor(v)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_add_at_row_scatter_leaves_other_cases_to_numpy():
+    from wonderland.ops import indexing
+
+    out = np.zeros((4, 3), np.float32)
+    v = np.ones((2, 3), np.float32)
+    assert not indexing._add_rows(out, (np.array([0, 4]),), v)          # out of range
+    assert not indexing._add_rows(out, (np.array([0, 1]), slice(None)), v)   # two parts
+    assert not indexing._add_rows(out, (np.array([0, 1]),), np.ones(3, np.float32))  # broadcast
+    assert not indexing._add_rows(out, (np.array([0, 1]),), v.astype(np.float64))
+    assert not out.any()
+    with pytest.raises(IndexError, match="out of bounds|add_at"):
+        wl.add_at(wl.zeros((4, 3)), wl.tensor([0, 4]), wl.ones((2, 3)))
+
+
+def test_embedding_gradient_through_the_row_scatter_equals_one_hot_product():
+    rng = np.random.default_rng(1)
+    emb = wl.nn.Embedding(11, 6)
+    ids = rng.integers(0, 11, (4, 9))
+    g = rng.standard_normal((4, 9, 6)).astype(np.float32)
+    (emb(wl.tensor(ids)) * wl.tensor(g)).sum().backward()
+    want = np.eye(11, dtype=np.float64)[ids.reshape(-1)].T @ g.reshape(-1, 6).astype(np.float64)
+    np.testing.assert_allclose(emb.weight.grad.numpy(), want, rtol=1e-5, atol=1e-6)

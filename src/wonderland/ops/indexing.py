@@ -98,9 +98,37 @@ def _add_at_forward(x, v, *idx, index, unique):
     full = _fill(index, idx)
     if unique:
         out[full] += v
-    else:
+    elif not _add_rows(out, full, v):
         B.of(out).add_at(out, full, v)
     return out
+
+
+def _add_rows(out, full, v) -> bool:
+    """``out[idx] += v`` with repeated rows accumulating, by the segment sum's compiled
+    row scatter, when the index is one integer array on the first axis (an embedding's
+    gradient: 80x faster than ``np.add.at`` on 2,048 rows of 128); False where it does
+    not apply (NumPy then does it, and raises on out-of-range indices)."""
+    if len(full) != 1 or type(out) is not np.ndarray or type(v) is not np.ndarray:
+        return False
+    idx = full[0]
+    if (type(idx) is not np.ndarray or idx.dtype.kind not in "iu" or out.ndim == 0
+            or out.dtype.kind != "f" or v.dtype != out.dtype or v.size == 0
+            or v.shape != idx.shape + out.shape[1:] or not out.flags.c_contiguous):
+        return False
+    from .segment import compiled_row_scatter
+
+    kernel = compiled_row_scatter()
+    if kernel is None:
+        return False
+    n = out.shape[0]
+    ids = idx.reshape(-1)
+    lo, hi = ids.min(), ids.max()
+    if lo < -n or hi >= n:
+        return False
+    if lo < 0:
+        ids = np.where(ids < 0, ids + n, ids)
+    kernel(np.ascontiguousarray(v.reshape(ids.size, -1)), ids, out.reshape(n, -1))
+    return True
 
 
 def _getitem_vjp_all(g, out, inputs, needs, *, index, unique):

@@ -76,7 +76,7 @@ def _segment_sum_loop(data, ids, out):
 
 @B.numpy_kernel
 def _segment_sum_kernel(data, ids, *, num_segments):
-    kernel = _numba_kernel("segment_sum", _segment_sum_loop) if USE_COMPILED else None
+    kernel = compiled_row_scatter()
     if kernel is None or data.dtype.kind != "f" or data.size == 0:
         return segment_sum_reference(data, ids, num_segments)
     out = np.zeros((num_segments, data.size // data.shape[0]), dtype=data.dtype)
@@ -134,6 +134,12 @@ def _numba_kernel(name, fn):
 
 
 USE_COMPILED = True       # switch for the tests: False runs the NumPy references
+
+
+def compiled_row_scatter():
+    """The compiled ``out[ids[e]] += data[e]`` loop (``data (E, F)``, ``out (S, F)``,
+    ids in range), or None when compiled kernels are off: ``add_at`` uses it too."""
+    return _numba_kernel("segment_sum", _segment_sum_loop) if USE_COMPILED else None
 
 
 @B.numpy_kernel
