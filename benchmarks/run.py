@@ -31,12 +31,16 @@ DEFAULT = ["op_add", "op_multiply", "op_matmul", "mlp_step", "digits_mlp_epoch",
            "adam_many_small", "conv2d", "cnn_step"]
 
 
-def _have_torch() -> bool:
+def _have(module) -> bool:
     try:
         import importlib.util
-        return importlib.util.find_spec("torch") is not None
+        return importlib.util.find_spec(module) is not None
     except ImportError:
         return False
+
+
+def _have_torch() -> bool:
+    return _have("torch")
 
 
 def run_pair(workload, contender, iters, baseline=None, warmup=20):
@@ -68,11 +72,12 @@ def main(argv=None):
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown:
         ap.error(f"unknown workload(s) {unknown}; available: {sorted(WORKLOADS)}")
-    torch_ok = _have_torch()
+    torch_ok, jax_ok = _have_torch(), _have("jax")
     rows = []
     for w in args.workloads:
         contenders = [c for c in WORKLOADS[w][1]
                       if not (c.startswith("torch") or c == "pyg") or torch_ok]
+        contenders = [c for c in contenders if c != "jax" or jax_ok]
         if args.baseline and "wonderland" in contenders:
             contenders.insert(1, "base")
         samples = {c: [] for c in contenders}
@@ -84,10 +89,11 @@ def main(argv=None):
         rows.append((w, med))
     print(file=sys.stderr)
     others = [c for c in ("base", "pyg", "torch", "torch_channels_last", "torch_loop",
-                          "torch_cumsum", "numpy")
+                          "torch_cumsum", "jax", "numpy")
               if any(c in med for _, med in rows)]
     short = {"base": "base", "pyg": "PyG", "torch": "torch", "torch_channels_last": "torch CL",
-             "torch_loop": "torch loop", "torch_cumsum": "torch cumsum", "numpy": "numpy"}
+             "torch_loop": "torch loop", "torch_cumsum": "torch cumsum", "jax": "JAX jit",
+             "numpy": "numpy"}
     header = ["workload", "wonderland"] + [short[c] for c in others] + \
              [f"wl/{short[c]}" for c in others]
     lines = []

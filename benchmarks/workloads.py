@@ -87,9 +87,44 @@ def _mlp_setup(sizes, batch, seed=0):
     return x, y, ws, bs
 
 
-@workload("mlp_step", ("wonderland", "torch", "numpy"))
+def _jax_mlp_step(sizes, batch, lr):
+    """The MLP step as JAX users write it: loss, gradients and the SGD update in one
+    ``jax.jit`` function (its result waited for, as JAX runs asynchronously)."""
+    import jax
+    import jax.numpy as jnp
+
+    x, y, ws, bs = _mlp_setup(sizes, batch)
+    params = [jnp.asarray(w) for w in ws] + [jnp.asarray(b) for b in bs]
+    n = len(ws)
+    X, Y = jnp.asarray(x), jnp.asarray(y)
+
+    def loss_fn(ps, xb, yb):
+        h = xb
+        for i in range(n):
+            h = h @ ps[i] + ps[n + i]
+            if i < n - 1:
+                h = jax.nn.relu(h)
+        logp = jax.nn.log_softmax(h, axis=-1)
+        return -jnp.take_along_axis(logp, yb[:, None], axis=1).mean()
+
+    @jax.jit
+    def update(ps, xb, yb):
+        loss, grads = jax.value_and_grad(loss_fn)(ps, xb, yb)
+        return loss, [p - lr * g for p, g in zip(ps, grads)]
+
+    state = [params]
+
+    def step():
+        loss, state[0] = update(state[0], X, Y)
+        loss.block_until_ready()
+    return step
+
+
+@workload("mlp_step", ("wonderland", "torch", "jax", "numpy"))
 def mlp_step(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
     """One SGD step of an MLP with ReLU and softmax cross-entropy (mean over the batch)."""
+    if contender == "jax":
+        return _jax_mlp_step(sizes, batch, lr)
     x, y, ws, bs = _mlp_setup(sizes, batch)
     if contender == "wonderland":
         import wonderland as wl
@@ -383,7 +418,7 @@ def _mlp_functional_step(contender, sizes, batch, lr, use_jit):
     return step
 
 
-@workload("mlp_value_and_grad", ("wonderland", "torch", "numpy"))
+@workload("mlp_value_and_grad", ("wonderland", "torch", "jax", "numpy"))
 def mlp_value_and_grad(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
     """The MLP step of ``mlp_step`` written JAX-style: ``value_and_grad`` of a loss of the
     parameters, then the update. It must cost what the ``.backward()`` path costs
@@ -391,7 +426,7 @@ def mlp_value_and_grad(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01)
     return _mlp_functional_step(contender, sizes, batch, lr, use_jit=False)
 
 
-@workload("mlp_step_jit", ("wonderland", "torch", "numpy"))
+@workload("mlp_step_jit", ("wonderland", "torch", "jax", "numpy"))
 def mlp_step_jit(contender, sizes=(784, 512, 512, 10), batch=128, lr=0.01):
     """``mlp_value_and_grad`` with the loss-and-gradients function under ``wl.jit``
     (traced once, then replayed)."""

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Sparse:UserWarning",
                                         "ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 NEEDS = {"torch": "torch", "torch_channels_last": "torch", "torch_loop": "torch",
-         "torch_cumsum": "torch", "pyg": "torch_geometric"}
+         "torch_cumsum": "torch", "pyg": "torch_geometric", "jax": "jax"}
 CASES = [(w, c) for w, (_, contenders) in sorted(WORKLOADS.items()) for c in contenders]
 
 
