@@ -196,3 +196,30 @@ def test_compiled_loops_are_reused_by_a_later_process(tmp_path):
     sources = list((tmp_path / "fused").glob("fused_*.py"))
     assert len(sources) == 1
     assert list((tmp_path / "fused" / "__pycache__").glob("*.nbi"))      # numba's index
+
+
+def test_a_cache_file_with_other_content_is_rewritten_before_it_is_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("WONDERLAND_CACHE_DIR", str(tmp_path))
+    steps = [(np.add, {}, (0, 1), 2), (np.multiply, {}, (2, 1), 3)]
+    traced = [np.ones(4), np.full(4, 2.0), np.full(4, 3.0), np.full(4, 6.0)]
+    meta = [fusion._Meta(a) for a in traced]
+    source = fusion._source([0, 1], steps, meta, [0, 1], [(False, True)] * 2)
+    digest = __import__("hashlib").sha1(source.encode()).hexdigest()[:20]
+    planted = tmp_path / "fused" / f"fused_{digest}.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text("raise SystemExit('a planted file was run')\n")
+    fusion._KERNELS.pop(digest, None)
+    kernel = fusion._kernel(source)
+    assert planted.read_text() == source
+    out = np.empty((1, 4))
+    kernel(out, traced[0], traced[1])
+    np.testing.assert_array_equal(out[0], (traced[0] + traced[1]) * traced[1])
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_a_cache_directory_others_may_write_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("WONDERLAND_CACHE_DIR", str(tmp_path / "mine"))
+    assert fusion._cache_dir() == str(tmp_path / "mine" / "fused")
+    os.chmod(tmp_path / "mine" / "fused", 0o777)              # ours: tightened again
+    assert fusion._cache_dir() == str(tmp_path / "mine" / "fused")
+    assert not os.stat(tmp_path / "mine" / "fused").st_mode & 0o022

@@ -116,7 +116,8 @@ def _fusable(step, meta) -> bool:
     if any(not isinstance(v, numbers.Number) or isinstance(v, bool) for v in params.values()):
         return False
     values = [meta[s] for s in ins] + [meta[layout]]
-    return all(m.plain and m.dtype.kind in _KINDS for m in values)
+    return all(m.plain and m.dtype.kind in _KINDS and (m.dtype.kind != "f" or m.dtype.itemsize >= 4)
+               for m in values)                   # no float16: numba computes it poorly
 
 
 def _groups(steps, meta, keep_to_end):
@@ -206,17 +207,38 @@ def _source(group, steps, meta, operands, kinds):
 
 
 def _cache_dir() -> str:
+    """A directory of this user's own for the sources and numba's cache next to them (code
+    is loaded from it: one that another user owns or may write to is not used)."""
     root = os.environ.get("WONDERLAND_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "wonderland")
+    uid = os.getuid() if hasattr(os, "getuid") else None
     for path in (os.path.join(root, "fused"),
-                 os.path.join(tempfile.gettempdir(), "wonderland-fused")):
+                 os.path.join(tempfile.gettempdir(), f"wonderland-fused-{uid}")):
         try:
-            os.makedirs(path, exist_ok=True)
-            if os.access(path, os.W_OK):
-                return path
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            st = os.stat(path)
         except OSError:
             continue
-    raise OSError("no writable directory for the fused kernels' sources")
+        if uid is not None and st.st_uid == uid and st.st_mode & 0o022:
+            try:                                 # ours, made under a permissive umask
+                os.chmod(path, st.st_mode & ~0o022)
+                st = os.stat(path)
+            except OSError:
+                continue
+        if uid is not None and (st.st_uid != uid or st.st_mode & 0o022):
+            continue
+        if os.access(path, os.W_OK):
+            return path
+    raise OSError("no private writable directory for the fused kernels' sources "
+                  "(set WONDERLAND_CACHE_DIR)")
+
+
+def _written(path, source) -> bool:
+    try:
+        with open(path) as f:
+            return f.read() == source
+    except OSError:
+        return False
 
 
 def _kernel(source):
@@ -227,7 +249,7 @@ def _kernel(source):
         kernel = _KERNELS.get(digest)
         if kernel is None:
             path = os.path.join(_cache_dir(), f"fused_{digest}.py")
-            if not os.path.exists(path):
+            if not _written(path, source):        # absent, or not what it should hold
                 tmp = f"{path}.{os.getpid()}.tmp"
                 with open(tmp, "w") as f:
                     f.write(source)
