@@ -223,3 +223,14 @@ def test_a_cache_directory_others_may_write_is_not_used(tmp_path, monkeypatch):
     os.chmod(tmp_path / "mine" / "fused", 0o777)              # ours: tightened again
     assert fusion._cache_dir() == str(tmp_path / "mine" / "fused")
     assert not os.stat(tmp_path / "mine" / "fused").st_mode & 0o022
+
+
+def test_fusion_can_be_switched_off(monkeypatch):
+    fn = _CASES["bias row, relu"][0]
+    args = _data(np.random.default_rng(4), np.float32, (6, 5), (5,))
+    off = wl.jit(fn, fuse=False)
+    off(*args)
+    monkeypatch.setenv("WONDERLAND_FUSION", "0")
+    env_off = wl.jit(fn)
+    env_off(*args)
+    assert not _fused(off) and not _fused(env_off) and not env_off.fuse

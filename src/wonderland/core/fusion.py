@@ -36,6 +36,7 @@ with the traced result; a group that disagrees or fails to compile stays unfused
 broadcasting and dtypes, so the same chain in every layer shares one kernel. Sources are
 written to ``$WONDERLAND_CACHE_DIR/fused`` (``~/.cache/wonderland/fused`` by default) and
 compiled by numba with ``cache=True``: later processes load the machine code.
+``WONDERLAND_FUSION=0`` (or ``wl.jit(fn, fuse=False)``) turns fusion off.
 """
 
 from __future__ import annotations
@@ -87,10 +88,11 @@ scalar_form(np.logical_not, "not {0}", cast=())
 
 
 def enabled() -> bool:
-    """Whether fusion can compile its loops here (numba present and not switched off)."""
+    """Whether fusion can compile its loops here: numba present, compiled kernels not
+    switched off, and ``WONDERLAND_FUSION`` not ``0``."""
     from ..ops import kernels
 
-    return kernels.ENABLED
+    return kernels.ENABLED and os.environ.get("WONDERLAND_FUSION", "1") != "0"
 
 
 # ----------------------------------------------------------------------------- grouping
