@@ -176,3 +176,42 @@ def test_embedding_gradient_through_the_row_scatter_equals_one_hot_product():
     (emb(wl.tensor(ids)) * wl.tensor(g)).sum().backward()
     want = np.eye(11, dtype=np.float64)[ids.reshape(-1)].T @ g.reshape(-1, 6).astype(np.float64)
     np.testing.assert_allclose(emb.weight.grad.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+_EXTREMES = [-1e4, -100.0, -88.0, -20.0, -0.0, 0.0, 20.0, 100.0, 1e4, np.nan, np.inf, -np.inf]
+
+
+def _wide_inputs(dtype, n=20000):
+    x = np.random.default_rng(5).standard_normal(n) * 30
+    return np.concatenate([x, _EXTREMES]).astype(dtype)
+
+
+def test_float32_sigmoid_composition_equals_scipy_expit():
+    import scipy.special as sp
+    from wonderland import backend
+
+    x = _wide_inputs(np.float32)
+    assert x.size >= backend._EXPIT_MIN                       # the composition runs
+    with np.errstate(over="raise"):                           # nothing overflows
+        got = wl.sigmoid(wl.tensor(x)).numpy()
+    ref = sp.expit(x.astype(np.float64))
+    assert got.dtype == np.float32
+    normal = ref > np.finfo(np.float32).tiny
+    np.testing.assert_allclose(got[normal], ref[normal], rtol=4e-7)
+    np.testing.assert_allclose(got[~normal & ~np.isnan(ref)], ref[~normal & ~np.isnan(ref)],
+                               atol=1e-44)
+    assert np.isnan(got[np.isnan(x)]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_composition_equals_logaddexp(dtype):
+    x = _wide_inputs(dtype)
+    with np.errstate(over="raise"):
+        got = wl.softplus(wl.tensor(x)).numpy()               # no threshold: the primitive
+    with np.errstate(invalid="ignore"):                       # logaddexp(0, nan)
+        ref = np.logaddexp(0, x.astype(np.float64))
+    assert got.dtype == dtype
+    finite = np.isfinite(ref) & (ref > np.finfo(dtype).tiny)
+    np.testing.assert_allclose(got[finite], ref[finite], rtol=4e-7 if dtype == np.float32 else 1e-15)
+    np.testing.assert_array_equal(got[np.isinf(x)], np.where(x[np.isinf(x)] > 0, np.inf, 0.0))
+    assert np.isnan(got[np.isnan(x)]).all()

@@ -61,7 +61,7 @@ class Backend:
         return _special.erf(x)
 
     def expit(self, x):
-        return _special.expit(x)
+        return _expit(x)
 
     def add_at(self, target, index, values):
         """Add ``values`` into ``target[index]`` in place; repeated indices accumulate."""
@@ -487,6 +487,24 @@ def broadcast_to(array, shape):
 def add_at(target, index, values) -> None:
     """Unbuffered scatter-add into ``target`` (on its own backend)."""
     backend_of(target).add_at(target, index, values)
+
+
+def _expit(x):
+    """The logistic sigmoid. Large float32 arrays take ``e / (1 + e)`` with ``e = exp(-|x|)``
+    (the numerator 1 where x ≥ 0): NumPy's vectorised exp makes it ~3× faster than
+    SciPy's ``expit``, and it never overflows (tiny results keep their relative accuracy);
+    the rest is SciPy's."""
+    if type(x) is not _np.ndarray or x.dtype != _np.float32 or x.size < _EXPIT_MIN:
+        return _special.expit(x)
+    e = _np.abs(x)
+    _np.negative(e, out=e)
+    _np.exp(e, out=e)
+    out = _np.add(e, 1.0, dtype=_np.float32)
+    _np.divide(_np.where(x >= 0, _np.float32(1.0), e), out, out=out)
+    return out
+
+
+_EXPIT_MIN = 4096      # below this SciPy's single call beats the five passes
 
 
 def erf(x):

