@@ -215,3 +215,20 @@ def test_softplus_composition_equals_logaddexp(dtype):
     np.testing.assert_allclose(got[finite], ref[finite], rtol=4e-7 if dtype == np.float32 else 1e-15)
     np.testing.assert_array_equal(got[np.isinf(x)], np.where(x[np.isinf(x)] > 0, np.inf, 0.0))
     assert np.isnan(got[np.isnan(x)]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axis", [((16, 128, 4, 16, 16), 1), ((300, 256), 0),
+                                        ((7, 40, 64), 0), ((5, 300, 70), 1)])
+def test_cumsum_by_steps_is_numpy_cumsum_bit_for_bit(shape, axis, dtype):
+    from wonderland.ops import reductions
+
+    x = np.random.default_rng(6).standard_normal(shape).astype(dtype)
+    assert x.size // shape[axis] >= reductions._CUMSUM_SLAB          # the step path runs
+    np.testing.assert_array_equal(reductions._cumsum_forward(x, axis=axis),
+                                  np.cumsum(x, axis=axis))
+    flipped = np.flip(x, axis)                                        # a strided view
+    np.testing.assert_array_equal(reductions._cumsum_forward(flipped, axis=axis),
+                                  np.cumsum(flipped, axis=axis))
+    got = wl.cumsum(wl.tensor(x), axis).numpy()
+    np.testing.assert_array_equal(got, np.cumsum(x, axis=axis))
