@@ -368,13 +368,23 @@ def cnn_step_jit(contender, batch=64):
                           nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Flatten(), nn.Linear(7 * 7 * 64, 10))
     opt = wl.optim.Adam(model.parameters(), 1e-3)
-    params = dict(model.named_parameters())
-    X, Y = wl.tensor(x0), wl.tensor(y0)
+    return _jitted_training_step(model, opt, wl.tensor(x0), wl.tensor(y0))
 
-    @wl.jit
-    def loss_and_grads(ps, xb, yb):
-        return wl.value_and_grad(
-            lambda p: nn.functional.cross_entropy(nn.functional_call(model, p, xb), yb))(ps)
+
+def _jitted_training_step(model, opt, X, Y, logits_shape=None):
+    """A step: cross-entropy loss and gradients of ``model`` on ``(X, Y)`` from one
+    ``wl.jit`` program, then ``opt``'s update (``logits_shape``: a reshape first)."""
+    import wonderland as wl
+    nn = wl.nn
+    params = dict(model.named_parameters())
+
+    def loss(p, xb, yb):
+        logits = nn.functional_call(model, p, xb)
+        if logits_shape is not None:
+            logits = logits.reshape(logits_shape)
+        return nn.functional.cross_entropy(logits, yb)
+
+    loss_and_grads = wl.jit(lambda ps, xb, yb: wl.value_and_grad(lambda p: loss(p, xb, yb))(ps))
 
     def step():
         _, grads = loss_and_grads(params, X, Y)
@@ -721,25 +731,12 @@ def gpt_step_jit(contender, vocab=80, n_layer=4, n_embd=256, n_head=8, ctx=256, 
     if contender != "wonderland":
         return gpt_step(contender, vocab, n_layer, n_embd, n_head, ctx, batch)
     import wonderland as wl
-    nn = wl.nn
     x, y = _gpt_batch(vocab, ctx, batch)
     wl.random.seed(0)
     model = wl.models.GPT(vocab, ctx, n_layer, n_head, n_embd)
     opt = wl.optim.AdamW(model.parameters(), 3e-4)
-    params = dict(model.named_parameters())
-    X, Y = wl.tensor(x), wl.tensor(y.reshape(-1))
-
-    @wl.jit
-    def loss_and_grads(ps, xb, yb):
-        return wl.value_and_grad(lambda p: nn.functional.cross_entropy(
-            nn.functional_call(model, p, xb).reshape(-1, vocab), yb))(ps)
-
-    def step():
-        _, grads = loss_and_grads(params, X, Y)
-        for name, p in params.items():
-            p.grad = grads[name]
-        opt.step()
-    return step
+    return _jitted_training_step(model, opt, wl.tensor(x), wl.tensor(y.reshape(-1)),
+                                 logits_shape=(-1, vocab))
 
 
 # ----------------------------------------------------------------------------- graphs
