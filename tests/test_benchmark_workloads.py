@@ -28,3 +28,17 @@ def test_workload_builds_a_step(workload, contender):
     build, _ = WORKLOADS[workload]
     step = build(contender)
     assert callable(step), f"{workload}/{contender}: build returned {step!r}, not a step"
+
+
+def test_fusion_benchmark_runs_and_rejects_unknown_models(capsys):
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "fusion.py")
+    spec = importlib.util.spec_from_file_location("fusion_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["rwkv", "--rounds", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| rwkv")]
+    assert len(rows) == 1
+    n_fused = int(rows[0].rsplit("(", 1)[1].split(")")[0])      # "| 411 → 309 (47) |"
+    assert n_fused > 0
+    with pytest.raises(SystemExit):
+        bench.main(["no-such-model"])
