@@ -38,7 +38,7 @@ def test_cli_version_and_info(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "backend" in out and "BLAS threads" in out and "float32" in out
-    assert "allocator" in out and "compiled kernels" in out
+    assert "allocator" in out and "compiled kernels" in out and "jit fusion" in out
 
 
 def test_cli_help_lists_commands(capsys):

@@ -29,6 +29,7 @@ def _info(_args) -> int:
                                f"{threads.available_cores()})"),
         ("allocator", _allocator_status()),
         ("compiled kernels", _kernels_status()),
+        ("jit fusion", _fusion_status()),
         ("GPU (cuda)", _gpu_status()),
         ("MPI", _mpi_status()),
     ]
@@ -54,6 +55,17 @@ def _kernels_status() -> str:
     if kernels.ENABLED:
         return "numba"
     return "off (NumPy references: numba missing or WONDERLAND_KERNELS=numpy)"
+
+
+def _fusion_status() -> str:
+    from wonderland.core import fusion
+
+    if not fusion.enabled():
+        return "off (WONDERLAND_FUSION=0, or compiled kernels off)"
+    try:
+        return f"on (loops cached in {fusion._cache_dir()})"
+    except OSError as exc:
+        return f"on, but {exc}"
 
 
 def _gpu_status() -> str:
