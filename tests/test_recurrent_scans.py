@@ -379,6 +379,25 @@ def test_wkv_matches_the_definition_and_reference(rng):
         np.testing.assert_allclose(gf.numpy(), gs.numpy(), atol=1e-11)
 
 
+@pytest.mark.parametrize("scale", [1.0, 12.0])
+def test_wkv_float32_exponentials_match_float64(scale, rng):
+    """float32 computes each step's exponentials through the vectorised exp: values and
+    gradients as the float64 kernel's (the C library's exp) to float32 rounding, large
+    keys included."""
+    w, u = rng.uniform(0.1, 1, 5), rng.standard_normal(5)
+    k, v = scale * rng.standard_normal((3, 40, 5)), rng.standard_normal((3, 40, 5))
+    ct = rng.standard_normal(k.shape)
+    results = []
+    for dt in (np.float64, np.float32):
+        ins = [wl.tensor(a.astype(dt), requires_grad=True) for a in (w, u, k, v)]
+        y = wkv(*ins)
+        results.append([y] + list(wl.autograd.grad([y], ins, [wl.tensor(ct.astype(dt))])))
+    for a, b in zip(*results):
+        assert b.dtype == np.float32 and np.isfinite(b.numpy()).all()
+        scale_ = np.abs(a.numpy()).max()
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-5 * scale_, rtol=1e-3)
+
+
 def test_wkv_is_stable_where_exponentials_overflow(rng):
     """Keys of ~800 overflow exp() even in float64; the running maximum keeps the
     outputs and gradients finite and equal to the (max-subtracted) softmax form."""

@@ -31,7 +31,7 @@ from ..core.tensor import Tensor, _wrap
 from ..core.vmap import batch_size, broadcast_batch, loop_rule
 from ._common import to_tensor
 from .kernels import kernel
-from .kernels.special import exp_into
+from .kernels.special import exp_all
 
 CHUNK = 64
 
@@ -39,16 +39,12 @@ CHUNK = 64
 @kernel
 def _decays(dl, A, arg, e, bits, fast):
     """``e[i·N + j] = exp(dl[i] · A[i, j])``: the step's decay factors, through the
-    vectorised ``exp_into`` when ``fast`` (float32 data), else the C library's exp."""
+    vectorised exponential when ``fast`` (float32 data), else the C library's exp."""
     D, N = A.shape
     for i in range(D):
         for j in range(N):
             arg[i * N + j] = dl[i] * A[i, j]
-    if fast:
-        exp_into(arg, e, bits)
-    else:
-        for k in range(D * N):
-            e[k] = np.exp(arg[k])
+    exp_all(arg, e, bits, fast)
 
 
 @kernel

@@ -22,6 +22,9 @@ where the sums over ``t > i`` are reverse recurrences ``R_i = e^{-w} R_{i+1} +
 e^{-m_{i+1}} g_{i+1}/Z_{i+1}`` kept as a mantissa and an exponent (``e^{k_i} R_i ≤ Σ|g|``,
 so the product never overflows even where its factors would).
 
+Each step's exponentials are gathered and computed together (for float32 data by the
+vectorised exponential of ``kernels/special.py``, not one C call per element).
+
 Higher orders and forward mode go through :func:`wkv_reference`, the masked softmax.
 """
 
@@ -37,14 +40,20 @@ from ..core.tensor import Tensor, _wrap
 from ..core.vmap import batch_size, broadcast_batch, loop_rule
 from ._common import to_tensor
 from .kernels import kernel
+from .kernels.special import exp_all
 
 
 @kernel
-def _forward_kernel(w, u, k, v, y, m, z, lo, hi):
+def _forward_kernel(w, u, k, v, y, m, z, lo, hi, fast):
     T, Cn = k.shape[1], k.shape[2]
     aa = np.empty(Cn, dtype=k.dtype)
     bb = np.empty(Cn, dtype=k.dtype)
     pp = np.empty(Cn, dtype=k.dtype)
+    p_out = np.empty(Cn, dtype=k.dtype)       # the step's maxima: for y, for the state
+    p_new = np.empty(Cn, dtype=k.dtype)
+    arg = np.empty(4 * Cn, dtype=k.dtype)     # the step's four exponents per channel
+    e = np.empty(4 * Cn, dtype=k.dtype)
+    bits = np.empty(4 * Cn, dtype=np.int64)
     for b in range(lo, hi):
         aa[:] = 0.0
         bb[:] = 0.0
@@ -52,32 +61,44 @@ def _forward_kernel(w, u, k, v, y, m, z, lo, hi):
         for t in range(T):
             for c in range(Cn):
                 kk = k[b, t, c]
-                vv = v[b, t, c]
                 ww = u[c] + kk
                 p = max(pp[c], ww)
-                e1 = np.exp(pp[c] - p)
-                e2 = np.exp(ww - p)
-                den = e1 * bb[c] + e2
-                y[b, t, c] = (e1 * aa[c] + e2 * vv) / den
-                m[b, t, c] = p
-                z[b, t, c] = den
+                arg[c] = pp[c] - p
+                arg[Cn + c] = ww - p
+                p_out[c] = p
                 ww = pp[c] - w[c]
                 p = max(ww, kk)
-                e1 = np.exp(ww - p)
-                e2 = np.exp(kk - p)
+                arg[2 * Cn + c] = ww - p
+                arg[3 * Cn + c] = kk - p
+                p_new[c] = p
+            exp_all(arg, e, bits, fast)
+            for c in range(Cn):
+                vv = v[b, t, c]
+                e1 = e[c]
+                e2 = e[Cn + c]
+                den = e1 * bb[c] + e2
+                y[b, t, c] = (e1 * aa[c] + e2 * vv) / den
+                m[b, t, c] = p_out[c]
+                z[b, t, c] = den
+                e1 = e[2 * Cn + c]
+                e2 = e[3 * Cn + c]
                 aa[c] = e1 * aa[c] + e2 * vv
                 bb[c] = e1 * bb[c] + e2
-                pp[c] = p
+                pp[c] = p_new[c]
 
 
 @kernel
-def _backward_kernel(gy, w, u, k, v, y, m, z, lo, hi, gk, gv, gw, gu):
+def _backward_kernel(gy, w, u, k, v, y, m, z, lo, hi, gk, gv, gw, gu, fast):
     T, Cn = k.shape[1], k.shape[2]
     r1 = np.empty(Cn, dtype=k.dtype)     # Σ_{t>i} e^{-(t-1-i)w - m_t} g_t/Z_t  (mantissa)
     r2 = np.empty(Cn, dtype=k.dtype)     # the same with g_t y_t
     s1 = np.empty(Cn, dtype=k.dtype)     # the same weighted by (t-1-i)
     s2 = np.empty(Cn, dtype=k.dtype)
     ex = np.empty(Cn, dtype=k.dtype)     # their shared exponent
+    e_new = np.empty(Cn, dtype=k.dtype)
+    arg = np.empty(4 * Cn, dtype=k.dtype)
+    e = np.empty(4 * Cn, dtype=k.dtype)
+    bits = np.empty(4 * Cn, dtype=np.int64)
     for b in range(lo, hi):
         r1[:] = 0.0
         r2[:] = 0.0
@@ -85,19 +106,28 @@ def _backward_kernel(gy, w, u, k, v, y, m, z, lo, hi, gk, gv, gw, gu):
         s2[:] = 0.0
         ex[:] = -np.inf
         for t in range(T - 1, -1, -1):
-            for c in range(Cn):
+            for c in range(Cn):                  # the step's exponents (e^-inf = 0)
                 kk = k[b, t, c]
+                mt = m[b, t, c]
+                en = max(ex[c] - w[c], -mt)
+                e_new[c] = en
+                arg[c] = u[c] + kk - mt                  # the token's own weight
+                arg[Cn + c] = kk + ex[c]                 # the later tokens' scale
+                arg[2 * Cn + c] = ex[c] - w[c] - en      # decay of the sums
+                arg[3 * Cn + c] = -mt - en               # the fresh term
+            exp_all(arg, e, bits, fast)
+            for c in range(Cn):
                 vv = v[b, t, c]
                 g = gy[b, t, c]
                 yy = y[b, t, c]
                 # the current token's own weight P_{t,t}
-                pd = np.exp(u[c] + kk - m[b, t, c]) / z[b, t, c]
+                pd = e[c] / z[b, t, c]
                 gvv = pd * g
                 gkk = pd * g * (vv - yy)
                 gu[c] += gkk
                 # the later tokens t' > t that see token t
                 if ex[c] > -np.inf:
-                    sc = np.exp(kk + ex[c])
+                    sc = e[Cn + c]
                     gvv += sc * r1[c]
                     gkk += sc * (vv * r1[c] - r2[c])
                     gw[c] -= sc * (vv * s1[c] - s2[c])
@@ -106,14 +136,13 @@ def _backward_kernel(gy, w, u, k, v, y, m, z, lo, hi, gk, gv, gw, gu):
                 # fold token t into the sums for t - 1
                 q1 = g / z[b, t, c]
                 q2 = q1 * yy
-                e_new = max(ex[c] - w[c], -m[b, t, c])
-                decay = np.exp(ex[c] - w[c] - e_new) if ex[c] > -np.inf else 0.0
-                fresh = np.exp(-m[b, t, c] - e_new)
+                decay = e[2 * Cn + c] if ex[c] > -np.inf else 0.0
+                fresh = e[3 * Cn + c]
                 s1[c] = (s1[c] + r1[c]) * decay
                 s2[c] = (s2[c] + r2[c]) * decay
                 r1[c] = r1[c] * decay + q1 * fresh
                 r2[c] = r2[c] * decay + q2 * fresh
-                ex[c] = e_new
+                ex[c] = e_new[c]
 
 
 def _warm():
@@ -132,7 +161,9 @@ def _forward(w, u, k, v):
     m = np.empty_like(k)
     z = np.empty_like(k)
     fn = _forward_kernel.compiled()
-    _parallel(k.shape[0], lambda lo, hi, _: fn(w, u, k, v, y, m, z, lo, hi), size=k.size * 16)
+    fast = k.dtype == np.float32
+    _parallel(k.shape[0], lambda lo, hi, _: fn(w, u, k, v, y, m, z, lo, hi, fast),
+              size=k.size * 16)
     return y, (m, z)
 
 
@@ -147,8 +178,9 @@ def _backward_arrays(gy, w, u, k, v, y, m, z):
     gw = np.zeros((lanes,) + w.shape, k.dtype)
     gu = np.zeros((lanes,) + u.shape, k.dtype)
     fn = _backward_kernel.compiled()
+    fast = k.dtype == np.float32
     _parallel(k.shape[0], lambda lo, hi, lane: fn(gy, w, u, k, v, y, m, z, lo, hi, gk, gv,
-                                                  gw[lane], gu[lane]), size=k.size * 16)
+                                                  gw[lane], gu[lane], fast), size=k.size * 16)
     return gw.sum(0), gu.sum(0), gk, gv
 
 

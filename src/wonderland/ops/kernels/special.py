@@ -144,3 +144,16 @@ def exp_into(x, out, bits):
     for i in range(n):
         v = x[i]
         out[i] = out[i] * scale[i] if v == v else v
+
+
+@jit_fma
+def exp_all(arg, e, bits, fast):
+    """``e[i] = exp(arg[i])`` for 1-D arrays: through :func:`exp_into` when ``fast`` (float32
+    data: one vectorised loop), else one call of the C library's exp per element (float64
+    keeps its last bits). Step-by-step kernels gather a step's exponents into ``arg`` and
+    call this once per step."""
+    if fast:
+        exp_into(arg, e, bits)
+    else:
+        for i in range(arg.size):
+            e[i] = np.exp(arg[i])
