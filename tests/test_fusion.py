@@ -234,3 +234,14 @@ def test_fusion_can_be_switched_off(monkeypatch):
     env_off = wl.jit(fn)
     env_off(*args)
     assert not _fused(off) and not _fused(env_off) and not env_off.fuse
+
+
+@pytest.mark.parametrize("args,match", [
+    ((3, "{0}"), "fn must be callable"),
+    ((abs, "x + 1"), "template must be a string using"),
+    ((abs, "{0}", "input"), "cast must be 'out', 'common' or a tuple"),
+])
+def test_scalar_form_rejects_bad_declarations(args, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        fusion.scalar_form(*args)
+    assert 3 not in fusion._FORMS

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import numbers
 import os
 import sys
@@ -69,6 +70,14 @@ def scalar_form(fn, template: str, cast="out"):
     first, as NumPy's ufunc loops do: ``"out"`` the result's dtype, ``"common"`` the
     operands' common dtype (comparisons), or a tuple of the operand positions converted
     to the result's dtype (the others are used as they are: ``where``'s condition)."""
+    if not callable(fn):
+        raise TypeError(f"scalar_form: fn must be callable, got {type(fn).__name__}")
+    if not isinstance(template, str) or "{0}" not in template:
+        raise ValueError(f"scalar_form: template must be a string using {{0}}, got {template!r}")
+    if not (cast in ("out", "common") or (isinstance(cast, tuple)
+                                          and all(isinstance(k, int) for k in cast))):
+        raise ValueError(f"scalar_form: cast must be 'out', 'common' or a tuple of operand "
+                         f"positions, got {cast!r}")
     _FORMS[fn] = (template, cast)
     return fn
 
@@ -297,7 +306,7 @@ def _build(group, steps, meta, names, traced):
     if split is None:
         return None
     q, kinds = split
-    rows, cols = int(np.prod(shape[:q], dtype=np.int64)), int(np.prod(shape[q:], dtype=np.int64))
+    rows, cols = math.prod(shape[:q]), math.prod(shape[q:])
     try:
         kernel = _kernel(_source(group, steps, meta, operands, kinds))
         step = FusedStep(kernel, shape, meta[out].dtype, rows, cols, kinds,
