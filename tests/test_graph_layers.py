@@ -283,6 +283,19 @@ def _pyg():
     return pytest.importorskip("torch_geometric", reason="torch_geometric is not installed")
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_gcnconv_takes_edge_weights_of_shape_e_by_1(normalize):
+    n, ei = 7, random_graph()
+    x = f64(R.standard_normal((n, 4)))
+    w = R.uniform(0.5, 2.0, ei.shape[1])
+    conv = nn.GCNConv(4, 3, normalize=normalize).double()
+    want = conv(x, ei, f64(w))
+    got = conv(x, ei, f64(w[:, None]))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-12)
+    with pytest.raises(ValueError, match=r"GCNConv|gcn_norm.*\(E,\) or \(E, 1\).*\(18, 2\)"):
+        conv(x, ei, f64(np.ones((ei.shape[1], 2))))
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("improved", [False, True])
 def test_gcnconv_matches_pyg(improved):

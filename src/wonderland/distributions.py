@@ -14,8 +14,10 @@ import math
 
 import numpy as np
 
+from . import backend as B
 from . import ops
 from .core.tensor import Tensor
+from .core.tracing import read_values, record_call
 from .linalg import cholesky, diagonal, solve_triangular
 from .nn.functional import binary_cross_entropy_with_logits, log_sigmoid
 from .ops._common import constant, floating, to_tensor
@@ -34,6 +36,32 @@ def _shape(shape):
         return (shape,)
     return tuple(shape)
 
+
+
+# checks of parameter values and samplers on arrays, called through ``record_call`` so that
+# a jitted function runs them on the values of each call
+def _require(values, *, test, message):
+    if values.size and not test(values):
+        raise ValueError(message)
+
+
+def _positive(a) -> bool:
+    return bool((a > 0).all())
+
+
+def _non_negative(a) -> bool:
+    return bool(a.min() >= 0)
+
+
+def _probability(a) -> bool:
+    return bool(a.min() >= 0 and a.max() <= 1)
+
+
+def _inverse_cdf(u, probs):
+    """Category indices of uniforms ``u`` (..., 1) under ``probs`` (..., k)."""
+    cdf = B.ns(probs).cumsum(probs.astype(np.float64), axis=-1)
+    idx = (u > cdf).sum(-1)
+    return B.ns(probs).minimum(idx, probs.shape[-1] - 1).astype(np.int64)
 
 class Distribution:
     """Base class; ``batch_shape`` is the shape of the parameters."""
@@ -71,8 +99,7 @@ class Normal(Distribution):
 
     def __init__(self, loc, scale):
         self.loc, self.scale = _param(loc, "Normal"), _param(scale, "Normal")
-        if (self.scale.data <= 0).any():
-            raise ValueError("Normal: scale must be positive")
+        record_call(_require, self.scale, test=_positive, message="Normal: scale must be positive")
         self._batch_shape = np.broadcast_shapes(self.loc.shape, self.scale.shape)
 
     def rsample(self, shape=(), generator=None):
@@ -110,8 +137,8 @@ class Uniform(Distribution):
 
     def __init__(self, low, high):
         self.low, self.high = _param(low, "Uniform"), _param(high, "Uniform")
-        if (self.high.data <= self.low.data).any():
-            raise ValueError("Uniform: need low < high")
+        record_call(_require, self.high - self.low, test=_positive,
+                    message="Uniform: need low < high")
         self._batch_shape = np.broadcast_shapes(self.low.shape, self.high.shape)
 
     def rsample(self, shape=(), generator=None):
@@ -148,10 +175,9 @@ class Bernoulli(Distribution):
             raise ValueError("Bernoulli: give exactly one of probs and logits")
         if probs is not None:
             self.probs = _param(probs, "Bernoulli")
-            p = self.probs.data
-            if p.size and (p.min() < 0 or p.max() > 1):
-                raise ValueError("Bernoulli: probs must lie in [0, 1]")
-            eps = np.finfo(p.dtype).eps
+            record_call(_require, self.probs, test=_probability,
+                        message="Bernoulli: probs must lie in [0, 1]")
+            eps = np.finfo(self.probs.dtype).eps
             clipped = ops.clip(self.probs, eps, 1 - eps)
             self.logits = ops.log(clipped) - ops.log1p(-clipped)
         else:
@@ -161,7 +187,7 @@ class Bernoulli(Distribution):
 
     def sample(self, shape=(), generator=None):
         u = _gen(generator).uniform(_shape(shape) + self._batch_shape, dtype=self.probs.dtype)
-        return constant((u.data < self.probs.data).astype(self.probs.dtype))
+        return ops.less(u, self.probs.detach()).astype(self.probs.dtype)
 
     def log_prob(self, x):
         x = to_tensor(x, "Bernoulli.log_prob").astype(self.logits.dtype)
@@ -192,8 +218,8 @@ class Categorical(Distribution):
             p = _param(probs, "Categorical")
             if p.ndim == 0:
                 raise ValueError("Categorical: probs need a category axis")
-            if p.data.size and p.data.min() < 0:
-                raise ValueError("Categorical: probs must be non-negative")
+            record_call(_require, p, test=_non_negative,
+                        message="Categorical: probs must be non-negative")
             self.probs = p / p.sum(-1, keepdims=True)
             eps = float(np.finfo(p.dtype).eps)           # PyTorch clamps the same way
             self.logits = ops.log(ops.clip(self.probs, eps, 1 - eps))
@@ -208,19 +234,17 @@ class Categorical(Distribution):
 
     def sample(self, shape=(), generator=None):
         shape = _shape(shape)
-        u = _gen(generator).uniform(shape + self._batch_shape + (1,), dtype=np.float64).data
-        cdf = np.cumsum(self.probs.data.astype(np.float64), axis=-1)
-        idx = (u > cdf).sum(-1)
-        return constant(np.minimum(idx, self.num_categories - 1).astype(np.int64))
+        u = _gen(generator).uniform(shape + self._batch_shape + (1,), dtype=np.float64)
+        return constant(record_call(_inverse_cdf, u, self.probs))
 
     def log_prob(self, x):
-        idx = x.data if isinstance(x, Tensor) else np.asarray(x)
+        idx = x if isinstance(x, Tensor) else constant(np.asarray(x))
         if idx.dtype.kind not in "iu":
             raise TypeError(f"Categorical.log_prob: values must be integer categories, got {idx.dtype}")
         shape = np.broadcast_shapes(idx.shape, self._batch_shape)
         logits = ops.broadcast_to(self.logits, shape + (self.num_categories,))
-        idx = np.broadcast_to(idx, shape)
-        return ops.take_along_axis(logits, constant(idx[..., None]), axis=-1)[..., 0]
+        idx = ops.expand_dims(ops.broadcast_to(idx, shape), -1)
+        return ops.take_along_axis(logits, idx, axis=-1)[..., 0]
 
     def entropy(self):
         return -(self.probs * self.logits).sum(-1)
@@ -319,8 +343,8 @@ def _kl_bernoulli(p, q):
 
 def _kl_categorical(p, q):
     t = p.probs * (p.logits - q.logits)
-    t = ops.where(constant(q.probs.data == 0), float("inf"), t)     # p puts mass where q has none
-    t = ops.where(constant(p.probs.data == 0), 0.0, t)
+    t = ops.where(ops.equal(q.probs, 0.0), float("inf"), t)     # p puts mass where q has none
+    t = ops.where(ops.equal(p.probs, 0.0), 0.0, t)
     return t.sum(-1)
 
 
@@ -335,9 +359,9 @@ def _kl_mvn(p, q):
 
 
 def _kl_uniform(p, q):
-    inside = (q.low.data <= p.low.data) & (p.high.data <= q.high.data)
+    inside = ops.logical_and(ops.less_equal(q.low, p.low), ops.less_equal(p.high, q.high))
     val = ops.log((q.high - q.low) / (p.high - p.low))
-    return ops.where(constant(inside), val, float("inf"))
+    return ops.where(inside, val, float("inf"))
 
 
 _KL = {(Normal, Normal): _kl_normal, (Bernoulli, Bernoulli): _kl_bernoulli,
@@ -379,7 +403,7 @@ def fit_bernoulli(x):
 
 def fit_categorical(x, num_categories):
     """Maximum-likelihood Categorical: category frequencies."""
-    idx = x.data if isinstance(x, Tensor) else np.asarray(x)
+    idx = np.asarray(read_values(x, "fit_categorical"))
     counts = np.bincount(idx.ravel(), minlength=num_categories).astype(np.float64)
     return Categorical(probs=Tensor(counts / counts.sum()))
 

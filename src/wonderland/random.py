@@ -121,14 +121,12 @@ class Generator:
 
     def bernoulli(self, p, shape=None, *, dtype=None) -> Tensor:
         """0/1 samples that are 1 with probability ``p`` (a number or a tensor)."""
-        probs = B.to_numpy(p.data) if isinstance(p, Tensor) else np.asarray(p, dtype=np.float64)
-        if probs.size and (probs.min() < 0 or probs.max() > 1):
-            raise ValueError("bernoulli: probabilities must lie in [0, 1]")
-        shape = probs.shape if shape is None else _shape(shape, "bernoulli")
+        probs = p.data if isinstance(p, Tensor) else np.asarray(p, dtype=np.float64)
+        shape = tuple(probs.shape) if shape is None else _shape(shape, "bernoulli")
         d = dtypes.as_dtype(dtype) or (probs.dtype if probs.dtype.kind == "f"
                                        else dtypes.get_default_dtype())
-        if isinstance(p, Tensor):         # probabilities computed by the function: an input
-            return _wrap(self._draw(_bernoulli, p.data, shape=shape, dtype=d))
+        # probabilities computed by the function are an input of the recorded draw, which
+        # checks them at every call
         return _wrap(self._draw(_bernoulli, probs, shape=shape, dtype=d))
 
     def beta(self, a, b, shape=(), *, dtype=None) -> Tensor:
@@ -140,10 +138,10 @@ class Generator:
 
     def choice(self, n, size=(), replace=True, p=None) -> Tensor:
         """Indices drawn from ``range(n)``, optionally with probabilities ``p``."""
-        probs = None if p is None else np.asarray(B.to_numpy(p.data) if isinstance(p, Tensor)
-                                                   else p, dtype=np.float64)
-        return _wrap(self._draw(_choice, n=int(n), size=_shape(size, "choice"),
-                                replace=replace, p=probs))
+        probs = () if p is None else (p.data if isinstance(p, Tensor)
+                                      else np.asarray(p, dtype=np.float64),)
+        return _wrap(self._draw(_choice, *probs, n=int(n), size=_shape(size, "choice"),
+                                replace=replace))
 
 
 # the samplers: NumPy arrays from a NumPy generator (``Generator._draw``)
@@ -176,16 +174,20 @@ def _permutation(r, *, n):
 
 
 def _bernoulli(r, probs, *, shape, dtype):
+    probs = B.to_numpy(probs)
+    if probs.size and (probs.min() < 0 or probs.max() > 1):
+        raise ValueError("bernoulli: probabilities must lie in [0, 1]")
     u = r.random(shape)
-    return (u < B.to_numpy(probs)).astype(dtype)
+    return (u < probs).astype(dtype)
 
 
 def _beta(r, *, a, b, shape, dtype):
     return r.beta(a, b, size=shape).astype(dtype)
 
 
-def _choice(r, *, n, size, replace, p):
-    return r.choice(n, size=size, replace=replace, p=p).astype(dtypes.int64)
+def _choice(r, *p, n, size, replace):
+    probs = np.asarray(B.to_numpy(p[0]), dtype=np.float64) if p else None
+    return r.choice(n, size=size, replace=replace, p=probs).astype(dtypes.int64)
 
 
 _global = Generator(0)

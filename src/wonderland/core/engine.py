@@ -134,11 +134,10 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
     with ``targets=None``, accumulates into ``.grad`` of every leaf requiring grad.
     """
     if targets is None:
-        if get_state().trace is not None:
-            from .tracing import refuse_while_tracing
-
-            refuse_while_tracing(".backward() (it fills .grad as a side effect; return the "
-                                 "gradients of wl.grad or wl.value_and_grad instead)")
+        trace = get_state().trace
+        if trace is not None:
+            trace.refuse_side_effect(".backward() (it fills .grad as a side effect; return the "
+                                     "gradients of wl.grad or wl.value_and_grad instead)")
         order, leaves, outputs = toposort(roots), None, set()
         dep = None
     else:

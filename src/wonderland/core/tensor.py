@@ -272,10 +272,9 @@ class Tensor:
                 f"('{self._node.prim.name}'); copy into a leaf (a parameter or buffer)")
         if self._batch is not None:
             raise TypeError("copy_: in-place updates are not supported inside vmap")
-        if _get_state().trace is not None:
-            from .tracing import refuse_while_tracing
-
-            refuse_while_tracing("copy_ (an in-place update)")
+        trace = _get_state().trace
+        if trace is not None:
+            trace.refuse_side_effect("copy_ (an in-place update)")
         values = src.data if isinstance(src, Tensor) else B.asarray(src)
         try:
             B.copy_into(self.data, values)
@@ -321,10 +320,8 @@ class Tensor:
 def _check_read(t, what):
     """Refuse to hand out a value ``jit`` is tracing (see ``tracing.py``)."""
     trace = _get_state().trace
-    if trace is not None and trace.is_traced(t.data):
-        from .tracing import refuse_if_traced
-
-        refuse_if_traced(t, what)
+    if trace is not None:
+        trace.refuse(t, what)
 
 
 def _read_only(arr):

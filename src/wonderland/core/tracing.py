@@ -23,9 +23,22 @@ which earlier values it read and which it produced. Values are told apart by the
 identity of their arrays. An array read that no recorded step produced and that is not
 an argument is a *constant*: a tensor the function closes over, or an array made from
 shapes alone (a mask of ones, an index range). Constants are read at every replay
-through the array they had when traced, so in-place updates are seen but a tensor given
-a new array is not: pass tensors that change as arguments (the parameters, when an
-optimiser updates them: it moves them into one flat buffer on its first step).
+through the tensor that held them, so in-place updates (an optimiser step, ``copy_``,
+``load_state_dict``) are seen without tracing again.
+
+**Guards.** A program holds only while what the trace assumed besides its arguments'
+shapes still holds (:mod:`wonderland.core.guards`): what the closure cells and the
+globals the code names hold (a rebound ``w = new_tensor`` or ``scale = 5.0``), the
+mode, parameters, buffers and plain attributes of every module that ran, the device,
+dtype and shape of each constant tensor, the default backend, whether gradients are
+recorded, and the values of argument tensors that library code read on the host
+outside the recorded steps (a graph's ``edge_index`` made into a sparse structure,
+segment ids counted to size a result, lengths). Before each replay the guards are
+checked (a few microseconds: one counter for all the modules, one comparison per
+binding and constant); when one fails the function is traced again
+(``WONDERLAND_JIT_VERBOSE=1`` prints why, ``retrace_reasons`` keeps it) and up to
+eight programs per signature are kept. An integer or boolean argument that no recorded
+step reads is guarded by its values too.
 
 **Replay.** A later call with the same signature runs the recorded steps in order on
 the new arguments' arrays: no tensors, no graph nodes, no checks or dispatch, and each
@@ -34,20 +47,22 @@ execution on the same inputs, step for step the same operations (the tests compa
 the MLP, CNN and transformer-block gradients). The results are plain tensors without a
 graph: differentiate *inside* the jitted function (``wl.grad``, ``value_and_grad``).
 
-The first replay of each signature is also run eagerly and compared
-(``check=True``), which catches a value computed outside the recorded steps.
+The first replay of each program is also run eagerly and compared (``check=True``),
+which catches a value user code computed outside the recorded steps (from ``.data``
+or NumPy directly).
 
 Random draws (dropout's masks, ``wl.random.*``) are recorded steps too: every replay
 draws new numbers from the same generator, as running the function again would.
 
 **What cannot be traced raises** :class:`JitError` during tracing, instead of being
 baked into the program silently: reading a traced value in Python (``.item()``,
-``bool``, ``.numpy()``, ``float()``...: data-dependent control flow) and in-place
-updates (``copy_``, ``.backward()`` filling ``.grad``). Batch norm's running statistics
-are updated by a recorded step, at every replay, as in eager training. Integer index
-arrays computed from a traced tensor's values by graph operations (sparse and segment
-indices) are recorded as constants: jit targets dense models (the checked first replay
-catches such a constant when the indices change).
+``bool``, ``.numpy()``, ``float()``...: data-dependent control flow), library code that
+needs the values of a tensor computed *inside* the function on the host (to size a
+result: pass such a tensor as an argument, or pass the size), and side effects
+(``copy_``, ``.backward()`` filling ``.grad``, a ``KVCache`` update). Library code
+reads values on the host only through :func:`read_values`, and checks of values
+(indices in range, probabilities in [0, 1]) and in-place updates of state (batch norm's
+running statistics and batch count) are recorded steps, made again at every replay.
 
 **Fusion.** Chains of elementwise steps (layer norm's backward, dropout's scaling
 and the residual sum after it, attention's masking) run as one compiled loop each,
@@ -61,14 +76,18 @@ from __future__ import annotations
 
 import functools
 
+import os
+import sys
+
 from .. import backend as B
 from . import fusion, rng
+from .guards import Guards
 from .modes import get_state, switched
 from .pytree import flatten, unflatten
 from .tensor import Tensor, _wrap
 
-__all__ = ["jit", "JitError", "note_constant", "record_call", "refuse_if_traced",
-           "refuse_while_tracing"]
+__all__ = ["jit", "JitError", "note_constant", "note_module", "read_values", "record_call",
+           "refuse_if_traced", "refuse_while_tracing"]
 
 
 PROFILE = [None]      # the active wl.profile(), which also times replayed steps
@@ -90,6 +109,9 @@ class _Recorder:
         self.steps = []            # (function, params, input slots, output layout)
         self.names = []            # what each step computes (the primitive's name)
         self.depth = 0             # > 0 inside a recorded function (not recorded again)
+        self.positions = {}        # argument slot -> its position among the arguments
+        self.guards = Guards()     # what the program assumes besides its arguments
+        self.read_copies = {}      # argument slot -> copy of the values library code read
 
     def _new(self, array):
         slot = len(self.keep)
@@ -100,6 +122,7 @@ class _Recorder:
     def argument(self, array):
         slot = self._new(array)
         self.produced.add(slot)
+        self.positions[slot] = len(self.positions)
         return slot
 
     def _input(self, array, tensor):
@@ -113,6 +136,8 @@ class _Recorder:
                     f"replayed as a constant. Use tensor operations (t.reshape, t[...])")
             slot = self._new(array)
             self.consts[slot] = tensor if tensor is not None else array
+            if tensor is not None and tensor.data is array:
+                self.guards.constant(tensor)
         return slot
 
     def _outputs(self, value, like):
@@ -164,6 +189,65 @@ class _Recorder:
         slot = self.slot_of.get(id(array))
         return slot is not None and slot in self.produced
 
+    def refuse(self, tensor, what: str) -> None:
+        """Raise :class:`JitError` if ``tensor`` holds a traced value (``what`` reads it)."""
+        if self.is_traced(tensor.data):
+            raise JitError(
+                f"jit: {what} reads the value of a traced tensor (shape "
+                f"{tuple(tensor.shape)}, {tensor.dtype}); the function runs once to record "
+                f"its operations, so Python code that depends on values (an if, a loop "
+                f"bound, a printed number) cannot be replayed. Use tensor operations "
+                f"(wl.where, masks) or move it out of the jitted function")
+
+    @staticmethod
+    def refuse_side_effect(what: str) -> None:
+        raise JitError(f"jit: {what} cannot be recorded by a traced function")
+
+    def read_values(self, tensor, what: str):
+        """The values of ``tensor`` for library code that reads them outside the recorded
+        steps: an argument's values (or a closed-over tensor's version) become a guard of
+        the program, and a copy is returned so that nothing derived from it is mistaken
+        for a traced value; a value computed inside the function cannot be guarded."""
+        array = tensor.data
+        slot = self.slot_of.get(id(array))
+        if slot is not None and slot in self.positions:
+            copy = self.read_copies.get(slot)
+            if copy is None:
+                copy = self.read_copies[slot] = array.copy()
+                self.guards.value(self.positions[slot], copy, what)
+            return copy
+        if (slot is not None and slot in self.produced) or self._views_traced(array):
+            raise JitError(
+                f"jit: {what} reads the values of a tensor computed inside the jitted "
+                f"function ({tensor.dtype}{list(tensor.shape)}) outside the recorded steps, "
+                f"so its result could not follow new values at a replay. Pass that tensor "
+                f"as an argument of the jitted function (its values are then checked "
+                f"before each replay), or compute it outside")
+        self.guards.version(tensor, what)
+        return array
+
+
+def read_values(x, what: str):
+    """The array of values behind ``x`` (a tensor, or anything array-like, returned as
+    it is) for library code that reads them on the host outside a primitive: to build a
+    sparse structure, count segments, check indices. Under a tracing ``jit`` the
+    program then holds only for these values (a guard compares them before each replay,
+    and a change traces again); ``what`` names the operation in messages."""
+    if not isinstance(x, Tensor):
+        return x
+    trace = get_state().trace
+    if trace is None:
+        return x.data
+    return trace.read_values(x, what)
+
+
+def note_module(obj) -> None:
+    """Called by an object whose state a traced function depends on when it runs (a
+    module): its state is guarded (see :mod:`wonderland.core.guards`)."""
+    trace = get_state().trace
+    if trace is not None:
+        trace.guards.watch(obj)
+
 
 def note_constant(array) -> None:
     """Tell a tracing ``jit`` that ``array`` is a constant of the program (a zero
@@ -175,30 +259,31 @@ def note_constant(array) -> None:
 
 
 def record_call(fn, *arrays, **params):
-    """``fn(*arrays, **params)``, recorded as one step when ``jit`` is tracing. Backward
-    rules that compute arrays directly (a fused kernel) call them through this."""
+    """``fn(*arrays, **params)``, recorded as one step when ``jit`` is tracing: code that
+    computes arrays outside a primitive (a fused kernel of a backward rule, a check of
+    index values, an in-place update of running statistics) calls it through this, so
+    that every replay does it again. An argument may be a tensor, which ``fn`` receives
+    as its array: the program then reads that tensor's current array at each replay."""
     trace = get_state().trace
     if trace is None:
-        return fn(*arrays, **params)
-    return trace.record(fn, list(arrays), params)
+        return fn(*[a.data if isinstance(a, Tensor) else a for a in arrays], **params)
+    tensors = [a if isinstance(a, Tensor) else None for a in arrays]
+    return trace.record(fn, [a.data if isinstance(a, Tensor) else a for a in arrays], params,
+                        tensors)
 
 
 def refuse_if_traced(tensor, what: str) -> None:
     """Raise :class:`JitError` if ``tensor`` holds a traced value (``what`` reads it)."""
     trace = get_state().trace
-    if trace is not None and trace.is_traced(tensor.data):
-        raise JitError(
-            f"jit: {what} reads the value of a traced tensor (shape {tuple(tensor.shape)}, "
-            f"{tensor.dtype}); the function runs once to record its operations, so Python "
-            f"code that depends on values (an if, a loop bound, a printed number) cannot be "
-            f"replayed. Use tensor operations (wl.where, masks) or move it out of the "
-            f"jitted function")
+    if trace is not None:
+        trace.refuse(tensor, what)
 
 
 def refuse_while_tracing(what: str) -> None:
     """Raise :class:`JitError` when ``jit`` is tracing: ``what`` cannot be replayed."""
-    if get_state().trace is not None:
-        raise JitError(f"jit: {what} cannot be recorded by a traced function")
+    trace = get_state().trace
+    if trace is not None:
+        trace.refuse_side_effect(what)
 
 
 # ----------------------------------------------------------------------------- the program
@@ -212,6 +297,7 @@ class _Program:
         self.steps, self.names = rec.steps, rec.names
         if fuse:
             self.steps, self.names = fusion.fuse(rec.steps, rec.names, rec.keep, keep_to_end)
+        self.guards = rec.guards
         self.arg_slots = arg_slots
         self.out_slots = out_slots
         self.out_tree = out_tree
@@ -264,6 +350,20 @@ class _Program:
         return len(self.steps)
 
 
+def _guard_unread_indices(rec: _Recorder, out_slots) -> None:
+    """An integer or boolean argument that no recorded step reads was either unused or
+    read outside the recorded steps (library code building a structure from it that the
+    program holds as constants): guard its values, so that new values trace again."""
+    read = set(out_slots)
+    for _, _, ins, _ in rec.steps:
+        read.update(ins)
+    guarded = {position for position, _, _ in rec.guards.values}
+    for slot, position in rec.positions.items():
+        array = rec.keep[slot]
+        if slot not in read and position not in guarded and array.dtype.kind in "iub":
+            rec.guards.value(position, array.copy(), "the function (outside its recorded steps)")
+
+
 def _all_none(layout):
     if layout is None:
         return True
@@ -303,17 +403,28 @@ def _signature(leaves, tree):
     return (_structure(tree), tuple(key))
 
 
+_PROGRAMS_PER_SIGNATURE = 8       # programs kept per signature (differing in guards)
+
+
+def _verbose() -> bool:
+    return os.environ.get("WONDERLAND_JIT_VERBOSE", "0") not in ("", "0")
+
+
 class jit:
     """Trace ``fn`` once per signature and replay the recorded program (see the module).
 
     ``fn`` takes and returns pytrees (tuples, lists, dicts) of tensors; NumPy arrays among
-    the arguments are taken as tensors. ``traces`` counts the signatures traced so far;
-    ``clear()`` forgets them (after replacing a closed-over tensor's array, say). With
-    ``check=True`` (the default) the first replay of each signature also runs ``fn``
-    eagerly and raises :class:`JitError` if the results differ. With ``fuse=True`` (the
-    default where numba is installed) chains of elementwise steps run as one compiled loop
-    each (:mod:`wonderland.core.fusion`). Use it as ``@wl.jit`` or
-    ``wl.jit(fn, check=False, fuse=False)``."""
+    the arguments are taken as tensors. A program replays only while its guards hold
+    (:mod:`wonderland.core.guards`: what the closure and globals hold, the modes and
+    parameters of the modules that ran, the values of arguments that library code read
+    on the host); otherwise ``fn`` is traced again, and up to eight programs per
+    signature are kept. ``traces`` counts the traces so far and ``retrace_reasons``
+    lists why each retrace happened (``WONDERLAND_JIT_VERBOSE=1`` also prints it);
+    ``clear()`` forgets every program. With ``check=True`` (the default) the first
+    replay of each program also runs ``fn`` eagerly and raises :class:`JitError` if the
+    results differ. With ``fuse=True`` (the default where numba is installed) chains of
+    elementwise steps run as one compiled loop each (:mod:`wonderland.core.fusion`). Use
+    it as ``@wl.jit`` or ``wl.jit(fn, check=False, fuse=False)``."""
 
     def __init__(self, fn, check=True, fuse=True):
         if not callable(fn):
@@ -322,12 +433,16 @@ class jit:
         self.check = check
         self.fuse = bool(fuse) and fusion.enabled()
         self.last_program = None          # the program the latest call ran (or traced)
-        self.programs = {}
+        self.programs = {}                # signature -> [programs], most recent first
         self.traces = 0
+        self.retrace_reasons = []
         functools.update_wrapper(self, fn, updated=())   # name and docstring, not __dict__
 
     def clear(self) -> None:
         self.programs.clear()
+
+    def _name(self) -> str:
+        return getattr(self.fn, "__name__", type(self.fn).__name__)
 
     def __call__(self, *args, **kwargs):
         if kwargs:
@@ -336,11 +451,13 @@ class jit:
         leaves, tree = flatten(args)
         leaves = [Tensor(a) if B.is_array(a) else a for a in leaves]
         key = _signature(leaves, tree)
-        program = self.programs.get(key)
+        arrays = [t.data for t in leaves if isinstance(t, Tensor)]
+        program, reason = self._find(key, arrays)
         if program is None:
+            if reason is not None:
+                self._note_retrace(reason)
             return self._trace(key, leaves, tree)
         self.last_program = program
-        arrays = [t.data for t in leaves if isinstance(t, Tensor)]
         if not self.check or program.checked:
             return program.run(arrays)
         program.checked = True
@@ -357,6 +474,26 @@ class jit:
         self._compare_with_eager(args, result)
         return result
 
+    def _find(self, key, arrays):
+        """The first program of this signature whose guards hold, or ``(None, why the
+        most recent one does not)``."""
+        programs = self.programs.get(key)
+        if not programs:
+            return None, None
+        grad_enabled = get_state().grad_enabled
+        first_reason = None
+        for program in programs:
+            reason = program.guards.failure(arrays, grad_enabled)
+            if reason is None:
+                return program, None
+            first_reason = first_reason or reason
+        return None, first_reason
+
+    def _note_retrace(self, reason):
+        self.retrace_reasons.append(reason)
+        if _verbose():
+            print(f"wonderland.jit: tracing {self._name()} again: {reason}", file=sys.stderr)
+
     def _compare_with_eager(self, args, result):
         """The first replay of a program is checked against running the function: a value
         computed outside the recorded steps (baked into the program as a constant) shows
@@ -370,17 +507,23 @@ class jit:
             scale = float(abs(y).max()) if y.size else 0.0
             tol = (1e-5 if x.dtype.itemsize <= 4 else 1e-10) * max(scale, 1.0)
             if x.shape != y.shape or (x.size and float(abs(x - y).max()) > tol):
+                diff = "shapes differ" if x.shape != y.shape else \
+                    f"largest difference {float(abs(x - y).max()):.3g}"
                 raise JitError(
-                    f"jit: the replayed program of {getattr(self.fn, '__name__', 'the function')} "
-                    f"disagrees with running it (output {i}): some value was computed outside "
-                    f"the library's operations (from .data or NumPy directly) and recorded as "
-                    f"a constant. Compute it with tensor operations, or pass it as an argument")
+                    f"jit: the replayed program of {self._name()} disagrees with running it "
+                    f"(output {i}, {diff}). Its guards (closure, globals, module modes and "
+                    f"parameters, argument values read by the library) all held, so the "
+                    f"function depends on something they do not cover: a value computed "
+                    f"from .data or NumPy directly, or state read from an object that is "
+                    f"neither a module nor in the function's closure. Pass such values as "
+                    f"arguments, or compute them with tensor operations")
 
     def _trace(self, key, leaves, tree):
         if get_state().trace is not None:
             raise JitError("jit: a jitted function called while another is being traced; "
                            "jit the outer function only")
         rec = _Recorder()
+        rec.guards.bind_environment(self.fn)
         arg_slots = []
         inner = []
         for leaf in leaves:
@@ -409,9 +552,13 @@ class jit:
             else:
                 out_slots.append(None)
                 out_static.append(leaf)
-        program = self.programs[key] = _Program(rec, arg_slots, out_slots, out_tree, out_static,
-                                                       self.fuse)
+        _guard_unread_indices(rec, out_slots)
+        rec.guards.seal(B.get_backend(), get_state().grad_enabled)
+        program = _Program(rec, arg_slots, out_slots, out_tree, out_static, self.fuse)
         program.generators = [g for g, _ in touched.values()]
+        programs = self.programs.setdefault(key, [])
+        programs.insert(0, program)
+        del programs[_PROGRAMS_PER_SIGNATURE:]
         self.last_program = program
         self.traces += 1
         rec.keep = []                                # the program keeps only what it needs
@@ -419,11 +566,11 @@ class jit:
                                     for leaf in out_leaves])
 
     def program_length(self, *args) -> int:
-        """How many steps the program for these arguments' signature has (tracing it if
-        needed)."""
+        """How many steps the program for these arguments has (tracing it if needed)."""
         leaves, tree = flatten(args)
         leaves = [Tensor(a) if B.is_array(a) else a for a in leaves]
         key = _signature(leaves, tree)
-        if key not in self.programs:
+        arrays = [t.data for t in leaves if isinstance(t, Tensor)]
+        if self._find(key, arrays)[0] is None:
             self(*args)
-        return len(self.programs[key])
+        return len(self._find(key, arrays)[0])

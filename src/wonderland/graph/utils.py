@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import ops
 from ..core.tensor import Tensor
+from ..core.tracing import read_values
 from ..ops.segment import gather_raw, segment_sum_raw
 from ..ops.sparse import SparseMatrix
 
@@ -30,8 +31,7 @@ __all__ = [
 
 def as_edge_index(edge_index, what="edge_index") -> np.ndarray:
     """``edge_index`` (array, list or int tensor) as an int64 NumPy array (2, E)."""
-    ei = edge_index.data if isinstance(edge_index, Tensor) else edge_index
-    ei = np.asarray(ei)
+    ei = np.asarray(read_values(edge_index, what))
     if ei.size == 0:
         ei = ei.astype(np.int64).reshape(2, 0)
     if ei.dtype.kind not in "iu":
@@ -60,6 +60,18 @@ def _weights(edge_weight, e, what, dtype=np.float32):
     if w.dtype.kind != "f":
         w = w.astype(dtype)
     return w
+
+
+def edge_scalars(edge_weight, e, what):
+    """One weight per edge, shape (E,), from ``(E,)`` or ``(E, 1)`` (as PyTorch Geometric
+    accepts); ``None`` stays ``None``."""
+    w = _weights(edge_weight, e, what)
+    if w is None or w.ndim == 1:
+        return w
+    if w.ndim == 2 and w.shape[1] == 1:
+        return w.reshape(-1)
+    raise ValueError(f"{what}: edge_weight must have shape (E,) or (E, 1) with E = {e}, got "
+                     f"{tuple(w.shape)}")
 
 
 def _const(a) -> Tensor:
@@ -167,8 +179,7 @@ def is_undirected(edge_index, num_nodes=None) -> bool:
 def degree(index, num_nodes=None, weight=None, dtype=np.float32) -> Tensor:
     """How many entries of ``index`` name each node (``edge_index[1]``: in-degree,
     ``edge_index[0]``: out-degree); with ``weight``, the weighted sum (differentiable)."""
-    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
-    idx = np.asarray(idx).astype(np.int64, copy=False).reshape(-1)
+    idx = np.asarray(read_values(index, "degree")).astype(np.int64, copy=False).reshape(-1)
     n = int(num_nodes) if num_nodes is not None else (int(idx.max()) + 1 if idx.size else 0)
     if weight is None:
         return Tensor(np.bincount(idx, minlength=n).astype(dtype))
@@ -197,7 +208,7 @@ def gcn_norm(edge_index, edge_weight=None, num_nodes=None, improved=False,
         with np.errstate(divide="ignore"):
             inv = np.where(deg > 0, deg ** -0.5, 0.0)
         return ei, Tensor((inv[ei[0]] * w * inv[ei[1]]).astype(dtype))
-    w = _weights(edge_weight, ei.shape[1], "gcn_norm")
+    w = edge_scalars(edge_weight, ei.shape[1], "gcn_norm")
     if add_self_loops:
         ei, w = add_remaining_self_loops(ei, w, fill, n)
     deg = segment_sum_raw(w, _const(ei[1]), n)
@@ -293,8 +304,8 @@ def random_sign_flip(pe, generator=None) -> Tensor:
     from ..random import _gen
 
     pe = pe if isinstance(pe, Tensor) else Tensor(np.asarray(pe))
-    signs = _gen(generator).randint(0, 2, (pe.shape[-1],)).data * 2 - 1
-    return pe * Tensor(signs.astype(pe.dtype))
+    signs = _gen(generator).randint(0, 2, (pe.shape[-1],)).astype(pe.dtype) * 2.0 - 1.0
+    return pe * signs
 
 
 def random_walk_encoding(edge_index, num_nodes=None, walk_length=8,
@@ -360,8 +371,7 @@ def k_hop_subgraph(node_idx, num_hops, edge_index, num_nodes=None, relabel_nodes
         raise ValueError(f"k_hop_subgraph: flow must be 'source_to_target' or "
                          f"'target_to_source', got {flow!r}")
     src, dst = (ei[0], ei[1]) if flow == "source_to_target" else (ei[1], ei[0])
-    seeds = np.atleast_1d(np.asarray(node_idx.data if isinstance(node_idx, Tensor)
-                                     else node_idx)).astype(np.int64)
+    seeds = np.atleast_1d(np.asarray(read_values(node_idx, "k_hop_subgraph"))).astype(np.int64)
     if seeds.size and (seeds.min() < 0 or seeds.max() >= n):
         raise IndexError(f"k_hop_subgraph: node index out of range for {n} nodes")
     inside = np.zeros(n, dtype=bool)
@@ -389,7 +399,7 @@ def subgraph(subset, edge_index, edge_attr=None, num_nodes=None, relabel_nodes=F
     """The edges among ``subset`` (node ids or a boolean mask) and their attributes."""
     ei = as_edge_index(edge_index, "subgraph")
     n = num_nodes_of(ei, num_nodes)
-    s = np.asarray(subset.data if isinstance(subset, Tensor) else subset)
+    s = np.asarray(read_values(subset, "subgraph"))
     mask = s.astype(bool) if s.dtype == bool else np.isin(np.arange(n), s)
     keep = mask[ei[0]] & mask[ei[1]]
     out = ei[:, keep]
@@ -405,7 +415,7 @@ def subgraph(subset, edge_index, edge_attr=None, num_nodes=None, relabel_nodes=F
 
 # ----------------------------------------------------------------------------- dense batches
 def _dense_positions(batch, num_graphs=None, max_nodes=None):
-    b = np.asarray(batch.data if isinstance(batch, Tensor) else batch).astype(np.int64)
+    b = np.asarray(read_values(batch, "to_dense_batch")).astype(np.int64)
     if b.size and (np.diff(b) < 0).any():
         raise ValueError("to_dense_batch: the batch vector must be sorted (nodes of one "
                          "graph together, graphs in order)")
@@ -432,7 +442,7 @@ def to_dense_batch(x, batch, num_graphs=None, max_nodes=None):
 
 def from_dense_batch(dense, batch, num_graphs=None):
     """The inverse of :func:`to_dense_batch`: the rows of the real nodes, (N, C)."""
-    b = np.asarray(batch.data if isinstance(batch, Tensor) else batch)
+    b = np.asarray(read_values(batch, "from_dense_batch"))
     g, m = dense.shape[0], dense.shape[1]
     pos, _, _, _ = _dense_positions(b, g, m)
     flat = dense.reshape((g * m,) + tuple(dense.shape[2:]))

@@ -189,7 +189,7 @@ class LinkPredictor(nn.Module):
         return self.encoder(x, edge_index)
 
     def decode(self, z, pairs):
-        p = np.asarray(pairs.data if isinstance(pairs, Tensor) else pairs)
+        p = pairs if isinstance(pairs, Tensor) else Tensor(np.asarray(pairs))
         zu = ops.gather_rows(z, p[0])
         zv = ops.gather_rows(z, p[1])
         if self.decoder == "dot":

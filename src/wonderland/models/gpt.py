@@ -86,7 +86,7 @@ class GPT(Module):
     def forward(self, idx, caches=None):
         """Logits for ids ``idx (b, t)``; with ``caches`` (one :class:`KVCache` per
         block), ``idx`` holds only the new tokens, placed after the cached ones."""
-        ids = idx.data if isinstance(idx, Tensor) else np.asarray(idx)
+        ids = idx if isinstance(idx, Tensor) else Tensor(np.asarray(idx))
         if ids.ndim != 2:
             raise ValueError(f"GPT: expected token ids (batch, time), got shape {ids.shape}")
         offset = 0 if caches is None else len(caches[0])
@@ -109,12 +109,13 @@ class GPT(Module):
     def loss(self, idx, targets):
         """Mean next-token cross-entropy (nats) of ``targets (b, t)`` given ``idx (b, t)``."""
         logits = self(idx)
-        return F.cross_entropy(logits.reshape(-1, self.vocab_size),
-                               np.asarray(targets.data if isinstance(targets, Tensor) else targets).reshape(-1))
+        targets = targets if isinstance(targets, Tensor) else Tensor(np.asarray(targets))
+        return F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1))
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
                  use_cache=True, generator=None):
-        """Extend ``idx (b, t)`` by ``max_new_tokens`` sampled tokens; returns ``(b, t + n)``.
+        """Extend ``idx (b, t)`` (or ``(t,)``; integer token ids) by ``max_new_tokens`` (an int
+        ≥ 0) sampled tokens; returns ``(b, t + n)``.
 
         Logits are divided by ``temperature``; ``top_k`` keeps the k most likely tokens,
         ``top_p`` the smallest set whose probability reaches p. ``top_k=1`` is greedy and
@@ -127,12 +128,25 @@ class GPT(Module):
             raise ValueError(f"generate: top_k must be at least 1, got {top_k}")
         if top_p is not None and not 0.0 < top_p <= 1.0:
             raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)):
+            raise TypeError(f"generate: max_new_tokens must be a non-negative int, got "
+                            f"{max_new_tokens!r}")
+        if max_new_tokens < 0:
+            raise ValueError(f"generate: max_new_tokens must be a non-negative int, got "
+                             f"{max_new_tokens!r}")
         g = _gen(generator)
-        seq = np.array(idx.data if isinstance(idx, Tensor) else idx, dtype=np.int64)
+        seq = np.asarray(idx.numpy() if isinstance(idx, Tensor) else idx)
         if seq.ndim == 1:
             seq = seq[None]
+        if seq.ndim != 2:
+            raise ValueError(f"generate: idx must be (b, t) or (t,) token ids, got shape "
+                             f"{seq.shape}")
         if seq.shape[1] == 0:
             raise ValueError("generate: idx must hold at least one token")
+        if seq.dtype.kind not in "iu":
+            raise TypeError(f"generate: idx must hold integer token ids, got {seq.dtype} (a float "
+                            f"prompt would be truncated to integers)")
+        seq = seq.astype(np.int64)
         was = self.training
         self.eval()
         caches = None

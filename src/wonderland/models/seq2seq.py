@@ -22,8 +22,11 @@ from ..nn import (Embedding, KVCache, LayerNorm, Linear, Module, SinusoidalPosit
 from ..nn import functional as F
 
 
-def _ids(x):
-    return np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.int64)
+def _ids(x) -> Tensor:
+    """Token ids as an int64 tensor (a conversion of a tensor is an operation)."""
+    if isinstance(x, Tensor):
+        return x if x.dtype == np.int64 else x.astype(np.int64)
+    return Tensor(np.asarray(x, dtype=np.int64))
 
 
 class Seq2SeqTransformer(Module):
@@ -52,7 +55,7 @@ class Seq2SeqTransformer(Module):
     def encode(self, src):
         ids = _ids(src)
         x = self.pos(self.src_embed(ids) * math.sqrt(self.d_model))
-        pad = ops.equal(Tensor(ids), self.pad_id)      # an operation: jit records it
+        pad = ops.equal(ids, self.pad_id)              # an operation: jit records it
         return self.encoder(x, src_key_padding_mask=pad), pad
 
     def decode(self, tgt_in, memory, src_pad, caches=None):
@@ -72,7 +75,7 @@ class Seq2SeqTransformer(Module):
     def loss(self, src, tgt_in, tgt_out):
         logits = self(src, tgt_in)
         return F.cross_entropy(logits.reshape(-1, self.tgt_vocab),
-                               Tensor(_ids(tgt_out)).reshape(-1), ignore_index=self.pad_id)
+                               _ids(tgt_out).reshape(-1), ignore_index=self.pad_id)
 
     # ------------------------------------------------------------------ decoding
     def greedy_decode(self, src, max_len=32):

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import ops
 from ..core.tensor import Tensor
+from ..core.tracing import refuse_while_tracing
 from ..ops._common import constant, floating, to_tensor
 from ..ops.attention import attention, attention_reference
 from . import functional as F
@@ -43,7 +44,8 @@ def _bias_from_mask(mask, dtype, what, allowed_is_true=True):
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False, *,
-                                 generator=None, implementation="auto") -> Tensor:
+                                 generator=None, implementation="auto",
+                                 block_size=None) -> Tensor:
     """``softmax(q kᵀ · scale + mask) v`` with PyTorch's semantics.
 
     ``query (..., L, E)``, ``key (..., S, E)``, ``value (..., S, Ev)`` → ``(..., L, Ev)``.
@@ -63,9 +65,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     ``implementation="plain"`` keeps the probabilities for the backward pass, ``"flash"``
     runs FlashAttention's block-by-block online softmax and recomputes blocks in the
     backward pass (memory linear in the length); ``"auto"`` takes flash for large
-    problems. With dropout the composite form runs instead.
+    problems. ``block_size``: the flash kernel's block, ``(queries, keys)`` or one int for
+    both (default: chosen from the sizes). With dropout the composite form runs instead.
     """
     what = "scaled_dot_product_attention"
+    block_size = _block_size(block_size, what)
     q, k, v = (_as_tensor(t, what) for t in (query, key, value))
     if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
         raise ValueError(f"{what}: query, key and value need at least 2 dimensions (..., L, E), "
@@ -117,7 +121,24 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if dropout_p > 0.0:
         return attention_reference(q, k, v, bias, causal, scale,
                                    dropout=lambda p: F.dropout(p, dropout_p, True, generator))
-    return attention(q, k, v, bias, causal, scale, implementation)
+    return attention(q, k, v, bias, causal, scale, implementation, block_size=block_size)
+
+
+def _block_size(block_size, what):
+    """``None`` or ``(queries, keys)`` per flash block (either may be ``None``)."""
+    if block_size is None:
+        return None
+
+    def size(n):
+        return n is None or (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0)
+
+    if isinstance(block_size, (int, np.integer)) and size(block_size):
+        return (int(block_size), int(block_size))
+    if isinstance(block_size, (tuple, list)) and len(block_size) == 2 \
+            and all(map(size, block_size)):
+        return tuple(None if n is None else int(n) for n in block_size)
+    raise ValueError(f"{what}: block_size must be a positive int or a pair (queries, keys) of "
+                     f"them, got {block_size!r}")
 
 
 # ----------------------------------------------------------------------------- linear attention
@@ -184,7 +205,9 @@ class KVCache:
     ``cache=`` aligns its new queries with the *last* keys (query ``i`` of ``t_new``
     sees keys up to ``length − t_new + i``), so decoding token by token equals the full
     causal forward pass. Tensors that require grad are concatenated instead (the cache
-    then stays differentiable).
+    then stays differentiable, keeping what was stored before). New keys and values must
+    match the cached batch, heads and head size: a cache serves one batch until
+    :meth:`reset`.
     """
 
     def __init__(self):
@@ -209,20 +232,31 @@ class KVCache:
             self._v = self._v[index]
 
     def update(self, k: Tensor, v: Tensor):
+        refuse_while_tracing("KVCache.update (the cache keeps state between calls; decode "
+                             "step by step outside wl.jit)")
         if k.ndim != 4 or v.ndim != 4 or k.shape[:3] != v.shape[:3]:
             raise ValueError(f"KVCache.update: expected keys and values (b, h, t, d) of one "
                              f"length, got {k.shape} and {v.shape}")
+        cached_k = self._kt if self._kt is not None else self._k
+        cached_v = self._vt if self._vt is not None else self._v
+        if cached_k is not None and (tuple(cached_k.shape[:2]) != k.shape[:2] or
+                                     cached_k.shape[3] != k.shape[3] or
+                                     cached_v.shape[3] != v.shape[3]):
+            shape = (cached_k.shape[0], cached_k.shape[1], self.length, cached_k.shape[3])
+            raise ValueError(f"KVCache.update: new keys {k.shape} do not match the cached "
+                             f"(b, h, ·, d) = {shape} (values {v.shape}, cached "
+                             f"{tuple(cached_v.shape[:2]) + (self.length, cached_v.shape[3])}); "
+                             f"reset() the cache for another batch")
         if k.requires_grad or v.requires_grad or self._kt is not None:
+            if self._kt is None and self._k is not None:      # filled without grad so far
+                self._kt = constant(self._k[:, :, :self.length])
+                self._vt = constant(self._v[:, :, :self.length])
+                self._k = self._v = None
             self._kt = k if self._kt is None else ops.concatenate([self._kt, k], axis=2)
             self._vt = v if self._vt is None else ops.concatenate([self._vt, v], axis=2)
             self.length = self._kt.shape[2]
             return self._kt, self._vt
         n = k.shape[2]
-        if self._k is not None and (self._k.shape[:2] != k.shape[:2] or
-                                    self._k.shape[3] != k.shape[3] or
-                                    self._v.shape[3] != v.shape[3]):
-            raise ValueError(f"KVCache.update: new keys {k.shape} do not match the cached "
-                             f"(b, h, ·, d) = {self._k.shape}")
         need = self.length + n
         if self._k is None or need > self._k.shape[2]:
             cap = max(16, need, 2 * (0 if self._k is None else self._k.shape[2]))
@@ -249,8 +283,9 @@ class MultiheadAttention(Module):
 
     .. warning:: **Mask polarity differs from** :func:`scaled_dot_product_attention`.
        As in PyTorch's ``nn.MultiheadAttention``, a boolean ``key_padding_mask``
-       ``(b, S)`` or ``attn_mask`` ``(L, S)`` / ``(b·num_heads, L, S)`` is **True where
-       a position is to be IGNORED** (padding, the future). Float masks are added to the
+       ``(b, S)`` (``(S,)`` for an unbatched query) or ``attn_mask`` ``(L, S)`` /
+       ``(b·num_heads, L, S)`` is **True where a position is to be IGNORED** (padding, the
+       future). Float masks are added to the
        scores.
 
     ``is_causal`` is PyTorch's hint: it needs ``attn_mask`` (the causal mask) and lets
@@ -364,6 +399,11 @@ class MultiheadAttention(Module):
             mask_bias = m
         if key_padding_mask is not None:
             kp = _bias_from_mask(key_padding_mask, q.dtype, what, allowed_is_true=False)
+            if unbatched and kp.ndim == 1:
+                if kp.shape != (S,):
+                    raise ValueError(f"{what}: key_padding_mask must be (S,) = ({S},) for an "
+                                     f"unbatched query, or (1, S), got {kp.shape}")
+                kp = kp.reshape(1, S)
             if kp.shape != (b, S):
                 raise ValueError(f"{what}: key_padding_mask must be (batch, S) = ({b}, {S}), got "
                                  f"{kp.shape}")

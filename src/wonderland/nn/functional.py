@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import backend as B
 from .. import ops
-from ..core.tracing import record_call
+from ..core.tracing import read_values, record_call
 from ..core.tensor import Tensor
 from ..ops._common import constant, floating, operands, to_tensor
 from ..ops import nn as _ops_nn
@@ -58,7 +58,7 @@ def _array(t: Tensor):
 def one_hot(indices, num_classes=-1, dtype=None) -> Tensor:
     """One-hot rows; ``num_classes=-1`` infers ``max(indices) + 1`` (as PyTorch)."""
     if num_classes == -1:
-        idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+        idx = np.asarray(B.to_numpy(read_values(indices, "one_hot")))
         num_classes = int(idx.max(initial=-1)) + 1
     return ops.one_hot(indices, num_classes, dtype)
 
@@ -77,19 +77,25 @@ def log_softmax(x, axis=-1, *, dim=None) -> Tensor:
 def embedding(indices, weight, padding_idx=None) -> Tensor:
     """Rows of ``weight`` (num_embeddings, dim) at integer ``indices``; the result has
     shape ``indices.shape + (dim,)``. Rows at ``padding_idx`` receive no gradient."""
-    idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+    idx = indices if isinstance(indices, Tensor) else constant(np.asarray(indices))
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got {idx.dtype}")
     n = weight.shape[0]
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        bad = idx.max() if idx.max() >= n else idx.min()
-        raise IndexError(f"embedding: index {int(bad)} is out of range for {n} embeddings")
-    out = ops.take(weight, constant(idx), axis=0)
-    if padding_idx is not None and (idx == padding_idx).any():
+    if idx.size:
+        record_call(_check_index_range, idx.data, n=n, what="embedding", of="embeddings")
+    out = ops.take(weight, idx, axis=0)
+    if padding_idx is not None:
         # the padding row is looked up as usual but receives no gradient
-        pad = constant((idx == padding_idx)[..., None])
-        out = ops.where(pad, ops.take(weight.detach(), constant(idx), axis=0), out)
+        out = ops.where(ops.expand_dims(ops.equal(idx, padding_idx), -1), out.detach(), out)
     return out
+
+
+def _check_index_range(idx, *, n, what, of):
+    """Raise unless every index lies in ``[0, n)`` (a recorded step under ``jit``)."""
+    lo, hi = idx.min(), idx.max()
+    if lo < 0 or hi >= n:
+        raise IndexError(f"{what}: index {int(hi if hi >= n else lo)} is out of range for "
+                         f"{n} {of}")
 
 
 def dropout(x, p=0.5, training=True, generator=None) -> Tensor:
@@ -204,9 +210,8 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0) -> Tensor:  # noqa
 def hinge_loss(scores, target, margin=1.0, reduction="mean") -> Tensor:
     """Binary hinge ``max(0, margin - y·s)`` with targets ``y ∈ {-1, +1}``."""
     s, y = _same_shape(scores, target, "hinge_loss")
-    yv = y.data
-    if yv.size and not np.isin(yv, (-1, 1)).all():
-        raise ValueError("hinge_loss: targets must be -1 or +1")
+    if y.size:
+        record_call(_check_signs, y)
     return _reduce(ops.relu(margin - y * s), reduction, "hinge_loss")
 
 
@@ -220,6 +225,11 @@ def _class_targets(logits, target, what):
     return t
 
 
+def _check_signs(y):
+    if not ((y == -1) | (y == 1)).all():
+        raise ValueError("hinge_loss: targets must be -1 or +1")
+
+
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean") -> Tensor:  # noqa: A002
     """Multi-class hinge: ``sum_{i≠y} max(0, margin - x_y + x_i)^p / C`` per sample."""
     x = floating(to_tensor(input, "multi_margin_loss"))
@@ -227,17 +237,18 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
     if p not in (1, 2):
         raise ValueError(f"multi_margin_loss: p must be 1 or 2, got {p}")
     c = x.shape[-1]
-    if t.size and (t.min() < 0 or t.max() >= c):
-        raise IndexError(f"multi_margin_loss: target out of range for {c} classes")
-    xy = ops.take_along_axis(x, constant(t[..., None]), axis=-1)
+    if t.size:
+        record_call(_check_index_range, t, n=c, what="multi_margin_loss", of="classes")
+    t_col = ops.expand_dims(constant(t), -1)
+    xy = ops.take_along_axis(x, t_col, axis=-1)
     xp = B.ns(t)
     viol = ops.relu(x - xy + margin)
     if p == 2:
         viol = viol * viol
     if weight is not None:
         w = to_tensor(weight, "multi_margin_loss")
-        viol = viol * constant(w.data[t][..., None])
-    not_target = constant((xp.arange(c) != t[..., None]).astype(x.dtype))
+        viol = viol * ops.take(w, t_col, axis=0).astype(x.dtype)
+    not_target = ops.not_equal(constant(xp.arange(c)), t_col).astype(x.dtype)
     return _reduce((viol * not_target).sum(-1) * (1.0 / c), reduction, "multi_margin_loss")
 
 
@@ -245,10 +256,8 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean") -> Tensor
     """``-(y log p + (1-y) log(1-p))`` on probabilities; logs are clamped at -100 (as
     PyTorch does) so that p = 0 or 1 give a finite loss."""
     p, y = _same_shape(input, target, "binary_cross_entropy")
-    pv = p.data
-    if pv.size and (pv.min() < 0 or pv.max() > 1):
-        raise ValueError("binary_cross_entropy: input must be probabilities in [0, 1]; use "
-                         "binary_cross_entropy_with_logits for scores")
+    if p.size:
+        record_call(_check_probabilities, p.data)
     with np.errstate(divide="ignore"):
         logp = ops.maximum(ops.log(p), -100.0)
         log1mp = ops.maximum(ops.log1p(-p), -100.0)
@@ -256,6 +265,12 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean") -> Tensor
     if weight is not None:
         loss = loss * to_tensor(weight, "binary_cross_entropy")
     return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+def _check_probabilities(p):
+    if p.min() < 0 or p.max() > 1:
+        raise ValueError("binary_cross_entropy: input must be probabilities in [0, 1]; use "
+                         "binary_cross_entropy_with_logits for scores")
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",  # noqa: A002
@@ -293,7 +308,7 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
     c = z.shape[-1]
     w = None
     if weight is not None:
-        w = to_tensor(weight, "cross_entropy").data.astype(z.dtype)
+        w = to_tensor(weight, "cross_entropy").data
         if w.shape != (c,):
             raise ValueError(f"cross_entropy: weight must have shape ({c},), got {w.shape}")
     t_arr = target.data if isinstance(target, Tensor) else B.asarray(target, like=_array(z))
@@ -305,7 +320,7 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
         if label_smoothing:
             q = q * (1.0 - label_smoothing) + label_smoothing / c
         if w is not None:
-            q = q * constant(w)
+            q = q * to_tensor(weight, "cross_entropy").astype(z.dtype)
         return _reduce(softmax_cross_entropy(z, q), reduction, "cross_entropy")
     t = _class_targets(z, target, "cross_entropy")
     # soft targets and the mean's denominator from the class indices, as one recorded
@@ -324,7 +339,7 @@ def _class_target_weights(t, *weight, c, ignore_index, label_smoothing, dtype):
     smoothed, zero where ignored) and the mean's factor: 1 / the counted rows' total
     weight (NaN when nothing is counted, as in PyTorch)."""
     xp = B.ns(t)
-    w = weight[0] if weight else None
+    w = weight[0].astype(dtype, copy=False) if weight else None
     ignored = t == ignore_index
     any_ignored = bool(ignored.any())
     safe_t = xp.where(ignored, 0, t) if any_ignored else t
@@ -355,20 +370,32 @@ def nll_loss(log_probs, target, weight=None, ignore_index=-100, reduction="mean"
     lp = floating(to_tensor(log_probs, "nll_loss"))
     t = _class_targets(lp, target, "nll_loss")
     c = lp.shape[-1]
-    valid = t != ignore_index
+    w = () if weight is None else (to_tensor(weight, "nll_loss").data,)
+    # the picked positions, the per-row weights and the mean's factor from the targets, as
+    # one recorded array computation (a jitted function recomputes them for each call)
+    safe_t, wt, factor = record_call(_nll_target_weights, t, *w, c=c,
+                                     ignore_index=ignore_index, dtype=lp.dtype)
+    picked = ops.take_along_axis(lp, constant(safe_t), axis=-1)[..., 0]
+    loss = -picked * constant(wt)
+    if reduction == "mean":
+        return loss.sum() * constant(factor)
+    return _reduce(loss, reduction, "nll_loss")
+
+
+def _nll_target_weights(t, *weight, c, ignore_index, dtype):
+    """For class indices ``t``: where to pick (ignored rows point at class 0), each row's
+    weight (0 where ignored) and the mean's factor, 1 / the total weight (NaN for none)."""
     xp = B.ns(t)
+    valid = t != ignore_index
     safe_t = xp.where(valid, t, 0)
     if safe_t.size and (safe_t.min() < 0 or safe_t.max() >= c):
         raise IndexError(f"nll_loss: target out of range for {c} classes")
-    picked = ops.take_along_axis(lp, constant(safe_t[..., None]), axis=-1)[..., 0]
-    wt = xp.ones(t.shape, dtype=lp.dtype) if weight is None else \
-        to_tensor(weight, "nll_loss").data.astype(lp.dtype)[safe_t]
+    wt = xp.ones(t.shape, dtype=dtype) if not weight else \
+        weight[0].astype(dtype, copy=False)[safe_t]
     wt = wt * valid
-    loss = -picked * constant(wt)
-    if reduction == "mean":
-        denom = float(wt.sum())
-        return loss.sum() * (1.0 / denom) if denom else loss.sum() * float("nan")
-    return _reduce(loss, reduction, "nll_loss")
+    denom = float(wt.sum())
+    factor = xp.asarray(1.0 / denom if denom else float("nan"), dtype=dtype)
+    return safe_t[..., None], wt.astype(dtype, copy=False), factor
 
 
 def kl_div(input, target, reduction="mean", log_target=False) -> Tensor:  # noqa: A002

@@ -22,6 +22,7 @@ import numpy as np
 from .. import ops
 from ..core import dtypes
 from ..core.tensor import Tensor
+from ..core.tracing import read_values
 from ..ops.segment import gather_raw, segment_sum_raw
 from ..ops.sparse import SparseMatrix, sampled_dot
 from . import functional as F
@@ -36,8 +37,7 @@ __all__ = ["MessagePassing", "GCNConv", "GATConv", "GINConv", "SAGEConv", "globa
 
 # ----------------------------------------------------------------------------- helpers
 def _edge_index(edge_index, what) -> np.ndarray:
-    ei = edge_index.data if isinstance(edge_index, Tensor) else edge_index
-    ei = np.asarray(ei)
+    ei = np.asarray(read_values(edge_index, what))
     if ei.size == 0:
         return ei.astype(np.int64).reshape(2, 0)
     if ei.dtype.kind not in "iu" or ei.ndim != 2 or ei.shape[0] != 2:
@@ -243,9 +243,10 @@ class GCNConv(MessagePassing):
         if self.normalize:
             ei, w = gcn_norm(ei, edge_weight, n, self.improved, self.add_self_loops, dtype)
         else:
-            w = edge_weight if edge_weight is not None else \
-                Tensor(np.ones(ei.shape[1], dtype=dtype))
-            w = w if isinstance(w, Tensor) else Tensor(np.asarray(w))
+            from ..graph.utils import edge_scalars
+
+            w = edge_scalars(edge_weight, ei.shape[1], "GCNConv")
+            w = w if w is not None else Tensor(np.ones(ei.shape[1], dtype=dtype))
         if w.dtype != dtype:
             w = w.astype(dtype)
         if self.cached:
@@ -475,7 +476,7 @@ def _batch_ids(batch, x, size, what):
         raise ValueError(f"{what}: batch must be an integer vector with one entry per node "
                          f"({_rows(x)}), got {b.dtype} {b.shape}")
     if size is None:
-        size = int(b.data.max()) + 1 if b.size else 0
+        size = int(read_values(b, what).max()) + 1 if b.size else 0
     return b, int(size)
 
 
@@ -524,7 +525,7 @@ def attention_pairs(batch, num_graphs=None):
     """Every ordered pair of nodes of one graph in a batch, as ``(src, dst)`` int64
     arrays sorted by target (``dst``) then source: full attention within each graph as
     a sparsity pattern of ``Σ n_g²`` entries (no padding). Vectorised over graphs."""
-    b = np.asarray(batch.data if isinstance(batch, Tensor) else batch).astype(np.int64)
+    b = np.asarray(read_values(batch, "attention_pairs")).astype(np.int64)
     if b.size and (np.diff(b) < 0).any():
         raise ValueError("attention_pairs: the batch vector must be sorted (nodes of one "
                          "graph together, graphs in order)")
@@ -549,7 +550,7 @@ def distance_buckets(edge_index, batch, num_graphs=None, kind="spd", max_distanc
     if kind not in ("spd", "adjacency"):
         raise ValueError(f"distance_buckets: kind must be 'spd' or 'adjacency', got {kind!r}")
     ei = _edge_index(edge_index, "distance_buckets")
-    b = np.asarray(batch.data if isinstance(batch, Tensor) else batch).astype(np.int64)
+    b = np.asarray(read_values(batch, "distance_buckets")).astype(np.int64)
     g = int(num_graphs) if num_graphs is not None else (int(b.max()) + 1 if b.size else 0)
     counts = np.bincount(b, minlength=g)
     ptr = np.concatenate([[0], np.cumsum(counts)])
@@ -619,7 +620,7 @@ class GraphTransformerLayer(Module):
         q, k, v = (lin(h).reshape(n, self.heads, hd) for lin in (self.q, self.k, self.v))
         scores = sampled_dot(pattern, q, k, heads=True) * (1.0 / math.sqrt(hd))
         if buckets is not None and self.bias is not None:
-            bk = np.asarray(buckets.data if isinstance(buckets, Tensor) else buckets)
+            bk = np.asarray(read_values(buckets, "GraphTransformerLayer"))
             if bk.shape != (pattern.nnz,):
                 raise ValueError(f"GraphTransformerLayer: {bk.shape} buckets for "
                                  f"{pattern.nnz} node pairs (one per pair of "

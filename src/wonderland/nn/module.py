@@ -15,8 +15,14 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..core import dtypes
+from ..core.modes import get_state
 from ..core.structural import zeros_like
 from ..core.tensor import Tensor, _to_array
+
+# bumped by every change to any module's attributes, parameters, buffers, sub-modules or
+# mode: a jit program compares it to see at once that no module it depends on changed
+_EPOCH = [0]
+_PLAIN_ATTRIBUTE = (bool, int, float, complex, str, bytes, type(None), tuple, Tensor)
 
 
 class Parameter(Tensor):
@@ -67,6 +73,7 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before "
                                  f"assigning attribute {name!r}")
+        _EPOCH[0] += 1
         params, buffers, modules = self._parameters, self._buffers, self._modules
         if isinstance(value, Parameter):
             buffers.pop(name, None)
@@ -104,6 +111,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
+        _EPOCH[0] += 1
         for store in (self._parameters, self._buffers, self._modules):
             if name in store:
                 del store[name]
@@ -113,12 +121,14 @@ class Module:
     def register_parameter(self, name: str, param) -> None:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: expected a Parameter, got {type(param).__name__}")
+        _EPOCH[0] += 1
         self._parameters[name] = param
 
     def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
         """Register state that is not learned (e.g. running statistics)."""
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer: expected a Tensor, got {type(tensor).__name__}")
+        _EPOCH[0] += 1
         self._buffers[name] = tensor
         if not persistent:
             self._non_persistent.add(name)
@@ -126,6 +136,7 @@ class Module:
     def add_module(self, name: str, module) -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: expected a Module, got {type(module).__name__}")
+        _EPOCH[0] += 1
         self._modules[name] = module
 
     # ------------------------------------------------------------------ calling
@@ -133,7 +144,50 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
+        trace = get_state().trace
+        if trace is not None:            # wl.jit is recording: its program depends on us
+            trace.guards.watch(self)
         return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------------ jit guards
+    def _jit_state(self) -> tuple:
+        """What a traced program of this module relies on besides its parameters' values:
+        the mode, which parameters, buffers and sub-modules it has, its plain attributes
+        (``p``, ``eps``...), as a flat tuple ``(training, key, value, key, value...)``
+        (see ``wonderland.core.guards``)."""
+        state = [self.training]
+        for kind, store in (("parameter", self._parameters), ("buffer", self._buffers),
+                            ("sub-module", self._modules)):
+            for name, value in store.items():
+                state += (f"{kind} {name!r}", value)
+        for name, value in self.__dict__.items():
+            if isinstance(value, _PLAIN_ATTRIBUTE) and name != "training":
+                state += (f"attribute {name!r}", value)
+        return tuple(state)
+
+    def _jit_explain(self, snapshot) -> str:
+        """What changed since ``snapshot`` (a ``_jit_state()``), in words."""
+        what = type(self).__name__
+        if snapshot[0] != self.training:
+            return f"{what} was switched to {'training' if self.training else 'eval'} mode"
+        then = dict(zip(snapshot[1::2], snapshot[2::2]))
+        now = self._jit_state()
+        now = dict(zip(now[1::2], now[2::2]))
+        for key in list(then) + [k for k in now if k not in then]:
+            if key not in now:
+                return f"{what}'s {key} was removed"
+            if key not in then:
+                return f"{what} has a new {key}"
+            if now[key] is not then[key]:
+                return f"{what}'s {key} was replaced or changed"
+        return f"{what} changed"
+
+    @staticmethod
+    def _jit_epoch() -> int:
+        return _EPOCH[0]
+
+    def _jit_watch(self):
+        return self.modules()
 
     # ------------------------------------------------------------------ traversal
     def named_modules(self, prefix: str = ""):
@@ -187,6 +241,7 @@ class Module:
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True):
         """Training mode (dropout active, batch statistics); returns self."""
+        _EPOCH[0] += 1
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self

@@ -30,13 +30,20 @@ def _affine(y, weight, bias):
     return y
 
 
-def _update_running_stats(data, running_mean, running_var, *, axes, momentum):
-    """Move the running statistics towards the batch's (unbiased variance), in place."""
+def _update_running_stats(data, running_mean, running_var, *count, axes, momentum):
+    """Move the running statistics towards the batch's (unbiased variance), in place;
+    ``momentum=None``: a cumulative average over the ``count[0]`` batches seen."""
+    if momentum is None:
+        momentum = 1.0 / float(count[0])
     n = data.size // running_mean.size
     mean = data.mean(axis=axes)
     var = data.var(axis=axes) * (n / (n - 1))
     running_mean[...] = (1 - momentum) * running_mean + momentum * mean
     running_var[...] = (1 - momentum) * running_var + momentum * var
+
+
+def _count_batch(count):
+    count[...] += 1
 
 
 def _inverse_std(var, *, eps, dtype):
@@ -48,13 +55,16 @@ def _as_dtype(a, *, dtype):
 
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5, num_batches_tracked=None):
     """Batch normalisation over every axis but the last (channels).
 
     In training the batch statistics normalise, and ``running_mean``/``running_var``
     (tensors, updated in place) move towards them by ``momentum`` (the running variance
-    uses the unbiased estimate, as PyTorch does). At inference the running statistics
-    normalise.
+    uses the unbiased estimate, as PyTorch does); that needs more than one value per
+    channel, and an empty batch gives an empty result and leaves the running statistics
+    as they are. ``momentum=None`` makes them a cumulative average over the batches
+    counted so far in ``num_batches_tracked`` (an integer tensor, which the module
+    ``BatchNorm`` counts up). At inference the running statistics normalise.
     """
     x = floating(to_tensor(x, "batch_norm"))
     if x.ndim < 2:
@@ -66,21 +76,31 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         if t is not None and t.shape != (c,):
             raise ValueError(f"batch_norm: {name} must have shape ({c},), got {t.shape}")
     if training:
-        n = x.size // c
-        if n <= 1:
+        n = 1
+        for d in x.shape[:-1]:
+            n *= d
+        if n == 1:
             raise ValueError(f"batch_norm: need more than one value per channel in training, got "
                              f"input of shape {x.shape}")
+        if n == 0:
+            # an empty batch has no statistics: an empty result, running statistics left
+            # as they are (as in PyTorch)
+            return _affine(x, weight, bias)
         y = normalize(x, axes, eps)
         if running_mean is not None and running_var is not None:
             # in place, as a recorded step: a jitted function updates them at every call
-            record_call(_update_running_stats, x.data, running_mean.data, running_var.data,
+            if momentum is None and num_batches_tracked is None:
+                raise ValueError("batch_norm: momentum=None (a cumulative average) needs "
+                                 "num_batches_tracked")
+            record_call(_update_running_stats, x, running_mean, running_var,
+                        *(() if momentum is not None else (num_batches_tracked,)),
                         axes=axes, momentum=momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: inference needs running_mean and running_var")
         # recorded calls: a jitted function reads the running statistics at every call
-        inv = constant(record_call(_inverse_std, running_var.data, eps=eps, dtype=x.dtype))
-        mean = constant(record_call(_as_dtype, running_mean.data, dtype=x.dtype))
+        inv = constant(record_call(_inverse_std, running_var, eps=eps, dtype=x.dtype))
+        mean = constant(record_call(_as_dtype, running_mean, dtype=x.dtype))
         y = (x - mean) * inv
     return _affine(y, weight, bias)
 
@@ -203,12 +223,12 @@ class BatchNorm(Module):
         use_batch = self.training or not self.track_running_stats
         momentum = self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data[...] += 1
-            if momentum is None:
-                momentum = 1.0 / float(self.num_batches_tracked.data)
+            record_call(_count_batch, self.num_batches_tracked)     # also at a jit replay
         return batch_norm(x, self.running_mean if self.track_running_stats else None,
                           self.running_var if self.track_running_stats else None,
-                          self.weight, self.bias, use_batch, momentum or 0.0, self.eps)
+                          self.weight, self.bias, use_batch,
+                          0.0 if momentum is None and not self.track_running_stats else momentum,
+                          self.eps, self.num_batches_tracked if self.track_running_stats else None)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

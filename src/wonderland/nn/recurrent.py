@@ -17,6 +17,9 @@ cells, in this library's ``(in, out)`` weight layout.
   the valid steps (a prefix of each row). Outputs past a sequence's end are zero and
   ``h_n`` holds the state at each sequence's end; the backward direction starts at each
   sequence's own last step (PyTorch's packed sequences).
+* dtypes: the input and the initial states must have the weights' dtype, float32 or
+  float64 (an error naming both otherwise, as in PyTorch); ``layer.double()`` or
+  ``layer.to(wl.float64)`` makes a float64 layer.
 * Each layer and direction is one fused primitive over the whole sequence
   (``ops/recurrence.py``): its VJP runs backpropagation through time itself.
 * Truncated backpropagation through time: carry the returned state into the next chunk
@@ -33,6 +36,7 @@ import numpy as np
 from .. import ops
 from ..core import dtypes
 from ..core.tensor import Tensor
+from ..core.tracing import record_call
 from ..ops._common import to_tensor
 from ..ops.recurrence import GATES, cell_step, recurrent_layer
 from . import functional as F
@@ -67,6 +71,22 @@ def truncated_chunks(x, length, axis=1):
     n = x.shape[axis]
     for start in range(0, n, length):
         yield x[(slice(None),) * axis + (slice(start, min(start + length, n)),)]
+
+
+def _check_lengths(lens, *, t, what):
+    if lens.min() < 0 or lens.max() > t:
+        raise ValueError(f"{what}: lengths must lie in [0, {t}], got {lens.min()}..{lens.max()}")
+
+
+def _same_dtype(t, dtype, what, name):
+    """Inputs and states must have the weights' dtype (as in PyTorch): cast the model
+    (``.double()``, ``.to(wl.float64)``) or the input, nothing is promoted silently."""
+    if t.dtype != dtype:
+        fix = f"cast the {'input' if name == 'input' else 'state'} with .astype({dtype})"
+        if name == "input" and t.dtype.kind == "f":
+            fix += f" or the model with .to({t.dtype})"
+        raise TypeError(f"{what}: {name} dtype {t.dtype} does not match the weights' {dtype}; "
+                        f"{fix}")
 
 
 # ----------------------------------------------------------------------------- cells
@@ -211,13 +231,13 @@ class _RecurrentBase(Module):
         if lengths is not None and mask is not None:
             raise ValueError(f"{what}: pass lengths or mask, not both")
         if lengths is not None:
-            lens = lengths.numpy() if isinstance(lengths, Tensor) else np.asarray(lengths)
+            lens = to_tensor(lengths if isinstance(lengths, Tensor) else np.asarray(lengths), what)
             if lens.shape != (n,) or lens.dtype.kind not in "iu":
                 raise ValueError(f"{what}: lengths must be {n} integers (one per sequence), got "
                                  f"shape {lens.shape} of {lens.dtype}")
-            if lens.size and (lens.min() < 0 or lens.max() > t):
-                raise ValueError(f"{what}: lengths must lie in [0, {t}], got {lens.min()}..{lens.max()}")
-            return ops.less(ops.arange(t).reshape(1, t), to_tensor(lens.reshape(n, 1), what))
+            if lens.size:              # a recorded step: a jitted call checks its own lengths
+                record_call(_check_lengths, lens, t=t, what=what)
+            return ops.less(ops.arange(t).reshape(1, t), lens.reshape(n, 1))
         if mask is not None:
             mask = to_tensor(mask, what)
             if mask.shape != (n, t):
@@ -225,7 +245,7 @@ class _RecurrentBase(Module):
             return mask.astype(np.bool_) if mask.dtype != np.bool_ else mask
         return ops.ones((n, t), dtype=np.bool_)
 
-    def _initial(self, hx, n, dtype, what):
+    def _initial(self, hx, n, dtype, what, name="h_0"):
         shape = (self.num_layers * self.num_directions, n, self.hidden_size)
         if hx is None:
             return ops.zeros(shape, dtype=dtype)
@@ -233,6 +253,7 @@ class _RecurrentBase(Module):
         if hx.shape != shape:
             raise ValueError(f"{what}: initial state must be (D·num_layers, N, H) = {shape} "
                              f"(whatever batch_first says), got {hx.shape}")
+        _same_dtype(hx, dtype, what, name)
         return hx
 
     def _run(self, x, h0, c0, lengths, mask, what):
@@ -241,6 +262,11 @@ class _RecurrentBase(Module):
             raise ValueError(f"{what}: input must be (N, T, {self.input_size}) with batch_first, "
                              f"(T, N, {self.input_size}) without, or unbatched "
                              f"(T, {self.input_size}); got {x.shape}")
+        dtype = self.weight_ih_l0.dtype
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"{what}: the recurrence runs in float32 or float64, but the weights "
+                            f"are {dtype}; convert the model with .to(float32)")
+        _same_dtype(x, dtype, what, "input")
         unbatched = x.ndim == 2
         if unbatched:
             x = x.reshape((1,) + x.shape)
@@ -251,7 +277,7 @@ class _RecurrentBase(Module):
         n, t = x.shape[0], x.shape[1]
         m = self._mask(n, t, lengths, mask, what)
         h0 = self._initial(h0, n, x.dtype, what)
-        c0 = self._initial(c0, n, x.dtype, what) if self._mode == "lstm" else None
+        c0 = self._initial(c0, n, x.dtype, what, "c_0") if self._mode == "lstm" else None
         hs, cs = [], []
         inp = x
         for layer in range(self.num_layers):

@@ -11,6 +11,7 @@ import scipy.linalg
 from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
+from ..core.tracing import record_call
 from ..core.vmap import axis_rule
 from ._common import constant, floating, namespace, normalize_axes, to_tensor
 from .linalg import _mm, _mT, einsum
@@ -194,8 +195,12 @@ def slogdet(a):
     """``(sign, log|det a|)`` of square ``a`` via LU; differentiable in the log-determinant."""
     a = floating(to_tensor(a, "slogdet"))
     _square(a, "slogdet")
-    sign, _ = namespace(a).linalg.slogdet(a.data)
-    return constant(np.asarray(sign, dtype=a.dtype)), apply(_logabsdet, (a,))
+    return constant(record_call(_sign_of_det, a)), apply(_logabsdet, (a,))
+
+
+def _sign_of_det(a):
+    sign, _ = B.ns(a).linalg.slogdet(a)
+    return B.ns(a).asarray(sign, dtype=a.dtype)
 
 
 _logabsdet = Primitive(

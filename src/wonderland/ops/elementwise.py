@@ -385,14 +385,17 @@ logical_or = _comparison("logical_or", np.logical_or)
 logical_xor = _comparison("logical_xor", np.logical_xor)
 floor_divide = _comparison("floor_divide", np.floor_divide)
 floor_divide.__doc__ = "Elementwise ``x // y``; not differentiated."
+# x % y = x - (x // y) * y. The quotient in the rules is the forward's own floor
+# division, not floor(x / y): the rounded x / y can land on the next integer (0.25 / 0.001
+# gives 250.0, while 0.25 // 0.001 is 249.0 and 0.25 % 0.001 is close to 0.001).
 _remainder = _elementwise(
     "remainder", np.remainder, save={1: (0, 1)},
-    vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g * floor(x / y)),
-    jvp=(lambda t, out, x, y: t, lambda t, out, x, y: -t * floor(x / y)))
+    vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g * floor_divide(x, y)),
+    jvp=(lambda t, out, x, y: t, lambda t, out, x, y: -t * floor_divide(x, y)))
 
 
 def remainder(x, y) -> Tensor:
-    """Elementwise ``x % y`` (sign of ``y``, as NumPy); d/dx = 1, d/dy = −floor(x/y)."""
+    """Elementwise ``x % y`` (sign of ``y``, as NumPy); d/dx = 1, d/dy = −(x // y)."""
     x, y = operands(x, y, "remainder")
     return apply(_remainder, (x, y))
 
@@ -460,15 +463,10 @@ def clip(x, min=None, max=None) -> Tensor:  # noqa: A002 - NumPy's names
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
 
-    if any(isinstance(b, Tensor) and (b.requires_grad or b._tangents or b._batch is not None)
-           for b in (min, max)):
-        out = x if min is None else maximum(x, min)       # differentiable tensor bounds
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = x if min is None else maximum(x, min)       # tensor bounds are inputs
         return out if max is None else minimum(out, max)
-
-    def bound(b):
-        return b.data if isinstance(b, Tensor) else b
-
-    return apply(_clip, (x,), {"lo": bound(min), "hi": bound(max)})
+    return apply(_clip, (x,), {"lo": min, "hi": max})
 
 
 _cast = CAST

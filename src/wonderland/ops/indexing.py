@@ -21,6 +21,7 @@ from ..core import dtypes
 from ..core.primitive import Primitive, apply
 from ..core.structural import zeros_like
 from ..core.tensor import AbstractArray, Tensor
+from ..core.tracing import read_values, record_call
 from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
 from ._common import constant, normalize_axis, operands, to_tensor, zeros
 
@@ -234,6 +235,9 @@ def getitem(x, index) -> Tensor:
     tensors or arrays. The gradient scatters back, and repeated indices accumulate."""
     x = to_tensor(x, "getitem")
     template, arrays, basic = _normalize_index(index, _array_like(x))
+    for a in arrays:
+        if a.dtype == bool and not isinstance(a.data, AbstractArray):
+            read_values(a, "indexing with a boolean mask")   # the result's shape depends on it
     return gather(x, arrays, template, basic or _unique_index(template, arrays))
 
 
@@ -290,7 +294,11 @@ def _int_indices(indices, what, like) -> Tensor:
 def _check_bounds(idx: Tensor, n, what):
     if isinstance(idx.data, AbstractArray) or idx.size == 0:
         return                                  # inside vmap the values are not known
-    data = idx.data
+    record_call(_bounds_check, idx.data, n=n, what=what)
+
+
+def _bounds_check(data, *, n, what):
+    """Raise unless every index lies in ``[-n, n)`` (a recorded step under ``jit``)."""
     lo, hi = data.min(), data.max()
     if lo < -n or hi >= n:
         bad = hi if hi >= n else lo
@@ -395,7 +403,11 @@ def one_hot(indices, num_classes, dtype=None) -> Tensor:
 def _check_class_range(idx: Tensor, num_classes):
     if isinstance(idx.data, AbstractArray) or idx.size == 0:
         return
-    lo, hi = idx.data.min(), idx.data.max()
+    record_call(_class_range_check, idx.data, num_classes=num_classes)
+
+
+def _class_range_check(data, *, num_classes):
+    lo, hi = data.min(), data.max()
     if lo < 0 or hi >= num_classes:
         bad = hi if hi >= num_classes else lo
         raise ValueError(f"one_hot: index {int(bad)} is out of range for {num_classes} classes")

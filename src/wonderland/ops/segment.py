@@ -30,6 +30,7 @@ from .. import backend as B
 from . import kernels
 from ..core.primitive import Primitive, apply
 from ..core.tensor import AbstractArray, Tensor
+from ..core.tracing import read_values, record_call
 from ..core.vmap import broadcast_batch, loop_rule, moveaxis
 from ._common import constant, to_tensor
 
@@ -380,7 +381,7 @@ def _ids(segment_ids, what: str, like: Tensor | None = None) -> Tensor:
     if ids.ndim != 1:
         raise ValueError(f"{what}: segment ids must be 1-D, got shape {ids.shape}")
     if ids.dtype != np.int64 and ids._batch is None:
-        ids = constant(ids.data.astype(np.int64))
+        ids = ids.astype(np.int64)
     return ids
 
 
@@ -400,19 +401,31 @@ def _segment_args(data, segment_ids, num_segments, what):
     if num_segments is None:
         if not _known(ids):
             raise ValueError(f"{what}: num_segments is required inside vmap")
-        num_segments = int(ids.data.max()) + 1 if ids.size else 0
+        num_segments = int(read_values(ids, what).max()) + 1 if ids.size else 0
     if isinstance(num_segments, bool) or not isinstance(num_segments, (int, np.integer)) \
             or num_segments < 0:
         raise ValueError(f"{what}: num_segments must be a non-negative int, got "
                          f"{num_segments!r}")
     if _known(ids) and ids.size:
-        lo, hi = int(ids.data.min()), int(ids.data.max())
-        if lo < 0 or hi >= num_segments:
-            bad = lo if lo < 0 else hi
-            raise IndexError(f"{what}: segment id {bad} is out of range for "
-                             f"num_segments={num_segments} (ids must lie in [0, "
-                             f"{num_segments}))")
+        record_call(_check_ids, ids.data, limit=int(num_segments), what=what)
     return data, ids, int(num_segments)
+
+
+def _check_ids(ids, *, limit, what):
+    """Raise if a segment id lies outside ``[0, limit)`` (a recorded step under ``jit``,
+    so that every replay checks its own ids)."""
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= limit:
+        bad = lo if lo < 0 else hi
+        raise IndexError(f"{what}: segment id {bad} is out of range for num_segments={limit} "
+                         f"(ids must lie in [0, {limit}))")
+
+
+def _check_rows(ids, *, limit, what, shape):
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= limit:
+        raise IndexError(f"{what}: index {lo if lo < 0 else hi} is out of range for {limit} "
+                         f"rows (x of shape {shape})")
 
 
 def segment_sum(data, segment_ids, num_segments=None) -> Tensor:
@@ -454,7 +467,7 @@ def segment_count(segment_ids, num_segments=None) -> Tensor:
     """How many ids fall in each segment (int64, not differentiated)."""
     ids = _ids(segment_ids, "segment_count")
     if num_segments is None:
-        num_segments = int(ids.data.max()) + 1 if ids.size else 0
+        num_segments = int(read_values(ids, "segment_count").max()) + 1 if ids.size else 0
     return apply(_segment_count, (ids,), {"num_segments": int(num_segments)})
 
 
@@ -466,8 +479,6 @@ def gather_rows(x, indices) -> Tensor:
         raise ValueError("gather_rows: x must have a row axis, got a 0-d tensor")
     ids = _ids(indices, "gather_rows", x)
     if _known(ids) and ids.size:
-        lo, hi = int(ids.data.min()), int(ids.data.max())
-        if lo < 0 or hi >= x.shape[0]:
-            raise IndexError(f"gather_rows: index {lo if lo < 0 else hi} is out of range "
-                             f"for {x.shape[0]} rows (x of shape {x.shape})")
+        record_call(_check_rows, ids.data, limit=x.shape[0], what="gather_rows",
+                    shape=tuple(x.shape))
     return apply(_gather, (x, ids))

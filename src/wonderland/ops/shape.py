@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.structural import BROADCAST_TO, RESHAPE, TRANSPOSE
 from ..core.tensor import Tensor
+from ..core.tracing import read_values
 from ..core.vmap import axis_rule, batch_size, broadcast_batch, moveaxis
 from ._common import normalize_axes, normalize_axis, result_dtype, shape_arg, to_tensor
 
@@ -58,7 +60,10 @@ def flatten(x, start_axis=0, end_axis=-1) -> Tensor:
     e = normalize_axis(end_axis, x.ndim, "flatten")
     if e < s:
         raise ValueError(f"flatten: end_axis {end_axis} comes before start_axis {start_axis}")
-    return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
+    merged = 1                      # spelled out: -1 is ambiguous when another axis is 0
+    for n in x.shape[s:e + 1]:
+        merged *= n
+    return x.reshape(x.shape[:s] + (merged,) + x.shape[e + 1:])
 
 
 def expand_dims(x, axis) -> Tensor:
@@ -328,7 +333,7 @@ def repeat(x, repeats, axis=None) -> Tensor:
     if axis is None:
         x, axis = x.reshape(-1), 0
     axis = normalize_axis(axis, x.ndim, "repeat")
-    r = np.asarray(repeats.data if isinstance(repeats, Tensor) else repeats)
+    r = np.asarray(B.to_numpy(read_values(repeats, "repeat")))   # the result's shape
     if r.dtype.kind not in "iu" or (r < 0).any():
         raise ValueError(f"repeat: repeats must be non-negative integers, got {repeats!r}")
     index = np.repeat(np.arange(x.shape[axis]), r)

@@ -27,6 +27,7 @@ import numpy as np
 from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
+from ..core.tracing import read_values
 from ..core.vmap import loop_rule, moveaxis
 from ._common import _array_of, constant, to_tensor
 from .segment import gather_raw, segment_sum_raw
@@ -302,11 +303,11 @@ def _int_tensor(a, what, like=None) -> Tensor:
         t = constant(B.asarray(a, like=like))
     if t.dtype.kind not in "iu":
         if t.size == 0:
-            return constant(t.data.astype(np.int64))
+            return t.astype(np.int64)
         raise TypeError(f"{what}: indices must be integers, got {t.dtype}")
     if t.ndim != 1:
         raise ValueError(f"{what}: indices must be 1-D, got shape {t.shape}")
-    return t if t.dtype == np.int64 else constant(t.data.astype(np.int64))
+    return t if t.dtype == np.int64 else t.astype(np.int64)
 
 
 class SparseMatrix:
@@ -330,10 +331,11 @@ class SparseMatrix:
             raise ValueError(f"SparseMatrix: indptr has {self.indptr.shape[0]} entries for "
                              f"{shape[0]} rows (expected {shape[0] + 1})")
         nnz = self.indices.shape[0]
-        ip = self.indptr.data
+        ip = read_values(self.indptr, "SparseMatrix")          # the structure, on the host
         if int(ip[0]) != 0 or int(ip[-1]) != nnz or (ip.size > 1 and (np.diff(ip) < 0).any()):
             raise ValueError(f"SparseMatrix: indptr must rise from 0 to nnz={nnz}")
-        if nnz and (int(self.indices.data.min()) < 0 or int(self.indices.data.max()) >= shape[1]):
+        cols = read_values(self.indices, "SparseMatrix")
+        if nnz and (int(cols.min()) < 0 or int(cols.max()) >= shape[1]):
             raise IndexError(f"SparseMatrix: column indices must lie in [0, {shape[1]})")
         if values is None:
             values = constant(B.ns(like).ones(nnz, dtype=np.float32))
@@ -359,8 +361,8 @@ class SparseMatrix:
         """From unsorted ``(row, col)`` pairs (and their values): entries are sorted by
         row (stably, columns keep their order within a row); repeated pairs are kept,
         and count once each in products. ``shape`` defaults to the largest indices + 1."""
-        r = B.to_numpy(row.data if isinstance(row, Tensor) else np.asarray(row))
-        c = B.to_numpy(col.data if isinstance(col, Tensor) else np.asarray(col))
+        r = B.to_numpy(np.asarray(read_values(row, "SparseMatrix.from_coo")))
+        c = B.to_numpy(np.asarray(read_values(col, "SparseMatrix.from_coo")))
         if r.shape != c.shape or r.ndim != 1:
             raise ValueError(f"SparseMatrix.from_coo: row and col must be 1-D of one length, "
                              f"got {r.shape} and {c.shape}")
@@ -393,9 +395,9 @@ class SparseMatrix:
 
     @classmethod
     def from_csr(cls, indptr, indices, values=None, shape=None):
-        ip = np.asarray(B.to_numpy(indptr.data if isinstance(indptr, Tensor) else indptr))
+        ip = np.asarray(B.to_numpy(read_values(indptr, "SparseMatrix.from_csr")))
         if shape is None:
-            idx = np.asarray(B.to_numpy(indices.data if isinstance(indices, Tensor) else indices))
+            idx = np.asarray(B.to_numpy(read_values(indices, "SparseMatrix.from_csr")))
             shape = (ip.shape[0] - 1, int(idx.max()) + 1 if idx.size else 0)
         return cls(values, indptr, indices, shape)
 
@@ -445,10 +447,10 @@ class SparseMatrix:
         """The transpose, in CSR form (values permuted differentiably)."""
         n = self.shape[1]
         if self._t_perm is None:
-            self._t_perm = csr_order(B.to_numpy(self.indices.data), n)
+            self._t_perm = csr_order(B.to_numpy(read_values(self.indices, "SparseMatrix.T")), n)
         perm, indptr = self._t_perm
-        cols = B.to_numpy(self.indices.data)[perm]
-        rows = B.to_numpy(self.row.data)[perm]
+        cols = B.to_numpy(read_values(self.indices, "SparseMatrix.T"))[perm]
+        rows = B.to_numpy(read_values(self.row, "SparseMatrix.T"))[perm]
         values = gather_raw(self.values, constant(B.asarray(perm, like=self.indptr.data)))
         return SparseMatrix(values, indptr, rows, (n, self.shape[0]), row=cols)
 
