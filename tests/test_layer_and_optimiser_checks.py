@@ -83,14 +83,30 @@ def test_one_padding_rule_for_every_rank():
                                F.conv1d(wl.pad(x1, ((0, 0), (2, 0), (0, 0))), w1).numpy())
 
 
+def test_conv1d_takes_a_flat_before_after_pair():
+    # with one spatial dimension a pair of ints can only mean (before, after)
+    x, w = wl.random.normal((2, 6, 3)), wl.random.normal((3, 3, 4))
+    by_hand = F.conv1d(wl.pad(x, ((0, 0), (2, 3), (0, 0))), w).numpy()
+    for padding in [(2, 3), [2, 3], [(2, 3)]]:
+        np.testing.assert_allclose(F.conv1d(x, w, padding=padding).numpy(), by_hand, rtol=1e-6)
+    layer = nn.Conv1d(3, 4, 3, padding=(2, 3))
+    assert layer(x).shape == (2, 9, 4)
+    np.testing.assert_allclose(layer(x).numpy(),
+                               F.conv1d(x, layer.weight, layer.bias, padding=[(2, 3)]).numpy())
+
+
 @pytest.mark.parametrize("call,pattern", [
-    (lambda: F.conv1d(wl.ones((1, 6, 1)), wl.ones((3, 1, 1)), padding=(2, 0)),
-     r"conv1d: padding \(2, 0\) has 2 entries for 1 spatial dimension; .* e.g. \[\(2, 0\)\]"),
+    (lambda: F.conv1d(wl.ones((1, 6, 1)), wl.ones((3, 1, 1)), padding=(2, 0, 1)),
+     r"conv1d: padding \(2, 0, 1\) has 3 entries for 1 spatial dimension; .* an int or a "
+     r"\(before, after\) pair, e.g. 2, \(2, 0\) or \[\(2, 0\)\]"),
+    (lambda: F.conv1d(wl.ones((1, 6, 1)), wl.ones((3, 1, 1)), padding=(2, (0, 1))),
+     r"conv1d: padding \(2, \(0, 1\)\) has 2 entries for 1 spatial dimension"),
     (lambda: F.conv2d(wl.ones((1, 6, 6, 1)), wl.ones((3, 3, 1, 1)), padding=[(1, 2)]),
      r"conv2d: padding \[\(1, 2\)\] has 1 entries for 2 spatial dimensions"),
     (lambda: F.conv2d(wl.ones((1, 6, 6, 1)), wl.ones((3, 3, 1, 1)), padding=(1, (1, 2, 3))),
      r"conv2d: padding must be an int"),
-    (lambda: nn.Conv1d(1, 1, 3, padding=(2, 0)), r"Conv1d: padding \(2, 0\) has 2 entries"),
+    (lambda: nn.Conv1d(1, 1, 3, padding=(2, 0, 1)), r"Conv1d: padding \(2, 0, 1\) has 3 entries"),
+    (lambda: nn.Conv1d(1, 1, 3, padding=(2, -1)), r"Conv1d: padding must be non-negative"),
     (lambda: F.max_pool2d(wl.ones((1, 6, 6, 1)), 2, padding=((1, 0), (0, 1))),
      r"max_pool2d: padding must be an int or 2 ints"),
 ])

@@ -92,6 +92,7 @@ def test_functional_call_gradients_match_backward():
     grads = wl.grad(loss)(params)
     (m(x) ** 2).sum().backward()
     for name, p in m.named_parameters():
+        # the same module's operations in the same order, swept by the same engine: identical
         np.testing.assert_allclose(grads[name].numpy(), p.grad.numpy(), rtol=1e-12)
     assert m.first.weight is params["first.weight"]          # restored after the call
     wl.testing.check_grads(loss, ({k: v.detach() for k, v in params.items()},), order=2)
@@ -197,6 +198,29 @@ def test_activation_modules_match_functions():
         np.testing.assert_allclose(module(x).numpy(), expected.numpy(), rtol=1e-6)
     assert "negative_slope=0.2" in repr(nn.LeakyReLU(0.2))
     assert nn.Flatten()(wl.ones((2, 3, 4))).shape == (2, 12)
+
+
+@pytest.mark.parametrize("axis", [0, -1])
+def test_softmax_modules_accept_a_0d_input(axis):
+    x = f64(0.3)
+    for module, fn, value in [(nn.Softmax(axis), F.softmax, 1.0),
+                              (nn.Softmax(dim=axis), F.softmax, 1.0),
+                              (nn.LogSoftmax(axis), F.log_softmax, 0.0)]:
+        assert module(x).shape == () and module(x).item() == value
+        assert fn(x, dim=axis).item() == value
+        check_primitive(module, x)
+    g = wl.grad(lambda t: nn.Softmax(axis)(t) * 3.0)(x)
+    assert g.item() == 0.0
+    with pytest.raises(ValueError, match="softmax: axis 1 is out of range for a tensor with 0"):
+        nn.Softmax(1)(x)
+
+
+def test_flatten_module_with_an_empty_batch():
+    x = wl.random.normal((0, 3, 4))
+    assert nn.Flatten()(x).shape == (0, 12)
+    assert nn.Flatten(0, 1)(wl.random.normal((2, 0, 4))).shape == (0, 4)
+    out, pullback = wl.vjp(nn.Flatten(), x)
+    assert pullback(wl.zeros((0, 12)))[0].shape == (0, 3, 4)
 
 
 def test_softplus_and_elu_are_stable_for_large_inputs():

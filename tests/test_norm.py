@@ -120,6 +120,57 @@ def test_norms_match_pytorch():
                                torch.nn.functional.rms_norm(yt, (8,), torch.tensor(w), eps=1e-6).numpy(), atol=1e-12)
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("module,shape", [
+    ("BatchNorm1d", (0, 3)), ("BatchNorm1d", (0, 5, 3)), ("BatchNorm1d", (2, 0, 3)),
+    ("BatchNorm1d", (1, 0, 3)), ("BatchNorm2d", (0, 2, 2, 3)),
+])
+def test_batch_norm_of_an_empty_batch_matches_pytorch(module, shape):
+    bn = getattr(nn, module)(3).double()
+    tbn = getattr(torch.nn, module)(3).double()
+    w, b = R.standard_normal(3), R.standard_normal(3)
+    bn.weight.data[...] = w
+    bn.bias.data[...] = b
+    with torch.no_grad():
+        tbn.weight.copy_(torch.tensor(w))
+        tbn.bias.copy_(torch.tensor(b))
+    x = R.standard_normal(shape)
+    xt = torch.tensor(np.moveaxis(x, -1, 1), requires_grad=True)
+    out, pullback = wl.vjp(lambda t, s, c: F.batch_norm(t, bn.running_mean, bn.running_var, s, c,
+                                                        training=True), f64(x), bn.weight, bn.bias)
+    ref = tbn(xt)
+    assert out.shape == shape
+    ref.sum().backward()
+    gx, gw, gb = pullback(wl.ones(shape, dtype=wl.float64))
+    assert gx.shape == shape
+    np.testing.assert_array_equal(gw.numpy(), tbn.weight.grad.numpy())
+    np.testing.assert_array_equal(gb.numpy(), tbn.bias.grad.numpy())
+    # the module form: running statistics unchanged, the batch counted, as in PyTorch
+    assert bn(f64(x)).shape == shape
+    np.testing.assert_array_equal(bn.running_mean.numpy(), tbn.running_mean.numpy())
+    np.testing.assert_array_equal(bn.running_var.numpy(), tbn.running_var.numpy())
+    assert int(bn.num_batches_tracked.item()) == int(tbn.num_batches_tracked.item()) == 1
+    check_primitive(lambda t, s, c: F.batch_norm(t, None, None, s, c, training=True),
+                    f64(x), f64(w), f64(b))
+    bn.eval()
+    assert bn(f64(x)).shape == shape
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("module,shape", [("BatchNorm1d", (1, 3)), ("BatchNorm1d", (1, 1, 3)),
+                                          ("BatchNorm2d", (1, 1, 1, 3))])
+def test_batch_norm_of_one_value_per_channel_in_training_is_an_error_as_in_pytorch(module, shape):
+    tbn = getattr(torch.nn, module)(3)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        tbn(torch.zeros((shape[0], 3) + shape[1:-1]))
+    bn = getattr(nn, module)(3)
+    with pytest.raises(ValueError, match=r"batch_norm: need more than one value per channel in "
+                                         r"training, got input of shape \(1, "):
+        bn(wl.zeros(shape))
+    bn.eval()
+    assert bn(wl.zeros(shape)).shape == shape         # at inference one value is enough
+
+
 def test_fused_scale_and_shift_equal_the_composite_and_differentiate():
     from conftest import check_primitive
     from wonderland.ops.norm import normalize, rms_normalize
@@ -129,6 +180,7 @@ def test_fused_scale_and_shift_equal_the_composite_and_differentiate():
     w = wl.tensor(rng.standard_normal(5))
     b = wl.tensor(rng.standard_normal(5))
     axes = (2,)
+    # the fused forward is normalize's, then × w and + b in place: the same operations in order
     np.testing.assert_allclose(normalize(x, axes, 1e-5, w, b).numpy(),
                                (normalize(x, axes, 1e-5) * w + b).numpy(), rtol=1e-12)
     np.testing.assert_allclose(rms_normalize(x, axes, 1e-6, w).numpy(),

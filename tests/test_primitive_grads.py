@@ -87,6 +87,27 @@ def test_binary(name, fn, x, y):
     check_primitive(fn, x, y, order=order)
 
 
+def test_remainder_gradients_away_from_jumps():
+    x = f64([[0.3, 1.7, -1.3], [2.6, -0.8, 0.45]])
+    y = f64([[0.7, 0.4, 0.5], [-1.1, 0.7, -0.2]])
+    check_primitive(wl.remainder, x, y)
+
+
+def test_remainder_divisor_gradient_uses_the_forward_quotient():
+    # 0.25 / 0.001 rounds to 250.0, yet 0.001 is stored slightly above 1e-3, so the
+    # floor-division quotient is 249 and 0.25 % 0.001 is close to 0.001, not 0
+    x = f64([0.25, 1.0, 0.7, -0.3])
+    y = f64([0.001, 0.1, 0.1, 0.1])
+    q = np.floor_divide(x.numpy(), y.numpy())
+    np.testing.assert_allclose(wl.remainder(x, y).numpy(), x.numpy() - q * y.numpy(), atol=1e-12)
+    gx, gy = wl.grad(lambda a, b: wl.remainder(a, b).sum(), argnums=(0, 1))(x, y)
+    np.testing.assert_array_equal(gx.numpy(), np.ones(4))
+    np.testing.assert_array_equal(gy.numpy(), -q)
+    assert gy.numpy()[0] == -249.0
+    _, t = wl.jvp(lambda b: wl.remainder(x, b), (y,), (f64(np.ones(4)),))
+    np.testing.assert_array_equal(t.numpy(), -q)
+
+
 @pytest.mark.parametrize("p", [2, 3, 0.5, -1.5, 1, 0])
 def test_pow_scalar(p):
     check_primitive(lambda x: x ** p, pos(2, 3))
@@ -177,6 +198,43 @@ def test_softmax_log_softmax(axis):
     check_primitive(lambda a: wl.log_softmax(a, axis=axis), rand(3, 4))
 
 
+@pytest.mark.parametrize("axis", [-1, 0, (0, 1)])
+def test_logsumexp_over_an_empty_axis_is_minus_infinity(axis):
+    x = rand(3, 0)
+    out = wl.logsumexp(x, axis=axis)
+    want = np.full(np.sum(np.ones((3, 0)), axis=axis).shape, -np.inf)
+    np.testing.assert_array_equal(out.numpy(), want)
+    np.testing.assert_array_equal(wl.logsumexp(x, axis=axis, keepdims=True).numpy(),
+                                  np.full(np.sum(np.ones((3, 0)), axis=axis, keepdims=True).shape, -np.inf))
+    # the value is -inf (finite differences of it are NaN): check exp(logsumexp) = sum(exp)
+    check_primitive(lambda a: wl.exp(wl.logsumexp(a, axis=axis)), x)
+    check_primitive(lambda a: wl.exp(wl.logsumexp(a, axis=axis, keepdims=True)), x)
+    _, t = wl.jvp(lambda a: wl.logsumexp(a, axis=axis), (x,), (rand(3, 0),))
+    np.testing.assert_array_equal(t.numpy(), np.zeros(want.shape))
+    (g,) = wl.vjp(lambda a: wl.logsumexp(a, axis=axis), x)[1](wl.ones(want.shape, dtype=wl.float64))
+    assert g.shape == (3, 0)
+
+
+@pytest.mark.parametrize("fn", [wl.softmax, wl.log_softmax])
+def test_softmax_family_over_an_empty_axis_is_empty(fn):
+    for shape, axis in [((3, 0), -1), ((0, 4), 0), ((2, 0, 3), 1), ((0,), 0)]:
+        x = rand(*shape)
+        assert fn(x, axis=axis).shape == shape
+        check_primitive(lambda a: fn(a, axis=axis), x)
+
+
+@pytest.mark.parametrize("fn,value", [(wl.softmax, 1.0), (wl.log_softmax, 0.0)])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_softmax_family_of_a_0d_tensor(fn, value, axis):
+    x = f64(0.7)
+    assert fn(x, axis=axis).shape == ()
+    assert fn(x, axis=axis).item() == value
+    check_primitive(lambda a: fn(a, axis=axis), x)
+    for bad in (1, -2):
+        with pytest.raises(ValueError, match=f"{fn.__name__}: axis {bad} is out of range"):
+            fn(x, axis=bad)
+
+
 def test_softmax_family_is_stable_for_large_inputs():
     x = f64([[1000.0, 1001.0, 999.0], [-1000.0, -1e4, -999.0]])
     s = wl.softmax(x).numpy()
@@ -205,6 +263,9 @@ MATMUL = [
     ("batched_vec", (2, 3, 4), (4,)),
     ("size0", (0, 4), (4, 2)),
     ("size1", (1, 1), (1, 3)),
+    ("size0_inner_batched", (5, 5, 0), (0, 5)),
+    ("size0_inner_batched_both", (2, 3, 0), (2, 0, 4)),
+    ("size0_batch_times_matrix", (0, 3, 4), (4, 2)),
 ]
 
 
@@ -213,6 +274,14 @@ def test_matmul(name, sa, sb):
     a, b = rand(*sa), rand(*sb)
     check_primitive(wl.matmul, a, b)
     np.testing.assert_allclose((a @ b).numpy(), a.numpy() @ b.numpy())
+
+
+def test_linear_with_size0_axes():
+    from wonderland.nn import functional as F
+    for sx, sw in [((5, 5, 0), (0, 5)), ((2, 0, 3), (3, 4)), ((4, 0), (0, 3))]:
+        x, w, b = rand(*sx), rand(*sw), rand(sw[1])
+        np.testing.assert_allclose(F.linear(x, w, b).numpy(), x.numpy() @ w.numpy() + b.numpy())
+        check_primitive(F.linear, x, w, b)
 
 
 def test_matmul_noncontiguous():
@@ -278,6 +347,8 @@ SHAPE_OPS = [
     ("tile", lambda a: wl.tile(a, (2, 1, 3)), (2, 3)),
     ("flatten", lambda a: wl.flatten(a, 1), (2, 3, 2)),
     ("reshape_size0", lambda a: a.reshape(3, 0), (0, 3)),
+    ("flatten_size0_batch", lambda a: wl.flatten(a, 1), (0, 2, 3)),
+    ("flatten_size0_middle", lambda a: wl.flatten(a, 1, 2), (2, 0, 3)),
 ]
 
 
@@ -396,6 +467,7 @@ def test_fused_gelu_equals_its_composite_and_differentiates(approximate):
         ref = x * (wl.erf(x * (1.0 / math.sqrt(2.0))) + 1.0) * 0.5
     else:
         ref = x * (wl.tanh((x + x * x * x * 0.044715) * math.sqrt(2.0 / math.pi)) + 1.0) * 0.5
+    # x³ multiplied in another order; 1 + tanh cancels for x < 0 (×300 at x = −3): ≲ 1e-13
     got = wl.nn.functional.gelu(x, approximate=approximate)
     np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-12)
     check_primitive(lambda v: wl.nn.functional.gelu(v, approximate=approximate), x)
@@ -403,6 +475,7 @@ def test_fused_gelu_equals_its_composite_and_differentiates(approximate):
 
 def test_fused_silu_and_masked_scale():
     x = rand(3, 4)
+    # x · expit(x) either way: sigmoid's forward is expit, the same two operations
     np.testing.assert_allclose(wl.nn.functional.silu(x).numpy(), (x * wl.sigmoid(x)).numpy(),
                                rtol=1e-12)
     check_primitive(wl.nn.functional.silu, x)

@@ -111,6 +111,29 @@ CASES = [
      lambda x, v: x.index_add(0, T.tensor([0, 2, 0]), v), [U(3, 2), U(3, 2)]),
     ("scatter_add", lambda x, v: wl.scatter_add(x, wl.tensor([[0, 0, 2]]), v, axis=1),
      lambda x, v: x.scatter_add(1, T.tensor([[0, 0, 2]]), v), [U(1, 4), U(1, 3)]),
+    # remainder: d/dy is minus the floor-division quotient the forward used (249 here,
+    # where floor(0.25 / 0.001) rounds up to 250)
+    ("remainder", wl.remainder, T.remainder,
+     [np.array([0.25, 1.7, -1.3, 5.5, 1.0]), np.array([0.001, 0.4, 0.5, -1.1, 0.1])]),
+    # zero-size axes and 0-d inputs
+    ("softmax_empty_axis", lambda x: wl.softmax(x, axis=-1), lambda x: T.softmax(x, dim=-1), [U(3, 0)]),
+    ("log_softmax_empty_axis", lambda x: wl.log_softmax(x, axis=1),
+     lambda x: T.log_softmax(x, dim=1), [U(2, 0, 3)]),
+    ("logsumexp_empty_axis", lambda x: wl.logsumexp(x, axis=1), lambda x: T.logsumexp(x, dim=1), [U(3, 0)]),
+    ("logsumexp_empty_all", lambda x: wl.logsumexp(x), lambda x: T.logsumexp(x, dim=(0, 1)), [U(3, 0)]),
+    ("logsumexp_empty_keepdims", lambda x: wl.logsumexp(x, axis=0, keepdims=True),
+     lambda x: T.logsumexp(x, dim=0, keepdim=True), [U(0, 4)]),
+    ("softmax_0d", lambda x: wl.softmax(x, axis=0), lambda x: T.softmax(x, dim=0), [np.array(0.7)]),
+    ("log_softmax_0d", lambda x: wl.log_softmax(x, axis=-1), lambda x: T.log_softmax(x, dim=-1),
+     [np.array(0.7)]),
+    ("matmul_empty_inner_batched", wl.matmul, T.matmul, [U(5, 5, 0), U(0, 5)]),
+    ("matmul_empty_batch", wl.matmul, T.matmul, [U(0, 3, 4), U(4, 2)]),
+    ("linear_empty_inner_batched", lambda x, w, b: wl.nn.functional.linear(x, w, b),
+     lambda x, w, b: F.linear(x, w.T, b), [U(5, 5, 0), U(0, 5), U(5)]),
+    ("linear_empty_batch", lambda x, w, b: wl.nn.functional.linear(x, w, b),
+     lambda x, w, b: F.linear(x, w.T, b), [U(2, 0, 3), U(3, 4), U(4)]),
+    ("flatten_empty", lambda x: wl.flatten(x, 1), lambda x: T.flatten(x, 1), [U(0, 2, 3)]),
+    ("flatten_empty_middle", lambda x: wl.flatten(x, 0, 1), lambda x: T.flatten(x, 0, 1), [U(2, 0, 3)]),
 ]
 
 
@@ -120,6 +143,7 @@ def test_forward_and_gradients_match_pytorch(name, wf, tf, inputs):
     theirs = [T.tensor(np.asarray(a, dtype=np.float64), requires_grad=True) for a in inputs]
     out, pullback = wl.vjp(wf, *ours)
     ref = tf(*theirs)
+    # PyTorch's kernels on a few small operands: a few roundings per entry, ~1e-15
     np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=1e-10, atol=1e-12,
                                err_msg=f"{name}: forward")
     ct = R.standard_normal(ref.shape)
@@ -145,4 +169,5 @@ def test_hessian_matches_pytorch():
     f_torch = lambda v: (T.tanh(T.tensor(A) @ v) ** 2).sum() * T.exp(v).sum()  # noqa: E731
     H = wl.hessian(f_ours)(wl.tensor(x))
     H_ref = T.autograd.functional.hessian(f_torch, T.tensor(x))
+    # second derivatives through 4×4 products, each side its own rules: ~1e-14
     np.testing.assert_allclose(H.numpy(), H_ref.numpy(), rtol=1e-9, atol=1e-12)

@@ -56,23 +56,30 @@ def _check_input(x, nd, what):
 
 
 _PADDING_RULE = ("an int (both sides of every spatial dimension), one entry per spatial "
-                 "dimension (an int, or a (before, after) pair), 'valid', 'same' or 'causal' "
-                 "(1-D)")
+                 "dimension (an int, or a (before, after) pair), a (before, after) pair (1-D), "
+                 "'valid', 'same' or 'causal' (1-D)")
 
 
 def _padding_entries(padding, nd, what):
-    """Per-dimension ``(before, after)`` pads from an int or one entry per dimension."""
+    """Per-dimension ``(before, after)`` pads from an int or one entry per dimension
+    (in 1-D also a flat ``(before, after)`` pair: with one dimension it cannot be
+    read as anything else)."""
     if _is_int(padding):
         entries = [padding] * nd
     elif isinstance(padding, (tuple, list)):
         entries = list(padding)
+        if nd == 1 and len(entries) == 2 and all(_is_int(p) for p in entries):
+            entries = [tuple(entries)]
     else:
         raise TypeError(f"{what}: padding must be {_PADDING_RULE}; got {padding!r}")
     if len(entries) != nd:
-        example = "[(2, 0)]" if nd == 1 else "((1, 0), (0, 2))"
+        if nd == 1:
+            hint = "give an int or a (before, after) pair, e.g. 2, (2, 0) or [(2, 0)]"
+        else:
+            hint = ("give one entry per dimension, an int or a (before, after) pair, e.g. "
+                    "((1, 0), (0, 2))")
         raise ValueError(f"{what}: padding {padding!r} has {len(entries)} entries for {nd} "
-                         f"spatial dimension{'s' * (nd > 1)}; give one entry per dimension, an "
-                         f"int or a (before, after) pair, e.g. {example}")
+                         f"spatial dimension{'s' * (nd > 1)}; {hint}")
     pads = []
     for p in entries:
         if _is_int(p):
@@ -90,7 +97,8 @@ def _padding(padding, kernel, stride, dilation, nd, what):
     """Per-dimension ``(before, after)`` pads. The rule, the same for every rank: an int
     pads both sides of every spatial dimension; a sequence has exactly one entry per
     spatial dimension, each an int (both sides) or a ``(before, after)`` pair (so 1-D
-    per-side padding is ``[(before, after)]``, and a flat pair in 1-D is an error);
+    per-side padding is ``[(before, after)]``, or the flat pair ``(before, after)``,
+    which in 1-D has no other reading);
     ``"valid"`` is no padding, ``"same"`` keeps the size (stride 1), ``"causal"`` pads
     only before (1-D)."""
     if not isinstance(padding, str):
@@ -162,9 +170,9 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, nd=
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """1-D convolution of ``x (b, t, c_in)`` with ``weight (k, c_in/groups, c_out)``.
 
-    ``padding``: an int, ``[(before, after)]`` (one entry per spatial dimension, as in
-    every rank; a flat pair is rejected as ambiguous), ``"valid"``, ``"same"`` or
-    ``"causal"`` (output at t sees inputs ≤ t only)."""
+    ``padding``: an int, a ``(before, after)`` pair, ``[(before, after)]`` (one entry per
+    spatial dimension, as in every rank), ``"valid"``, ``"same"`` or ``"causal"`` (output
+    at t sees inputs ≤ t only)."""
     return conv(x, weight, bias, stride, padding, dilation, groups, nd=1)
 
 

@@ -45,12 +45,21 @@ def gemm(a, b, out=None):
     return out
 
 
+def _matrix_shape(shape: tuple) -> tuple:
+    """``shape`` folded into a matrix ``(product of the leading dims, last dim)``: the
+    row count is spelled out, since ``-1`` cannot be inferred when the last dim is 0."""
+    n = 1
+    for d in shape[:-1]:
+        n *= d
+    return (n, shape[-1])
+
+
 def _matmul_forward(a, b):
     if a.ndim == 2 and b.ndim == 2:
         return gemm(a, b)
     if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:
         # one large GEMM instead of a loop of small ones over the batch
-        return gemm(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
+        return gemm(a.reshape(_matrix_shape(a.shape)), b).reshape(a.shape[:-1] + (b.shape[-1],))
     return np.matmul(a, b)
 
 
@@ -88,7 +97,7 @@ def _matmul_vjp_b(g, out, a, b):
     if b.ndim == 1:
         return _mm(_mT(a), g.expand_dims(-1)).squeeze(-1)
     if b.ndim == 2 and a.ndim > 2:                         # fold the batch into one GEMM
-        return _mm(_mT(a.reshape(-1, a.shape[-1])), g.reshape(-1, g.shape[-1]))
+        return _mm(_mT(a.reshape(_matrix_shape(a.shape))), g.reshape(_matrix_shape(g.shape)))
     return _mm(_mT(a), g)
 
 

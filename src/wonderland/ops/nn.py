@@ -24,7 +24,7 @@ from ..core.vmap import batch_size, broadcast_batch, elementwise_rule, moveaxis,
 from ._common import constant, operands, plain_tensor, to_tensor
 from .elementwise import _add, erf, exp, sigmoid, tanh
 from .kernels import special as _special
-from .linalg import _matmul_batch, _mm, _mT, gemm
+from .linalg import _matmul_batch, _matrix_shape, _mm, _mT, gemm
 from .reductions import log_softmax, softmax
 from .reductions import sum as _sum
 
@@ -32,7 +32,7 @@ from .reductions import sum as _sum
 # ----------------------------------------------------------------------------- linear
 def _linear_forward(x, w, b):
     if x.ndim > 2 and x.flags.c_contiguous:
-        out = gemm(x.reshape(-1, x.shape[-1]), w)
+        out = gemm(x.reshape(_matrix_shape(x.shape)), w)
         out += b
         return out.reshape(x.shape[:-1] + (w.shape[-1],))
     out = gemm(x, w) if x.ndim == 2 else np.matmul(x, w)
@@ -44,7 +44,7 @@ def _linear_vjp_w(g, out, x, w, b):
     if x.ndim == 1:
         return x.expand_dims(-1) * g.expand_dims(-2)
     if x.ndim > 2:
-        return _mm(_mT(x.reshape(-1, x.shape[-1])), g.reshape(-1, g.shape[-1]))
+        return _mm(_mT(x.reshape(_matrix_shape(x.shape))), g.reshape(_matrix_shape(g.shape)))
     return _mm(_mT(x), g)
 
 

@@ -11,6 +11,7 @@ import builtins
 
 import numpy as np
 
+from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.structural import SUM
 from ..core.structural import reshape as _reshape
@@ -144,6 +145,10 @@ min = _extremum("min", lambda x, axis, keepdims: x.min(axis=axis, keepdims=keepd
 
 # ----------------------------------------------------------------------------- logsumexp, softmax
 def _lse_forward(x, *, axis, keepdims):
+    if x.size == 0:          # no terms, or no slices: log of an empty sum is -inf
+        shape = kept_shape(x.shape, axis) if keepdims else \
+            tuple(n for i, n in enumerate(x.shape) if i not in axis)
+        return B.ns(x).full(shape, -np.inf, dtype=x.dtype)
     m = x.max(axis=axis, keepdims=True)
     if not np.isfinite(m).all():
         m = np.where(np.isfinite(m), m, 0)
@@ -165,15 +170,16 @@ _logsumexp = _reduction(
 
 
 def logsumexp(x, axis=None, keepdims=False) -> Tensor:
-    """``log(sum(exp(x)))`` over ``axis``, computed without overflow."""
+    """``log(sum(exp(x)))`` over ``axis``, computed without overflow. Over an empty axis
+    the sum is empty and the result ``-inf``, as in PyTorch."""
     x = floating(to_tensor(x, "logsumexp"))
     axes = normalize_axes(axis, x.ndim, "logsumexp")
-    if builtins.any(x.shape[a] == 0 for a in axes):
-        raise ValueError(f"logsumexp: zero-size reduction over axis {axis} of shape {x.shape}")
     return apply(_logsumexp, (x,), {"axis": axes, "keepdims": bool(keepdims)})
 
 
 def _softmax_forward(x, *, axis):
+    if x.size == 0:
+        return B.ns(x).zeros(x.shape, dtype=x.dtype)
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     e /= e.sum(axis=axis, keepdims=True)
     return e
@@ -186,6 +192,8 @@ _softmax = _reduction(
 
 
 def _log_softmax_forward(x, *, axis):
+    if x.size == 0:
+        return B.ns(x).zeros(x.shape, dtype=x.dtype)
     shifted = x - x.max(axis=axis, keepdims=True)
     shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     return shifted
@@ -197,16 +205,29 @@ _log_softmax = _reduction(
     jvp=lambda t, out, x, *, axis: t - sum(out.exp() * t, axis, keepdims=True))
 
 
+def _softmax_axes(axis, ndim: int, what: str) -> tuple:
+    """The axes a softmax normalises over. A 0-d tensor is its own one-element slice:
+    it takes axis 0 or -1 (as PyTorch does) and normalises over no axis at all."""
+    if ndim == 0 and isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        if axis in (0, -1):
+            return ()
+        raise ValueError(f"{what}: axis {axis} is out of range for a tensor with 0 "
+                         f"dimensions (a 0-d tensor takes axis 0 or -1)")
+    return normalize_axes(axis, ndim, what)
+
+
 def softmax(x, axis=-1) -> Tensor:
-    """``exp(x) / sum(exp(x))`` along ``axis`` (default the last), computed stably."""
+    """``exp(x) / sum(exp(x))`` along ``axis`` (default the last), computed stably.
+    A 0-d tensor gives 1; an empty axis gives an empty result."""
     x = floating(to_tensor(x, "softmax"))
-    return apply(_softmax, (x,), {"axis": normalize_axes(axis, x.ndim, "softmax")})
+    return apply(_softmax, (x,), {"axis": _softmax_axes(axis, x.ndim, "softmax")})
 
 
 def log_softmax(x, axis=-1) -> Tensor:
-    """``x - logsumexp(x)`` along ``axis`` (default the last), computed stably."""
+    """``x - logsumexp(x)`` along ``axis`` (default the last), computed stably.
+    A 0-d tensor gives 0; an empty axis gives an empty result."""
     x = floating(to_tensor(x, "log_softmax"))
-    return apply(_log_softmax, (x,), {"axis": normalize_axes(axis, x.ndim, "log_softmax")})
+    return apply(_log_softmax, (x,), {"axis": _softmax_axes(axis, x.ndim, "log_softmax")})
 
 
 # ----------------------------------------------------------------------------- cumsum
