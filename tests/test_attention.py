@@ -353,3 +353,79 @@ def test_multihead_attention_unbatched_input_matches_pytorch(rng):
     assert out.shape == (5, 8) and w.shape == (5, 5)
     np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), atol=2e-5)
     np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), atol=2e-6)
+
+
+def test_kv_cache_of_another_batch_is_a_clear_error_with_and_without_grad(rng):
+    mha = wl.nn.MultiheadAttention(8, 2)
+    pattern = (r"KVCache.update: new keys \(3, 2, 1, 4\) do not match the cached "
+               r"\(b, h, ·, d\) = \(2, 2, \d+, 4\)")
+    for grad_on in (False, True):
+        with wl.set_grad_enabled(grad_on):
+            cache = wl.nn.KVCache()
+            mha(wl.tensor(rng.standard_normal((2, 3, 8)).astype(np.float32)), cache=cache,
+                need_weights=False)
+            with pytest.raises(ValueError, match=pattern):
+                mha(wl.tensor(rng.standard_normal((3, 1, 8)).astype(np.float32)), cache=cache,
+                    need_weights=False)
+    # a cache filled without grad keeps its keys when decoding goes on with grad
+    x = wl.tensor(rng.standard_normal((2, 4, 8)).astype(np.float32))
+    mask = wl.tensor(np.triu(np.ones((4, 4), bool), 1))
+    full, _ = mha(x, attn_mask=mask, need_weights=False)
+    cache = wl.nn.KVCache()
+    with wl.no_grad():
+        first, _ = mha(x[:, :3], is_causal=True, cache=cache, need_weights=False)
+    last, _ = mha(x[:, 3:], is_causal=True, cache=cache, need_weights=False)
+    assert len(cache) == 4
+    np.testing.assert_allclose(last.numpy(), full.numpy()[:, 3:], atol=2e-6)
+
+
+@needs_torch
+@pytest.mark.torch
+def test_unbatched_query_takes_a_1d_key_padding_mask_as_pytorch(rng):
+    torch.manual_seed(0)
+    theirs = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    ours = wl.nn.MultiheadAttention(8, 2)
+    copy_mha(ours, theirs)
+    q = rng.standard_normal((4, 8)).astype(np.float32)
+    kv = rng.standard_normal((3, 8)).astype(np.float32)
+    for kpm in (np.array([False, False, True]), np.array([0.0, -1.5, 0.0], np.float32)):
+        out, w = ours(wl.tensor(q), wl.tensor(kv), wl.tensor(kv), key_padding_mask=wl.tensor(kpm))
+        ref, tw = theirs(_t(q), _t(kv), _t(kv), key_padding_mask=_t(kpm))
+        assert out.shape == (4, 8) and w.shape == (4, 3)
+        np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), atol=2e-5)
+        np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), atol=2e-6)
+    # the transformer layers pass it through
+    layer = wl.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0)
+    x = wl.tensor(rng.standard_normal((3, 8)).astype(np.float32))
+    kpm = wl.tensor(np.array([False, False, True]))
+    one = layer(x, src_key_padding_mask=kpm)
+    batched = layer(x.reshape(1, 3, 8), src_key_padding_mask=kpm.reshape(1, 3))
+    np.testing.assert_allclose(one.numpy(), batched.numpy()[0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"key_padding_mask must be \(S,\) = \(3,\) for an "
+                                         r"unbatched query, or \(1, S\), got \(4,\)"):
+        ours(wl.tensor(q), wl.tensor(kv), wl.tensor(kv),
+             key_padding_mask=wl.zeros(4, dtype=wl.bool_))
+
+
+def test_sdpa_block_size_is_passed_to_the_flash_kernel(rng, monkeypatch):
+    from wonderland.nn import attention as nn_attention
+
+    q, k, v = (wl.tensor(a) for a in _qkv(rng, b=(2,), L=9, S=11))
+    plain = F.scaled_dot_product_attention(q, k, v, is_causal=True, implementation="plain")
+    seen = []
+    real = nn_attention.attention
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("block_size"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nn_attention, "attention", spy)
+    for block in ((4, 3), 5):
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, implementation="flash",
+                                             block_size=block)
+        np.testing.assert_allclose(out.numpy(), plain.numpy(), atol=1e-12)
+    assert seen == [(4, 3), (5, 5)]
+    for bad in ((0, 4), (2,), "big", 2.5):
+        with pytest.raises((ValueError, TypeError),
+                           match="scaled_dot_product_attention: block_size must be"):
+            F.scaled_dot_product_attention(q, k, v, block_size=bad)

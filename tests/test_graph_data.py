@@ -67,6 +67,21 @@ def test_batch_requires_matching_fields():
         Batch.from_graphs([small_graph(3, 2, 0), Graph(np.zeros((2, 3)), np.zeros((2, 0), np.int64))])
 
 
+def test_batch_names_the_field_and_graph_whose_shape_differs():
+    graphs = [small_graph(3, 2, 0), small_graph(4, 3, 1),
+              Graph(np.zeros((2, 5), np.float32), np.zeros((2, 0), np.int64),
+                    edge_attr=np.zeros((0, 2), np.float32), y=np.int64(0))]
+    with pytest.raises(ValueError, match=r"Batch.from_graphs: field 'x' of graph 2 has shape "
+                                         r"\(2, 5\) \(width 5\), but graph 0's has shape \(3, 3\) "
+                                         r"\(width 3\)"):
+        Batch.from_graphs(graphs)
+    graphs[2] = small_graph(2, 1, 2)
+    graphs[2].y = np.array([1])
+    with pytest.raises(ValueError, match=r"Batch.from_graphs: field 'y' of graph 2 has shape "
+                                         r"\(1,\), but graph 0's has shape \(\)"):
+        Batch.from_graphs(graphs)
+
+
 def test_loader_covers_every_graph_once_and_repeats_with_seed():
     graphs = [small_graph(3 + s % 4, 4, s, gid=np.int64(s)) for s in range(23)]
     seen = []
@@ -305,6 +320,7 @@ def test_roc_auc_matches_sklearn():
     from sklearn.metrics import roc_auc_score
     y = R.integers(0, 2, 200)
     s = np.round(R.standard_normal(200) + y, 1)        # ties included
+    # ranks against sklearn's trapezoids over ≤ 200 thresholds: ≤ 200 × 1.1e-16 ≈ 2e-14
     assert abs(wl.graph.roc_auc_score(y, s) - roc_auc_score(y, s)) < 1e-12
     with pytest.raises(ValueError, match="needs both positive and negative"):
         wl.graph.roc_auc_score([1, 1], [0.2, 0.3])

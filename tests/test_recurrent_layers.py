@@ -207,3 +207,43 @@ def test_linear_attention_recurrent_equals_the_quadratic_causal_form(rng, f64):
     scores = np.einsum("bthd,bshd->bhts", phi(q), phi(k)) * np.tril(np.ones((9, 9)))
     want = np.einsum("bhts,bshd->bthd", scores, v) / (scores.sum(-1).transpose(0, 2, 1)[..., None] + 1e-6)
     np.testing.assert_allclose(got, want, atol=1e-10)
+
+
+STEP_NAMES = {"S4D": "S4D.step", "LRU": "LRU.step", "Mamba": "Mamba.step",
+              "RWKV": "RWKVTimeMixing.step", "AFTSimple": "AFTSimple.step",
+              "AFTFull": "AFTFull.step", "LinearAttention": "LinearAttention.step"}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_step_refuses_a_state_of_another_batch(name, rng):
+    layer = LAYERS[name](6)
+    x = wl.tensor(rng.standard_normal((2, 6)).astype(np.float32))
+    for batch in (3, 1):                      # 1 would broadcast silently
+        state = layer.initial_state(batch)
+        if name == "AFTFull":                 # its state is the past keys and values
+            state = layer.step(wl.zeros((batch, 6)), state)[1]
+        with pytest.raises(ValueError, match=rf"{STEP_NAMES[name]}: the state is for batch "
+                                             rf"{batch} but the input has batch 2"):
+            layer.step(x, state)
+    layer.step(x, layer.initial_state(2))     # the matching batch still works
+
+
+def test_step_refuses_states_of_the_wrong_form(rng):
+    x = wl.tensor(rng.standard_normal((2, 6)).astype(np.float32))
+    lru = LAYERS["LRU"](6)
+    with pytest.raises(ValueError, match=r"LRU.step: the state must be 2 tensors \(as "
+                                         r"initial_state\(batch\) gives\), got 1"):
+        lru.step(x, lru.initial_state(2)[:1])
+    with pytest.raises(ValueError, match=r"LRU.step: state tensor 1 must be \(2, 10\), "
+                                         r"got \(2, 9\)"):
+        lru.step(x, (wl.zeros((2, 10)), wl.zeros((2, 9))))
+
+
+def test_aft_full_step_past_max_len_is_a_clear_error(rng):
+    layer = nn.AFTFull(6, 3)
+    x = wl.tensor(rng.standard_normal((2, 6)).astype(np.float32))
+    state = layer.initial_state(2)
+    for _ in range(3):
+        _, state = layer.step(x, state)
+    with pytest.raises(ValueError, match="AFTFull.step: step 4 is past max_len 3"):
+        layer.step(x, state)

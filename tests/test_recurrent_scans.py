@@ -68,6 +68,29 @@ def test_associative_scan_errors():
         wl.associative_scan(lambda l, r: l, (wl.ones(3), wl.ones(4)))
 
 
+def test_associative_scan_elements_whose_shapes_fn_cannot_keep(rng):
+    """Elements may differ in shape where fn broadcasts them back (a (5, 1) decay beside
+    (5, 3) inputs); where it cannot, the error names the element and the shapes."""
+    def combine(l, r):
+        return l[0] * r[0], r[0] * l[1] + r[1]
+
+    def mixed(l, r):
+        return l[0] * r[1], l[1] + r[1]
+
+    a, b = rng.uniform(size=(5, 1)), rng.standard_normal((5, 3))
+    _, h = wl.associative_scan(combine, (wl.tensor(a), wl.tensor(b)))
+    np.testing.assert_allclose(h.numpy(), loop_recurrence(a[None], b[None])[0], atol=1e-12)
+    for f, (sa, sb), axis, leaf in [(mixed, ((5, 1), (5, 3)), 0, 0),
+                                    (combine, ((5, 3), (5, 1)), 0, 1),
+                                    (combine, ((3, 5), (1, 5)), 1, 1),
+                                    (mixed, ((1, 5), (3, 5)), 1, 0)]:
+        elems = (wl.tensor(rng.standard_normal(sa)), wl.tensor(rng.standard_normal(sb)))
+        with pytest.raises(ValueError, match=rf"associative_scan: fn changed the shape of element "
+                                             rf"{leaf} \(elements of shapes \[.*\] along axis "
+                                             rf"{axis}\): combining slices of shape "):
+            wl.associative_scan(f, elems, axis=axis)
+
+
 # ----------------------------------------------------------------------------- linear recurrence
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("reverse", [False, True])
@@ -102,6 +125,7 @@ def test_logspace_survives_products_that_underflow(rng):
     assert not np.isfinite(naive).all()
     for method in METHODS:
         out = wl.linear_recurrence(a, b, method=method).numpy()
+        # h_t ≈ b_t, the coefficients' terms ~1e-30 of it: a few roundings, ~1e-15 relative
         np.testing.assert_allclose(out, loop_recurrence(a, b), rtol=1e-10, err_msg=method)
     # float32 over a long sequence with |a| near 1 stays close to float64
     a = rng.uniform(0.99, 1.0, (2, 3000, 3))
@@ -499,3 +523,36 @@ def test_float32_layers_take_the_vectorised_gates_and_agree_with_float64(kind, r
     assert all(a.dtype == np.float32 for a in results[1])
     for a64, a32 in zip(*results):
         np.testing.assert_allclose(a32, a64, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("cls", [wl.nn.RNN, wl.nn.GRU, wl.nn.LSTM])
+def test_layers_refuse_inputs_and_states_of_another_dtype(cls, rng):
+    name = cls.__name__
+    layer = cls(3, 4)                                       # float32 weights
+    for dt in (np.float64, np.float16, np.int64):
+        x = wl.tensor(np.ones((2, 5, 3), dtype=dt))
+        with pytest.raises(TypeError, match=f"{name}: input dtype {np.dtype(dt)} does not "
+                                            f"match the weights' float32"):
+            layer(x)
+    x32 = wl.tensor(rng.standard_normal((2, 5, 3)).astype(np.float32))
+    h64 = wl.tensor(np.zeros((1, 2, 4)))
+    h32 = wl.tensor(np.zeros((1, 2, 4), dtype=np.float32))
+    hx = (h64, h32) if name == "LSTM" else h64
+    with pytest.raises(TypeError, match=f"{name}: h_0 dtype float64 does not match the "
+                                        f"weights' float32"):
+        layer(x32, hx)
+    if name == "LSTM":
+        with pytest.raises(TypeError, match="LSTM: c_0 dtype float64 does not match"):
+            layer(x32, (h32, h64))
+    # a float64 model on float64 input works, and gives the float32 model's numbers
+    ref = layer(x32)[0].numpy()
+    double = cls(3, 4)
+    double.load_state_dict(layer.state_dict())
+    double.double()
+    out = double(x32.astype(np.float64), hx if name != "LSTM" else (h64, h64))[0]
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out.numpy(), ref, atol=1e-5)
+    half = cls(3, 4).to(np.float16)                          # no float16 kernels
+    with pytest.raises(TypeError, match=f"{name}: the recurrence runs in float32 or float64, "
+                                        f"but the weights are float16"):
+        half(wl.tensor(np.ones((2, 5, 3), dtype=np.float16)))

@@ -77,6 +77,7 @@ def test_resume_reaches_the_parameters_of_an_uninterrupted_run(tmp_path, capsys)
     assert train([iris(tmp_path, 3, "b")], capsys)[0] == 0
     a, b = params(tmp_path / "a" / "last.safetensors"), params(tmp_path / "b" / "last.safetensors")
     assert a.keys() == b.keys()
+    # the same steps on the same batches from a checkpoint that keeps every bit: identical
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     epochs = [json.loads(x)["epoch"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
@@ -90,6 +91,8 @@ def test_jit_in_the_config_trains_to_the_same_parameters(tmp_path, capsys):
     assert code == 0, err
     a, b = params(tmp_path / "plain" / "last.safetensors"), params(tmp_path / "jit" / "last.safetensors")
     assert a.keys() == b.keys()
+    # 21 Adam steps; the update lr·m/(√v + 1e-8) passes the paths' ~1e-15 relative differences
+    # through (no BatchNorm: no gradient is zero up to rounding, see test_gpu_backend): ~1e-14
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-10, atol=1e-12)
 
@@ -102,6 +105,7 @@ def test_training_on_the_stand_in_device_matches_the_cpu(tmp_path, capsys):
         code, out, err = train([iris(tmp_path, 3, "dev"), "--device", "cuda"], capsys)
     assert code == 0, err
     assert "cuda" in out
+    # as in the jit test above: 21 Adam steps, no gradient zero up to rounding: ~1e-14
     a, b = params(tmp_path / "cpu" / "last.safetensors"), params(tmp_path / "dev" / "last.safetensors")
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-10, atol=1e-12)
@@ -127,6 +131,54 @@ def test_an_existing_checkpoint_needs_resume_or_restart(tmp_path, capsys):
     assert train([config, "--restart"], capsys)[0] == 0
     code, _, err = train([config, "--resume", "--restart"], capsys)
     assert code == 2 and "exclude each other" in err
+
+
+def test_resume_without_a_checkpoint_is_refused_and_keeps_the_log(tmp_path, capsys):
+    config = iris(tmp_path, 1)
+    log = tmp_path / "run" / "metrics.jsonl"
+    code, _, err = train([config, "--resume"], capsys)
+    assert code == 2 and "--resume: there is no checkpoint to resume from" in err
+    assert str(tmp_path / "run" / "last.safetensors") in err and not log.exists()
+    assert train([config], capsys)[0] == 0
+    history = log.read_text()
+    os.remove(tmp_path / "run" / "last.safetensors")
+    code, out, err = train([config, "--resume"], capsys)
+    assert code == 2 and "--resume: there is no checkpoint to resume from" in err
+    assert "starting from epoch 1" not in out and log.read_text() == history
+
+
+def test_an_earlier_runs_log_is_never_truncated(tmp_path, capsys):
+    config = iris(tmp_path, 1)
+    log = tmp_path / "run" / "metrics.jsonl"
+    assert train([config], capsys)[0] == 0
+    history = log.read_text()
+    os.remove(tmp_path / "run" / "last.safetensors")          # the log outlives the checkpoint
+    code, _, err = train([config], capsys)
+    assert code == 2
+    assert f"[train] log_file: {log} already holds the metrics of an earlier run" in err
+    assert log.read_text() == history
+    code, out, err = train([config, "--restart"], capsys)       # starting over keeps it aside
+    assert code == 0, err
+    kept = tmp_path / "run" / "metrics.1.jsonl"
+    assert kept.read_text() == history and f"the earlier metrics log is kept as {kept}" in out
+    assert [json.loads(x)["epoch"] for x in log.read_text().splitlines()] == [1]
+    assert train([config, "--restart"], capsys)[0] == 0
+    assert (tmp_path / "run" / "metrics.2.jsonl").exists() and kept.read_text() == history
+
+
+def test_a_data_set_of_one_sample_is_refused(tmp_path, capsys):
+    np.savez(tmp_path / "one.npz", x=np.zeros((1, 4)), y=np.zeros(1, np.int64))
+    config = write(tmp_path, f"""
+        [data]
+        name = "npz"
+        path = "{tmp_path / 'one.npz'}"
+        x = "x"
+        y = "y"
+        [train]
+        checkpoint_dir = "{tmp_path / 'out'}"
+    """)
+    code, _, err = train([config], capsys)
+    assert code == 2 and "[data] npz: need at least 2 samples, got 1" in err
 
 
 def test_npz_and_csv_files_and_a_model_class(tmp_path, capsys):
@@ -268,6 +320,8 @@ def test_the_same_command_under_mpiexec_matches_one_process(tmp_path, capsys):
     assert run.stdout.count("wonderland train: epoch 3") == 1          # rank 0 prints
     a, b = params(tmp_path / "one" / "last.safetensors"), params(tmp_path / "two" / "last.safetensors")
     for k in a:
+        # 45 SGD steps of lr ≤ 0.1 on gradients all-reduced in another order (~2e-15 each),
+        # momentum 0.9 multiplying them by ≤ 10: ≲ 1e-13
         np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-12)
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 3
 

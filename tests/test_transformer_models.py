@@ -163,3 +163,21 @@ def test_spoken_digits_subset(monkeypatch, shared_data):
     if __import__("os").path.exists(full):
         monkeypatch.setenv("WONDERLAND_DATA", shared_data)
         assert wl.data.load_spoken_digits()["audio"].shape == (840, 6000)
+
+
+def test_generate_refuses_float_prompts_and_negative_lengths(rng):
+    m = wl.models.GPT(20, 16, 1, 2, 16)
+    idx = rng.integers(0, 20, (2, 5))
+    for bad in (idx + 0.7, wl.tensor(idx.astype(np.float32)), [[1.5, 2.0]]):
+        with pytest.raises(TypeError,
+                           match=r"generate: idx must hold integer token ids, got float"):
+            m.generate(bad, 3, top_k=1)
+    with pytest.raises(ValueError, match="generate: idx must be .*got shape \\(1, 2, 5\\)"):
+        m.generate(idx[None], 3, top_k=1)
+    for n in (-1, 2.5, True):
+        with pytest.raises((ValueError, TypeError),
+                           match=f"generate: max_new_tokens must be a non-negative int, got {n!r}"):
+            m.generate(idx, n, top_k=1)
+    np.testing.assert_array_equal(m.generate(idx, 0).numpy(), idx)
+    out = m.generate(wl.tensor(idx.astype(np.int32)), np.int64(2), top_k=1)
+    assert out.shape == (2, 7)

@@ -223,9 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
                "checkpoint); 2 a bad config or arguments; 130 interrupted.")
     p_train.add_argument("config", metavar="CONFIG", help="a TOML file")
     p_train.add_argument("--resume", action="store_true",
-                         help="continue from <checkpoint_dir>/last.safetensors")
+                         help="continue from <checkpoint_dir>/last.safetensors (which must "
+                              "exist)")
     p_train.add_argument("--restart", action="store_true",
-                         help="start over even if a checkpoint exists (overwriting it)")
+                         help="start over even if a checkpoint exists (overwriting it) or an "
+                              "earlier run's metrics log does (kept as metrics.1.jsonl, ...)")
     p_train.add_argument("--epochs", type=int, metavar="N",
                          help="train until epoch N (overrides the config)")
     p_train.add_argument("--device", choices=("cpu", "cuda"),

@@ -57,7 +57,8 @@ def device_of(x) -> str:
 
 
 def _parse(args, kwargs, what):
-    """``(device or None, dtype or None)`` from ``to``'s arguments, in any order."""
+    """``(device or None, dtype or None)`` from ``to``'s arguments, in any order; a string
+    that names neither a device nor a dtype is an error listing the devices."""
     device = kwargs.pop("device", None)
     dtype = kwargs.pop("dtype", None)
     if kwargs:
@@ -67,6 +68,12 @@ def _parse(args, kwargs, what):
             device, dtype = a.device, a.dtype
         elif isinstance(a, str) and a.partition(":")[0] in ("cpu", "cuda"):
             device = a
+        elif isinstance(a, str):
+            try:
+                dtype = dtypes.as_dtype(a)
+            except TypeError:
+                raise ValueError(f"{what}: unknown device {a!r} (and not a dtype); the devices "
+                                 f"are 'cpu', 'cuda' and 'cuda:N'") from None
         elif a is not None:
             dtype = a
     if device is not None:

@@ -4,8 +4,10 @@ The config (see :mod:`wonderland.config`) names a data set, a model, an optimise
 optional schedule and the training settings. The command builds them, trains with
 :class:`wonderland.train.Trainer` (progress bar, metrics as JSON lines, a checkpoint at
 every epoch end) and prints a summary. ``--resume`` continues from
-``<checkpoint_dir>/last.safetensors``; without it an existing checkpoint is never
-overwritten unless ``--restart`` says so.
+``<checkpoint_dir>/last.safetensors`` (an error when there is none); without it an existing
+checkpoint is never overwritten unless ``--restart`` says so. A run that starts from
+epoch 1 never truncates an earlier run's metrics log: that needs ``--restart`` too, and
+the old log is then kept beside the new one (``metrics.1.jsonl``, ...).
 
 Under ``mpiexec -n N`` the same command trains data-parallel: every rank loads the
 data, wraps the model in ``DistributedDataParallel`` and takes its shard of each epoch
@@ -56,9 +58,11 @@ def load_data(cfg, dtype):
         x, y = getattr(wl.data, f"load_{name}")()
     x = np.asarray(x.numpy() if hasattr(x, "numpy") else x)
     y = np.asarray(y.numpy() if hasattr(y, "numpy") else y)
-    if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0] or x.shape[0] < 2:
+    if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0]:
         raise ConfigError(f"[data] {name}: need inputs and targets with one row per sample, got "
                           f"shapes {x.shape} and {y.shape}")
+    if x.shape[0] < 2:
+        raise ConfigError(f"[data] {name}: need at least 2 samples, got {x.shape[0]}")
     classification = y.dtype.kind in "iub"
     if classification and y.ndim != 1:
         raise ConfigError(f"[data] {name}: integer targets must be one label per sample, got "
@@ -192,6 +196,10 @@ def _run(config_path, resume, restart, epochs, device, progress):
             wl.backend.for_device("cuda")
         except RuntimeError as exc:
             raise ConfigError(f"[train] device: 'cuda' is not available here ({exc})") from None
+    folder = t["checkpoint_dir"]
+    last = os.path.join(folder, "last.safetensors")
+    log_file = t["log_file"] or os.path.join(folder, "metrics.jsonl")
+    resume_from, kept_log = _start(last, log_file, resume, restart)
     wl.random.seed(t["seed"])
     x_tr, y_tr, x_va, y_va, classes = load_data(cfg, dtype)
     outputs = classes if classes else y_tr.shape[1]
@@ -224,18 +232,6 @@ def _run(config_path, resume, restart, epochs, device, progress):
     if x_va is not None:
         val_loader = data.DataLoader(data.TensorDataset(wl.tensor(x_va), wl.tensor(y_va)),
                                      t["batch_size"], transform=to_device)
-    folder = t["checkpoint_dir"]
-    last = os.path.join(folder, "last.safetensors")
-    log_file = t["log_file"] or os.path.join(folder, "metrics.jsonl")
-    resume_from = None
-    if os.path.exists(last):
-        if resume:
-            resume_from = last
-        elif not restart:
-            raise ConfigError(f"[train] checkpoint_dir: {last} exists; pass --resume to continue "
-                              f"from it or --restart to start over (it will be overwritten)")
-    elif resume and rank == 0:
-        print(f"wonderland train: no checkpoint in {folder} yet; starting from epoch 1")
     callbacks = [wl.train.JSONLinesLogger(log_file, every_n_steps=t["log_every"] or None)]
     stopper = wl.train.EarlyStopping(patience=t["patience"]) if t["patience"] and val_loader \
         else None
@@ -251,6 +247,10 @@ def _run(config_path, resume, restart, epochs, device, progress):
               f"{f' over {world} ranks' if world > 1 else ''}, {t['device']}, {t['dtype']}")
         if resume_from:
             print(f"wonderland train: resuming from {resume_from}")
+        if kept_log:
+            os.replace(log_file, kept_log)
+            print(f"wonderland train: starting over; the earlier metrics log is kept as "
+                  f"{kept_log}")
     trainer.fit(train_loader, t["epochs"], val_loader=val_loader, early_stopping=stopper,
                 resume_from=resume_from)
     if rank == 0:
@@ -260,6 +260,37 @@ def _run(config_path, resume, restart, epochs, device, progress):
         print(f"wonderland train: epoch {trainer.epoch}  {shown}")
         print(f"wonderland train: checkpoint {last}; metrics {log_file}")
     return trainer
+
+
+def _start(last, log_file, resume, restart):
+    """``(checkpoint to resume from or None, where to keep an earlier run's log or None)``.
+
+    ``--resume`` needs the checkpoint; an existing checkpoint needs ``--resume`` or
+    ``--restart``. A run that starts from epoch 1 never truncates a log holding an earlier
+    run's metrics: without ``--restart`` that is an error, with it the old log is kept
+    beside the new one (``metrics.1.jsonl``, ``metrics.2.jsonl``, ...)."""
+    if os.path.exists(last):
+        if resume:
+            return last, None
+        if not restart:
+            raise ConfigError(f"[train] checkpoint_dir: {last} exists; pass --resume to continue "
+                              f"from it or --restart to start over (it will be overwritten)")
+    elif resume:
+        raise ConfigError(f"--resume: there is no checkpoint to resume from ({last} does not "
+                          f"exist); run without --resume to start from epoch 1")
+    if not (os.path.isfile(log_file) and os.path.getsize(log_file) > 0):
+        return None, None
+    stem, ext = os.path.splitext(log_file)
+    n = 1
+    while os.path.exists(f"{stem}.{n}{ext}"):
+        n += 1
+    kept = f"{stem}.{n}{ext}"
+    if not restart:
+        raise ConfigError(f"[train] log_file: {log_file} already holds the metrics of an earlier "
+                          f"run (and there is no checkpoint to resume); pass --restart to start "
+                          f"over (the earlier log is then kept as {kept}) or choose another "
+                          f"log_file")
+    return None, kept
 
 
 def main(args) -> int:

@@ -20,12 +20,14 @@ Under forward mode or ``vmap`` the loop simply runs (tangents and batch axes flo
 
 from __future__ import annotations
 
+import warnings
+
 from .. import backend as B
 from .engine import run_backward, without_graph
-from .modes import capturing, enable_grad, get_state, is_grad_enabled, no_grad
+from .modes import capturing, enable_grad, get_state, is_grad_enabled, no_grad, switched
 from .primitive import Primitive, apply
 from .pytree import flatten, unflatten
-from .structural import zeros_like
+from .structural import BROADCAST_TO, RESHAPE, zeros_like
 from .tensor import Tensor, _wrap, to_tensor
 from .vmap import _index_axis, _stack
 
@@ -39,6 +41,11 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint_every=None):
     tensors (or ``None``), stacked along a new leading axis. With ``reverse=True`` the
     loop runs from the last element to the first (``ys`` stays aligned with ``xs``).
     Returns ``(carry, ys)``.
+
+    With zero steps the carry comes back unchanged and each leaf of ``ys`` is an empty
+    stack ``(0, ...)`` shaped like one step's output, as in ``lax.scan``: ``f`` runs once,
+    unrecorded, on the carry and a placeholder step of zeros, and its values are
+    discarded.
 
     >>> def step(h, x):
     ...     h = wl.tanh(h @ w + x)
@@ -54,8 +61,10 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint_every=None):
                                          or checkpoint_every < 1):
         raise ValueError(f"scan: checkpoint_every must be a positive int, got {checkpoint_every!r}")
     loop = _Loop(f, carry_tree, xs_tree, [(c.shape, c.dtype) for c in init_leaves], n, reverse)
+    if n == 0:
+        return loop.no_steps(init_leaves, xs_leaves)
     st = get_state()
-    if st.levels or not st.grad_enabled or n == 0:
+    if st.levels or not st.grad_enabled:
         return loop.unrolled(init_leaves, xs_leaves)
     return loop.recorded(init_leaves, xs_leaves, checkpoint_every)
 
@@ -122,6 +131,18 @@ class _Loop:
     def _slices(self, xs_leaves, t):
         return [_index_axis(x, 0, t) for x in xs_leaves] if xs_leaves else None
 
+    # -- no steps at all
+    def no_steps(self, init_leaves, xs_leaves):
+        """The carry unchanged and empty stacks ``(0, ...)`` of the per-step outputs,
+        whose shapes and dtypes come from one unrecorded run of ``f`` on a placeholder
+        step of zeros (values discarded; nan/inf there are no anomaly)."""
+        placeholder = [_placeholder_step(x) for x in xs_leaves] if xs_leaves else None
+        with switched(grad_enabled=False, anomaly=False), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _, ys = self.step(list(init_leaves), placeholder)
+            ys = [_empty_stack(y) for y in ys]
+        return unflatten(self.carry_tree, init_leaves), unflatten(self.ys_tree, ys)
+
     # -- the plain loop (forward mode, vmap, nothing to record)
     def unrolled(self, init_leaves, xs_leaves):
         carry = init_leaves
@@ -132,10 +153,7 @@ class _Loop:
         return self._result(carry, per_step, stack=_stack)
 
     def _result(self, carry, per_step, stack):
-        if self.ys_tree is None:                   # no steps ran
-            self.ys_tree = flatten(None)[1]
-        n_y = len(per_step[0]) if per_step and per_step[0] is not None else 0
-        ys = [stack([per_step[t][k] for t in range(self.n)]) for k in range(n_y)]
+        ys = [stack([per_step[t][k] for t in range(self.n)]) for k in range(len(per_step[0]))]
         return unflatten(self.carry_tree, carry), unflatten(self.ys_tree, ys)
 
     # -- one node for the whole loop
@@ -283,6 +301,20 @@ def _fresh(t: Tensor) -> Tensor:
     if t.dtype.kind == "f":
         v.requires_grad = True
     return v
+
+
+def _placeholder_step(x: Tensor) -> Tensor:
+    """Zeros shaped like one step of ``x`` (its per-example shape under ``vmap``)."""
+    inner = x
+    while inner._batch is not None:
+        inner = inner._batch[1]
+    return _wrap(B.ns(inner.data).zeros(tuple(x.shape[1:]), dtype=x.dtype))
+
+
+def _empty_stack(y: Tensor) -> Tensor:
+    """``(0,) + y.shape``, through primitives so that batch axes and tangents follow."""
+    one = apply(RESHAPE, (y,), {"shape": (1,) + tuple(y.shape)})
+    return apply(BROADCAST_TO, (one,), {"shape": (0,) + tuple(y.shape)})
 
 
 def _stack_arrays(arrays):

@@ -202,9 +202,36 @@ def _stack(values):
     return np.stack([np.asarray(v) for v in values])
 
 
+def _check_shapes(key, values, is_index):
+    """Every graph's field ``key`` must agree with graph 0's outside the axis it is
+    concatenated along (the last for index fields, else the first; 0-d fields are stacked)."""
+    first = _shape(values[0])
+    if first is None:
+        return
+
+    def kept(shape):
+        return shape[:-1] if is_index else shape[1:]
+
+    def described(shape):
+        if shape is None:
+            return "is a plain value"
+        width = f" (width {shape[1]})" if len(shape) == 2 and not is_index else ""
+        return f"has shape {shape}{width}"
+
+    for i, v in enumerate(values[1:], 1):
+        shape = _shape(v)
+        if shape is None or len(shape) != len(first) or kept(shape) != kept(first):
+            along = "its last axis" if is_index else "axis 0"
+            raise ValueError(f"Batch.from_graphs: field {key!r} of graph {i} {described(shape)}, "
+                             f"but graph 0's {described(first)}; every graph's {key!r} must "
+                             f"agree outside {along}, along which they are concatenated")
+
+
 class Batch(Graph):
     """Many graphs as one block-diagonal graph, with ``batch`` (graph of each node),
-    ``ptr`` (first node of each graph, and the total at the end) and ``num_graphs``."""
+    ``ptr`` (first node of each graph, and the total at the end) and ``num_graphs``.
+    Every graph needs the same fields, each of one shape outside the batched axis (an
+    error names the field, the graph and both shapes otherwise)."""
 
     @classmethod
     def from_graphs(cls, graphs) -> "Batch":
@@ -223,6 +250,7 @@ class Batch(Graph):
         fields, layout = {}, {}
         for k in keys:
             vals = [g[k] for g in graphs]
+            _check_shapes(k, vals, k in index_fields)
             if isinstance(vals[0], SparseMatrix):
                 raise TypeError(f"Batch.from_graphs: field {k!r} is a SparseMatrix; batch dense "
                                 f"features")

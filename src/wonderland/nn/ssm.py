@@ -6,7 +6,8 @@ Every layer maps ``(b, t, d_model)`` to ``(b, t, d_model)``, causally, and has a
 step-by-step inference form: ``state = layer.initial_state(batch)``, then
 ``y_t, state = layer.step(x_t, state)`` for ``x_t`` of shape ``(b, d_model)``, with a state
 of constant size (AFT-full's is the exception: its pairwise position biases need every
-past key and value). The tests check that the steps give the full sequence's outputs and
+past key and value). ``step`` checks that the state is the one ``initial_state`` makes
+for the input's batch. The tests check that the steps give the full sequence's outputs and
 that each layer's computation modes agree (convolution = scan = recurrence).
 """
 
@@ -55,6 +56,32 @@ def _check_step(x, d, what):
     if x.ndim != 2 or x.shape[-1] != d:
         raise ValueError(f"{what}: a step takes (b, {d}), got {x.shape}")
     return x
+
+
+def _check_state(state, shapes, x, what):
+    """``state`` must be what ``initial_state(b)`` gives for the input's batch ``b``:
+    tensors of ``shapes`` (a single tensor when there is one shape)."""
+    parts = tuple(state) if isinstance(state, (tuple, list)) else (state,)
+    if len(parts) != len(shapes):
+        raise ValueError(f"{what}: the state must be {len(shapes)} tensors (as "
+                         f"initial_state(batch) gives), got {len(parts)}")
+    got = [getattr(p, "shape", None) for p in parts]
+    for i, shape in enumerate(got):
+        if shape is None:
+            raise TypeError(f"{what}: state tensor {i} must be a tensor, got "
+                            f"{type(parts[i]).__name__}")
+    _check_batch([g[0] for g in got if len(g)], x, what)
+    for i, (g, shape) in enumerate(zip(got, shapes)):
+        if tuple(g) != tuple(shape):
+            raise ValueError(f"{what}: state tensor {i} must be {tuple(shape)}, got {tuple(g)}")
+    return parts if isinstance(state, (tuple, list)) else state
+
+
+def _check_batch(sizes, x, what):
+    for n in sizes:
+        if n != x.shape[0]:
+            raise ValueError(f"{what}: the state is for batch {n} but the input has batch "
+                             f"{x.shape[0]}; make one with initial_state({x.shape[0]})")
 
 
 # ----------------------------------------------------------------------------- linear attention
@@ -108,7 +135,8 @@ class LinearAttention(Module):
 
     def step(self, x, state):
         x = _check_step(x, self.d_model, "LinearAttention.step")
-        S, z = state
+        b, h, k = x.shape[0], self.num_heads, self.head_dim
+        S, z = _check_state(state, [(b, h, k, k), (b, h, k)], x, "LinearAttention.step")
         q, k, v = self._split(x)
         fq, fk = elu_feature_map(q), elu_feature_map(k)
         S = S + ops.einsum("bhk,bhv->bhkv", fk, v)
@@ -239,8 +267,9 @@ class S4D(Module):
 
     def step(self, x, state, skip=True):
         x = _check_step(x, self.d_model, "S4D.step")
+        shape = (x.shape[0], self.d_model, self.n)
+        h_re, h_im = _check_state(state, [shape, shape], x, "S4D.step")
         ab_re, ab_im, cb_re, cb_im = self.discretize()
-        h_re, h_im = state
         u = ops.expand_dims(x, -1)
         h_re, h_im = ab_re * h_re - ab_im * h_im + u, ab_re * h_im + ab_im * h_re
         y = self._scale * (h_re * cb_re - h_im * cb_im).sum(axis=-1)
@@ -306,9 +335,10 @@ class LRU(Module):
 
     def step(self, x, state):
         x = _check_step(x, self.d_model, "LRU.step")
+        shape = (x.shape[0], self.d_hidden)
+        h_re, h_im = _check_state(state, [shape, shape], x, "LRU.step")
         lr, li = self._lambda()
         br, bi = self._inputs(x)
-        h_re, h_im = state
         h_re, h_im = lr * h_re - li * h_im + br, lr * h_im + li * h_re + bi
         return self._readout(x, h_re, h_im), (h_re, h_im)
 
@@ -397,7 +427,9 @@ class Mamba(Module):
 
     def step(self, x, state):
         x = _check_step(x, self.d_model, "Mamba.step")
-        conv_state, h = state
+        b = x.shape[0]
+        conv_state, h = _check_state(state, [(b, self.d_conv - 1, self.d_inner),
+                                             (b, self.d_inner, self.d_state)], x, "Mamba.step")
         xi, z = ops.split(self.in_proj(x), 2, axis=-1)
         window = ops.concatenate([conv_state, ops.expand_dims(xi, 1)], axis=1)   # (b, k, d)
         xc = (window * self.conv_weight).sum(axis=1)
@@ -465,7 +497,8 @@ class RWKVTimeMixing(Module):
 
     def step(self, x, state):
         x = _check_step(x, self.d_model, "RWKVTimeMixing.step")
-        prev, aa, bb, pp = state
+        prev, aa, bb, pp = _check_state(state, [(x.shape[0], self.d_model)] * 4, x,
+                                        "RWKVTimeMixing.step")
         k, v, r = self._mix(x, prev)
         ww = self.time_first + k
         p = ops.maximum(pp, ww)
@@ -509,6 +542,7 @@ class RWKVChannelMixing(Module):
 
     def step(self, x, state):
         x = _check_step(x, self.d_model, "RWKVChannelMixing.step")
+        state = _check_state(state, [(x.shape[0], self.d_model)], x, "RWKVChannelMixing.step")
         return self._mix(x, state), x
 
 
@@ -567,7 +601,7 @@ class AFTSimple(Module):
 
     def step(self, x, state):
         x = _check_step(x, self.d_model, "AFTSimple.step")
-        aa, bb, pp = state
+        aa, bb, pp = _check_state(state, [(x.shape[0], self.d_model)] * 3, x, "AFTSimple.step")
         q, k, v = ops.split(self.qkv(x), 3, axis=-1)
         p = ops.maximum(pp, k)
         e1, e2 = ops.exp(pp - p), ops.exp(k - p)
@@ -583,7 +617,8 @@ class AFTFull(Module):
     computed with the maxima of ``k`` (per channel) and of each row of ``w`` taken out,
     so the exponentials stay bounded. ``w`` is ``(max_len, max_len)``, zeros at first
     (AFT-simple). ``step`` keeps every past key and value (the biases ``w_{t,i}`` pair the
-    current position with each earlier one, so the state grows with ``t``)."""
+    current position with each earlier one, so the state grows with ``t``, up to
+    ``max_len`` steps)."""
 
     def __init__(self, d_model, max_len, dtype=None, generator=None):
         super().__init__()
@@ -612,9 +647,16 @@ class AFTFull(Module):
 
     def step(self, x, state):
         x = _check_step(x, self.d_model, "AFTFull.step")
+        if not isinstance(state, list):
+            raise TypeError(f"AFTFull.step: the state must be the list of past (key, value) "
+                            f"pairs (initial_state(batch) is []), got {type(state).__name__}")
+        t = len(state)
+        if t >= self.max_len:
+            raise ValueError(f"AFTFull.step: step {t + 1} is past max_len {self.max_len} (the "
+                             f"position biases cover max_len steps)")
+        _check_batch([kv[0].shape[0] for kv in state[:1]], x, "AFTFull.step")
         q, k, v = ops.split(self.qkv(x), 3, axis=-1)
         state = state + [(k, v)]
-        t = len(state) - 1
         ks = ops.stack([s[0] for s in state], axis=1)                       # (b, i, c)
         vs = ops.stack([s[1] for s in state], axis=1)
         logits = ks + self.pos_bias[t, :t + 1].reshape(1, -1, 1)

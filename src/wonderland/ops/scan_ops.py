@@ -70,8 +70,11 @@ def associative_scan(fn, elems, reverse=False, axis=0):
 
     ``elems`` is a tensor or a pytree of tensors sharing the length of ``axis``; ``fn``
     takes two such pytrees (slices of equal shape) and returns one, elementwise along
-    ``axis``. Returns the pytree of prefix combinations; with ``reverse=True``, of suffix
-    combinations (flip, scan, flip). As JAX's ``lax.associative_scan``::
+    ``axis``, each element in its own shape (elements may differ in shape where ``fn``
+    broadcasts them back, e.g. a ``(n, 1)`` decay beside ``(n, d)`` inputs; an error names
+    the element whose shape ``fn`` changes). Returns the pytree of prefix combinations;
+    with ``reverse=True``, of suffix combinations (flip, scan, flip). As JAX's
+    ``lax.associative_scan``::
 
         wl.associative_scan(wl.add, x)                       # == wl.cumsum(x, 0)
         def combine(l, r):                                   # (a, b) pairs of h = a h + b
@@ -92,6 +95,7 @@ def associative_scan(fn, elems, reverse=False, axis=0):
     if len(lengths) != 1:
         raise ValueError(f"associative_scan: the elements have different lengths "
                          f"{sorted(lengths)} along axis {axis}")
+    shapes = [x.shape for x in leaves]
     if reverse:
         leaves = [flip(x, axis) for x in leaves]
 
@@ -100,6 +104,14 @@ def associative_scan(fn, elems, reverse=False, axis=0):
         out_leaves, out_tree = flatten(out)
         if out_tree != tree:
             raise TypeError(f"associative_scan: fn returned structure {out_tree}, expected {tree}")
+        for i, (o, x) in enumerate(zip(out_leaves, left)):
+            got = getattr(o, "shape", None)
+            if got != x.shape:
+                raise ValueError(
+                    f"associative_scan: fn changed the shape of element {i} (elements of shapes "
+                    f"{shapes} along axis {axis}): combining slices of shape {x.shape} gave "
+                    f"{got if got is not None else type(o).__name__}; fn must return each "
+                    f"element in its own shape (broadcast the elements to one shape first)")
         return out_leaves
 
     def scan(xs):
