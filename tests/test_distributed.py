@@ -132,9 +132,11 @@ OVERLAP = """
     # record, at each all-reduce DDP starts, how many parameters had reported so far
     starts = []
     original = wl.distributed.iall_reduce
-    def recording(buffer, op="sum"):
+    checked = []
+    def recording(buffer, op="sum", **options):
         starts.append(model._reported)
-        return original(buffer, op)
+        checked.append(options.get("check", True))
+        return original(buffer, op, **options)
     wl.distributed.iall_reduce = recording
     from wonderland.backend.fake_device import load
     load()                                     # the stand-in device plays "cuda"
@@ -153,10 +155,11 @@ OVERLAP = """
         ropt.zero_grad()
         nn.functional.cross_entropy(ref(wl.tensor(x)), wl.tensor(y)).backward()
         ropt.step()
-    report(starts=starts[:len(model._buckets)], total=len(model._params), diff=max(
-        float(np.abs(p.to("cpu").numpy() - q.numpy()).max())
-        for p, q in zip(model.parameters(), ref.parameters())),
-        on_device=all(p.device == "cuda" and p.grad.device == "cuda" for p in model.parameters()))
+    report(starts=starts[:len(model._buckets)], total=len(model._params), checked=any(checked),
+           diff=max(float(np.abs(p.to("cpu").numpy() - q.numpy()).max())
+                    for p, q in zip(model.parameters(), ref.parameters())),
+           on_device=all(p.device == "cuda" and p.grad.device == "cuda"
+                         for p in model.parameters()))
 """
 
 
@@ -168,6 +171,7 @@ def test_buckets_start_during_the_backward_pass_and_work_on_a_device(tmp_path):
         # computed (one bucket per parameter here)
         assert r["starts"][0] <= 2 < r["total"], r      # once the last layer's two are final
         assert r["diff"] < 1e-12 and r["on_device"], r
+        assert not r["checked"]        # the layout was agreed once: no header per bucket
 
 
 ACCUMULATION = """
@@ -354,6 +358,151 @@ def test_collectives(tmp_path):
         assert r["main"] == (r["rank"] == 0)
 
 
+# ----------------------------------------------------------------------------- disagreement
+# Each job runs one collective that the two ranks call differently. Every rank catches the
+# error, reports it, and then runs one agreeing all-reduce: the failed collective left
+# nothing half-started, so the job can go on.
+DISAGREE = """
+    d = wl.distributed
+    def call():
+        CALL
+    try:
+        call()
+    except Exception as e:
+        error, message = type(e).__name__, str(e)
+    else:
+        error, message = None, None
+    after = d.all_reduce(wl.tensor([1.0])).tolist()
+    report(error=error, message=message, after=after)
+"""
+
+# (call on rank 0, call on rank 1, the collective each rank names, each rank's description)
+DISAGREEMENTS = {
+    "shape": ("d.all_reduce(np.zeros(3, np.float32))", "d.all_reduce(np.zeros(4, np.float32))",
+              ("all_reduce", "all_reduce"),
+              ("all_reduce(sum) float32[3]", "all_reduce(sum) float32[4]")),
+    "dtype": ("d.all_reduce(np.zeros(3, np.float32))", "d.all_reduce(np.zeros(3, np.float64))",
+              ("all_reduce", "all_reduce"),
+              ("all_reduce(sum) float32[3]", "all_reduce(sum) float64[3]")),
+    "op": ("d.all_reduce(wl.tensor([1.0, 2.0]), op='sum')",
+           "d.all_reduce(wl.tensor([1.0, 2.0]), op='max')",
+           ("all_reduce", "all_reduce"),
+           ("all_reduce(sum) float64[2]", "all_reduce(max) float64[2]")),
+    "collective": ("d.all_reduce(wl.tensor([1.0, 2.0]))", "d.barrier()",
+                   ("all_reduce", "barrier"),
+                   ("all_reduce(sum) float64[2]", "barrier")),
+    "broadcast_shape": ("d.broadcast(np.zeros((2, 3), np.float32))",
+                        "d.broadcast(np.zeros((3, 2), np.float32))",
+                        ("broadcast", "broadcast"),
+                        ("broadcast(src=0) float32[2, 3]", "broadcast(src=0) float32[3, 2]")),
+    "broadcast_src": ("d.broadcast(np.zeros(3), src=0)", "d.broadcast(np.zeros(3), src=1)",
+                      ("broadcast", "broadcast"),
+                      ("broadcast(src=0) float64[3]", "broadcast(src=1) float64[3]")),
+    "iall_reduce": ("d.iall_reduce(np.zeros(5, np.float32)).wait()",
+                    "d.iall_reduce(np.zeros(6, np.float32)).wait()",
+                    ("iall_reduce", "iall_reduce"),
+                    ("iall_reduce(sum) float32[5]", "iall_reduce(sum) float32[6]")),
+    "objects": ("d.all_gather_object({'a': 1})", "d.broadcast_object({'a': 1})",
+                ("all_gather_object", "broadcast_object"),
+                ("all_gather_object", "broadcast_object(src=0)")),
+}
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", list(DISAGREEMENTS))
+def test_disagreeing_ranks_are_an_error_on_every_rank(tmp_path, case):
+    first, second, names, descriptions = DISAGREEMENTS[case]
+    call = f"{first} if rank == 0 else {second}"
+    run = run_mpi(2, DISAGREE.replace("CALL", call), tmp_path, timeout=60,
+                  env={"WONDERLAND_DIST_TIMEOUT": "20"}, expect_ok=False)
+    rows = results(run)
+    assert [r["rank"] for r in rows] == [0, 1], run.stdout[-2000:] + run.stderr[-2000:]
+    for r in rows:
+        message = r["message"] or ""
+        assert r["error"] == "DistributedError", r
+        assert message.startswith(f"{names[r['rank']]}: ranks disagree: "), message
+        assert f"rank 0 has {descriptions[0]}," in message, message
+        assert f"rank 1 has {descriptions[1]}" in message, message
+        assert r["after"] == [2.0], r              # the next agreeing collective works
+    assert run.returncode == 0
+    assert run.elapsed < 20                        # no rank waited for its timeout
+
+
+@needs_mpi
+def test_disagreement_among_three_ranks_groups_the_ranks(tmp_path):
+    body = DISAGREE.replace("CALL", "d.all_reduce(np.zeros(2 if rank < 2 else 1))")
+    rows = results(run_mpi(3, body, tmp_path, timeout=60, env={"WONDERLAND_DIST_TIMEOUT": "20"}))
+    for r in rows:
+        assert r["error"] == "DistributedError", r
+        assert "ranks 0, 1 have all_reduce(sum) float64[2], rank 2 has all_reduce(sum) " \
+               "float64[1]" in r["message"], r
+        assert r["after"] == [3.0]
+
+
+@needs_mpi
+@pytest.mark.parametrize("option, expected", [
+    ("bucket_cap_mb=4.0 if rank == 0 else 0.0001",
+     ["the gradient buckets on rank", "1 bucket(s)", "6 bucket(s)",
+      "(bucket_cap_mb=", "must pass the same bucket_cap_mb"]),
+    ("average='examples' if rank == 0 else 'ranks'",
+     ["the options differ", "average='examples'", "average='ranks'"])],
+    ids=["bucket_cap_mb", "average"])
+def test_ddp_ranks_with_different_bucket_layouts_or_options_are_an_error_on_every_rank(
+        tmp_path, option, expected):
+    body = """
+        try:
+            nn.parallel.DistributedDataParallel(cnn(0), OPTION)
+        except Exception as e:
+            report(error=type(e).__name__, message=str(e))
+        else:
+            report(error=None, message=None)
+    """.replace("OPTION", option)
+    run = run_mpi(2, body, tmp_path, timeout=60, env={"WONDERLAND_DIST_TIMEOUT": "20"},
+                  expect_ok=False)
+    rows = results(run)
+    assert [r["rank"] for r in rows] == [0, 1], run.stdout[-2000:] + run.stderr[-2000:]
+    for r in rows:
+        assert r["error"] == "DistributedError", r
+        assert r["message"].startswith("DistributedDataParallel: "), r
+        for words in expected:
+            assert words in r["message"], r
+
+
+@needs_mpi
+def test_agreeing_collectives_give_the_right_values(tmp_path):
+    body = """
+        d = wl.distributed
+        wl.set_default_dtype(wl.float32)
+        # three non-blocking reductions in flight, a blocking one started behind them, then
+        # the first ones waited for out of order
+        bufs = [np.full((2, 3), float(rank + k), np.float32) for k in range(3)]
+        works = [d.iall_reduce(bufs[0]), d.iall_reduce(bufs[1], "max"),
+                 d.iall_reduce(bufs[2], check=False)]
+        ints = d.all_reduce(np.arange(4, dtype=np.int32).reshape(2, 2) * (rank + 1), op="prod")
+        works[2].wait(); d.wait_all(works[:2])
+        mean = d.all_reduce(wl.tensor([[1.0, 2.0]]) * (rank + 1), op="mean")
+        small = d.all_reduce(rank + 1, op="min")
+        big = d.all_reduce(np.full(100_000, rank + 1.0, np.float32))
+        b = d.broadcast(np.arange(6, dtype=np.int64).reshape(3, 2) + 10 * rank, src=1)
+        d.barrier()
+        objs = d.all_gather_object(["x" * (rank + 3), rank])
+        cfg = d.broadcast_object({"lr": 0.1 * (rank + 1)}, src=1)
+        report(bufs=[x.tolist() for x in bufs], ints=ints.tolist(), mean=mean.tolist(),
+               small=small, big=[float(big.min()), float(big.max())], b=b.tolist(),
+               objs=objs, cfg=cfg, dtypes=[str(ints.dtype), str(mean.dtype)])
+    """
+    rows = results(run_mpi(2, body, tmp_path))
+    assert len(rows) == 2
+    for r in rows:
+        assert r["bufs"] == [[[1.0] * 3] * 2, [[2.0] * 3] * 2, [[5.0] * 3] * 2]
+        assert r["ints"] == [[0, 2], [8, 18]]      # (k * 1) * (k * 2)
+        assert r["mean"] == [[1.5, 3.0]] and r["small"] == 1
+        assert r["big"] == [3.0, 3.0]
+        assert r["b"] == [[10, 11], [12, 13], [14, 15]]
+        assert r["objs"] == [["xxx", 0], ["xxxx", 1]] and r["cfg"] == {"lr": 0.2}
+        assert r["dtypes"] == ["int32", "float32"]
+
+
 # ----------------------------------------------------------------------------- Trainer
 TRAINER = """
     from wonderland import data
@@ -407,6 +556,12 @@ def test_a_world_of_one_without_a_launcher():
         dist.all_reduce(t, op="median")
     with pytest.raises(TypeError, match="expected a tensor, an array or a number"):
         dist.all_reduce("three")
+    buf = np.ones(3)
+    assert dist.iall_reduce(buf).test() and dist.iall_reduce(buf, check=False).done
+    dist.wait_all([dist.iall_reduce(buf, "max")])
+    dist.barrier()
+    with pytest.raises(ValueError, match="iall_reduce: op must be one of"):
+        dist.iall_reduce(buf, "median")
     wl.random.seed(0)
     inner = wl.nn.Linear(3, 2)
     model = wl.nn.parallel.DistributedDataParallel(inner)

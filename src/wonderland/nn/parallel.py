@@ -14,11 +14,16 @@ all ranks' batches — and so the same parameters after each optimiser step::
 
 How it works, following PyTorch's DDP:
 
-* **Start**: the ranks compare their parameters' names, shapes and dtypes (a mismatch is
-  an error on every rank naming the first difference, not a hang), then rank 0's values
-  are broadcast to all.
 * **Buckets**: parameters are grouped, in reverse order of registration (roughly the order
   in which backward finishes them), into flat buffers of about ``bucket_cap_mb``.
+* **Start**: the ranks compare their parameters' and buffers' names, shapes and dtypes,
+  their options (``average``, ``broadcast_buffers``) and the bucket layout itself (each
+  bucket's parameters, dtype and size, so ranks given different ``bucket_cap_mb`` are
+  caught too) — a mismatch is an error on every rank naming the first difference, not a
+  hang — then rank 0's values are broadcast to all. Having agreed on the layout once,
+  the per-step bucket reductions skip ``wl.distributed``'s per-call header
+  (``iall_reduce(..., check=False)``): every step reduces the same buckets in the same
+  order.
 * **Hooks**: the core has no "this leaf's gradient is final" callback, so DDP makes one.
   During each forward every parameter is read through an identity primitive,
   ``grad_ready``, whose VJP rule receives the gradient flowing into that read. Inside the
@@ -145,9 +150,9 @@ class DistributedDataParallel(Module):
         state["_slots"] = [_Slot(self, i) for i in range(len(named))]
         for k, v in state.items():
             object.__setattr__(self, k, v)
-        self._check_same_model()
-        self._broadcast_state()
         object.__setattr__(self, "_buckets", self._make_buckets(bucket_cap_mb))
+        self._check_same_model(bucket_cap_mb)
+        self._broadcast_state()
         where = {}
         for bi, bucket in enumerate(self._buckets):
             for k, i in enumerate(bucket.params):
@@ -159,15 +164,42 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_partial", [None] * n)  # gradients of the reads so far
 
     # ------------------------------------------------------------------ start
-    def _check_same_model(self):
-        mine = [[n, list(p.shape), str(p.dtype)] for n, p in zip(self._names, self._params)]
-        everyone = dist.all_gather_object(mine)
+    def _check_same_model(self, bucket_cap_mb):
+        """Every rank must hold the same parameters and buffers, the same options and the
+        same bucket layout (what each step's unchecked reductions rely on); otherwise
+        every rank raises, naming the first difference. (``bucket_cap_mb`` itself may
+        differ as long as the layouts it gives agree; it is only quoted.)"""
+        mine = dict(
+            parameters=[[n, list(p.shape), str(p.dtype)]
+                        for n, p in zip(self._names, self._params)],
+            buffers=[[n, list(b.shape), str(b.dtype)] for n, b in self.module.named_buffers()],
+            options=dict(average=self.average, broadcast_buffers=self.broadcast_buffers),
+            buckets=[[str(b.buffer.dtype), int(b.buffer.size), [self._names[i] for i in b.params]]
+                     for b in self._buckets])
+        everyone = dist.all_gather_object(dict(mine, bucket_cap_mb=bucket_cap_mb))
+        me = dist.rank()
         for r, theirs in enumerate(everyone):
+            cap = theirs.pop("bucket_cap_mb")
             if theirs == mine:
                 continue
-            detail = _first_difference(mine, theirs)
+            if theirs["parameters"] != mine["parameters"]:
+                detail = _first_difference(mine["parameters"], theirs["parameters"])
+            elif theirs["buffers"] != mine["buffers"]:
+                detail = _first_difference(mine["buffers"], theirs["buffers"], "buffer")
+            elif theirs["options"] != mine["options"]:
+                keys = [k for k in mine["options"] if mine["options"][k] != theirs["options"][k]]
+                raise dist.DistributedError(
+                    f"DistributedDataParallel: the options differ: rank {me} has "
+                    f"{_options(mine['options'], keys)}, rank {r} has "
+                    f"{_options(theirs['options'], keys)}; every rank must pass the same options")
+            else:
+                raise dist.DistributedError(
+                    f"DistributedDataParallel: the gradient buckets on rank {me} differ from "
+                    f"those on rank {r}: {_bucket_difference(mine['buckets'], theirs['buckets'])}"
+                    f" (bucket_cap_mb={bucket_cap_mb!r} here, {cap!r} there); every rank "
+                    f"must pass the same bucket_cap_mb")
             raise dist.DistributedError(
-                f"DistributedDataParallel: the model on rank {dist.rank()} differs from the "
+                f"DistributedDataParallel: the model on rank {me} differs from the "
                 f"model on rank {r}: {detail}; every rank must build the same model")
 
     def _broadcast_state(self):
@@ -358,7 +390,8 @@ class DistributedDataParallel(Module):
         while n < len(self._buckets) and self._buckets[n].pending == 0:
             bucket = self._buckets[n]
             bucket.buffer[-1] = self._weight
-            bucket.work = dist.iall_reduce(bucket.buffer, "sum")
+            # the layout was agreed on at construction: no header per bucket
+            bucket.work = dist.iall_reduce(bucket.buffer, "sum", check=False)
             n += 1
         object.__setattr__(self, "_launched", n)
         dist.test_all([b.work for b in self._buckets[:n] if b.work is not None])
@@ -403,14 +436,32 @@ class DistributedDataParallel(Module):
                 f"average={self.average!r}")
 
 
-def _first_difference(mine, theirs) -> str:
+def _first_difference(mine, theirs, kind="parameter") -> str:
     if len(mine) != len(theirs):
-        return f"{len(mine)} parameters here, {len(theirs)} there"
+        return f"{len(mine)} {kind}s here, {len(theirs)} there"
     for (n1, s1, d1), (n2, s2, d2) in zip(mine, theirs):
         if n1 != n2:
-            return f"parameter {n1!r} here, {n2!r} there"
+            return f"{kind} {n1!r} here, {n2!r} there"
         if s1 != s2:
             return f"{n1!r} has shape {tuple(s1)} here and {tuple(s2)} there"
         if d1 != d2:
             return f"{n1!r} has dtype {d1} here and {d2} there"
-    return "their parameter lists differ"
+    return f"their {kind} lists differ"
+
+
+def _options(options, keys) -> str:
+    return ", ".join(f"{k}={options[k]!r}" for k in keys)
+
+
+def _bucket_difference(mine, theirs) -> str:
+    def words(bucket):
+        dtype, size, names = bucket
+        return (f"{len(names)} parameter(s) from {names[0]!r} to {names[-1]!r}, "
+                f"{size} {dtype} values")
+
+    if len(mine) != len(theirs):
+        return f"{len(mine)} bucket(s) here, {len(theirs)} bucket(s) there"
+    for k, (a, b) in enumerate(zip(mine, theirs)):
+        if a != b:
+            return f"bucket {k} holds {words(a)} here and {words(b)} there"
+    return "their bucket lists differ"
