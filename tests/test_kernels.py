@@ -90,6 +90,7 @@ def test_fused_optimiser_updates_equal_the_numpy_reference(make, dtype, monkeypa
         return [p.numpy().copy() for p in ps]
 
     tol = 1e-5 if dtype == np.float32 else 1e-12
+    # four elementwise updates of a few operations, FMAs in the compiled loop: a few ulps
     for a, b in zip(run(True), run(False)):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
@@ -108,6 +109,8 @@ def test_threaded_gemm_equals_numpy(shape):
     threads.set_num_threads(2)
     try:
         np.testing.assert_allclose(gemm(a, b), a @ b, rtol=1e-12, atol=1e-12)
+        # row or column blocks, each one BLAS call over the whole inner dimension (OpenBLAS's own
+        # threads split the same way): each entry is the same dot product in the same order
         np.testing.assert_allclose(gemm(a.T.copy().T, b[:, ::-1]), a @ b[:, ::-1], rtol=1e-12)
     finally:
         threads.set_num_threads(before)
@@ -224,6 +227,7 @@ def test_recurrent_layers_split_over_threads_equal_one_thread(kind):
     one = run(1)
     two = run(2)
     for a, c in zip(one, two):
+    # threads take whole sequences: each one's steps are the same operations either way
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
 
 
@@ -289,6 +293,8 @@ def test_direct_convolution_kernels_equal_gemm_path(shape, kernel, stride, dilat
     ref = conv._conv_forward(x, w, bias=bias, **p)
     ref_w = conv._conv_weight_forward(x, g, kernel=kernel, **p)
     tol = 1e-5 if dtype == np.float32 else 1e-12
+    # float64: ≤ 12 products per output, ≤ 192 per weight gradient, in another order: ≤ 192 ×
+    # 1.1e-16 × sum|terms| (~120) ≈ 2.5e-12 at worst, within tol × (1 + |value|) and its 10×
     assert got.dtype == ref.dtype == dtype and got_w.shape == ref_w.shape == w.shape
     np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(got_w, ref_w, rtol=tol, atol=tol * 10)

@@ -71,8 +71,9 @@ def test_fused_linear_matches_composite():
     check_primitive(wl.linear, f64(x[0, 0]), f64(w), f64(b))
     gf = wl.grad(lambda *a: (wl.linear(*a) ** 2).sum(), argnums=(0, 1, 2))(f64(x), f64(w), f64(b))
     gc = wl.grad(lambda a, c, d: ((a @ c + d) ** 2).sum(), argnums=(0, 1, 2))(f64(x), f64(w), f64(b))
+    # two primitives' rules, ≤ 6 products an entry: ≤ 6 × 1.1e-16 × sum|terms| (≲ 60) ≈ 4e-14
     for a, c in zip(gf, gc):
-        np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_fused_softmax_cross_entropy_matches_composite():

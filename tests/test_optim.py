@@ -164,6 +164,7 @@ def test_schedules_match_pytorch():
         (lambda o: optim.LambdaLR(o, lambda e: 0.9 ** e), lambda o: tl.LambdaLR(o, lambda e: 0.9 ** e)),
     ]
     for ours, theirs in pairs:
+        # closed forms against PyTorch's step-by-step products: ≤ 12 roundings, ~3e-15
         np.testing.assert_allclose(lrs(ours, optim), lrs(theirs, torch.optim), rtol=1e-9, atol=1e-12)
 
 

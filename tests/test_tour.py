@@ -213,3 +213,63 @@ def test_masking_check_fails_when_the_mask_is_ignored(monkeypatch):
     monkeypatch.setattr(wl.nn.functional, "masked_global_avg_pool", lambda h, mask: h.mean(1))
     (mse_masked, _), (mse_unmasked, _) = ch08_sequences._variable_length(Context("", quick=True))
     assert mse_unmasked / mse_masked < 1.5
+
+
+# ----------------------------------------------------------------------------- cost checks
+# The tour's claims about cost compare counts, which do not move with the machine's load.
+# Each must be able to fail: with the cheaper path swapped for one that does the work of
+# the other, the counted ratio falls below the check's threshold.
+def test_forward_mode_count_check_fails_when_the_passes_are_one(monkeypatch):
+    import wonderland as wl
+    from wonderland.experiments import ch06_autodiff
+    from wonderland.experiments.base import Context
+
+    # one vmapped pass instead of one JVP per input: the count no longer grows with n
+    monkeypatch.setattr(ch06_autodiff, "_forward_passes", lambda f, x: wl.jacfwd(f)(x))
+    sizes, _, _, counts_in, counts_out = ch06_autodiff._cost(Context("", quick=True))
+    assert counts_in["fwd"][-1] / counts_in["rev"][-1] < sizes[-1] / 4
+    assert counts_out["rev"][-1] / counts_out["fwd"][-1] >= sizes[-1] / 4   # untouched side
+
+
+@pytest.mark.slow                   # recomputes every prefix of up to 256 tokens: ~8 s
+def test_kv_cache_count_check_fails_when_the_cache_is_not_used(monkeypatch):
+    from wonderland.experiments import ch11_transformers_in_practice as ch11
+    from wonderland.experiments.base import Context
+    from wonderland.models import GPT
+
+    generate = GPT.generate
+    monkeypatch.setattr(GPT, "generate", lambda self, *a, use_cache=True, **k:
+                        generate(self, *a, use_cache=False, **k))
+    rows = ch11.kv_cache_cost(Context("", quick=True))
+    assert rows[-1]["recompute_macs"] / rows[-1]["cache_macs"] < rows[-1]["tokens"] / 4
+
+
+def test_linear_attention_count_check_fails_for_a_quadratic_linear_attention(monkeypatch):
+    import wonderland as wl
+    from wonderland.experiments import ch11_transformers_in_practice as ch11
+    from wonderland.experiments.base import Context
+
+    def quadratic(q, k, v):          # the same outputs, through the L × L matrix of weights
+        fq, fk = wl.nn.functional.elu(q) + 1.0, wl.nn.functional.elu(k) + 1.0
+        w = wl.matmul(fq, fk.swapaxes(-1, -2))
+        return wl.matmul(w, v) / (w.sum(-1, keepdims=True) + 1e-6)
+
+    monkeypatch.setattr(wl.nn.functional, "linear_attention", quadratic)
+    rows = ch11.linear_vs_softmax(Context("", quick=True))
+    lengths = [r["length"] for r in rows]
+    slope = ch11._slope(lengths, [r["softmax_macs"] for r in rows]) - \
+        ch11._slope(lengths, [r["linear_macs"] for r in rows])
+    assert slope < 0.8
+
+
+def test_s4d_count_check_fails_when_the_convolution_steps(monkeypatch):
+    from wonderland import nn
+    from wonderland.experiments import ch13_recurrent
+    from wonderland.experiments.base import Context
+
+    forward = nn.S4D.forward
+    monkeypatch.setattr(nn.S4D, "forward", lambda self, x, mode=None, method="sequential":
+                        forward(self, x, "recurrent" if mode == "conv" else mode, method))
+    lengths, _, counts = ch13_recurrent._cost(Context("", quick=True))
+    ratio = counts["recurrent (step loop)"][-1] / counts["convolution (FFT)"][-1]
+    assert ratio < lengths[-1] / 16

@@ -136,6 +136,7 @@ def test_checkpoint_same_gradients_fewer_saved_bytes(rng):
     g_plain = wl.grad(net, argnums=1)(x, w, False)
     g_ckpt = wl.grad(net, argnums=1)(x, w, True)
     for a, b in zip(g_plain, g_ckpt):
+        # the checkpoint recomputes the block's operations in the same order: identical
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
     ws = [t.detach().requires_grad_() for t in w]
     plain_bytes = wl.autograd.saved_bytes(net(x, ws, False))
@@ -146,6 +147,7 @@ def test_checkpoint_same_gradients_fewer_saved_bytes(rng):
     v = x[:2]
     hv = wl.jvp(wl.grad(f), (v,), (wl.ones_like(v),))[1]
     hv_ref = wl.jvp(wl.grad(lambda u: net(u, w, False)), (v,), (wl.ones_like(v),))[1]
+    # second order through a recomputed block, summed in another order: a few ulps
     np.testing.assert_allclose(hv.numpy(), hv_ref.numpy(), rtol=1e-10)
     gg = wl.grad(lambda u: (wl.grad(f)(u) ** 2).sum())(v)
     gg_ref = wl.grad(lambda u: (wl.grad(lambda z: net(z, w, False))(u) ** 2).sum())(v)

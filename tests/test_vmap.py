@@ -73,6 +73,8 @@ CASES = [
 def test_vmap_equals_a_loop(name, f, args, in_axes):
     got = wl.vmap(f, in_axes=in_axes)(*args)
     want = looped(f, in_axes, args)
+    # batched kernels against one call per example: small operands, ~1e-15 relative (the solve:
+    # matrices of condition < 10)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10, atol=1e-12)
 
 
@@ -99,7 +101,8 @@ def test_per_example_gradients():
 
     per_example = wl.vmap(wl.grad(loss), in_axes=(None, 0, 0))(w, xs, ys)
     want = wl.stack([wl.grad(loss)(w, xs[i], ys[i]) for i in range(5)])
-    np.testing.assert_allclose(per_example.numpy(), want.numpy(), rtol=1e-12)
+    # batched and single products of 3 terms: ~1e-16 absolute; atol for entries near zero
+    np.testing.assert_allclose(per_example.numpy(), want.numpy(), rtol=1e-12, atol=1e-13)
 
 
 def test_grad_of_a_vmapped_function():
@@ -108,10 +111,11 @@ def test_grad_of_a_vmapped_function():
     f = lambda w: wl.vmap(lambda x: wl.tanh(x @ w).sum())(xs).sum()  # noqa: E731
     g = wl.grad(f)(w)
     want = wl.grad(lambda w: wl.tanh(xs @ w).sum())(w)
-    np.testing.assert_allclose(g.numpy(), want.numpy(), rtol=1e-12)
+    # 5 examples' contributions summed in another order: ~5e-16 absolute; atol near zero
+    np.testing.assert_allclose(g.numpy(), want.numpy(), rtol=1e-12, atol=1e-13)
     wv = w.detach().requires_grad_()
     f(wv).backward()
-    np.testing.assert_allclose(wv.grad.numpy(), want.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(wv.grad.numpy(), want.numpy(), rtol=1e-12, atol=1e-13)
 
 
 def test_jvp_and_vmap_commute():
@@ -119,7 +123,8 @@ def test_jvp_and_vmap_commute():
     f = lambda u: wl.sin(u) * u.sum()  # noqa: E731
     a = wl.vmap(lambda p, q: wl.jvp(f, (p,), (q,))[1])(x, v)
     b = wl.jvp(wl.vmap(f), (x,), (v,))[1]
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+    # sin, cos and a sum of 3 per row, batched or not: a few ulps; atol near zero
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-13)
 
 
 def test_jacobians_match_finite_differences_and_each_other():
@@ -131,8 +136,10 @@ def test_jacobians_match_finite_differences_and_each_other():
     fd = np.stack([(f(x + eps * wl.tensor(e)).numpy() - f(x - eps * wl.tensor(e)).numpy()) / (2 * eps)
                    for e in np.eye(6)], axis=1)
     np.testing.assert_allclose(jr.numpy(), fd, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(jf.numpy(), jr.numpy(), rtol=1e-12)
+    # columns by JVPs, rows by VJPs, through 4×6 products: ~1e-16 absolute; atol near zero
+    np.testing.assert_allclose(jf.numpy(), jr.numpy(), rtol=1e-12, atol=1e-13)
     h = wl.hessian(lambda v: (wl.tanh(w @ v) ** 2).sum())(x)
+    # H and Hᵀ come from different passes: ~1e-15 relative
     np.testing.assert_allclose(h.numpy(), h.numpy().T, rtol=1e-10)
 
 
@@ -143,6 +150,7 @@ def test_forward_over_reverse_on_batched_primals_is_refused_and_alternatives_wor
         wl.vmap(lambda x: wl.jvp(cube, (x,), (v,))[1])(xs)
     vs = wl.stack([v] * 3)
     hv = wl.jvp(wl.vmap(cube), (xs,), (vs,))[1]                  # jvp outside the vmap
+    # products only (3u²·2·v against 6·x·v): a few ulps relative, no cancellation
     np.testing.assert_allclose(hv.numpy(), 6 * xs.numpy() * v.numpy(), rtol=1e-12)
     rr = wl.vmap(lambda x: wl.grad(lambda u: (cube(u) * v).sum())(x))(xs)   # reverse over reverse
     np.testing.assert_allclose(rr.numpy(), 6 * xs.numpy() * v.numpy(), rtol=1e-12)

@@ -18,6 +18,7 @@ from wonderland.ops.attention import attention
 from .base import Check, Result
 from .ch07_convolutions import digits_images, make_cnn
 from .common import accuracy
+from .counting import count_products
 from .plotting import COLORS
 
 # ----------------------------------------------------------------------------- numbers → words
@@ -84,25 +85,32 @@ def translation(ctx):
 
 
 # ----------------------------------------------------------------------------- costs
-def kv_cache_speed(ctx):
+def kv_cache_cost(ctx):
+    """Greedy generation of n tokens with the KV cache and recomputing the prefix at
+    every step: the multiply-adds of each, counted (the claim), and the time of each, the
+    best of a few repeats (reported: a timing is at the mercy of whatever else the
+    machine is doing)."""
     wl.random.seed(ctx.seed)
-    # The best of a few repeats: a single timing of a short generation is at the mercy of
-    # whatever else the machine is doing. Quick mode still goes to 256 tokens, where the
-    # cache's advantage is clear of per-token overheads (about 3x; about 1.5x at 128).
     lengths = [32, 64, 128, 256]
     model = wl.models.GPT(64, max(lengths) + 1, 2, 4, 64)
     prompt = np.array([[1]])
     rows = []
     for n in lengths:
+        with count_products() as cached:
+            a = model.generate(prompt, n, top_k=1, use_cache=True)
+        with count_products() as full:
+            b = model.generate(prompt, n, top_k=1, use_cache=False)
         cache_s = recompute_s = np.inf
         for _ in range(ctx.pick(3, 2)):
             t0 = time.perf_counter()
-            a = model.generate(prompt, n, top_k=1, use_cache=True)
+            model.generate(prompt, n, top_k=1, use_cache=True)
             t1 = time.perf_counter()
-            b = model.generate(prompt, n, top_k=1, use_cache=False)
+            model.generate(prompt, n, top_k=1, use_cache=False)
             t2 = time.perf_counter()
             cache_s, recompute_s = min(cache_s, t1 - t0), min(recompute_s, t2 - t1)
-        rows.append({"tokens": n, "cache_s": cache_s, "recompute_s": recompute_s,
+        rows.append({"tokens": n, "cache_macs": cached.macs, "recompute_macs": full.macs,
+                     "cache_applications": cached.calls, "recompute_applications": full.calls,
+                     "cache_s": cache_s, "recompute_s": recompute_s,
                      "same_tokens": bool((a.numpy() == b.numpy()).all())})
     return rows
 
@@ -138,20 +146,24 @@ def memory_efficient(ctx):
 
 
 def linear_vs_softmax(ctx):
+    """Softmax against linear attention at growing lengths: the multiply-adds of each,
+    counted (the claim), and the best of three forward times (reported)."""
     rng = np.random.default_rng(1)
     rows = []
     for L in ctx.pick([256, 512, 1024, 2048, 4096], [256, 512, 1024, 2048]):
         q, k, v = (wl.tensor(rng.standard_normal((1, 2, L, 32)).astype(np.float32)) for _ in range(3))
-        times = {}
+        row = {"length": L}
         for name, fn in (("softmax", lambda: nn.functional.scaled_dot_product_attention(q, k, v)),
                          ("linear", lambda: nn.functional.linear_attention(q, k, v))):
+            with count_products() as counted:
+                fn()
             best = np.inf
             for _ in range(3):
                 t0 = time.perf_counter()
                 fn()
                 best = min(best, time.perf_counter() - t0)
-            times[name] = best
-        rows.append({"length": L, "softmax_s": times["softmax"], "linear_s": times["linear"]})
+            row[f"{name}_macs"], row[f"{name}_s"] = counted.macs, best
+        rows.append(row)
     return rows
 
 
@@ -279,7 +291,7 @@ def _run(ctx) -> Result:
     ctx.status("numbers to words")
     exact_g, exact_b, examples, steps = translation(ctx)
     ctx.status("KV cache")
-    kv = kv_cache_speed(ctx)
+    kv = kv_cache_cost(ctx)
     ctx.status("memory-efficient attention")
     mem = memory_efficient(ctx)
     ctx.status("linear attention")
@@ -288,30 +300,37 @@ def _run(ctx) -> Result:
     ctx.status("audio")
     aud = audio(ctx)
 
-    fig = ctx.figure("costs", "The cost of attention. Left: generating n tokens greedily with a "
-                     "KV cache against recomputing the whole prefix at every step (same tokens). "
-                     "Middle: peak memory of attention forward+backward, plain (quadratic) against "
-                     "the FlashAttention-style kernel (linear). Right: forward time of softmax "
+    fig = ctx.figure("costs", "The cost of attention. Top left: multiply-adds (counted) of "
+                     "generating n tokens greedily with a KV cache against recomputing the whole "
+                     "prefix at every step (same tokens); bottom left: their times. Middle: peak "
+                     "memory (top) and time (bottom) of attention forward+backward, plain "
+                     "(quadratic memory) against the FlashAttention-style kernel (linear). "
+                     "Right: multiply-adds (top, counted) and forward time (bottom) of softmax "
                      "against linear attention.")
-    fig.set_size_inches(11, 3.5)
-    ax = fig.add_subplot(1, 3, 1)
-    ax.loglog([r["tokens"] for r in kv], [r["cache_s"] for r in kv], "o-", color=COLORS[0], label="KV cache")
-    ax.loglog([r["tokens"] for r in kv], [r["recompute_s"] for r in kv], "s-", color=COLORS[1], label="recompute")
-    ax.set_xlabel("generated tokens")
-    ax.set_ylabel("seconds")
-    ax.legend(fontsize=8)
-    ax = fig.add_subplot(1, 3, 2)
-    ax.loglog([r["length"] for r in mem], [r["plain_peak_mb"] for r in mem], "o-", color=COLORS[1], label="plain")
-    ax.loglog([r["length"] for r in mem], [r["flash_peak_mb"] for r in mem], "s-", color=COLORS[0], label="flash")
-    ax.set_xlabel("sequence length")
-    ax.set_ylabel("peak MiB (tracemalloc)")
-    ax.legend(fontsize=8)
-    ax = fig.add_subplot(1, 3, 3)
-    ax.loglog([r["length"] for r in lin], [r["softmax_s"] for r in lin], "o-", color=COLORS[1], label="softmax")
-    ax.loglog([r["length"] for r in lin], [r["linear_s"] for r in lin], "s-", color=COLORS[0], label="linear")
-    ax.set_xlabel("sequence length")
-    ax.set_ylabel("seconds (forward)")
-    ax.legend(fontsize=8)
+    fig.set_size_inches(11, 6.4)
+    panels = [(1, kv, "tokens", ("cache_macs", "recompute_macs"), ("KV cache", "recompute"),
+               "generated tokens", "multiply-adds"),
+              (4, kv, "tokens", ("cache_s", "recompute_s"), ("KV cache", "recompute"),
+               "generated tokens", "seconds"),
+              (2, mem, "length", ("flash_peak_mb", "plain_peak_mb"), ("flash", "plain"),
+               "sequence length", "peak MiB (tracemalloc)"),
+              (5, mem, "length", ("flash_s", "plain_s"), ("flash", "plain"),
+               "sequence length", "seconds (forward+backward)"),
+              (3, lin, "length", ("linear_macs", "softmax_macs"), ("linear", "softmax"),
+               "sequence length", "multiply-adds (forward)"),
+              (6, lin, "length", ("linear_s", "softmax_s"), ("linear", "softmax"),
+               "sequence length", "seconds (forward)")]
+    for pos, rows_, x_key, keys, labels, xlabel, ylabel in panels:
+        ax = fig.add_subplot(2, 3, pos)
+        xs = [r[x_key] for r in rows_]
+        for key, label, color, marker in zip(keys, labels, (COLORS[0], COLORS[1]), ("o-", "s-")):
+            ax.loglog(xs, [r[key] for r in rows_], marker, color=color, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.minorticks_off()
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
     ctx.save(fig)
 
     fig = ctx.figure("models", f"Left: test accuracy on the 8×8 digits after {vis_epochs} epochs "
@@ -339,19 +358,25 @@ def _run(ctx) -> Result:
     ctx.save(fig)
 
     kv_same = float(all(r["same_tokens"] for r in kv))
+    kv_macs_ratio = kv[-1]["recompute_macs"] / kv[-1]["cache_macs"]
     kv_speedup = kv[-1]["recompute_s"] / kv[-1]["cache_s"]
     mem_ratio = mem[-1]["flash_peak_mb"] / mem[0]["flash_peak_mb"]
     len_ratio = mem[-1]["length"] / mem[0]["length"]
     plain_ratio = mem[-1]["plain_peak_mb"] / mem[0]["plain_peak_mb"]
     max_diff = max(r["max_difference"] for r in mem)
-    soft_slope = _slope([r["length"] for r in lin], [r["softmax_s"] for r in lin])
-    lin_slope = _slope([r["length"] for r in lin], [r["linear_s"] for r in lin])
+    lengths = [r["length"] for r in lin]
+    soft_macs_slope = _slope(lengths, [r["softmax_macs"] for r in lin])
+    lin_macs_slope = _slope(lengths, [r["linear_macs"] for r in lin])
+    soft_slope = _slope(lengths, [r["softmax_s"] for r in lin])
+    lin_slope = _slope(lengths, [r["linear_s"] for r in lin])
     metrics = {"translation_exact_greedy": exact_g, "translation_exact_beam": exact_b,
                "translation_steps": steps, "kv_cache": kv, "kv_cache_speedup_longest": kv_speedup,
+               "kv_cache_macs_ratio_longest": kv_macs_ratio,
                "memory_efficient": mem, "flash_memory_growth": mem_ratio,
                "plain_memory_growth": plain_ratio, "flash_max_difference": max_diff,
                "linear_vs_softmax": lin, "softmax_time_slope": soft_slope,
-               "linear_time_slope": lin_slope,
+               "linear_time_slope": lin_slope, "softmax_macs_slope": soft_macs_slope,
+               "linear_macs_slope": lin_macs_slope,
                **{f"digits_accuracy_{k}": v for k, v in vis_acc.items()},
                **{f"digits_parameters_{k}": v for k, v in vis_params.items()},
                "audio": aud}
@@ -360,13 +385,19 @@ def _run(ctx) -> Result:
         Check("beam search (4 beams) exact match is at least greedy's minus 2 points", exact_b,
               exact_g - 0.02, ">="),
         Check("KV-cache decoding gives the same tokens as recomputation", kv_same, 1.0, ">="),
-        Check(f"KV cache is faster at {kv[-1]['tokens']} tokens (speed-up)", kv_speedup, 2.0, ">="),
+        # with the cache each step multiplies one new position (and attends over the
+        # cached keys); recomputing multiplies all t of them: the ratio grows like n/2
+        Check(f"{kv[-1]['tokens']} tokens: recomputing the prefix does more multiply-adds "
+              f"than decoding with the KV cache (ratio, counted; at least n/4)",
+              kv_macs_ratio, kv[-1]["tokens"] / 4, ">="),
         Check("flash and plain attention agree (max difference)", max_diff, 1e-4, "<="),
         Check(f"flash attention's peak memory grows at most linearly ({len_ratio:.0f}× length)",
               mem_ratio, len_ratio * 1.2, "<="),
         Check("plain attention's peak memory grows faster than linearly", plain_ratio, len_ratio * 2, ">="),
-        Check("softmax attention time grows faster with length than linear attention's "
-              "(log-log slope difference)", soft_slope - lin_slope, 0.4, ">="),
+        # softmax attention multiplies L×L scores (slope 2), linear attention E×Ev states (1)
+        Check("softmax attention's multiply-adds grow faster with length than linear "
+              "attention's (log-log slope difference, counted)", soft_macs_slope - lin_macs_slope,
+              0.8, ">="),
         Check("ViT on digits, test accuracy", vis_acc["ViT"], ctx.pick(0.7, 0.45), ">="),
         Check("MLP-Mixer on digits, test accuracy", vis_acc["MLP-Mixer"], ctx.pick(0.88, 0.75), ">="),
         Check("the chapter-7 CNN stays ahead of the transformer-style models on small images",
@@ -381,14 +412,19 @@ def _run(ctx) -> Result:
         f"An encoder–decoder transformer trained for {steps} steps to write numbers below 1,000 "
         f"as English words gets {exact_g:.0%} of 200 numbers it never saw exactly right with greedy "
         f"decoding and {exact_b:.0%} with beam search (4 beams), e.g. {ex}. Generating "
-        f"{kv[-1]['tokens']} tokens with a KV cache takes {kv[-1]['cache_s']:.2f} s against "
-        f"{kv[-1]['recompute_s']:.2f} s recomputing the prefix at every step, with the same tokens. "
+        f"{kv[-1]['tokens']} tokens with a KV cache does {kv_macs_ratio:.0f}× fewer multiply-adds "
+        f"than recomputing the prefix at every step ({kv[-1]['cache_macs'] / 1e6:.0f} M against "
+        f"{kv[-1]['recompute_macs'] / 1e6:.0f} M), with the same tokens; both apply about as many "
+        f"primitives ({kv[-1]['cache_applications']:,} against "
+        f"{kv[-1]['recompute_applications']:,}), and at this size the per-step overhead weighs on "
+        f"the times: {kv[-1]['cache_s']:.2f} s against {kv[-1]['recompute_s']:.2f} s here. "
         f"From length {mem[0]['length']} to {mem[-1]['length']} the FlashAttention-style kernel's "
         f"peak memory grows {mem_ratio:.1f}× ({mem[-1]['flash_peak_mb']:.1f} MiB at the longest) "
         f"while plain attention's grows {plain_ratio:.1f}× ({mem[-1]['plain_peak_mb']:.1f} MiB), "
         f"with values agreeing to {max_diff:.1e}; times {mem[-1]['flash_s']:.2f} s against "
-        f"{mem[-1]['plain_s']:.2f} s. Softmax attention's time grows as L^{soft_slope:.2f}, linear "
-        f"attention's as L^{lin_slope:.2f}. On the 8×8 digits: "
+        f"{mem[-1]['plain_s']:.2f} s. Softmax attention's multiply-adds grow as "
+        f"L^{soft_macs_slope:.2f} and linear attention's as L^{lin_macs_slope:.2f}; their times "
+        f"as L^{soft_slope:.2f} and L^{lin_slope:.2f}. On the 8×8 digits: "
         + ", ".join(f"{k} {v:.1%} ({vis_params[k]:,} parameters)" for k, v in vis_acc.items())
         + f" — with 1,347 training images the CNN's built-in locality wins. An audio transformer "
         f"whose 1-D convolutional tokeniser turns {aud['samples']:,} samples into {aud['tokens']} "
