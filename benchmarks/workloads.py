@@ -481,8 +481,7 @@ def _lstm_workload(num_layers):
         g0 = rng.standard_normal((batch, length, hidden)).astype(np.float32)
         if contender == "wonderland":
             import wonderland as wl
-            from wonderland.ops import kernels as _kernels
-            _kernels.warm_up()
+            wl.ops.warm_up()
             lstm = wl.nn.LSTM(n_in, hidden, num_layers=num_layers)
             x = wl.tensor(x0, requires_grad=True)
             g = wl.tensor(g0)
@@ -557,9 +556,8 @@ def selective_scan_workload(contender):
     arrays = _ssm_arrays()
     if contender == "wonderland":
         import wonderland as wl
-        from wonderland.ops import kernels as _compiled
         from wonderland.ops.selective import selective_scan
-        _compiled.warm_up()
+        wl.ops.warm_up()
         x, dt, A, Bm, C = (wl.tensor(a, requires_grad=True) for a in arrays[:5])
         g = wl.tensor(arrays[5])
 
@@ -591,8 +589,7 @@ def linear_recurrence_workload(contender, batch=8, length=1024, channels=256 * 1
     g0 = rng.standard_normal((batch, length, channels)).astype(np.float32)
     if contender == "wonderland":
         import wonderland as wl
-        from wonderland.ops import kernels as _compiled
-        _compiled.warm_up()
+        wl.ops.warm_up()
         a, b = wl.tensor(a0, requires_grad=True), wl.tensor(b0, requires_grad=True)
         g = wl.tensor(g0)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import wonderland as wl
+from wonderland.backend import threads
 from wonderland.nn import functional as F
 from wonderland.ops import conv as C
 from conftest import check_primitive, f64
@@ -100,7 +101,7 @@ def test_threaded_chunks_match_single_thread(monkeypatch, set_threads):
         return out, gw, gx
 
     monkeypatch.setattr(C, "_ROWS_PER_CHUNK", 64)
-    monkeypatch.setattr(C, "_PARALLEL_MIN", 0)
+    monkeypatch.setattr(threads, "MIN_PARALLEL_WORK", 0)
     set_threads(3)
     many = run()
     set_threads(1)

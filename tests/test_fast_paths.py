@@ -11,7 +11,7 @@ import pytest
 
 import wonderland as wl
 from wonderland.core import structural
-from wonderland.ops.kernels import ENABLED as KERNELS
+from wonderland.backend.compiled import ENABLED as KERNELS
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import wonderland as wl
+from wonderland.backend import compiled
 from wonderland.core import fusion
 
 pytestmark = pytest.mark.skipif(not fusion.enabled(), reason="numba is not available")
@@ -58,8 +59,8 @@ def test_fused_chains_equal_their_numpy_reference(case, dtype):
         assert got.dtype == want.dtype == dtype
         # ≤ 6 elementwise steps, rounded (or contracted to FMAs, or through another exp/log) one
         # way in the loop and another in NumPy: a few ulps, ~1e-15 in float64
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
         tol = 1e-6 if dtype == np.float32 else 1e-13
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
     assert _fused(f), f.last_program.names
 
 
@@ -210,7 +211,7 @@ def test_a_cache_file_with_other_content_is_rewritten_before_it_is_loaded(tmp_pa
     planted = tmp_path / "fused" / f"fused_{digest}.py"
     planted.parent.mkdir(parents=True)
     planted.write_text("raise SystemExit('a planted file was run')\n")
-    fusion._KERNELS.pop(digest, None)
+    compiled._GENERATED.pop(digest, None)
     kernel = fusion._kernel(source)
     assert planted.read_text() == source
     out = np.empty((1, 4))
@@ -221,9 +222,9 @@ def test_a_cache_file_with_other_content_is_rewritten_before_it_is_loaded(tmp_pa
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
 def test_a_cache_directory_others_may_write_is_not_used(tmp_path, monkeypatch):
     monkeypatch.setenv("WONDERLAND_CACHE_DIR", str(tmp_path / "mine"))
-    assert fusion._cache_dir() == str(tmp_path / "mine" / "fused")
+    assert compiled.cache_dir() == str(tmp_path / "mine" / "fused")
     os.chmod(tmp_path / "mine" / "fused", 0o777)              # ours: tightened again
-    assert fusion._cache_dir() == str(tmp_path / "mine" / "fused")
+    assert compiled.cache_dir() == str(tmp_path / "mine" / "fused")
     assert not os.stat(tmp_path / "mine" / "fused").st_mode & 0o022
 
 

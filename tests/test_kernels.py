@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from wonderland.ops import kernels, pool
+from wonderland.backend import compiled, threads
+from wonderland.ops import pool
 
-pytestmark = pytest.mark.skipif(not kernels.ENABLED, reason="numba is not installed")
+pytestmark = pytest.mark.skipif(not compiled.ENABLED, reason="numba is not installed")
 
 
 def _reference_gather(x, idx, kernel, stride, dilation):
@@ -80,7 +81,7 @@ def test_fused_optimiser_updates_equal_the_numpy_reference(make, dtype, monkeypa
     grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(4)]
 
     def run(fused):
-        monkeypatch.setattr(kernels, "ENABLED", fused)
+        monkeypatch.setattr(compiled, "ENABLED", fused)
         ps = [wl.tensor(a.copy(), requires_grad=True) for a in start]
         opt = make(ps)
         for gs in grads:
@@ -89,8 +90,8 @@ def test_fused_optimiser_updates_equal_the_numpy_reference(make, dtype, monkeypa
             opt.step()
         return [p.numpy().copy() for p in ps]
 
-    tol = 1e-5 if dtype == np.float32 else 1e-12
     # four elementwise updates of a few operations, FMAs in the compiled loop: a few ulps
+    tol = 1e-5 if dtype == np.float32 else 1e-12
     for a, b in zip(run(True), run(False)):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
@@ -108,9 +109,9 @@ def test_threaded_gemm_equals_numpy(shape):
     before = threads.get_num_threads()
     threads.set_num_threads(2)
     try:
-        np.testing.assert_allclose(gemm(a, b), a @ b, rtol=1e-12, atol=1e-12)
         # row or column blocks, each one BLAS call over the whole inner dimension (OpenBLAS's own
         # threads split the same way): each entry is the same dot product in the same order
+        np.testing.assert_allclose(gemm(a, b), a @ b, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(gemm(a.T.copy().T, b[:, ::-1]), a @ b[:, ::-1], rtol=1e-12)
     finally:
         threads.set_num_threads(before)
@@ -226,8 +227,8 @@ def test_recurrent_layers_split_over_threads_equal_one_thread(kind):
 
     one = run(1)
     two = run(2)
-    for a, c in zip(one, two):
     # threads take whole sequences: each one's steps are the same operations either way
+    for a, c in zip(one, two):
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
 
 
@@ -248,14 +249,14 @@ def test_col2im_kernel_equals_numpy(shape, kernel, stride, dilation, groups, cou
     from wonderland.ops import conv
 
     if split:
-        monkeypatch.setattr(conv, "_PARALLEL_MIN", 0)
+        monkeypatch.setattr(threads, "MIN_PARALLEL_WORK", 0)
     rng = np.random.default_rng(1)
     nd = len(kernel)
     outs = [conv.out_size(n, k, s, d) for n, k, s, d in zip(shape[1:1 + nd], kernel, stride, dilation)]
     g = rng.standard_normal((shape[0], *outs, cout)).astype(dtype)
     w = rng.standard_normal((*kernel, shape[-1] // groups, cout)).astype(dtype)
     got = conv._col2im(g, w, stride, dilation, groups, shape, dtype)
-    monkeypatch.setattr(kernels, "ENABLED", False)
+    monkeypatch.setattr(compiled, "ENABLED", False)
     ref = conv._col2im(g, w, stride, dilation, groups, shape, dtype)
     assert got.shape == ref.shape == shape
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
@@ -278,7 +279,7 @@ def test_direct_convolution_kernels_equal_gemm_path(shape, kernel, stride, dilat
     from wonderland.ops import conv
 
     if split:
-        monkeypatch.setattr(conv, "_PARALLEL_MIN", 0)
+        monkeypatch.setattr(threads, "MIN_PARALLEL_WORK", 0)
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal((*kernel, shape[-1], cout)).astype(dtype)
@@ -288,13 +289,13 @@ def test_direct_convolution_kernels_equal_gemm_path(shape, kernel, stride, dilat
     got = conv._conv_forward(x, w, bias=bias, **p)
     g = rng.standard_normal(got.shape).astype(dtype)
     got_w = conv._conv_weight_forward(x, g, kernel=kernel, **p)
-    monkeypatch.setattr(kernels, "ENABLED", False)          # im2col + GEMM
+    monkeypatch.setattr(compiled, "ENABLED", False)          # im2col + GEMM
     assert not conv._direct_applies(x, w, 1)
     ref = conv._conv_forward(x, w, bias=bias, **p)
     ref_w = conv._conv_weight_forward(x, g, kernel=kernel, **p)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
     # float64: ≤ 12 products per output, ≤ 192 per weight gradient, in another order: ≤ 192 ×
     # 1.1e-16 × sum|terms| (~120) ≈ 2.5e-12 at worst, within tol × (1 + |value|) and its 10×
+    tol = 1e-5 if dtype == np.float32 else 1e-12
     assert got.dtype == ref.dtype == dtype and got_w.shape == ref_w.shape == w.shape
     np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(got_w, ref_w, rtol=tol, atol=tol * 10)

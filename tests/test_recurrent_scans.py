@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import wonderland as wl
-from wonderland.ops import kernels as _compiled
+from wonderland.backend import compiled as _compiled
 from wonderland.ops.recurrence import recurrent_layer, reference
 from wonderland.ops.scan_ops import METHODS
 from wonderland.ops.selective import selective_scan

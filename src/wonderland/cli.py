@@ -50,20 +50,21 @@ def _allocator_status() -> str:
 
 
 def _kernels_status() -> str:
-    from wonderland.ops import kernels
+    from wonderland.backend import compiled
 
-    if kernels.ENABLED:
+    if compiled.ENABLED:
         return "numba"
     return "off (NumPy references: numba missing or WONDERLAND_KERNELS=numpy)"
 
 
 def _fusion_status() -> str:
+    from wonderland.backend import compiled
     from wonderland.core import fusion
 
     if not fusion.enabled():
         return "off (WONDERLAND_FUSION=0, or compiled kernels off)"
     try:
-        return f"on (loops cached in {fusion._cache_dir()})"
+        return f"on (loops cached in {compiled.cache_dir()})"
     except OSError as exc:
         return f"on, but {exc}"
 

@@ -20,8 +20,8 @@ from .core.tensor import Tensor
 from .core.tracing import read_values, record_call
 from .linalg import cholesky, diagonal, solve_triangular
 from .nn.functional import binary_cross_entropy_with_logits, log_sigmoid
-from .ops._common import constant, floating, to_tensor
-from .random import _gen
+from .ops.arguments import constant, floating, to_tensor
+from .random import get_generator
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -103,7 +103,7 @@ class Normal(Distribution):
         self._batch_shape = np.broadcast_shapes(self.loc.shape, self.scale.shape)
 
     def rsample(self, shape=(), generator=None):
-        eps = _gen(generator).normal(_shape(shape) + self._batch_shape, dtype=self.loc.dtype)
+        eps = get_generator(generator).normal(_shape(shape) + self._batch_shape, dtype=self.loc.dtype)
         return self.loc + self.scale * eps
 
     def log_prob(self, x):
@@ -142,7 +142,7 @@ class Uniform(Distribution):
         self._batch_shape = np.broadcast_shapes(self.low.shape, self.high.shape)
 
     def rsample(self, shape=(), generator=None):
-        u = _gen(generator).uniform(_shape(shape) + self._batch_shape, dtype=self.low.dtype)
+        u = get_generator(generator).uniform(_shape(shape) + self._batch_shape, dtype=self.low.dtype)
         return self.low + (self.high - self.low) * u
 
     def log_prob(self, x):
@@ -186,7 +186,7 @@ class Bernoulli(Distribution):
         self._batch_shape = self.logits.shape
 
     def sample(self, shape=(), generator=None):
-        u = _gen(generator).uniform(_shape(shape) + self._batch_shape, dtype=self.probs.dtype)
+        u = get_generator(generator).uniform(_shape(shape) + self._batch_shape, dtype=self.probs.dtype)
         return ops.less(u, self.probs.detach()).astype(self.probs.dtype)
 
     def log_prob(self, x):
@@ -234,7 +234,7 @@ class Categorical(Distribution):
 
     def sample(self, shape=(), generator=None):
         shape = _shape(shape)
-        u = _gen(generator).uniform(shape + self._batch_shape + (1,), dtype=np.float64)
+        u = get_generator(generator).uniform(shape + self._batch_shape + (1,), dtype=np.float64)
         return constant(record_call(_inverse_cdf, u, self.probs))
 
     def log_prob(self, x):
@@ -302,7 +302,7 @@ class MultivariateNormal(Distribution):
         return self.scale_tril @ self.scale_tril.mT
 
     def rsample(self, shape=(), generator=None):
-        eps = _gen(generator).normal(_shape(shape) + self._batch_shape + (self.dim,),
+        eps = get_generator(generator).normal(_shape(shape) + self._batch_shape + (self.dim,),
                                      dtype=self.loc.dtype)
         return self.loc + (self.scale_tril @ eps.expand_dims(-1))[..., 0]
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import backend as B
 from .core import dtypes, rng
-from .core.tensor import Tensor, _wrap
+from .core.tensor import Tensor, from_array
 from .core.tracing import record_call
 
 
@@ -88,7 +88,7 @@ class Generator:
         d = _float_dtype(dtype, "normal")
         if std < 0:
             raise ValueError(f"normal: std must be non-negative, got {std}")
-        t = _wrap(self._draw(_normal, shape=shape, mean=mean, std=std, dtype=d))
+        t = from_array(self._draw(_normal, shape=shape, mean=mean, std=std, dtype=d))
         return t.requires_grad_(True) if requires_grad else t
 
     def uniform(self, shape=(), low=0.0, high=1.0, *, dtype=None, requires_grad=False) -> Tensor:
@@ -97,7 +97,7 @@ class Generator:
         d = _float_dtype(dtype, "uniform")
         if not high >= low:
             raise ValueError(f"uniform: need low <= high, got low={low}, high={high}")
-        t = _wrap(self._draw(_uniform, shape=shape, low=low, high=high, dtype=d))
+        t = from_array(self._draw(_uniform, shape=shape, low=low, high=high, dtype=d))
         return t.requires_grad_(True) if requires_grad else t
 
     def randint(self, low, high=None, shape=(), *, dtype=None) -> Tensor:
@@ -108,7 +108,7 @@ class Generator:
             raise ValueError(f"randint: need low < high, got low={low}, high={high}")
         shape = _shape(shape, "randint")
         d = dtypes.as_dtype(dtype) or dtypes.int64
-        return _wrap(self._draw(_randint, low=low, high=high, shape=shape, dtype=d))
+        return from_array(self._draw(_randint, low=low, high=high, shape=shape, dtype=d))
 
     def permutation(self, n) -> Tensor:
         """A random permutation of ``range(n)`` (or of a tensor's first axis)."""
@@ -117,7 +117,7 @@ class Generator:
         n = int(n)
         if n < 0:
             raise ValueError(f"permutation: n must be non-negative, got {n}")
-        return _wrap(self._draw(_permutation, n=n))
+        return from_array(self._draw(_permutation, n=n))
 
     def bernoulli(self, p, shape=None, *, dtype=None) -> Tensor:
         """0/1 samples that are 1 with probability ``p`` (a number or a tensor)."""
@@ -127,20 +127,20 @@ class Generator:
                                        else dtypes.get_default_dtype())
         # probabilities computed by the function are an input of the recorded draw, which
         # checks them at every call
-        return _wrap(self._draw(_bernoulli, probs, shape=shape, dtype=d))
+        return from_array(self._draw(_bernoulli, probs, shape=shape, dtype=d))
 
     def beta(self, a, b, shape=(), *, dtype=None) -> Tensor:
         """Samples of the Beta(a, b) distribution (used by mixup and cutmix)."""
         if a <= 0 or b <= 0:
             raise ValueError(f"beta: parameters must be positive, got a={a}, b={b}")
         d = _float_dtype(dtype, "beta")
-        return _wrap(self._draw(_beta, a=a, b=b, shape=_shape(shape, "beta"), dtype=d))
+        return from_array(self._draw(_beta, a=a, b=b, shape=_shape(shape, "beta"), dtype=d))
 
     def choice(self, n, size=(), replace=True, p=None) -> Tensor:
         """Indices drawn from ``range(n)``, optionally with probabilities ``p``."""
         probs = () if p is None else (p.data if isinstance(p, Tensor)
                                       else np.asarray(p, dtype=np.float64),)
-        return _wrap(self._draw(_choice, *probs, n=int(n), size=_shape(size, "choice"),
+        return from_array(self._draw(_choice, *probs, n=int(n), size=_shape(size, "choice"),
                                 replace=replace))
 
 
@@ -214,7 +214,9 @@ def set_state(state: dict) -> None:
     _global.set_state(state)
 
 
-def _gen(generator):
+def get_generator(generator=None) -> Generator:
+    """The generator to draw from: ``generator`` itself, or the global one when it is
+    ``None`` (what every ``generator=`` argument of the library means)."""
     if generator is None:
         return _global
     if not isinstance(generator, Generator):
@@ -225,29 +227,29 @@ def _gen(generator):
 
 def normal(shape=(), mean=0.0, std=1.0, *, dtype=None, requires_grad=False, generator=None):
     """Samples from N(mean, std²); see :meth:`Generator.normal`."""
-    return _gen(generator).normal(shape, mean, std, dtype=dtype, requires_grad=requires_grad)
+    return get_generator(generator).normal(shape, mean, std, dtype=dtype, requires_grad=requires_grad)
 
 
 def uniform(shape=(), low=0.0, high=1.0, *, dtype=None, requires_grad=False, generator=None):
     """Samples from U[low, high); see :meth:`Generator.uniform`."""
-    return _gen(generator).uniform(shape, low, high, dtype=dtype, requires_grad=requires_grad)
+    return get_generator(generator).uniform(shape, low, high, dtype=dtype, requires_grad=requires_grad)
 
 
 def randint(low, high=None, shape=(), *, dtype=None, generator=None):
     """Random integers in [low, high); see :meth:`Generator.randint`."""
-    return _gen(generator).randint(low, high, shape, dtype=dtype)
+    return get_generator(generator).randint(low, high, shape, dtype=dtype)
 
 
 def permutation(n, *, generator=None):
     """A random permutation; see :meth:`Generator.permutation`."""
-    return _gen(generator).permutation(n)
+    return get_generator(generator).permutation(n)
 
 
 def bernoulli(p, shape=None, *, dtype=None, generator=None):
     """0/1 samples with probability ``p``; see :meth:`Generator.bernoulli`."""
-    return _gen(generator).bernoulli(p, shape, dtype=dtype)
+    return get_generator(generator).bernoulli(p, shape, dtype=dtype)
 
 
 def choice(n, size=(), replace=True, p=None, *, generator=None):
     """Indices drawn from ``range(n)``; see :meth:`Generator.choice`."""
-    return _gen(generator).choice(n, size, replace, p)
+    return get_generator(generator).choice(n, size, replace, p)

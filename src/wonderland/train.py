@@ -35,7 +35,7 @@ from .core.tracing import jit
 from .core.transforms import value_and_grad
 from .core.tensor import Tensor
 from .metrics import METRICS
-from .nn.module import _swapped
+from .nn.module import swapped
 from .nn.utils import clip_grad_norm_, clip_grad_value_
 
 
@@ -359,7 +359,7 @@ class Trainer:
 
             def loss_and_grads(params, batch, training):
                 def loss_of(p):
-                    with _swapped(model, p):
+                    with swapped(model, p):
                         return self._loss(batch)
                 return value_and_grad(loss_of)(params)
 

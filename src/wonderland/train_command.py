@@ -32,14 +32,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # ----------------------------------------------------------------------------- data
-def load_data(cfg, dtype):
-    """``(x_train, y_train, x_val, y_val, classes)`` as NumPy arrays; ``classes`` is the
-    number of classes (0 for regression). ``x_val`` is ``None`` without a split."""
+def _read_data(d, gen):
+    """The ``[data]`` section's inputs and targets, as NumPy arrays."""
     import wonderland as wl
 
-    d = cfg["data"]
     name = d["name"]
-    gen = wl.random.Generator(cfg["train"]["seed"])
     if name in ("moons", "circles", "spirals", "xor"):
         maker = getattr(wl.data, f"make_{name}")
         x, y = maker(d["n"], noise=d["noise"], generator=gen)
@@ -58,6 +55,18 @@ def load_data(cfg, dtype):
         x, y = getattr(wl.data, f"load_{name}")()
     x = np.asarray(x.numpy() if hasattr(x, "numpy") else x)
     y = np.asarray(y.numpy() if hasattr(y, "numpy") else y)
+    return x, y
+
+
+def load_data(cfg, dtype):
+    """``(x_train, y_train, x_val, y_val, classes)`` as NumPy arrays; ``classes`` is the
+    number of classes (0 for regression). ``x_val`` is ``None`` without a split."""
+    import wonderland as wl
+
+    d = cfg["data"]
+    name = d["name"]
+    gen = wl.random.Generator(cfg["train"]["seed"])
+    x, y = _read_data(d, gen)
     if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0]:
         raise ConfigError(f"[data] {name}: need inputs and targets with one row per sample, got "
                           f"shapes {x.shape} and {y.shape}")
@@ -173,7 +182,7 @@ def run(config_path, resume=False, restart=False, epochs=None, device=None, prog
 
 def _run(config_path, resume, restart, epochs, device, progress):
     import wonderland as wl
-    from wonderland import data, nn, optim
+    from wonderland import nn, optim
     from wonderland import distributed as dist
 
     cfg = load_config(config_path)
@@ -183,55 +192,25 @@ def _run(config_path, resume, restart, epochs, device, progress):
     if device is not None:
         t["device"] = device
     rank, world = dist.init()
-    if t["jit"] and world > 1:
-        raise ConfigError(f"[train] jit: true needs one process (got {world} ranks): jit's "
-                          f"gradients do not run the data-parallel averaging hooks")
-    if t["batch_size"] % world:
-        raise ConfigError(f"[train] batch_size: {t['batch_size']} is the global batch and must "
-                          f"split evenly over the {world} ranks")
-    dtype = np.float64 if t["dtype"] == "float64" else np.float32
-    wl.set_default_dtype(wl.float64 if t["dtype"] == "float64" else wl.float32)
-    if t["device"] == "cuda":
-        try:
-            wl.backend.for_device("cuda")
-        except RuntimeError as exc:
-            raise ConfigError(f"[train] device: 'cuda' is not available here ({exc})") from None
+    dtype = _check_settings(t, world)
     folder = t["checkpoint_dir"]
     last = os.path.join(folder, "last.safetensors")
     log_file = t["log_file"] or os.path.join(folder, "metrics.jsonl")
     resume_from, kept_log = _start(last, log_file, resume, restart)
     wl.random.seed(t["seed"])
     x_tr, y_tr, x_va, y_va, classes = load_data(cfg, dtype)
-    outputs = classes if classes else y_tr.shape[1]
-    model = build_model(cfg, x_tr.shape[1:], outputs)
+    model = build_model(cfg, x_tr.shape[1:], classes if classes else y_tr.shape[1])
     model.to(t["device"])
     n_params = model.num_parameters()
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
-    o = cfg["optimizer"]
+    o, s = cfg["optimizer"], cfg["schedule"]
     opt = _construct("optimizer", getattr(optim, OPTIMIZERS[o["name"]]), model.parameters(),
                      o["options"], lr=o["lr"])
-    s = cfg["schedule"]
     schedule = _construct("schedule", getattr(optim, SCHEDULES[s["name"]]), opt,
                           s["options"]) if s["name"] else None
-    loss_name = t["loss"] if t["loss"] != "auto" else ("cross_entropy" if classes else "mse")
-    if loss_name == "cross_entropy" and not classes:
-        raise ConfigError("[train] loss: cross_entropy needs integer class labels; these "
-                          "targets are real numbers (use 'mse')")
-    loss_fn = nn.functional.cross_entropy if loss_name == "cross_entropy" else nn.functional.mse_loss
-    metrics = t["metrics"] if t["metrics"] is not None else (["accuracy"] if classes else ["mse"])
-
-    def to_device(batch):
-        return tuple(b.to(t["device"]) for b in batch) if t["device"] != "cpu" else batch
-
-    train_set = data.TensorDataset(wl.tensor(x_tr), wl.tensor(y_tr))
-    sampler = data.DistributedSampler(train_set, world, rank, shuffle=True, seed=t["seed"])
-    train_loader = data.DataLoader(train_set, t["batch_size"] // world, sampler=sampler,
-                                   transform=to_device)
-    val_loader = None
-    if x_va is not None:
-        val_loader = data.DataLoader(data.TensorDataset(wl.tensor(x_va), wl.tensor(y_va)),
-                                     t["batch_size"], transform=to_device)
+    loss_fn, metrics = _loss_and_metrics(t, classes)
+    train_loader, val_loader = _loaders(t, (x_tr, y_tr, x_va, y_va), rank, world)
     callbacks = [wl.train.JSONLinesLogger(log_file, every_n_steps=t["log_every"] or None)]
     stopper = wl.train.EarlyStopping(patience=t["patience"]) if t["patience"] and val_loader \
         else None
@@ -245,12 +224,7 @@ def _run(config_path, resume, restart, epochs, device, progress):
               f"{cfg['model']['type']} with {n_params} parameters, {o['name']} lr {o['lr']:g}, "
               f"{t['epochs']} epochs, batch {t['batch_size']}"
               f"{f' over {world} ranks' if world > 1 else ''}, {t['device']}, {t['dtype']}")
-        if resume_from:
-            print(f"wonderland train: resuming from {resume_from}")
-        if kept_log:
-            os.replace(log_file, kept_log)
-            print(f"wonderland train: starting over; the earlier metrics log is kept as "
-                  f"{kept_log}")
+        _keep_earlier(resume_from, log_file, kept_log)
     trainer.fit(train_loader, t["epochs"], val_loader=val_loader, early_stopping=stopper,
                 resume_from=resume_from)
     if rank == 0:
@@ -260,6 +234,69 @@ def _run(config_path, resume, restart, epochs, device, progress):
         print(f"wonderland train: epoch {trainer.epoch}  {shown}")
         print(f"wonderland train: checkpoint {last}; metrics {log_file}")
     return trainer
+
+
+def _check_settings(t, world):
+    """Check ``[train]`` against the processes and the device; set the default dtype and
+    return it."""
+    import wonderland as wl
+
+    if t["jit"] and world > 1:
+        raise ConfigError(f"[train] jit: true needs one process (got {world} ranks): jit's "
+                          f"gradients do not run the data-parallel averaging hooks")
+    if t["batch_size"] % world:
+        raise ConfigError(f"[train] batch_size: {t['batch_size']} is the global batch and must "
+                          f"split evenly over the {world} ranks")
+    wl.set_default_dtype(wl.float64 if t["dtype"] == "float64" else wl.float32)
+    if t["device"] == "cuda":
+        try:
+            wl.backend.for_device("cuda")
+        except RuntimeError as exc:
+            raise ConfigError(f"[train] device: 'cuda' is not available here ({exc})") from None
+    return np.float64 if t["dtype"] == "float64" else np.float32
+
+
+def _loss_and_metrics(t, classes):
+    from wonderland import nn
+
+    loss_name = t["loss"] if t["loss"] != "auto" else ("cross_entropy" if classes else "mse")
+    if loss_name == "cross_entropy" and not classes:
+        raise ConfigError("[train] loss: cross_entropy needs integer class labels; these "
+                          "targets are real numbers (use 'mse')")
+    loss_fn = nn.functional.cross_entropy if loss_name == "cross_entropy" else nn.functional.mse_loss
+    metrics = t["metrics"] if t["metrics"] is not None else (["accuracy"] if classes else ["mse"])
+    return loss_fn, metrics
+
+
+def _loaders(t, arrays, rank, world):
+    """The training loader (this rank's share of each global batch) and the validation
+    loader (or ``None``), both moving batches to the device."""
+    import wonderland as wl
+    from wonderland import data
+
+    x_tr, y_tr, x_va, y_va = arrays
+
+    def to_device(batch):
+        return tuple(b.to(t["device"]) for b in batch) if t["device"] != "cpu" else batch
+
+    train_set = data.TensorDataset(wl.tensor(x_tr), wl.tensor(y_tr))
+    sampler = data.DistributedSampler(train_set, world, rank, shuffle=True, seed=t["seed"])
+    train_loader = data.DataLoader(train_set, t["batch_size"] // world, sampler=sampler,
+                                   transform=to_device)
+    val_loader = None
+    if x_va is not None:
+        val_loader = data.DataLoader(data.TensorDataset(wl.tensor(x_va), wl.tensor(y_va)),
+                                     t["batch_size"], transform=to_device)
+    return train_loader, val_loader
+
+
+def _keep_earlier(resume_from, log_file, kept_log):
+    if resume_from:
+        print(f"wonderland train: resuming from {resume_from}")
+    if kept_log:
+        os.replace(log_file, kept_log)
+        print(f"wonderland train: starting over; the earlier metrics log is kept as "
+              f"{kept_log}")
 
 
 def _start(last, log_file, resume, restart):

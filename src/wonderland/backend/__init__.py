@@ -20,8 +20,8 @@ Backends shipped here:
 ``fake-cuda`` a stand-in device over NumPy for machines without a GPU
              (``fake_device.py``): arrays that refuse to meet CPU arrays.
 
-Kernels marked ``numpy_kernel`` run on NumPy arrays; a device backend replaces them by
-name with its own (``device_kernels.py``) or, lacking one, runs them on the host.
+Kernels marked ``numpy_kernel`` run on NumPy arrays; each declares its whole-array
+version for a device backend (``device_kernels.py``) or that it runs on the host there.
 
 The primitives use ``ns(array)`` for the namespace of their inputs and ``of(array)`` for
 the extras; code above ``ops`` never imports NumPy to make arrays.
@@ -39,9 +39,9 @@ from numpy.lib.stride_tricks import as_strided as _as_strided
 class Backend:
     """An array namespace plus the extras the primitives need."""
 
-    # kernels of this backend that replace NumPy-only kernels (``numpy_kernel``), by the
-    # NumPy kernel's qualified name; see ``backend/cupy_backend.py``
-    kernels: dict = {}
+    # whether NumPy-only kernels (``numpy_kernel``) run here in their whole-array device
+    # versions (an accelerator backend; see ``backend/cupy_backend.py``)
+    runs_device_kernels = False
 
     def __init__(self, name, xp, array_type, device="cpu"):
         self.name = name
@@ -411,14 +411,32 @@ def copy_into(dst, src) -> None:
     b.xp.copyto(dst, src, casting="same_kind")
 
 
-def numpy_kernel(fn):
+class HostOnly:
+    """``numpy_kernel(fn, device=HostOnly("why"))``: ``fn`` has no device version; on an
+    accelerator it runs on the host (inputs copied over and back, a one-time warning)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self):
+        return f"HostOnly({self.reason!r})"
+
+
+def numpy_kernel(fn=None, *, device):
     """Mark ``fn`` (a forward on arrays) as a NumPy-only kernel: its array arguments are
     handed over as NumPy arrays and its result goes back to the first argument's backend.
-    The explicit boundary for CPU kernels that another backend replaces with its own."""
+    ``device`` is the kernel's whole-array version for accelerator backends (a function
+    with ``fn``'s signature, ``device_kernels.py``), or :class:`HostOnly` saying why there
+    is none. Usable as ``numpy_kernel(fn, device=...)`` or ``@numpy_kernel(device=...)``."""
+    if fn is None:
+        return lambda f: numpy_kernel(f, device=device)
+    if not (callable(device) or isinstance(device, HostOnly)):
+        raise TypeError(f"numpy_kernel({fn.__qualname__}): device must be a function or "
+                        f"HostOnly(reason), got {device!r}")
     import functools
 
     key = f"{fn.__module__}.{fn.__qualname__}"
-    NUMPY_KERNELS[key] = fn
+    native = device if callable(device) else None
 
     @functools.wraps(fn)
     def kernel(*arrays, **params):
@@ -427,15 +445,17 @@ def numpy_kernel(fn):
             return fn(*arrays, **params)
         if home is CHECKED:
             return _checked(fn(*[to_numpy(a) for a in arrays], **params))
-        native = home.kernels.get(key)
-        if native is not None:
+        if native is not None and home.runs_device_kernels:
             return native(*arrays, **params)
         return _on_host(home, key, fn, arrays, params)
 
+    kernel.device = device
+    NUMPY_KERNELS[key] = kernel
     return kernel
 
 
-# every NumPy-only kernel of the library, by qualified name (see ``numpy_kernel``)
+# every NumPy-only kernel of the library (the wrapped function, ``.device`` its device
+# version or HostOnly), by qualified name for messages (see ``numpy_kernel``)
 NUMPY_KERNELS: dict = {}
 HOST_FALLBACKS: dict = {}     # (backend name, kernel name) -> times run on the host
 

@@ -15,8 +15,8 @@ arrays belong to (``B.ns(x)``: CuPy on a GPU), which is the fast way on a device
   copied), keeping the first maximum, NaN winning and padding never chosen, exactly the
   rules of the CPU kernels.
 
-Each function has the signature of the NumPy kernel it replaces and is registered for it
-by name (``KERNELS``). The tests run them on a stand-in device backend whose arrays
+Each function has the signature of the NumPy kernel it replaces, which names it as its
+device version (``numpy_kernel(fn, device=conv_forward)``). The tests run them on a stand-in device backend whose arrays
 refuse to meet CPU arrays (``backend/fake_device.py``) and compare them with the NumPy
 kernels; ``benchmarks/gpu.py`` runs them on a real GPU.
 """
@@ -246,41 +246,3 @@ def solve_triangular_forward(a, b, *, lower, transpose):
     for i in np.ndindex(*batch):
         out[i] = solve(a_b[i], b_b[i], lower=lower, trans=1 if transpose else 0)
     return out
-
-
-# the NumPy kernel each of these replaces (``backend.numpy_kernel`` looks them up by name)
-KERNELS = {
-    "wonderland.ops.conv._conv_forward": conv_forward,
-    "wonderland.ops.conv._conv_bias_forward": conv_bias_forward,
-    "wonderland.ops.conv._conv_weight_forward": conv_weight_forward,
-    "wonderland.ops.conv._conv_transpose_forward": conv_transpose_forward,
-    "wonderland.ops.pool._max_pool_forward": max_pool_forward,
-    "wonderland.ops.pool._argmax_forward": argmax_forward,
-    "wonderland.ops.pool._gather_forward": gather_forward,
-    "wonderland.ops.pool._scatter_forward": scatter_forward,
-    "wonderland.ops.decompositions._tri_forward": solve_triangular_forward,
-}
-
-# NumPy kernels with no device version yet: on an accelerator they run on the host
-# (inputs copied over and back, with a one-time warning). The step-by-step recurrences
-# are sequential loops over time; a device version would be a custom kernel per loop.
-# The graph aggregations would map onto the device library's scatter-add and sparse
-# products (cupyx.scatter_add, cupyx.scipy.sparse).
-HOST_ONLY = {
-    "wonderland.ops.segment._count_kernel",
-    "wonderland.ops.segment._gather_kernel",
-    "wonderland.ops.segment._segment_max_kernel",
-    "wonderland.ops.segment._segment_mean_kernel",
-    "wonderland.ops.segment._segment_softmax_kernel",
-    "wonderland.ops.segment._segment_sum_kernel",
-    "wonderland.ops.sparse._csr_forward",
-    "wonderland.ops.sparse._sampled_dot_forward",
-    "wonderland.ops.scan_ops._causal_conv_forward",
-    "wonderland.ops.scan_ops._recurrence_arrays",
-    "wonderland.ops.recurrence._forward",
-    "wonderland.ops.recurrence._backward_flat",
-    "wonderland.ops.selective._forward_prim",
-    "wonderland.ops.selective._backward_flat",
-    "wonderland.ops.wkv._forward_arrays",
-    "wonderland.ops.wkv._backward_arrays",
-}

@@ -50,13 +50,13 @@ class FakeDeviceArray(_np.ndarray):
         result = getattr(ufunc, method)(*args, **kwargs)
         if out is not None and method != "at":
             return out[0] if len(out) == 1 else out
-        return _wrap(result)
+        return from_array(result)
 
     def __array_function__(self, func, types, args, kwargs):
         name = getattr(func, "__name__", "function")
         args = [_unwrap(a, name) for a in args]
         kwargs = {k: _unwrap(v, name) for k, v in kwargs.items()}
-        return _wrap(func(*args, **kwargs))
+        return from_array(func(*args, **kwargs))
 
 
 def _unwrap(x, what):
@@ -72,15 +72,15 @@ def _unwrap(x, what):
     return x
 
 
-def _wrap(result):
+def from_array(result):
     if type(result) is _np.ndarray:
         return result.view(FakeDeviceArray)
     if isinstance(result, _np.generic):
         return _np.asarray(result).view(FakeDeviceArray)
     if isinstance(result, tuple):
-        return tuple(_wrap(r) for r in result)
+        return tuple(from_array(r) for r in result)
     if isinstance(result, list):
-        return [_wrap(r) for r in result]
+        return [from_array(r) for r in result]
     return result
 
 
@@ -95,7 +95,7 @@ class _Namespace:
         def wrapped(*args, **kwargs):
             args = [_unwrap(a, name) for a in args]
             kwargs = {k: _unwrap(v, name) for k, v in kwargs.items()}
-            return _wrap(fn(*args, **kwargs))
+            return from_array(fn(*args, **kwargs))
 
         wrapped.__name__ = name
         return wrapped
@@ -110,7 +110,7 @@ def _to_device(array):
 
 
 def _special_fn(fn):
-    return lambda x: _wrap(fn(_unwrap(x, fn.__name__)))
+    return lambda x: from_array(fn(_unwrap(x, fn.__name__)))
 
 
 class _Special:
@@ -128,7 +128,7 @@ def _strided(x, shape, strides):
 
 
 def _solve_triangular(a, b, *, lower, trans):
-    return _wrap(_linalg.solve_triangular(_unwrap(a, "solve_triangular"),
+    return from_array(_linalg.solve_triangular(_unwrap(a, "solve_triangular"),
                                           _unwrap(b, "solve_triangular"),
                                           lower=lower, trans=trans, check_finite=False))
 

@@ -192,11 +192,17 @@ def run_parallel(tasks) -> None:
                 raise err
 
 
-def parallel_for(n_items: int, work, size=None, min_size: int = 0) -> None:
+MIN_PARALLEL_WORK = 1 << 19   # elements of work below which a thread hand-off does not pay
+
+
+def parallel_for(n_items: int, work, size=None, min_size: int | None = None) -> None:
     """Split ``range(n_items)`` into up to :func:`get_num_threads` contiguous parts and
-    run ``work(lo, hi, lane)`` on each in parallel (lane numbers the part). With
-    ``size`` (the job's work in elements) below ``min_size`` everything runs inline: a
-    thread hand-off costs more than a small job."""
+    run ``work(lo, hi, lane)`` on each in parallel (lane numbers the part); compiled
+    kernels release the GIL, so their parts run at once. With ``size`` (the job's work
+    in elements) below ``min_size`` everything runs inline: a thread hand-off costs more
+    than a small job (``min_size`` defaults to ``MIN_PARALLEL_WORK``)."""
+    if min_size is None:
+        min_size = MIN_PARALLEL_WORK
     parts = min(get_num_threads(), n_items)
     if parts <= 1 or in_worker() or (size is not None and size < min_size):
         work(0, n_items, 0)
@@ -218,4 +224,4 @@ if hasattr(os, "register_at_fork"):
 
 __all__ = ["available_cores", "get_num_threads", "set_num_threads", "get_blas_threads",
            "apply_blas_policy", "single_threaded_blas", "blas_thread_counts", "run_parallel",
-           "parallel_for", "in_worker", "NUM_THREADS_ENV", "BLAS_THREADS_ENV"]
+           "parallel_for", "in_worker", "MIN_PARALLEL_WORK", "NUM_THREADS_ENV", "BLAS_THREADS_ENV"]

@@ -36,7 +36,7 @@ from .modes import get_state, no_grad
 from .primitive import Primitive, apply
 from .pytree import flatten, unflatten
 from .structural import zeros_like
-from .tensor import Tensor, _wrap
+from .tensor import Tensor, from_array
 
 
 def _active(inputs) -> bool:
@@ -52,7 +52,7 @@ def _dense(gs, like):
 def _wrap_zeros(shape, dtype):
     from .. import backend as B
 
-    return _wrap(B.default().xp.zeros(shape, dtype=dtype))
+    return from_array(B.default().xp.zeros(shape, dtype=dtype))
 
 
 def _output_leaves(out, what):
@@ -161,7 +161,7 @@ class custom_vjp:
 
         def forward(*arrays):
             with no_grad():
-                result = self.fwd(*spec.rebuild([_wrap(a) for a in arrays]))
+                result = self.fwd(*spec.rebuild([from_array(a) for a in arrays]))
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise TypeError(f"custom_vjp {name}: fwd must return (output, residuals)")
             leaves, tree = _output_leaves(result[0], f"custom_vjp {name}")
@@ -217,7 +217,7 @@ class custom_jvp:
 
         def forward(*arrays):
             with no_grad():
-                out = self.fun(*spec.rebuild([_wrap(a) for a in arrays]))
+                out = self.fun(*spec.rebuild([from_array(a) for a in arrays]))
             leaves, tree = _output_leaves(out, f"custom_jvp {name}")
             record.update(tree=tree, like=[(o.shape, o.dtype) for o in leaves])
             return tuple(o.data for o in leaves)

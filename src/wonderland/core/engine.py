@@ -24,7 +24,7 @@ from .. import backend as B
 from .modes import get_state, reset, set_grad
 from .primitive import _FREED, Meta, describe
 from .structural import cast, ones_like, unbroadcast
-from .tensor import Tensor, _wrap
+from .tensor import Tensor, from_array
 
 FREED_MESSAGE = (
     "backward: trying to backward through the graph a second time (or through tensors "
@@ -164,42 +164,9 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
                     continue
             if dep is not None and id(node) not in dep:
                 continue
-            edges = node.edges
-            if dep is None:
-                needs = [e is not None for e in edges]
-            else:
-                needs = [e is not None and (
-                    (id(e[0]) in dep or (id(e[0]), e[1]) in outputs) if type(e) is tuple
-                    else id(e) in leaves) for e in edges]
+            needs = _needs(node.edges, dep, leaves, outputs)
             cts = _run_rule(node, gs, single, needs, create_graph, anomaly)
-            shapes, dtypes = node.shapes, node.dtypes
-            for i, e in enumerate(edges):
-                c = cts[i]
-                if c is None or not needs[i]:
-                    continue
-                data = c.data
-                if data.shape != shapes[i]:
-                    c = unbroadcast(c, shapes[i])
-                if data.dtype != dtypes[i]:
-                    c = cast(c, dtypes[i])
-                if c.requires_grad and not create_graph:
-                    c = without_graph(c)
-                if anomaly:
-                    _check_backward(node, i, c)
-                if type(e) is tuple:
-                    p = e[0]
-                    if p.n_out == 0:
-                        pid = id(p)
-                        prev = grads.get(pid)
-                        grads[pid] = c if prev is None else prev + c
-                    else:
-                        _route(p, e[1], None, c, grads, leaf_grads)
-                else:
-                    entry = leaf_grads.get(id(e))
-                    if entry is None:
-                        leaf_grads[id(e)] = [e, c]
-                    else:
-                        entry[1] = entry[1] + c
+            _send(node, cts, needs, grads, leaf_grads, create_graph, anomaly)
             if not retain_graph:
                 node.release()
         if targets is None:
@@ -210,14 +177,57 @@ def run_backward(roots, cotangents, targets=None, create_graph=False, retain_gra
         BACKWARD_DEPTH[0] -= 1
         if token is not None:
             reset(token)
-    out = []
-    for t in targets:
-        if t._node is None:
-            entry = leaf_grads.get(id(t))
-            out.append(entry[1] if entry is not None else None)
+    return [_result(t, leaf_grads, results) for t in targets]
+
+
+def _needs(edges, dep, leaves, outputs):
+    """Which inputs of a node need a cotangent: every input requiring grad, or with
+    ``targets`` only those on a path to one."""
+    if dep is None:
+        return [e is not None for e in edges]
+    return [e is not None and ((id(e[0]) in dep or (id(e[0]), e[1]) in outputs)
+                               if type(e) is tuple else id(e) in leaves) for e in edges]
+
+
+def _send(node, cts, needs, grads, leaf_grads, create_graph, anomaly):
+    """Pass a node's input cotangents on to the nodes (or leaves) that produced them,
+    summed back to each input's shape and cast to its dtype."""
+    shapes, dtypes = node.shapes, node.dtypes
+    for i, e in enumerate(node.edges):
+        c = cts[i]
+        if c is None or not needs[i]:
+            continue
+        data = c.data
+        if data.shape != shapes[i]:
+            c = unbroadcast(c, shapes[i])
+        if data.dtype != dtypes[i]:
+            c = cast(c, dtypes[i])
+        if c.requires_grad and not create_graph:
+            c = without_graph(c)
+        if anomaly:
+            _check_backward(node, i, c)
+        if type(e) is tuple:
+            p = e[0]
+            if p.n_out == 0:
+                pid = id(p)
+                prev = grads.get(pid)
+                grads[pid] = c if prev is None else prev + c
+            else:
+                _route(p, e[1], None, c, grads, leaf_grads)
         else:
-            out.append(results.get((id(t._node), t._index)))
-    return out
+            entry = leaf_grads.get(id(e))
+            if entry is None:
+                leaf_grads[id(e)] = [e, c]
+            else:
+                entry[1] = entry[1] + c
+
+
+def _result(t, leaf_grads, results):
+    """The cotangent that reached target ``t`` (``None`` if none did)."""
+    if t._node is None:
+        entry = leaf_grads.get(id(t))
+        return entry[1] if entry is not None else None
+    return results.get((id(t._node), t._index))
 
 
 def _route(node, index, leaf, c, grads, leaf_grads):
@@ -268,16 +278,27 @@ def _run_rule(node, gs, single, needs, create_graph, anomaly):
     inputs = _unpack_inputs(node)
     params = node.params
     if node.res is not None:
-        params = {**params, "res": tuple(_wrap(r) for r in node.res)}
+        params = {**params, "res": tuple(from_array(r) for r in node.res)}
+    kernel = prim.vjp_kernel
+    if kernel is not None and (create_graph or get_state().levels):
+        kernel = None                 # higher orders: the composite rules, which differentiate
     try:
         if single:
             out = _unpack_out(node, node.out, 0, gs, create_graph)
+            if kernel is not None:
+                cts = kernel(gs, out, inputs, needs, **params)
+                if cts is not NotImplemented:
+                    return cts
             if prim.vjp_all is not None:
                 return prim.vjp_all(gs, out, inputs, needs, **params)
             return [rule(gs, out, *inputs, **params) if need and rule is not None else None
                     for rule, need in zip(prim.vjp, needs)]
         outs = tuple(_unpack_out(node, node.out[i] if node.out is not None else None, i,
                                  gs[i], create_graph) for i in range(node.n_out))
+        if kernel is not None:
+            cts = kernel(gs, outs, inputs, needs, **params)
+            if cts is not NotImplemented:
+                return cts
         return prim.vjp_all(gs, outs, inputs, needs, **params)
     except FloatingPointError as exc:
         # a step inside this rule produced nan/inf: report the rule's owner
@@ -322,7 +343,7 @@ def _unpack_out(node, saved, index, g, create_graph):
                     like.dtype if like is not None else None, node.prim.name)
     if isinstance(saved, Tensor):
         return saved
-    out = _wrap(saved)
+    out = from_array(saved)
     if create_graph:                         # connect it, so higher orders see through it
         out.requires_grad = True
         out._node = node
@@ -334,7 +355,7 @@ def without_graph(t: Tensor) -> Tensor:
     """``t``'s values (and tangents, and batching) cut off from the reverse graph."""
     if not t.requires_grad:
         return t
-    out = _wrap(t.data)
+    out = from_array(t.data)
     out._tangents = t._tangents
     out._vc = t._vc
     if t._batch is not None:

@@ -41,23 +41,18 @@ compiled by numba with ``cache=True``: later processes load the machine code.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import math
 import numbers
 import os
-import sys
-import tempfile
-import threading
 import warnings
 
 import numpy as np
 
+from ..backend import compiled
+
 __all__ = ["scalar_form", "fuse", "enabled"]
 
 _FORMS = {}                  # step function -> (template, cast)
-_KERNELS = {}                # source digest -> compiled kernel
-_LOCK = threading.Lock()
 _KINDS = "biuf"              # dtypes the loops handle
 
 
@@ -99,9 +94,7 @@ scalar_form(np.logical_not, "not {0}", cast=())
 def enabled() -> bool:
     """Whether fusion can compile its loops here: numba present, compiled kernels not
     switched off, and ``WONDERLAND_FUSION`` not ``0``."""
-    from ..ops import kernels
-
-    return kernels.ENABLED and os.environ.get("WONDERLAND_FUSION", "1") != "0"
+    return compiled.ENABLED and os.environ.get("WONDERLAND_FUSION", "1") != "0"
 
 
 # ----------------------------------------------------------------------------- grouping
@@ -217,61 +210,10 @@ def _source(group, steps, meta, operands, kinds):
     return "\n".join(lines) + "\n"
 
 
-def _cache_dir() -> str:
-    """A directory of this user's own for the sources and numba's cache next to them (code
-    is loaded from it: one that another user owns or may write to is not used)."""
-    root = os.environ.get("WONDERLAND_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "wonderland")
-    uid = os.getuid() if hasattr(os, "getuid") else None
-    for path in (os.path.join(root, "fused"),
-                 os.path.join(tempfile.gettempdir(), f"wonderland-fused-{uid}")):
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-            st = os.stat(path)
-        except OSError:
-            continue
-        if uid is not None and st.st_uid == uid and st.st_mode & 0o022:
-            try:                                 # ours, made under a permissive umask
-                os.chmod(path, st.st_mode & ~0o022)
-                st = os.stat(path)
-            except OSError:
-                continue
-        if uid is not None and (st.st_uid != uid or st.st_mode & 0o022):
-            continue
-        if os.access(path, os.W_OK):
-            return path
-    raise OSError("no private writable directory for the fused kernels' sources "
-                  "(set WONDERLAND_CACHE_DIR)")
-
-
-def _written(path, source) -> bool:
-    try:
-        with open(path) as f:
-            return f.read() == source
-    except OSError:
-        return False
-
-
 def _kernel(source):
-    """The compiled ``fused`` function of ``source`` (written to the cache directory
-    once, so that numba's on-disk cache stays valid across processes)."""
-    digest = hashlib.sha1(source.encode()).hexdigest()[:20]
-    with _LOCK:
-        kernel = _KERNELS.get(digest)
-        if kernel is None:
-            path = os.path.join(_cache_dir(), f"fused_{digest}.py")
-            if not _written(path, source):        # absent, or not what it should hold
-                tmp = f"{path}.{os.getpid()}.tmp"
-                with open(tmp, "w") as f:
-                    f.write(source)
-                os.replace(tmp, path)
-            name = f"wonderland_fused_{digest}"
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module            # numba's cache finds the module by name
-            spec.loader.exec_module(module)
-            kernel = _KERNELS[digest] = module.fused
-        return kernel
+    """The compiled ``fused`` function of a generated ``source`` (see
+    :func:`wonderland.backend.compiled.load_generated`)."""
+    return compiled.load_generated(source, "fused").fused
 
 
 class FusedStep:

@@ -11,6 +11,12 @@ arrays and rules written with Tensor operations (so the rules differentiate agai
 * ``jvp``: one contribution per input, ``rule(t, out, *inputs, **params)``, summed;
   or ``jvp_all(tangents, out, inputs, **params)`` with ``None`` for zero tangents; or
   ``linear=True``, in which case the tangent is the primitive applied to the tangents.
+* ``vjp_kernel``: a fast first-order VJP, ``kernel(g, out, inputs, needs, **params)``
+  (``gs``/``outs`` with ``multiple_results``) returning the inputs' cotangents, or
+  ``NotImplemented`` to leave it to the rules. It may use residuals as they are and call
+  compiled kernels on arrays (through ``record_call``): the engine chooses it when the
+  backward pass is not itself recorded and no ``jvp``/``vmap`` level is active, and the
+  composite rules above (which must hold at every order) otherwise.
 * ``save``: what the VJP rules read, declared so the graph keeps nothing else — input
   positions and/or ``"out"`` (``("out",)`` for ``exp``, ``()`` for a sum, ``"inputs"``
   for all of them), or per input, ``{0: (1,), 1: (0,)}`` for a product: the rule for
@@ -39,7 +45,7 @@ import weakref
 
 from .. import backend as B
 from .modes import get_state
-from .tensor import Meta, Tensor, _wrap, share, version_counter
+from .tensor import Meta, Tensor, from_array, share, version_counter
 
 NO_PARAMS: dict = {}  # shared empty parameter dict; never mutated
 ALL_PRIMITIVES: "weakref.WeakSet[Primitive]" = weakref.WeakSet()  # for the profiler
@@ -48,17 +54,18 @@ ALL_PRIMITIVES: "weakref.WeakSet[Primitive]" = weakref.WeakSet()  # for the prof
 class Primitive:
     """A differentiable operation: forward on arrays, VJP and JVP rules on tensors."""
 
-    __slots__ = ("name", "forward", "vjp", "vjp_all", "jvp", "jvp_all", "linear",
+    __slots__ = ("name", "forward", "vjp", "vjp_all", "vjp_kernel", "jvp", "jvp_all", "linear",
                  "differentiable", "multiple_results", "save", "residuals", "view", "batch",
                  "_saves", "__weakref__")
 
-    def __init__(self, name, forward, *, vjp=None, vjp_all=None, jvp=None, jvp_all=None,
-                 linear=False, differentiable=True, multiple_results=False, save=None,
-                 residuals=None, view=False, batch=None):
+    def __init__(self, name, forward, *, vjp=None, vjp_all=None, vjp_kernel=None, jvp=None,
+                 jvp_all=None, linear=False, differentiable=True, multiple_results=False,
+                 save=None, residuals=None, view=False, batch=None):
         self.name = name
         self.forward = forward
         self.vjp = (vjp,) if callable(vjp) else vjp
         self.vjp_all = vjp_all
+        self.vjp_kernel = vjp_kernel
         self.jvp = (jvp,) if callable(jvp) else jvp
         self.jvp_all = jvp_all
         self.linear = linear
@@ -212,7 +219,7 @@ def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
     if prim.residuals is True:
         data, residuals = data
     if prim.multiple_results:
-        outs = tuple(_wrap(_as_array(d, inputs)) for d in data)
+        outs = tuple(from_array(_as_array(d, inputs)) for d in data)
         record = st.grad_enabled and prim.differentiable and any(x.requires_grad for x in inputs)
         if record:
             _record(prim, inputs, params, outs, st, residuals)
@@ -333,13 +340,24 @@ def _top_level(inputs, active) -> int:
     return top
 
 
-def _apply_at_level(prim, inputs, params, level):
-    for x in inputs:
-        if x._batch is not None and x._batch[0] == level:
-            from .vmap import apply_batched
+# The transformations that interpret primitives at their levels (``vmap``, ``jvp``), in
+# the order they are asked: each registers ``(claims, process)`` when its module loads;
+# ``claims(x, level)`` says whether input ``x`` takes part in the transformation at
+# ``level``, ``process(prim, inputs, params, level)`` applies ``prim`` there.
+INTERPRETERS: list = []
 
-            return apply_batched(prim, inputs, params, level)
-    return _apply_with_tangents(prim, inputs, params, level)
+
+def register_interpreter(claims, process) -> None:
+    """Add a transformation to the dispatch of :func:`apply` (see ``INTERPRETERS``)."""
+    INTERPRETERS.append((claims, process))
+
+
+def _apply_at_level(prim, inputs, params, level):
+    for claims, process in INTERPRETERS:
+        for x in inputs:
+            if claims(x, level):
+                return process(prim, inputs, params, level)
+    raise RuntimeError(f"{prim.name}: no transformation claims level {level}")
 
 
 IDENTITY = Primitive("identity", lambda x: x, vjp=lambda g, out, x: g, linear=True,
@@ -350,7 +368,7 @@ def alias(t: Tensor) -> Tensor:
     """A new tensor object standing for ``t``: same values, version counter and batching,
     no tangents. Gradients reaching it flow to ``t`` — through ``t``'s own node, or an
     identity node when ``t`` is a leaf (leaves are known by identity)."""
-    y = _wrap(t.data)
+    y = from_array(t.data)
     y._vc = version_counter(t)
     y._batch = t._batch
     if t.requires_grad:
@@ -363,85 +381,6 @@ def alias(t: Tensor) -> Tensor:
             else:
                 _record(IDENTITY, (t,), NO_PARAMS, (y,), st)
     return y
-
-
-# ----------------------------------------------------------------------------- forward mode
-def strip(x: Tensor, level: int) -> Tensor:
-    """``x`` without its tangent at ``level``: same value, same graph position, lower
-    levels kept."""
-    y = alias(x)
-    active = get_state().levels
-    rest = {k: v for k, v in x._tangents.items() if k != level and k in active}
-    y._tangents = rest or None
-    return y
-
-
-def attach_tangent(x: Tensor, level: int, tangent: Tensor | None) -> None:
-    """Set ``x``'s tangent at ``level`` (``None`` means zero and is not stored)."""
-    if tangent is None:
-        return
-    if tangent.shape != x.shape:
-        tangent = tangent.broadcast_to(x.shape) if tangent.ndim <= x.ndim \
-            else _shape_mismatch(tangent, x)
-    if tangent.dtype != x.dtype:
-        tangent = tangent.astype(x.dtype)
-    if x._tangents is None:
-        x._tangents = {level: tangent}
-    else:
-        x._tangents[level] = tangent
-
-
-def _shape_mismatch(tangent, x):
-    raise ValueError(f"jvp: tangent of shape {tangent.shape} does not fit primal of "
-                     f"shape {x.shape}")
-
-
-def _apply_with_tangents(prim, inputs, params, level):
-    primals = tuple(strip(x, level) if x._tangents and level in x._tangents else x
-                    for x in inputs)
-    tangents = [x._tangents.get(level) if x._tangents else None for x in inputs]
-    out = apply(prim, primals, params)
-    outs = out if prim.multiple_results else (out,)
-    node = outs[0]._node
-    if node is not None and node.saved:
-        # The node keeps the original inputs, tangents included: a backward pass run
-        # while this level is active (grad inside jvp, i.e. forward-over-reverse) then
-        # carries the tangents through the VJP rules.
-        node.saved = tuple(
-            (x, s[1], s[2]) if s is not None and s[0] is p and x is not p else s
-            for s, x, p in zip(node.saved, inputs, primals))
-    if not prim.differentiable:
-        return out
-    if prim.multiple_results:
-        touts = prim.jvp_all(tangents, out, primals, **params)
-        for o, t in zip(out, touts):
-            if o.dtype.kind == "f":
-                attach_tangent(o, level, t)
-        return out
-    if out.dtype.kind != "f":
-        return out
-    attach_tangent(out, level, jvp_rule(prim, tangents, out, primals, params))
-    return out
-
-
-def jvp_rule(prim, tangents, out, inputs, params):
-    """The output tangent of one application, or ``None`` if it is zero."""
-    if prim.linear:
-        if all(t is None for t in tangents):
-            return None
-        from .structural import zeros_like
-
-        full = tuple(t if t is not None else zeros_like(x) for t, x in zip(tangents, inputs))
-        return apply(prim, full, params)
-    if prim.jvp_all is not None:
-        return prim.jvp_all(tangents, out, inputs, **params)
-    total = None
-    for rule, t in zip(prim.jvp, tangents):
-        if t is None or rule is None:
-            continue
-        contribution = rule(t, out, *inputs, **params)
-        total = contribution if total is None else total + contribution
-    return total
 
 
 # ----------------------------------------------------------------------------- backward side
@@ -465,5 +404,5 @@ def _where() -> str:
     return "created at:\n" + "".join(traceback.format_list(frames[-6:]))
 
 
-__all__ = ["Primitive", "Node", "Meta", "apply", "describe", "strip", "attach_tangent",
-           "jvp_rule", "NO_PARAMS", "share"]
+__all__ = ["Primitive", "Node", "Meta", "apply", "alias", "describe", "register_interpreter",
+           "NO_PARAMS", "share"]

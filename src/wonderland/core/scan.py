@@ -28,7 +28,7 @@ from .modes import capturing, enable_grad, get_state, is_grad_enabled, no_grad, 
 from .primitive import Primitive, apply
 from .pytree import flatten, unflatten
 from .structural import BROADCAST_TO, RESHAPE, zeros_like
-from .tensor import Tensor, _wrap, to_tensor
+from .tensor import Tensor, from_array, to_tensor
 from .vmap import _index_axis, _stack
 
 
@@ -186,7 +186,7 @@ class _Loop:
             per_step[t] = [y.data for y in ys]
         inputs = [c for c in init_leaves] + [x for x in xs_leaves]
         if not outside and not any(x.requires_grad for x in inputs):
-            wrapped = [[_wrap(a) for a in step] for step in per_step]
+            wrapped = [[from_array(a) for a in step] for step in per_step]
             return self._result(carry, wrapped, stack=_stack_plain)
         return self._node(inputs, outside, carry, per_step, carries, len(init_leaves),
                           every)
@@ -249,7 +249,7 @@ class _Loop:
             chunk_carries = self._chunk_carries(carries, steps, start, chunk_end, plain_xs)
             for k in range(chunk_end - 1, start - 1, -1):
                 t = steps[k]
-                carry_v = [_fresh(_wrap(a)) for a in chunk_carries[k - start]]
+                carry_v = [_fresh(from_array(a)) for a in chunk_carries[k - start]]
                 x_v = [_fresh(x) for x in self._slices(plain_xs, t)] if xs else []
                 with enable_grad():
                     new_carry, ys = self.step(carry_v, x_v if xs else None)
@@ -276,7 +276,7 @@ class _Loop:
                         g_closure[i] = r if g_closure[i] is None else g_closure[i] + r
         out = list(g_carry)
         for i, x in enumerate(xs):
-            parts = [g if g is not None else _wrap(B.ns(x.data).zeros(x.shape[1:], x.dtype))
+            parts = [g if g is not None else from_array(B.ns(x.data).zeros(x.shape[1:], x.dtype))
                      for g in g_xs[i]]
             batched = any(p._batch is not None or p.requires_grad for p in parts)
             out.append(_stack(parts) if batched else _stack_plain(parts))   # inside vmap
@@ -286,7 +286,7 @@ class _Loop:
         """The carries before steps ``start..end-1``, recomputing those not kept."""
         if all(carries[k] is not None for k in range(start, end)):
             return [carries[k] for k in range(start, end)]
-        carry = [_wrap(a) for a in carries[start]]
+        carry = [from_array(a) for a in carries[start]]
         out = []
         with no_grad():
             for k in range(start, end):
@@ -297,7 +297,7 @@ class _Loop:
 
 def _fresh(t: Tensor) -> Tensor:
     """A new leaf over ``t``'s values, to differentiate one step with respect to."""
-    v = _wrap(t.data)
+    v = from_array(t.data)
     if t.dtype.kind == "f":
         v.requires_grad = True
     return v
@@ -308,7 +308,7 @@ def _placeholder_step(x: Tensor) -> Tensor:
     inner = x
     while inner._batch is not None:
         inner = inner._batch[1]
-    return _wrap(B.ns(inner.data).zeros(tuple(x.shape[1:]), dtype=x.dtype))
+    return from_array(B.ns(inner.data).zeros(tuple(x.shape[1:]), dtype=x.dtype))
 
 
 def _empty_stack(y: Tensor) -> Tensor:
@@ -322,4 +322,4 @@ def _stack_arrays(arrays):
 
 
 def _stack_plain(tensors):
-    return _wrap(_stack_arrays([t.data for t in tensors]))
+    return from_array(_stack_arrays([t.data for t in tensors]))

@@ -15,7 +15,7 @@ import math
 
 from .. import backend as B
 from .primitive import IDENTITY, Primitive, apply
-from .tensor import Tensor, _wrap
+from .tensor import Tensor, from_array, physical_data
 
 
 def _sum_vjp(g, out, x, *, axis, keepdims):
@@ -25,22 +25,16 @@ def _sum_vjp(g, out, x, *, axis, keepdims):
 
 
 def _sum_batch(args, axes_in, *, axis, keepdims):
-    from .vmap import moved_to_front
-
     x, = moved_to_front(args, axes_in)
     return apply(SUM, (x,), {"axis": tuple(a + 1 for a in axis), "keepdims": keepdims}), 0
 
 
 def _reshape_batch(args, axes_in, *, shape):
-    from .vmap import moved_to_front
-
     x, = moved_to_front(args, axes_in)
     return apply(RESHAPE, (x,), {"shape": (x.shape[0],) + tuple(shape)}), 0
 
 
 def _broadcast_batch(args, axes_in, *, shape):
-    from .vmap import moved_to_front
-
     x, = moved_to_front(args, axes_in)
     lead = len(shape) - (x.ndim - 1)
     if lead:
@@ -55,8 +49,6 @@ def _elementwise_batch(prim):
     return rule
 
 
-IDENTITY = Primitive("identity", lambda x: x, vjp=lambda g, out, x: g, linear=True,
-                     save=(), view=True)
 IDENTITY.batch = _elementwise_batch(IDENTITY)
 
 _GEMV_MIN = 1 << 15          # elements from which a leading-axes sum is a product
@@ -95,8 +87,6 @@ BROADCAST_TO = Primitive(
     batch=_broadcast_batch)
 
 def _transpose_batch(args, axes_in, *, axes):
-    from .vmap import moved_to_front
-
     x, = moved_to_front(args, axes_in)
     return apply(TRANSPOSE, (x,), {"axes": (0,) + tuple(a + 1 for a in axes)}), 0
 
@@ -147,6 +137,25 @@ def transpose(x: Tensor, axes: tuple) -> Tensor:
     return apply(TRANSPOSE, (x,), {"axes": tuple(axes)})
 
 
+def moveaxis(x: Tensor, source: int, destination: int) -> Tensor:
+    if source == destination:
+        return x
+    order = [i for i in range(x.ndim) if i != source]
+    order.insert(destination, source)
+    return transpose(x, tuple(order))
+
+
+def moved_to_front(args, axes):
+    """Batched arguments (``vmap``'s rules) with their batch axis first (others unchanged)."""
+    return [a if ax is None else moveaxis(a, ax, 0) for a, ax in zip(args, axes)]
+
+
+def unbatched_like(x: Tensor, value) -> Tensor:
+    """A plain (unbatched) constant with ``x``'s per-example shape and dtype."""
+    xp = B.ns(physical_data(x))
+    return from_array(xp.full(x.shape, value, dtype=x.dtype))
+
+
 def cast(x: Tensor, dtype) -> Tensor:
     if x.dtype == dtype:
         return x
@@ -161,23 +170,19 @@ def zeros_like(x) -> Tensor:
     """A constant tensor of zeros with ``x``'s shape and dtype (``x`` a tensor or a
     :class:`Meta`), batched like ``x`` inside ``vmap``."""
     if getattr(x, "_batch", None) is not None:
-        from .vmap import unbatched_like
-
         return unbatched_like(x, 0)
     data = x.data if isinstance(x, Tensor) else None
     xp = B.ns(data) if data is not None else B.default().xp
-    return _wrap(xp.zeros(x.shape, dtype=x.dtype))
+    return from_array(xp.zeros(x.shape, dtype=x.dtype))
 
 
 def ones_like(x) -> Tensor:
     """A constant tensor of ones with ``x``'s shape and dtype."""
     if getattr(x, "_batch", None) is not None:
-        from .vmap import unbatched_like
-
         return unbatched_like(x, 1)
     data = x.data if isinstance(x, Tensor) else None
     xp = B.ns(data) if data is not None else B.default().xp
-    return _wrap(xp.ones(x.shape, dtype=x.dtype))
+    return from_array(xp.ones(x.shape, dtype=x.dtype))
 
 
 def unbroadcast(c: Tensor, shape: tuple) -> Tensor:

@@ -129,7 +129,7 @@ class Tensor:
     __array_ufunc__ = None  # make `ndarray op Tensor` defer to the Tensor's reflected operator
 
     def __init__(self, data, dtype=None, requires_grad=False):
-        self.data = _to_array(data, dtype)
+        self.data = to_array(data, dtype)
         self.grad = None
         self._node = None
         self._index = 0
@@ -259,7 +259,7 @@ class Tensor:
     def detach(self) -> "Tensor":
         """A new tensor with the same values (same memory, same version counter), cut
         off from every transformation."""
-        return share(self, _wrap(self.data)) if self._batch is None else _detach_batched(self)
+        return share(self, from_array(self.data)) if self._batch is None else _detach_batched(self)
 
     # ----------------------------------------------------------------- in place
     def copy_(self, src) -> "Tensor":
@@ -331,7 +331,7 @@ def _read_only(arr):
     return arr
 
 
-def _wrap(data) -> Tensor:
+def from_array(data) -> Tensor:
     """Fast constructor for a plain tensor around a backend array (no checks)."""
     t = _new_object(Tensor)
     t.data = data
@@ -367,12 +367,20 @@ def _physical(t: Tensor) -> Tensor:
 
 def _detach_batched(t: Tensor) -> Tensor:
     level, inner, axis = t._batch
-    out = _wrap(t.data)
+    out = from_array(t.data)
     out._batch = (level, inner.detach(), axis)
     return out
 
 
-def _to_array(data, dtype=None):
+def physical_data(t: Tensor):
+    """The array that holds ``t``'s values: its own, or inside ``vmap`` the innermost
+    batched tensor's (an array of the right backend, e.g. for ``like=``)."""
+    while t._batch is not None:
+        t = t._batch[1]
+    return t.data
+
+
+def to_array(data, dtype=None):
     """Convert user data to a backend array following the dtype rules of ``tensor``."""
     dtype = dtypes.as_dtype(dtype)
     if isinstance(data, Tensor):
@@ -453,7 +461,7 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     if isinstance(x, Tensor):
         return x
     if like is not None and isinstance(x, (int, float, bool, np.generic)) and not isinstance(x, np.ndarray):
-        return _wrap(B.scalar_array(x, scalar_dtype(x, like.dtype), like.data))
+        return from_array(B.scalar_array(x, scalar_dtype(x, like.dtype), like.data))
     return Tensor(x)
 
 

@@ -84,7 +84,7 @@ from . import fusion, rng
 from .guards import Guards
 from .modes import get_state, switched
 from .pytree import flatten, unflatten
-from .tensor import Tensor, _wrap
+from .tensor import Tensor, from_array
 
 __all__ = ["jit", "JitError", "note_constant", "note_module", "read_values", "record_call",
            "refuse_if_traced", "refuse_while_tracing"]
@@ -343,7 +343,7 @@ class _Program:
                 env[s] = None
         leaves = []
         for slot, static in zip(self.out_slots, self.out_static):
-            leaves.append(static if slot is None else _wrap(env[slot]))
+            leaves.append(static if slot is None else from_array(env[slot]))
         return unflatten(self.out_tree, leaves)
 
     def __len__(self):
@@ -562,7 +562,7 @@ class jit:
         self.last_program = program
         self.traces += 1
         rec.keep = []                                # the program keeps only what it needs
-        return unflatten(out_tree, [_wrap(leaf.data) if isinstance(leaf, Tensor) else leaf
+        return unflatten(out_tree, [from_array(leaf.data) if isinstance(leaf, Tensor) else leaf
                                     for leaf in out_leaves])
 
     def program_length(self, *args) -> int:

@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import functools
 
+from .. import backend as B
 from . import rng
 from .engine import reaches_outside, run_backward, toposort, walk, without_graph
 from .modes import capturing, enable_grad, get_state, new_level, replace, reset
-from .primitive import Primitive, alias, apply, attach_tangent, strip
+from .forward import attach_tangent, strip
+from .primitive import Primitive, alias, apply
 from .pytree import flatten, tree_map, unflatten
 from .structural import cast, identity, ones_like, zeros_like
-from .tensor import Tensor, _wrap, to_tensor
+from .tensor import AbstractArray, Tensor, from_array, to_tensor
 from .tracing import note_constant
+from .vmap import (batch_levels, batched_backward, batched_everywhere, batched_variable,
+                   check_reverse_under_vmap, physical_tensors, vmap)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -46,12 +50,8 @@ def _variable(x, what: str, eager: bool = True, batch_levels=()) -> Tensor:
         raise TypeError(f"{what}: can only differentiate with respect to floating-point "
                         f"inputs, got {x.dtype} of shape {x.shape}")
     if batch_levels:
-        from .vmap import batched_everywhere
-
         x = batched_everywhere(x, batch_levels)
     if x._batch is not None:
-        from .vmap import batched_variable, check_reverse_under_vmap
-
         check_reverse_under_vmap(x, what)
         return batched_variable(x, lambda inner: _variable(inner, what, eager))
     if eager and ((x.requires_grad and get_state().grad_enabled) or x._tangents):
@@ -60,7 +60,7 @@ def _variable(x, what: str, eager: bool = True, batch_levels=()) -> Tensor:
         if not v.requires_grad:     # x only carried tangents
             v.requires_grad = True
         return v
-    v = _wrap(x.data)
+    v = from_array(x.data)
     v._vc = x._vc
     v.requires_grad = True
     return v
@@ -160,8 +160,6 @@ def _run(tr, fun, flat, has_aux, what, eager, st, batch_levels):
 
 def _unbatched_variables(tr):
     """The vmap levels at which an output is batched but some variable is not."""
-    from .vmap import batch_levels
-
     out_levels = set()
     for o in tr.out_flat:
         out_levels |= batch_levels(o)
@@ -173,8 +171,6 @@ def _unbatched_variables(tr):
 
 def _physical_roots(tensors):
     if any(t._batch is not None for t in tensors):
-        from .vmap import physical_tensors
-
         return physical_tensors(tensors)
     return tensors
 
@@ -182,8 +178,6 @@ def _physical_roots(tensors):
 def _sweep(roots, cts, targets, create, retain):
     """``run_backward`` that accepts batched roots and targets (inside vmap)."""
     if any(t._batch is not None for t in list(roots) + list(targets)):
-        from .vmap import batched_backward
-
         return batched_backward(roots, cts, targets, create, retain)
     return run_backward(roots, cts, targets, create_graph=create, retain_graph=retain)
 
@@ -349,9 +343,7 @@ def _outside(cap, roots, variables, inputs):
 
 
 def _stand_in(node, index, shape, dtype):
-    from .tensor import AbstractArray
-
-    t = _wrap(AbstractArray(shape, dtype))
+    t = from_array(AbstractArray(shape, dtype))
     t.requires_grad, t._node, t._index = True, node, index
     return t
 
@@ -482,8 +474,6 @@ def jacrev(fun, argnums=0, has_aux=False):
     Each output leaf of shape ``o`` gives, for each argument leaf of shape ``i``, an
     array of shape ``o + i``. Prefer it when outputs are fewer than inputs.
     """
-    from .vmap import vmap
-
     @functools.wraps(fun)
     def jacfn(*args, **kwargs):
         single, nums = _normalize_argnums(argnums, len(args), "jacrev")
@@ -518,8 +508,6 @@ def jacfwd(fun, argnums=0, has_aux=False):
 
     Same layout as :func:`jacrev`; prefer it when inputs are fewer than outputs.
     """
-    from .vmap import vmap
-
     @functools.wraps(fun)
     def jacfn(*args, **kwargs):
         single, nums = _normalize_argnums(argnums, len(args), "jacfwd")
@@ -559,18 +547,14 @@ def jacfwd(fun, argnums=0, has_aux=False):
 
 def _eye(x: Tensor) -> Tensor:
     """The rows of the ``x.size``-square identity, in ``x``'s dtype and backend."""
-    from .. import backend as B
-
     data = x.data if x._batch is None else None
     xp = B.ns(data) if data is not None else B.default().xp
-    return _wrap(xp.eye(x.size, dtype=x.dtype))
+    return from_array(xp.eye(x.size, dtype=x.dtype))
 
 
 def _empty(shape, like: Tensor) -> Tensor:
-    from .. import backend as B
-
     xp = B.ns(like.data) if like._batch is None else B.default().xp
-    return _wrap(xp.zeros(shape, dtype=like.dtype))
+    return from_array(xp.zeros(shape, dtype=like.dtype))
 
 
 def hessian(fun, argnums=0, has_aux=False):

@@ -24,10 +24,12 @@ import functools
 
 from .. import backend as B
 from .modes import new_level
-from .primitive import Primitive, apply
+from .primitive import Primitive, apply, register_interpreter
 from .pytree import flatten, unflatten
-from .structural import BROADCAST_TO, RESHAPE, TRANSPOSE, transpose
-from .tensor import AbstractArray, Tensor, _wrap, to_tensor
+from .engine import run_backward
+from .structural import (BROADCAST_TO, RESHAPE, TRANSPOSE, moveaxis,  # noqa: F401 - rules' helpers
+                         moved_to_front, unbatched_like)
+from .tensor import AbstractArray, Tensor, from_array, to_tensor
 
 
 # The batch size of every vmap level that is running (levels are never reused, so one
@@ -49,7 +51,7 @@ def wrap(inner: Tensor, level: int, axis: int) -> Tensor:
     if high:
         inner = _without_tangents(inner, high)
     shape = inner.shape
-    t = _wrap(AbstractArray(shape[:axis] + shape[axis + 1:], inner.dtype))
+    t = from_array(AbstractArray(shape[:axis] + shape[axis + 1:], inner.dtype))
     t._batch = (level, inner, axis)
     t.requires_grad = inner.requires_grad
     if high:
@@ -64,7 +66,7 @@ def _higher_tangents(x: Tensor, level: int) -> dict:
 def _without_tangents(x: Tensor, levels) -> Tensor:
     """A new object for ``x`` (same data, graph position, batching) without the tangents
     at ``levels``."""
-    y = _wrap(x.data)
+    y = from_array(x.data)
     y._batch, y._vc = x._batch, x._vc
     y.requires_grad, y._node, y._index = x.requires_grad, x._node, x._index
     rest = {lv: tan for lv, tan in x._tangents.items() if lv not in levels}
@@ -84,19 +86,6 @@ def _wrap_inside(x: Tensor, level: int, axis: int) -> Tensor:
     return out
 
 
-def moveaxis(x: Tensor, source: int, destination: int) -> Tensor:
-    if source == destination:
-        return x
-    order = [i for i in range(x.ndim) if i != source]
-    order.insert(destination, source)
-    return transpose(x, tuple(order))
-
-
-def moved_to_front(args, axes):
-    """The batched arguments with their batch axis first (others unchanged)."""
-    return [a if ax is None else moveaxis(a, ax, 0) for a, ax in zip(args, axes)]
-
-
 def batch_size(args, axes) -> int:
     sizes = {a.shape[ax] for a, ax in zip(args, axes) if ax is not None}
     if len(sizes) != 1:
@@ -110,15 +99,6 @@ def broadcast_batch(x: Tensor, axis, size: int) -> Tensor:
         return moveaxis(x, axis, 0)
     x = apply(RESHAPE, (x,), {"shape": (1,) + tuple(x.shape)})
     return apply(BROADCAST_TO, (x,), {"shape": (size,) + tuple(x.shape[1:])})
-
-
-def unbatched_like(x: Tensor, value) -> Tensor:
-    """A plain (unbatched) constant with ``x``'s per-example shape and dtype."""
-    inner = x
-    while inner._batch is not None:
-        inner = inner._batch[1]
-    xp = B.ns(inner.data)
-    return _wrap(xp.full(x.shape, value, dtype=x.dtype))
 
 
 # ----------------------------------------------------------------------------- apply
@@ -140,6 +120,14 @@ def apply_batched(prim: Primitive, inputs, params, level: int):
 
 
 # ----------------------------------------------------------------------------- generic rules
+def _batched_at_level(x: Tensor, level: int) -> bool:
+    b = x._batch
+    return b is not None and b[0] == level
+
+
+register_interpreter(_batched_at_level, apply_batched)
+
+
 def elementwise_rule(prim: Primitive):
     """Rule for a broadcasting elementwise primitive: batch axes first, per-example
     dimensions right-aligned (``(B, 1, ..., 1, *shape)``), output batched at 0."""
@@ -449,8 +437,6 @@ def _lift(c: Tensor, level: int, size: int, axis: int) -> Tensor:
 def batched_backward(roots, cts, targets, create, retain):
     """``run_backward`` for batched roots and targets: sweep the inner graph with the
     cotangents laid out like the inner roots, and wrap the results like the targets."""
-    from .engine import run_backward
-
     phys_roots, phys_cts = [], []
     for r, c in zip(roots, cts):
         t = r

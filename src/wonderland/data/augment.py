@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.tensor import Tensor
-from ..random import _gen
+from ..random import get_generator
 
 
 def _arr(x):
@@ -38,7 +38,7 @@ def random_translate(x, max_shift=2, fill=0.0, generator=None):
     """Shift each image by up to ``max_shift`` pixels in each direction."""
     x = _arr(x)
     _check_images(x, "random_translate")
-    g = _gen(generator)
+    g = get_generator(generator)
     dy = g.randint(-max_shift, max_shift + 1, (x.shape[0],)).numpy()
     dx = g.randint(-max_shift, max_shift + 1, (x.shape[0],)).numpy()
     return _shifted(x, dy, dx, fill)
@@ -53,7 +53,7 @@ def random_crop(x, size, padding=0, fill=0.0, generator=None):
     b, h, w, _ = xp.shape
     if sh > h or sw > w:
         raise ValueError(f"random_crop: crop {sh}×{sw} is larger than the padded image {h}×{w}")
-    g = _gen(generator)
+    g = get_generator(generator)
     top = g.randint(0, h - sh + 1, (b,)).numpy()
     left = g.randint(0, w - sw + 1, (b,)).numpy()
     rows = top[:, None] + np.arange(sh)[None, :]
@@ -65,7 +65,7 @@ def random_flip(x, p=0.5, axis=2, generator=None):
     """Flip each image along ``axis`` (2 = horizontally) with probability ``p``."""
     x = _arr(x)
     _check_images(x, "random_flip")
-    flip = _gen(generator).uniform((x.shape[0],), dtype=np.float64).numpy() < p
+    flip = get_generator(generator).uniform((x.shape[0],), dtype=np.float64).numpy() < p
     out = x.copy()
     out[flip] = np.flip(x[flip], axis=axis)
     return out
@@ -81,7 +81,7 @@ def _soft(y, num_classes):
 def mixup(x, y, num_classes, alpha=0.2, generator=None):
     """Convex combinations of pairs: ``λ·(x, y) + (1 − λ)·(x', y')`` with
     ``λ ~ Beta(α, α)`` and ``x'`` a shuffled copy of the batch; labels become soft."""
-    g = _gen(generator)
+    g = get_generator(generator)
     x, ys = _arr(x), _soft(y, num_classes)
     if x.dtype.kind != "f":                       # mixing integers (e.g. uint8 pixels) needs floats
         x = x.astype(np.float32)
@@ -95,7 +95,7 @@ def cutmix(x, y, num_classes, alpha=1.0, generator=None):
     by the pasted area's share."""
     x = _arr(x)
     _check_images(x, "cutmix")
-    g = _gen(generator)
+    g = get_generator(generator)
     ys = _soft(y, num_classes)
     b, h, w, _ = x.shape
     lam = float(g.beta(alpha, alpha).item())

@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from ..core.pytree import flatten, unflatten
-from ..core.tensor import Tensor, _wrap
-from ..random import Generator, _gen
+from ..core.tensor import Tensor, from_array
+from ..random import Generator, get_generator
 
 
 class Dataset:
@@ -48,7 +48,7 @@ class TensorDataset(Dataset):
 
     def get_batch(self, indices):
         idx = np.asarray(indices)
-        return tuple(_wrap(t.data[idx]) for t in self.tensors)
+        return tuple(from_array(t.data[idx]) for t in self.tensors)
 
 
 class Subset(Dataset):
@@ -86,7 +86,7 @@ def random_split(dataset, lengths, generator=None):
         lengths = counts
     if sum(lengths) != n:
         raise ValueError(f"random_split: lengths sum to {sum(lengths)}, the dataset has {n} samples")
-    perm = _gen(generator).permutation(n).data
+    perm = get_generator(generator).permutation(n).data
     out, start = [], 0
     for length in lengths:
         out.append(Subset(dataset, perm[start:start + length]))
@@ -106,7 +106,7 @@ def default_collate(samples):
             raise ValueError("default_collate: samples have different structures")
         for c, leaf in zip(columns, leaves):
             c.append(leaf.data if isinstance(leaf, Tensor) else np.asarray(leaf))
-    return unflatten(tree, [_wrap(np.stack(c)) for c in columns])
+    return unflatten(tree, [from_array(np.stack(c)) for c in columns])
 
 
 class DataLoader:
@@ -149,7 +149,7 @@ class DataLoader:
             n = len(order)
         else:
             n = len(self.dataset)
-            order = _gen(self.generator).permutation(n).data if self.shuffle else np.arange(n)
+            order = get_generator(self.generator).permutation(n).data if self.shuffle else np.arange(n)
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
         fast = self.collate_fn is None and hasattr(self.dataset, "get_batch")
         for start in range(0, stop, self.batch_size):

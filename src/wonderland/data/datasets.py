@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core import dtypes
 from ..core.tensor import Tensor
-from ..random import _gen
+from ..random import get_generator
 
 
 # ----------------------------------------------------------------------------- bundled tables
@@ -69,7 +69,7 @@ def _n(n, what):
 def make_xor(n=200, noise=0.1, generator=None):
     """Points around the four corners of the unit square; label = x0 XOR x1."""
     n = _n(n, "make_xor")
-    g = _gen(generator)
+    g = get_generator(generator)
     corners = g.randint(0, 2, (n, 2)).numpy()
     x = corners + noise * g.normal((n, 2), dtype=np.float64).numpy()
     return Tensor(x.astype(np.float32)), Tensor((corners[:, 0] ^ corners[:, 1]).astype(np.int64))
@@ -78,7 +78,7 @@ def make_xor(n=200, noise=0.1, generator=None):
 def make_moons(n=200, noise=0.1, generator=None):
     """Two interleaving half circles."""
     n = _n(n, "make_moons")
-    g = _gen(generator)
+    g = get_generator(generator)
     half = n // 2
     t = g.uniform((n,), 0.0, math.pi, dtype=np.float64).numpy()
     upper = np.stack([np.cos(t[:half]), np.sin(t[:half])], 1)
@@ -93,7 +93,7 @@ def make_circles(n=200, noise=0.05, factor=0.5, generator=None):
     n = _n(n, "make_circles")
     if not 0 < factor < 1:
         raise ValueError(f"make_circles: factor must be in (0, 1), got {factor}")
-    g = _gen(generator)
+    g = get_generator(generator)
     half = n // 2
     t = g.uniform((n,), 0.0, 2 * math.pi, dtype=np.float64).numpy()
     r = np.concatenate([np.ones(half), factor * np.ones(n - half)])
@@ -107,7 +107,7 @@ def make_spirals(n=300, classes=2, noise=0.2, turns=1.5, generator=None):
     n = _n(n, "make_spirals")
     if classes < 2:
         raise ValueError(f"make_spirals: need at least 2 classes, got {classes}")
-    g = _gen(generator)
+    g = get_generator(generator)
     y = np.arange(n) % classes
     r = g.uniform((n,), 0.05, 1.0, dtype=np.float64).numpy()
     theta = 2 * math.pi * (turns * r + y / classes)
@@ -120,7 +120,7 @@ def make_regression_1d(n=100, noise=0.1, fn=None, low=-3.0, high=3.0, generator=
     """1-D regression: ``x`` uniform in [low, high], ``y = fn(x) + noise·ε`` (default
     ``fn = sin``); shapes ``(n, 1)`` and ``(n,)``."""
     n = _n(n, "make_regression_1d")
-    g = _gen(generator)
+    g = get_generator(generator)
     x = np.sort(g.uniform((n,), low, high, dtype=np.float64).numpy())
     f = np.sin if fn is None else fn
     y = np.asarray(f(x), dtype=np.float64) + noise * g.normal((n,), dtype=np.float64).numpy()
@@ -205,7 +205,7 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, gener
     n_test = int(math.ceil(test_size * n)) if isinstance(test_size, float) else int(test_size)
     if not 0 < n_test < n:
         raise ValueError(f"train_test_split: test_size={test_size} leaves an empty part for n={n}")
-    g = _gen(generator)
+    g = get_generator(generator)
     if stratify is not None:
         labels = stratify.data if isinstance(stratify, Tensor) else np.asarray(stratify)
         test_idx = []

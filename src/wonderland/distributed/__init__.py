@@ -523,12 +523,12 @@ def _host_array(x, what):
     """``(host array, rebuild)``: ``x`` (tensor, array or number) as a contiguous NumPy
     copy, and a function turning a host result back into ``x``'s kind and device."""
     from .. import backend as B
-    from ..core.tensor import Tensor, _wrap
+    from ..core.tensor import Tensor, from_array
 
     if isinstance(x, Tensor):
         backend = B.backend_of(x.data)
         host = np.array(B.to_numpy(x.data), copy=True, order="C")
-        return host, lambda h: _wrap(backend.from_numpy(h))
+        return host, lambda h: from_array(backend.from_numpy(h))
     if B.is_array(x) and not isinstance(x, np.ndarray):
         backend = B.backend_of(x)
         return np.array(B.to_numpy(x), copy=True, order="C"), backend.from_numpy

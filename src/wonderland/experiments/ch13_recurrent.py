@@ -353,7 +353,7 @@ def state_memory(d_model=768, n_layers=12, lengths=(1024, 16384, 131072), bytes_
 # ----------------------------------------------------------------------------- run
 def run(ctx) -> Result:
     t0 = time.perf_counter()
-    _kernels.warm_up()
+    wl.ops.warm_up()
     compile_s = time.perf_counter() - t0
     ctx.status("vanishing gradients")
     curves = _vanishing(ctx)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import os
 
-from . import EXPERIMENTS
+from .catalog import EXPERIMENTS
 
 _STYLE = """
 body { font-family: Georgia, 'Times New Roman', serif; max-width: 60rem; margin: 2rem auto;

@@ -16,7 +16,7 @@ import numpy as np
 
 import wonderland as wl
 
-from . import EXPERIMENTS, available
+from .catalog import EXPERIMENTS, available
 from .base import Context
 from .report import write_html
 

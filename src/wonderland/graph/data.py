@@ -349,9 +349,9 @@ class GraphLoader:
     def __iter__(self):
         n = len(self.graphs)
         if self.shuffle:
-            from ..random import _gen
+            from ..random import get_generator
 
-            order = np.asarray(_gen(self.generator).permutation(n).data)
+            order = np.asarray(get_generator(self.generator).permutation(n).data)
         else:
             order = np.arange(n)
         for start in range(0, n, self.batch_size):

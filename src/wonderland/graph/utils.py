@@ -301,10 +301,10 @@ def laplacian_eigenvectors(edge_index, num_nodes=None, k=8, dtype=np.float32) ->
 def random_sign_flip(pe, generator=None) -> Tensor:
     """``pe`` with each column multiplied by an independent random sign (eigenvectors
     are only defined up to sign; flipping during training teaches invariance)."""
-    from ..random import _gen
+    from ..random import get_generator
 
     pe = pe if isinstance(pe, Tensor) else Tensor(np.asarray(pe))
-    signs = _gen(generator).randint(0, 2, (pe.shape[-1],)).astype(pe.dtype) * 2.0 - 1.0
+    signs = get_generator(generator).randint(0, 2, (pe.shape[-1],)).astype(pe.dtype) * 2.0 - 1.0
     return pe * signs
 
 

@@ -15,7 +15,7 @@ from .. import fft
 from ..nn import (ClassToken, Conv1d, ConvFeatureEncoder, LayerNorm, Linear, Module, ModuleList,
                   SinusoidalPositionalEmbedding, TransformerEncoderLayer)
 from ..nn import functional as F
-from ..ops._common import floating, to_tensor
+from ..ops.arguments import floating, to_tensor
 
 
 def log_spectrogram(audio, frame=200, hop=80, eps=1e-6):

@@ -14,7 +14,7 @@ import numpy as np
 from .. import linalg, ops
 from ..core.tensor import Tensor
 from ..distributions import MultivariateNormal
-from ..ops._common import floating, to_tensor
+from ..ops.arguments import floating, to_tensor
 
 
 class BayesianLinearRegression:

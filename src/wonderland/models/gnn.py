@@ -27,13 +27,13 @@ def feature_dropout(x, p, training, generator=None):
         return x
     if not 0.0 <= p < 1.0:
         raise ValueError(f"feature_dropout: p must be in [0, 1), got {p}")
-    from ..random import _gen
+    from ..random import get_generator
 
     target = x.values if isinstance(x, SparseMatrix) else x
     if not isinstance(target, Tensor):
         target = Tensor(np.asarray(target, dtype=np.float32))
     cut = int(round(p * 65536))
-    bits = _gen(generator).randint(0, 65536, target.shape, dtype=np.uint16)
+    bits = get_generator(generator).randint(0, 65536, target.shape, dtype=np.uint16)
     scale = 65536.0 / (65536 - cut)
     mask = (bits >= cut).astype(target.dtype) * scale
     out = target * mask

@@ -21,7 +21,7 @@ from ..nn import (Dropout, Embedding, KVCache, LayerNorm, LearnedPositionalEmbed
                   SinusoidalPositionalEmbedding)
 from ..nn import functional as F
 from ..nn import init
-from ..random import _gen
+from ..random import get_generator
 
 
 class Block(Module):
@@ -134,7 +134,7 @@ class GPT(Module):
         if max_new_tokens < 0:
             raise ValueError(f"generate: max_new_tokens must be a non-negative int, got "
                              f"{max_new_tokens!r}")
-        g = _gen(generator)
+        g = get_generator(generator)
         seq = np.asarray(idx.numpy() if isinstance(idx, Tensor) else idx)
         if seq.ndim == 1:
             seq = seq[None]
@@ -187,7 +187,7 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
         np.put_along_axis(keep, order, keep_sorted, -1)
         p = np.where(keep, p, 0.0)
         p /= p.sum(-1, keepdims=True)
-    g = _gen(generator)
+    g = get_generator(generator)
     u = g.uniform((p.shape[0], 1)).numpy().astype(np.float64)
     cdf = np.cumsum(p, -1)
     return np.minimum((cdf < u * cdf[:, -1:]).sum(-1), p.shape[-1] - 1)

@@ -8,7 +8,7 @@ import numpy as np
 from .. import linalg, ops
 from ..core.tensor import Tensor
 from ..nn import Linear, Module
-from ..ops._common import floating, to_tensor
+from ..ops.arguments import floating, to_tensor
 
 
 def least_squares(x, y, l2=0.0, fit_intercept=True):

@@ -16,7 +16,7 @@ from ..core.modes import no_grad
 from ..core.tensor import Tensor
 from ..nn import Conv1d, Dropout, Embedding, Module, ModuleList
 from ..nn import functional as F
-from ..random import _gen
+from ..random import get_generator
 
 
 class WaveNet(Module):
@@ -73,7 +73,7 @@ class CharCNN(Module):
         """Continue the integer sequence ``prime`` by ``steps`` sampled tokens."""
         if temperature <= 0:
             raise ValueError(f"generate: temperature must be positive, got {temperature}")
-        g = _gen(generator)
+        g = get_generator(generator)
         seq = list(np.asarray(prime.data if isinstance(prime, Tensor) else prime, dtype=np.int64))
         if not seq:
             raise ValueError("generate: prime must hold at least one token")

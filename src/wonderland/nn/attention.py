@@ -15,9 +15,10 @@ import numpy as np
 from .. import ops
 from ..core.tensor import Tensor
 from ..core.tracing import refuse_while_tracing
-from ..ops._common import constant, floating, to_tensor
+from ..ops.arguments import constant, floating, to_tensor
 from ..ops.attention import attention, attention_reference
-from . import functional as F
+from .activations import elu
+from .dropout import dropout
 from . import init
 from .layers import Linear
 from .module import Module
@@ -70,6 +71,25 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     """
     what = "scaled_dot_product_attention"
     block_size = _block_size(block_size, what)
+    q, k, v = _qkv(query, key, value, enable_gqa, what)
+    if is_causal and attn_mask is not None:
+        raise ValueError(f"{what}: is_causal=True and an explicit attn_mask cannot be given "
+                         f"together (PyTorch's rule); put the causal mask into attn_mask")
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"{what}: dropout_p must be in [0, 1], got {dropout_p}")
+    bias = None if attn_mask is None else _scores_bias(attn_mask, q, k, what)
+    causal = 0 if is_causal else None
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
+    if dropout_p > 0.0:
+        return attention_reference(q, k, v, bias, causal, scale,
+                                   dropout=lambda p: dropout(p, dropout_p, True, generator))
+    return attention(q, k, v, bias, causal, scale, implementation, block_size=block_size)
+
+
+def _qkv(query, key, value, enable_gqa, what):
+    """Query, key and value as tensors of one dtype whose shapes fit attention (key and
+    value heads repeated for grouped-query attention)."""
     q, k, v = (_as_tensor(t, what) for t in (query, key, value))
     if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
         raise ValueError(f"{what}: query, key and value need at least 2 dimensions (..., L, E), "
@@ -82,11 +102,6 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                          f"key {k.shape} and value {v.shape}")
     dtype = np.result_type(q.dtype, k.dtype, v.dtype)
     q, k, v = (t.astype(dtype) if t.dtype != dtype else t for t in (q, k, v))
-    if is_causal and attn_mask is not None:
-        raise ValueError(f"{what}: is_causal=True and an explicit attn_mask cannot be given "
-                         f"together (PyTorch's rule); put the causal mask into attn_mask")
-    if not 0.0 <= dropout_p <= 1.0:
-        raise ValueError(f"{what}: dropout_p must be in [0, 1], got {dropout_p}")
     if enable_gqa and q.ndim >= 3 and k.ndim >= 3 and k.shape[-3] != q.shape[-3]:
         hq, hk = q.shape[-3], k.shape[-3]
         if v.ndim < 3 or v.shape[-3] != hk or hq % hk:
@@ -101,27 +116,43 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                          f"{k.shape} and value {v.shape} do not broadcast"
                          + ("" if enable_gqa else "; for fewer key/value heads pass enable_gqa=True")
                          ) from None
+    return q, k, v
+
+
+def _scores_bias(attn_mask, q, k, what):
+    """``attn_mask`` as an additive bias that broadcasts to the scores ``(..., L, S)``."""
     L, S = q.shape[-2], k.shape[-2]
-    bias = None
-    if attn_mask is not None:
-        bias = _bias_from_mask(attn_mask, dtype, what)
-        if bias.ndim < 2:
-            bias = bias.reshape((1,) * (2 - bias.ndim) + bias.shape)
-        try:
-            np.broadcast_shapes(bias.shape, q.shape[:-2] + (L, S))
-        except ValueError:
-            raise ValueError(f"{what}: attn_mask of shape {bias.shape} does not broadcast to the "
-                             f"scores' shape {q.shape[:-2] + (L, S)}") from None
-        if bias.shape[-2] not in (1, L) or bias.shape[-1] not in (1, S):
-            raise ValueError(f"{what}: attn_mask's last two axes {bias.shape[-2:]} must be "
-                             f"(L, S) = ({L}, {S}) or broadcast to it")
-    causal = 0 if is_causal else None
-    if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
-    if dropout_p > 0.0:
-        return attention_reference(q, k, v, bias, causal, scale,
-                                   dropout=lambda p: F.dropout(p, dropout_p, True, generator))
-    return attention(q, k, v, bias, causal, scale, implementation, block_size=block_size)
+    bias = _bias_from_mask(attn_mask, q.dtype, what)
+    if bias.ndim < 2:
+        bias = bias.reshape((1,) * (2 - bias.ndim) + bias.shape)
+    try:
+        np.broadcast_shapes(bias.shape, q.shape[:-2] + (L, S))
+    except ValueError:
+        raise ValueError(f"{what}: attn_mask of shape {bias.shape} does not broadcast to the "
+                         f"scores' shape {q.shape[:-2] + (L, S)}") from None
+    if bias.shape[-2] not in (1, L) or bias.shape[-1] not in (1, S):
+        raise ValueError(f"{what}: attn_mask's last two axes {bias.shape[-2:]} must be "
+                         f"(L, S) = ({L}, {S}) or broadcast to it")
+    return bias
+
+
+def _added(extra, bias):
+    return extra if bias is None else bias + extra
+
+
+def _padding_bias(key_padding_mask, unbatched, b, S, dtype, what):
+    """PyTorch's ``key_padding_mask`` ((batch, S), or (S,) for an unbatched query; True or
+    -inf at padded keys) as a bias ``(b, 1, 1, S)``."""
+    kp = _bias_from_mask(key_padding_mask, dtype, what, allowed_is_true=False)
+    if unbatched and kp.ndim == 1:
+        if kp.shape != (S,):
+            raise ValueError(f"{what}: key_padding_mask must be (S,) = ({S},) for an "
+                             f"unbatched query, or (1, S), got {kp.shape}")
+        kp = kp.reshape(1, S)
+    if kp.shape != (b, S):
+        raise ValueError(f"{what}: key_padding_mask must be (batch, S) = ({b}, {S}), got "
+                         f"{kp.shape}")
+    return kp.reshape(b, 1, 1, S)
 
 
 def _block_size(block_size, what):
@@ -143,7 +174,7 @@ def _block_size(block_size, what):
 
 # ----------------------------------------------------------------------------- linear attention
 def _feature_map(x):
-    return F.elu(x) + 1.0
+    return elu(x) + 1.0
 
 
 def linear_attention(q, k, v, causal=False, eps=1e-6) -> Tensor:
@@ -344,6 +375,42 @@ class MultiheadAttention(Module):
         queries and keys at their positions), ``position_bias`` (a float bias
         ``(h, L, S)`` or broadcastable, e.g. ALiBi or T5 buckets)."""
         what = "MultiheadAttention"
+        q_in, k_in, v_in, unbatched = self._inputs(query, key, value, what)
+        b, L, _ = q_in.shape
+        q = self._heads(self.q_proj(q_in), self.num_heads)
+        k = self._heads(self.k_proj(k_in), self.num_kv_heads)
+        v = self._heads(self.v_proj(v_in), self.num_kv_heads)
+        offset = 0 if cache is None else len(cache)
+        if rope is not None:
+            q = rope(q, offset=offset)
+            k = rope(k, offset=offset)
+        if cache is not None:
+            k, v = cache.update(k, v)
+        S = k.shape[2]
+        if is_causal and attn_mask is None and cache is None:
+            raise ValueError(f"{what}: is_causal=True needs attn_mask (PyTorch's rule: it is a "
+                             f"hint that attn_mask is the causal mask)")
+        causal, bias = None, position_bias
+        if is_causal and (cache is not None or (key_padding_mask is None and not need_weights)):
+            # PyTorch's fast path: the causal hint replaces attn_mask; with a cache the
+            # new queries line up with the last keys
+            causal = S - L if cache is not None else 0
+        elif attn_mask is not None:
+            bias = _added(self._attn_mask_bias(attn_mask, b, L, S, q.dtype, what), bias)
+        if key_padding_mask is not None:
+            bias = _added(_padding_bias(key_padding_mask, unbatched, b, S, q.dtype, what), bias)
+        out, weights = self._attend(q, k, v, bias, causal, need_weights, average_attn_weights)
+        if not self.batch_first:
+            out = out.swapaxes(0, 1)
+        if unbatched:
+            out = out[0] if self.batch_first else out[:, 0]
+            if weights is not None:
+                weights = weights[0]
+        return out, weights
+
+    def _inputs(self, query, key, value, what):
+        """Query, key and value as float ``(batch, length, features)`` tensors, batch
+        first; whether the query was unbatched."""
         key = query if key is None else key
         value = key if value is None else value
         q_in, k_in, v_in = (floating(to_tensor(t, what)) for t in (query, key, value))
@@ -363,55 +430,26 @@ class MultiheadAttention(Module):
         if k_in.shape[:2] != v_in.shape[:2] or k_in.shape[0] != q_in.shape[0]:
             raise ValueError(f"{what}: key {k_in.shape} and value {v_in.shape} must share batch "
                              f"and length, and the batch of query {q_in.shape}")
-        b, L, _ = q_in.shape
-        q = self._heads(self.q_proj(q_in), self.num_heads)
-        k = self._heads(self.k_proj(k_in), self.num_kv_heads)
-        v = self._heads(self.v_proj(v_in), self.num_kv_heads)
-        offset = 0 if cache is None else len(cache)
-        if rope is not None:
-            q = rope(q, offset=offset)
-            k = rope(k, offset=offset)
-        if cache is not None:
-            k, v = cache.update(k, v)
-        S = k.shape[2]
-        if is_causal and attn_mask is None and cache is None:
-            raise ValueError(f"{what}: is_causal=True needs attn_mask (PyTorch's rule: it is a "
-                             f"hint that attn_mask is the causal mask)")
-        mask_bias = pad_bias = None
-        causal = None
-        if is_causal and (cache is not None or (key_padding_mask is None and not need_weights)):
-            # PyTorch's fast path: the causal hint replaces attn_mask; with a cache the
-            # new queries line up with the last keys
-            causal = S - L if cache is not None else 0
-        elif attn_mask is not None:
-            m = _bias_from_mask(attn_mask, q.dtype, what, allowed_is_true=False)
-            if m.ndim == 2:
-                if m.shape != (L, S):
-                    raise ValueError(f"{what}: 2-D attn_mask must be (L, S) = ({L}, {S}), got {m.shape}")
-                m = m.reshape(1, 1, L, S)
-            elif m.ndim == 3:
-                if m.shape != (b * self.num_heads, L, S):
-                    raise ValueError(f"{what}: 3-D attn_mask must be (batch*num_heads, L, S) = "
-                                     f"({b * self.num_heads}, {L}, {S}), got {m.shape}")
-                m = m.reshape(b, self.num_heads, L, S)
-            else:
-                raise ValueError(f"{what}: attn_mask must be 2-D or 3-D, got {m.shape}")
-            mask_bias = m
-        if key_padding_mask is not None:
-            kp = _bias_from_mask(key_padding_mask, q.dtype, what, allowed_is_true=False)
-            if unbatched and kp.ndim == 1:
-                if kp.shape != (S,):
-                    raise ValueError(f"{what}: key_padding_mask must be (S,) = ({S},) for an "
-                                     f"unbatched query, or (1, S), got {kp.shape}")
-                kp = kp.reshape(1, S)
-            if kp.shape != (b, S):
-                raise ValueError(f"{what}: key_padding_mask must be (batch, S) = ({b}, {S}), got "
-                                 f"{kp.shape}")
-            pad_bias = kp.reshape(b, 1, 1, S)
-        bias = None
-        for extra in (mask_bias, pad_bias, position_bias):
-            if extra is not None:
-                bias = extra if bias is None else bias + extra
+        return q_in, k_in, v_in, unbatched
+
+    def _attn_mask_bias(self, attn_mask, b, L, S, dtype, what):
+        """PyTorch's ``attn_mask`` (True or -inf where attention is *not* allowed), 2-D
+        ``(L, S)`` or 3-D ``(batch·heads, L, S)``, as a bias ``(b or 1, heads or 1, L, S)``."""
+        m = _bias_from_mask(attn_mask, dtype, what, allowed_is_true=False)
+        if m.ndim == 2:
+            if m.shape != (L, S):
+                raise ValueError(f"{what}: 2-D attn_mask must be (L, S) = ({L}, {S}), got {m.shape}")
+            return m.reshape(1, 1, L, S)
+        if m.ndim == 3:
+            if m.shape != (b * self.num_heads, L, S):
+                raise ValueError(f"{what}: 3-D attn_mask must be (batch*num_heads, L, S) = "
+                                 f"({b * self.num_heads}, {L}, {S}), got {m.shape}")
+            return m.reshape(b, self.num_heads, L, S)
+        raise ValueError(f"{what}: attn_mask must be 2-D or 3-D, got {m.shape}")
+
+    def _attend(self, q, k, v, bias, causal, need_weights, average_attn_weights):
+        """The heads' attention, merged and projected: ``(out (b, L, E), weights)``."""
+        b, L = q.shape[0], q.shape[2]
         if self.num_kv_heads != self.num_heads:
             g = self.num_heads // self.num_kv_heads
             k, v = ops.repeat(k, g, axis=1), ops.repeat(v, g, axis=1)
@@ -419,7 +457,7 @@ class MultiheadAttention(Module):
         scale = 1.0 / math.sqrt(self.head_dim)
         weights = None
         if need_weights or p_drop > 0:
-            drop = (lambda p: F.dropout(p, p_drop, True, self.generator)) if p_drop > 0 else None
+            drop = (lambda p: dropout(p, p_drop, True, self.generator)) if p_drop > 0 else None
             o, probs = attention_reference(q, k, v, bias, causal, scale, return_probs=True,
                                            dropout=drop)
             if need_weights:
@@ -427,14 +465,7 @@ class MultiheadAttention(Module):
         else:
             o = attention(q, k, v, bias, causal, scale)
         o = o.transpose(0, 2, 1, 3).reshape(b, L, self.embed_dim)
-        out = self.out_proj(o)
-        if not self.batch_first:
-            out = out.swapaxes(0, 1)
-        if unbatched:
-            out = out[0] if self.batch_first else out[:, 0]
-            if weights is not None:
-                weights = weights[0]
-        return out, weights
+        return self.out_proj(o), weights
 
     def extra_repr(self):
         extra = f", num_kv_heads={self.num_kv_heads}" if self.num_kv_heads != self.num_heads else ""

@@ -15,10 +15,9 @@ import numpy as np
 
 from .. import ops
 from ..core import dtypes
-from ..core.tensor import Tensor
-from ..ops._common import constant, floating, to_tensor
+from ..ops.arguments import constant, floating, to_tensor
 from ..ops.conv import conv_bias_raw, conv_raw, conv_transpose_raw
-from ..ops._common import namespace
+from ..ops.arguments import namespace
 from ..ops.pool import argmax_windows
 from ..ops.pool import max_pool as _max_pool_op
 from . import init

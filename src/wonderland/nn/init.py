@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import backend as B
 from ..core.tensor import Tensor
-from ..random import _gen
+from ..random import get_generator
 
 _GAINS = {"linear": 1.0, "identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3,
           "relu": math.sqrt(2.0), "selu": 3.0 / 4, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0}
@@ -60,13 +60,13 @@ def _fill(t, values):
 def uniform_(t, a=0.0, b=1.0, generator=None):
     """Fill with samples of U(a, b)."""
     _check(t, "uniform_")
-    return _fill(t, _gen(generator).uniform(t.shape, a, b, dtype=np.float64))
+    return _fill(t, get_generator(generator).uniform(t.shape, a, b, dtype=np.float64))
 
 
 def normal_(t, mean=0.0, std=1.0, generator=None):
     """Fill with samples of N(mean, std²)."""
     _check(t, "normal_")
-    return _fill(t, _gen(generator).normal(t.shape, mean, std, dtype=np.float64))
+    return _fill(t, get_generator(generator).normal(t.shape, mean, std, dtype=np.float64))
 
 
 def constant_(t, value):
@@ -121,7 +121,7 @@ def orthogonal_(t, gain=1.0, generator=None):
         raise ValueError(f"orthogonal_: need at least 2 dimensions, got shape {t.shape}")
     rows = int(np.prod(t.shape[:-1]))
     cols = t.shape[-1]
-    flat = _gen(generator).normal((max(rows, cols), min(rows, cols)), dtype=np.float64).data
+    flat = get_generator(generator).normal((max(rows, cols), min(rows, cols)), dtype=np.float64).data
     xp = B.ns(flat)
     q, r = xp.linalg.qr(flat)
     q *= xp.sign(xp.diagonal(r))

@@ -9,7 +9,9 @@ import numpy as np
 
 from .. import ops
 from ..core import dtypes
-from . import functional as F
+from . import activations as A
+from .dense import embedding, linear
+from .dropout import dropout
 from . import init
 from .containers import Sequential
 from .module import Module, Parameter
@@ -46,7 +48,7 @@ class Linear(Module):
             raise ValueError(f"Linear(in_features={self.in_features}, out_features="
                              f"{self.out_features}): expected an input of shape (..., "
                              f"{self.in_features}) (features last), got {got}")
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, " \
@@ -73,7 +75,7 @@ class Embedding(Module):
             self.weight.data[padding_idx] = 0
 
     def forward(self, indices):
-        return F.embedding(indices, self.weight, self.padding_idx)
+        return embedding(indices, self.weight, self.padding_idx)
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}" + \
@@ -109,7 +111,7 @@ class Dropout(Module):
         self.generator = generator
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.training, self.generator)
+        return dropout(x, self.p, self.training, self.generator)
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -135,17 +137,17 @@ def _activation(name, fn, doc, params=()):
                                   "extra_repr": extra_repr, "__doc__": doc})
 
 
-ReLU = _activation("ReLU", lambda x: F.relu(x), "``max(x, 0)``.")
-LeakyReLU = _activation("LeakyReLU", F.leaky_relu, "Leaky ReLU.", (("negative_slope", 0.01),))
-Softplus = _activation("Softplus", F.softplus, "Softplus.", (("beta", 1.0), ("threshold", 20.0)))
-ELU = _activation("ELU", F.elu, "Exponential linear unit.", (("alpha", 1.0),))
-GELU = _activation("GELU", F.gelu, "Gaussian error linear unit.", (("approximate", "none"),))
-SiLU = _activation("SiLU", F.silu, "``x * sigmoid(x)``.")
-Sigmoid = _activation("Sigmoid", lambda x: F.sigmoid(x), "Logistic sigmoid.")
-Tanh = _activation("Tanh", lambda x: F.tanh(x), "Hyperbolic tangent.")
-Softmax = _activation("Softmax", lambda x, axis, dim: F.softmax(x, axis if dim is None else dim),
+ReLU = _activation("ReLU", lambda x: A.relu(x), "``max(x, 0)``.")
+LeakyReLU = _activation("LeakyReLU", A.leaky_relu, "Leaky ReLU.", (("negative_slope", 0.01),))
+Softplus = _activation("Softplus", A.softplus, "Softplus.", (("beta", 1.0), ("threshold", 20.0)))
+ELU = _activation("ELU", A.elu, "Exponential linear unit.", (("alpha", 1.0),))
+GELU = _activation("GELU", A.gelu, "Gaussian error linear unit.", (("approximate", "none"),))
+SiLU = _activation("SiLU", A.silu, "``x * sigmoid(x)``.")
+Sigmoid = _activation("Sigmoid", lambda x: A.sigmoid(x), "Logistic sigmoid.")
+Tanh = _activation("Tanh", lambda x: A.tanh(x), "Hyperbolic tangent.")
+Softmax = _activation("Softmax", lambda x, axis, dim: A.softmax(x, axis if dim is None else dim),
                       "Softmax along ``axis`` (or PyTorch's ``dim``).", (("axis", -1), ("dim", None)))
-LogSoftmax = _activation("LogSoftmax", lambda x, axis, dim: F.log_softmax(x, axis if dim is None else dim),
+LogSoftmax = _activation("LogSoftmax", lambda x, axis, dim: A.log_softmax(x, axis if dim is None else dim),
                          "Log-softmax along ``axis`` (or ``dim``).", (("axis", -1), ("dim", None)))
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "softplus": Softplus, "elu": ELU,

@@ -17,7 +17,7 @@ import numpy as np
 from ..core import dtypes
 from ..core.modes import get_state
 from ..core.structural import zeros_like
-from ..core.tensor import Tensor, _to_array
+from ..core.tensor import Tensor, to_array
 
 # bumped by every change to any module's attributes, parameters, buffers, sub-modules or
 # mode: a jit program compares it to see at once that no module it depends on changed
@@ -34,7 +34,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data, requires_grad=True, dtype=None):
-        arr = _to_array(data.data if isinstance(data, Tensor) else data, dtype)
+        arr = to_array(data.data if isinstance(data, Tensor) else data, dtype)
         if arr.dtype.kind != "f":
             arr = arr.astype(dtypes.get_default_dtype())
         super().__init__(arr.copy(), requires_grad=requires_grad)
@@ -361,7 +361,7 @@ class Module:
 
 
 @contextlib.contextmanager
-def _swapped(module: Module, values: dict):
+def swapped(module: Module, values: dict):
     """Temporarily replace parameters/buffers named in ``values`` (dotted names)."""
     lookup = dict(module.named_modules())
     saved = []
@@ -390,5 +390,5 @@ def functional_call(module: Module, params: dict, *args, **kwargs):
         params = dict(model.named_parameters())
         grads = wl.grad(lambda p: loss(wl.nn.functional_call(model, p, x), y))(params)
     """
-    with _swapped(module, params):
+    with swapped(module, params):
         return module(*args, **kwargs)

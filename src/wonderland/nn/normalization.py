@@ -11,7 +11,7 @@ import numpy as np
 from ..core import dtypes
 from ..core.tracing import record_call
 from ..core.tensor import Tensor
-from ..ops._common import constant, floating, to_tensor
+from ..ops.arguments import constant, floating, to_tensor
 from ..ops.norm import normalize, rms_normalize
 from .module import Module, Parameter
 
@@ -156,12 +156,12 @@ def channel_dropout(x, p=0.5, training=True, generator=None):
         return x
     if x.ndim < 3:
         raise ValueError(f"channel_dropout: expected (batch, ..., channels), got {x.shape}")
-    from ..random import _gen
+    from ..random import get_generator
 
     shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
     if p == 1.0:
         return x * 0.0
-    keep = _gen(generator).bernoulli(1.0 - p, shape, dtype=x.dtype)
+    keep = get_generator(generator).bernoulli(1.0 - p, shape, dtype=x.dtype)
     return x * (keep * (1.0 / (1.0 - p)))
 
 

@@ -69,7 +69,7 @@ from .. import backend as B
 from .. import distributed as dist
 from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
-from ..core.tensor import Tensor, _wrap
+from ..core.tensor import Tensor, from_array
 from .module import Module, functional_call
 
 __all__ = ["DistributedDataParallel"]
@@ -312,7 +312,7 @@ class DistributedDataParallel(Module):
             if n == 0:
                 counts[i] = 1
                 p = self._params[i]
-                self._deliver(i, _wrap(B.ns(p.data).zeros_like(p.data)), started=False)
+                self._deliver(i, from_array(B.ns(p.data).zeros_like(p.data)), started=False)
 
     def _arm(self, args, kwargs):
         for bucket in self._buckets:               # a forward whose backward never came
@@ -409,7 +409,7 @@ class DistributedDataParallel(Module):
             for k, i in enumerate(bucket.params):
                 p = self._params[i]
                 piece = averaged[bucket.offsets[k]:bucket.offsets[k + 1]].reshape(p.data.shape)
-                p.grad = _wrap(B.backend_of(p.data).from_numpy(
+                p.grad = from_array(B.backend_of(p.data).from_numpy(
                     np.ascontiguousarray(piece, dtype=p.data.dtype)))
         self._reset()
 

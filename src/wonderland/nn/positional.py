@@ -16,7 +16,7 @@ import numpy as np
 from .. import backend as B
 from .. import ops
 from ..core import dtypes
-from ..ops._common import constant, floating, to_tensor
+from ..ops.arguments import constant, floating, to_tensor
 from . import init
 from .layers import Embedding
 from .module import Module, Parameter

@@ -37,7 +37,7 @@ from .. import ops
 from ..core import dtypes
 from ..core.tensor import Tensor
 from ..core.tracing import record_call
-from ..ops._common import to_tensor
+from ..ops.arguments import to_tensor
 from ..ops.recurrence import GATES, cell_step, recurrent_layer
 from . import functional as F
 from . import init

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import ops
 from ..core import dtypes
-from ..ops._common import to_tensor
+from ..ops.arguments import to_tensor
 from ..ops.scan_ops import causal_convolution, complex_linear_recurrence
 from ..ops.selective import selective_scan
 from ..ops.wkv import wkv
@@ -35,9 +35,9 @@ def _dtype(dtype):
 
 
 def _rng(generator):
-    from ..random import _gen
+    from ..random import get_generator
 
-    return _gen(generator)
+    return get_generator(generator)
 
 
 def _param(values, dtype):

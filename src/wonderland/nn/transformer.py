@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import ops
 from ..core import dtypes
-from ..ops._common import floating, to_tensor
+from ..ops.arguments import floating, to_tensor
 from . import functional as F
 from . import init
 from .attention import MultiheadAttention

@@ -21,6 +21,7 @@
 """
 
 from . import methods as _methods
+from . import recurrence, scan_ops, wkv
 from .creation import (arange, empty, eye, full, full_like, linspace, ones, ones_like,
                        zeros, zeros_like)
 from .elementwise import (abs, add, astype, ceil, clip, cos, divide, equal, erf, exp,
@@ -66,3 +67,11 @@ __all__ = [
     "gather_rows", "segment_count", "segment_max", "segment_mean", "segment_softmax",
     "segment_sum",
 ]
+
+
+def warm_up() -> None:
+    """Compile (or load from the disk cache) the recurrent kernels now, so that the first
+    training step does not pay for it. Benchmarks call this before timing."""
+    scan_ops.warm()
+    recurrence.warm()
+    wkv.warm()

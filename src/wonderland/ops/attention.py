@@ -37,14 +37,13 @@ import math
 import numpy as np
 
 from .. import backend as B
+from ..backend import threads
 from ..core.tracing import record_call
-from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.structural import reshape as _reshape
 from ..core.tensor import Tensor
 from ..core.vmap import moveaxis
-from ._common import constant, namespace, plain_tensor
-from .conv import _parallel
+from .arguments import constant, namespace
 from .elementwise import isfinite, logical_and, where
 from .linalg import matmul
 from .reductions import any as _any
@@ -164,7 +163,7 @@ def _attention_forward(q, k, v, *bias, scale, causal, impl, block_q, block_k):
                 _forward_block(qf, kf, vf, bias_, masks, out, lse, probs, h0, h1, i0, i1, bk, S)
 
     if n and L:
-        _parallel(n, work, n * L * S)
+        threads.parallel_for(n, work, n * L * S)
     shape = tuple(bs) + (L, Ev)
     res = (probs.reshape(tuple(bs) + (L, S)),) if impl == "plain" else (lse.reshape(tuple(bs) + (L,)),)
     return out.reshape(shape), res
@@ -268,7 +267,7 @@ def _attention_backward(g, q, k, v, bias, out, res, *, scale, causal, impl, bloc
                                 dbias, h0, h1, i0, i1, bk, S)
 
     if n and L:
-        _parallel(n, work, n * L * S)
+        threads.parallel_for(n, work, n * L * S)
     dq *= dtype.type(scale)
     shape = tuple(bs)
     return (dq.reshape(shape + (L, E)), dk.reshape(shape + (S, E)), dv.reshape(shape + (S, Ev)),
@@ -347,21 +346,26 @@ def _linearised(tq, tk, tbias, q, k, v, bias, causal, scale):
 
 
 # ----------------------------------------------------------------------------- rules
-def _vjp_all(g, out, inputs, needs, *, scale, causal, impl, block_q, block_k, res):
+def _vjp_kernel(g, out, inputs, needs, *, scale, causal, impl, block_q, block_k, res):
+    """First order: the fused backward kernel (blocks recomputed for flash)."""
     q, k, v = inputs[:3]
     bias = inputs[3] if len(inputs) > 3 else None
     need_bias = len(needs) > 3 and needs[3]
-    fast = (not is_grad_enabled() and all(plain_tensor(t) for t in (g, q, k, v, bias, out))
-            and res is not None and (not need_bias or impl == "plain"))
-    if fast:
-        extra = ([] if bias is None else [bias.data]) + [r.data for r in res]
-        arrays = record_call(_attention_backward_flat, g.data, q.data, k.data, v.data, out.data,
-                             *extra, n_bias=0 if bias is None else 1, scale=scale,
-                             causal=causal, impl=impl, block_q=block_q, block_k=block_k,
-                             need_bias=need_bias)
-        return [constant(a) if need and a is not None else None
-                for a, need in zip(arrays, needs)]
-    # composite, differentiable form (higher orders, vmap, forward-over-reverse)
+    if res is None or (need_bias and impl != "plain"):
+        return NotImplemented
+    extra = ([] if bias is None else [bias.data]) + [r.data for r in res]
+    arrays = record_call(_attention_backward_flat, g.data, q.data, k.data, v.data, out.data,
+                         *extra, n_bias=0 if bias is None else 1, scale=scale,
+                         causal=causal, impl=impl, block_q=block_q, block_k=block_k,
+                         need_bias=need_bias)
+    return [constant(a) if need and a is not None else None for a, need in zip(arrays, needs)]
+
+
+def _vjp_all(g, out, inputs, needs, *, scale, causal, impl, block_q, block_k, res):
+    """The composite, differentiable form (higher orders, vmap, forward over reverse)."""
+    q, k, v = inputs[:3]
+    bias = inputs[3] if len(inputs) > 3 else None
+    need_bias = len(needs) > 3 and needs[3]
     o, p = attention_reference(q, k, v, bias, causal, scale, return_probs=True)
     result = [None] * len(inputs)
     if needs[2]:
@@ -412,7 +416,8 @@ def _batch_rule(args, axes, **params):
     return apply(ATTENTION, tuple(fixed), params), 0
 
 
-ATTENTION = Primitive("attention", _attention_forward, vjp_all=_vjp_all, jvp_all=_jvp_all,
+ATTENTION = Primitive("attention", _attention_forward, vjp_all=_vjp_all, vjp_kernel=_vjp_kernel,
+                      jvp_all=_jvp_all,
                       save=None, residuals=True, batch=_batch_rule)
 
 

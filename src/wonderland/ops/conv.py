@@ -30,20 +30,10 @@ from ..backend import threads
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ..core.vmap import loop_rule, moveaxis
-from . import kernels
+from ..backend import compiled, device_kernels
 from .kernels import convolution as kernels_conv
 
 _ROWS_PER_CHUNK = 1024
-_PARALLEL_MIN = 1 << 19     # elements of column work below which threads do not pay
-
-
-def _parallel(n_items, work, size=None):
-    """Run ``work(lo, hi, lane)`` over contiguous parts of ``range(n_items)`` on the
-    library's thread pool, BLAS at one thread per call (``backend/threads.py``); small
-    jobs run inline: a thread hand-off costs more than they do."""
-    threads.parallel_for(n_items, work, size=size, min_size=_PARALLEL_MIN)
-
-
 # ----------------------------------------------------------------------------- geometry
 def out_size(size, k, stride, dilation):
     return (size - dilation * (k - 1) - 1) // stride + 1
@@ -163,7 +153,7 @@ def _conv_forward(x, w, *, stride, dilation, groups, bias=None):
             if bias is not None:
                 block += bias
 
-    _parallel(b, work, size=b * per_image * k * cin)
+    threads.parallel_for(b, work, size=b * per_image * k * cin)
     return out
 
 
@@ -210,7 +200,7 @@ def _conv_weight_forward(x, g, *, stride, dilation, groups, kernel):
         partial[lane] = acc
 
     if b * per_image:
-        _parallel(b, work, size=b * per_image * k * cin)
+        threads.parallel_for(b, work, size=b * per_image * k * cin)
     total = sum(partial.values()) if partial else np.zeros(
         (groups, k * cg, og) if groups > 1 else (k * cin, cout), dtype=dtype)
     if groups == 1:
@@ -226,7 +216,7 @@ _DIRECT_MAX_WINDOW = 16     # numbers per window (kernel size × c_in) for the d
 def _direct_applies(x, other, groups, kernel=None):
     """Whether the direct loops serve a convolution of ``x`` (few numbers per window)."""
     window = int(np.prod(other.shape[:-2] if kernel is None else kernel)) * x.shape[-1]
-    return (groups == 1 and window <= _DIRECT_MAX_WINDOW and kernels.ENABLED
+    return (groups == 1 and window <= _DIRECT_MAX_WINDOW and compiled.ENABLED
             and type(x) is np.ndarray and type(other) is np.ndarray)
 
 
@@ -248,7 +238,7 @@ def _direct_forward(x, w, bias, stride, dilation):
     def work(lo, hi, lane):
         kernels_conv.direct_forward(x5[lo:hi], w5, bias, s3, d3, out5[lo:hi])
 
-    _parallel(b, work, size=out.size * int(np.prod(kernel)) * cin)
+    threads.parallel_for(b, work, size=out.size * int(np.prod(kernel)) * cin)
     return out
 
 
@@ -267,7 +257,7 @@ def _direct_weight(x, g, stride, dilation, kernel):
         kernels_conv.direct_weight(x5[lo:hi], g5[lo:hi], s3, d3, acc)
         partial[lane] = acc
 
-    _parallel(b, work, size=g.size * int(np.prod(kernel)) * cin)
+    threads.parallel_for(b, work, size=g.size * int(np.prod(kernel)) * cin)
     total = sum(partial.values()) if partial else np.zeros(shape, dtype=dtype)
     return total.reshape(*kernel, cin, cout)
 
@@ -312,6 +302,31 @@ def _conv_transpose_forward(g, w, *, stride, dilation, groups, in_shape):
     return _col2im(g, w, stride, dilation, groups, in_shape, dtype)
 
 
+def _col2im_kernel(w, groups, use_loop, dtype):
+    """The kernel as ``_col2im`` multiplies by it: with the compiled scatter, one
+    ``(c_out, k·c_in)`` matrix (one product gives every offset's columns); without it,
+    one ``(c_out, c_in)`` block per offset (each offset's contribution then comes out
+    contiguous, added into its strided region); grouped, ``(groups, og, k·cg)``."""
+    cin_g, cout = w.shape[-2], w.shape[-1]
+    k = int(np.prod(w.shape[:-2]))
+    if groups == 1 and use_loop:
+        wt = w.reshape(k * cin_g, cout).T
+    elif groups == 1:
+        wt = w.reshape(k, cin_g, cout).transpose(0, 2, 1)
+    else:
+        og = cout // groups
+        wt = w.reshape(k, cin_g, groups, og).transpose(2, 3, 0, 1).reshape(groups, og, k * cin_g)
+    return np.ascontiguousarray(wt).astype(dtype, copy=False)
+
+
+def _offset_regions(kernel, stride, dilation, outs):
+    """For each kernel offset, the strided region of the input its windows' entries
+    land on (an index into ``(b, *spatial, c)``)."""
+    return [(slice(None),) + tuple(slice(o * d, o * d + st * (n - 1) + 1, st)
+                                   for o, d, st, n in zip(offset, dilation, stride, outs))
+            + (slice(None),) for offset in np.ndindex(*kernel)]
+
+
 def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
     """Transposed convolution by columns: ``g · kernelᵀ`` gives every window's
     contribution to every position it covers, which is added back in place (the
@@ -326,32 +341,19 @@ def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
     k = int(np.prod(kernel))
     per_image = int(np.prod(outs))
     rows = np.ascontiguousarray(g).reshape(b * per_image, cout).astype(dtype, copy=False)
-    compiled = kernels.ENABLED
-    if groups == 1 and compiled:
-        # one product gives every offset's columns: (rows, c_out) · (c_out, k*c_in)
-        wt = np.ascontiguousarray(w.reshape(k * cin, cout).T).astype(dtype, copy=False)
-    elif groups == 1:
-        # one (c_out, c_in) block per kernel offset: each offset's contribution comes out
-        # as a contiguous block, added into its strided region of the result
-        wt = np.ascontiguousarray(w.reshape(k, cin, cout).transpose(0, 2, 1)).astype(dtype, copy=False)
-    else:
-        wt = np.ascontiguousarray(w.reshape(k, cg, groups, og).transpose(2, 3, 0, 1)).reshape(
-            groups, og, k * cg).astype(dtype, copy=False)
+    use_loop = compiled.ENABLED
+    wt = _col2im_kernel(w, groups, use_loop, dtype)
     out = np.zeros((b, *in_shape[1:1 + nd], cin), dtype=dtype)
     if out.size == 0 or rows.size == 0:
         return out
-    offsets = list(np.ndindex(*kernel))
-    targets = [(slice(None),) + tuple(
-        slice(o * d, o * d + st * (n - 1) + 1, st)
-        for o, d, st, n in zip(offset, dilation, stride, outs)) + (slice(None),)
-        for offset in offsets]
+    targets = _offset_regions(kernel, stride, dilation, outs)
     step = max(1, (_ROWS_PER_CHUNK // 4) // max(1, per_image))
     cols_3d = as_3d(outs, nd) + as_3d(kernel, nd) + (cin,)
     out_3d = as_3d(in_shape[1:1 + nd], nd) + (cin,)
     stride_3d, dilation_3d = as_3d_array(stride, nd), as_3d_array(dilation, nd)
 
     def scatter(cols, s, e):
-        if compiled:
+        if use_loop:
             kernels_conv.col2im_add(cols.reshape((e - s,) + cols_3d), stride_3d, dilation_3d,
                                     out[s:e].reshape((e - s,) + out_3d))
             return
@@ -365,7 +367,7 @@ def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
         for s in range(lo, hi, step):
             e = min(s + step, hi)
             gr = rows[s * per_image:e * per_image]
-            if groups == 1 and compiled:
+            if groups == 1 and use_loop:
                 if buf is None:
                     buf = np.empty((step * per_image, k * cin), dtype=dtype)
                 scatter(np.matmul(gr, wt, out=buf[:gr.shape[0]]), s, e)
@@ -382,7 +384,7 @@ def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
                 scatter(np.ascontiguousarray(cols.reshape(groups, -1, k, cg).transpose(1, 2, 0, 3)),
                         s, e)
 
-    _parallel(b, work, size=b * per_image * k * cin)
+    threads.parallel_for(b, work, size=b * per_image * k * cin)
     return out
 
 
@@ -422,7 +424,7 @@ def _fold_rule(prim, foldable):
 
 
 _conv = Primitive(
-    "conv", B.numpy_kernel(_conv_forward), save={0: (1,), 1: (0,)},
+    "conv", B.numpy_kernel(_conv_forward, device=device_kernels.conv_forward), save={0: (1,), 1: (0,)},
     vjp=(lambda g, out, x, w, *, stride, dilation, groups:
          conv_transpose_raw(g, w, stride, dilation, groups, x.shape),
          lambda g, out, x, w, *, stride, dilation, groups:
@@ -440,7 +442,7 @@ def conv_bias_raw(x, w, b, stride, dilation, groups):
 
 # convolution and bias in one node (the bias is added in place into the product)
 _conv_bias = Primitive(
-    "conv_bias", B.numpy_kernel(_conv_bias_forward), save={0: (1,), 1: (0,)},
+    "conv_bias", B.numpy_kernel(_conv_bias_forward, device=device_kernels.conv_bias_forward), save={0: (1,), 1: (0,)},
     vjp=(lambda g, out, x, w, b, *, stride, dilation, groups:
          conv_transpose_raw(g, w, stride, dilation, groups, x.shape),
          lambda g, out, x, w, b, *, stride, dilation, groups:
@@ -451,7 +453,8 @@ _conv_bias = Primitive(
          lambda t, out, x, w, b, *, stride, dilation, groups: t))
 
 _conv_t = Primitive(
-    "conv_transpose", B.numpy_kernel(_conv_transpose_forward), save={0: (1,), 1: (0,)},
+    "conv_transpose", B.numpy_kernel(_conv_transpose_forward,
+                                       device=device_kernels.conv_transpose_forward), save={0: (1,), 1: (0,)},
     vjp=(lambda h, out, g, w, *, stride, dilation, groups, in_shape:
          conv_raw(h, w, stride, dilation, groups),
          lambda h, out, g, w, *, stride, dilation, groups, in_shape:
@@ -462,7 +465,8 @@ _conv_t = Primitive(
          conv_transpose_raw(g, t, stride, dilation, groups, in_shape)))
 
 _conv_w = Primitive(
-    "conv_weight", B.numpy_kernel(_conv_weight_forward), save={0: (1,), 1: (0,)},
+    "conv_weight", B.numpy_kernel(_conv_weight_forward,
+                                    device=device_kernels.conv_weight_forward), save={0: (1,), 1: (0,)},
     vjp=(lambda wb, out, x, g, *, stride, dilation, groups, kernel:
          conv_transpose_raw(g, wb, stride, dilation, groups, x.shape),
          lambda wb, out, x, g, *, stride, dilation, groups, kernel:

@@ -7,7 +7,7 @@ import numpy as np
 from .. import backend as B
 from ..core import dtypes
 from ..core.tensor import Tensor
-from ._common import shape_arg, to_tensor
+from .arguments import shape_arg, to_tensor
 
 
 def _xp():

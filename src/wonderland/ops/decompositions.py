@@ -9,11 +9,12 @@ import numpy as np
 import scipy.linalg
 
 from .. import backend as B
+from ..backend import device_kernels
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ..core.tracing import record_call
 from ..core.vmap import axis_rule
-from ._common import constant, floating, namespace, normalize_axes, to_tensor
+from .arguments import constant, floating, namespace, normalize_axes, to_tensor
 from .linalg import _mm, _mT, einsum
 from .reductions import sum as _sum
 
@@ -103,7 +104,7 @@ def inv(a) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- triangular
-@B.numpy_kernel
+@B.numpy_kernel(device=device_kernels.solve_triangular_forward)
 def _tri_forward(a, b, *, lower, transpose):
     if a.ndim == 2:
         return scipy.linalg.solve_triangular(a, b, lower=lower, trans=1 if transpose else 0,

@@ -25,8 +25,7 @@ from ..core.tensor import Tensor
 from ..core.vmap import elementwise_rule, unary_rule
 from ..core.fusion import scalar_form
 from ..core.tracing import record_call
-from ..core.modes import is_grad_enabled
-from ._common import cast, constant, floating, operands, plain_tensor, to_tensor
+from .arguments import cast, constant, floating, operands, to_tensor
 from .kernels import elementwise as _fused
 from .kernels import special as _special
 
@@ -248,15 +247,19 @@ def _relu_forward(x):
 # Like PyTorch's, the node keeps the output (which the next layer usually keeps anyway)
 # and the VJP builds the mask from it; the derivative at 0 is 0.
 def _relu_vjp(g, out, x):
-    if (not is_grad_enabled() and plain_tensor(g) and plain_tensor(out)
-            and _fused.applies(g.data, out.data)):
-        return constant(record_call(_fused.relu_backward, g.data, out.data))  # one pass
     return g * greater_(out, 0.0)
+
+
+def _relu_vjp_kernel(g, out, inputs, needs):
+    """First order: one compiled pass over the cotangent and the output."""
+    if not _fused.applies(g.data, out.data):
+        return NotImplemented
+    return [constant(record_call(_fused.relu_backward, g.data, out.data))]
 
 
 scalar_form(_relu_forward, "np.maximum({0}, 0)")
 _relu = _elementwise("relu", _relu_forward, save=("out",),
-                     vjp=_relu_vjp,
+                     vjp=_relu_vjp, vjp_kernel=_relu_vjp_kernel,
                      jvp=lambda t, out, x: t * greater_(x, 0.0))
 
 

@@ -18,7 +18,7 @@ from .. import backend as B
 from ..core.primitive import Primitive, apply
 from ..core.structural import zeros_like
 from ..core.vmap import broadcast_batch, batch_size
-from ._common import floating, normalize_axes, to_tensor
+from .arguments import floating, normalize_axes, to_tensor
 from .shape import concatenate, flip
 
 

@@ -20,10 +20,10 @@ from .. import backend as B
 from ..core import dtypes
 from ..core.primitive import Primitive, apply
 from ..core.structural import zeros_like
-from ..core.tensor import AbstractArray, Tensor
+from ..core.tensor import AbstractArray, Tensor, physical_data
 from ..core.tracing import read_values, record_call
 from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
-from ._common import constant, normalize_axis, operands, to_tensor, zeros
+from .arguments import constant, normalize_axis, operands, to_tensor, zeros
 
 
 class Slot:
@@ -242,9 +242,7 @@ def getitem(x, index) -> Tensor:
 
 
 def _array_like(t: Tensor):
-    while t._batch is not None:
-        t = t._batch[1]
-    return t.data
+    return physical_data(t)
 
 
 def _probe(shape, template, arrays):

@@ -14,7 +14,7 @@ from ..core.primitive import Primitive, apply
 from ..core.structural import reshape as _reshape
 from ..core.tensor import Tensor
 from ..core.vmap import moveaxis
-from ._common import constant, namespace, operands, to_tensor
+from .arguments import constant, namespace, operands, to_tensor
 from .shape import _transpose
 
 

@@ -17,11 +17,10 @@ import numpy as np
 from .. import backend as B
 from ..core.fusion import scalar_form
 from ..core.tracing import record_call
-from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ..core.vmap import batch_size, broadcast_batch, elementwise_rule, moveaxis, unary_rule
-from ._common import constant, operands, plain_tensor, to_tensor
+from .arguments import constant, operands, to_tensor
 from .elementwise import _add, erf, exp, sigmoid, tanh
 from .kernels import special as _special
 from .linalg import _matmul_batch, _matrix_shape, _mm, _mT, gemm
@@ -162,15 +161,20 @@ def _gelu_slope(x, approximate):
 
 
 def _gelu_vjp(g, out, x, *, approximate):
-    if (approximate == "none" and not is_grad_enabled() and _special.applies(x.data)
-            and plain_tensor(g) and plain_tensor(x) and g.shape == x.shape):
-        return constant(record_call(_special.gelu_vjp, g.data, x.data))  # one pass
     return g * _gelu_slope(x, approximate)
+
+
+def _gelu_vjp_kernel(g, out, inputs, needs, *, approximate):
+    """First order, exact GELU: one compiled pass over the cotangent and the input."""
+    x, = inputs
+    if approximate != "none" or not _special.applies(x.data) or g.shape != x.shape:
+        return NotImplemented
+    return [constant(record_call(_special.gelu_vjp, g.data, x.data))]
 
 
 _gelu = Primitive(
     "gelu", _gelu_forward, save=(0,),
-    vjp=_gelu_vjp,
+    vjp=_gelu_vjp, vjp_kernel=_gelu_vjp_kernel,
     jvp=lambda t, out, x, *, approximate: t * _gelu_slope(x, approximate))
 _gelu.batch = unary_rule(_gelu)
 

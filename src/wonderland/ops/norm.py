@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
 from ..core.vmap import axis_rule
-from ._common import zeros
+from .arguments import zeros
 from .reductions import mean, var
 
 
@@ -38,19 +37,34 @@ def _normalize_rule(v, out, x, *, axes, eps):
     return (v - mean(v, axes, keepdims=True) - out * mean(v * out, axes, keepdims=True)) * inv_std
 
 
+def _xhat(x, axes, eps):
+    """x̂ and 1/σ recomputed from x with tensor operations (so they follow x at every
+    order of differentiation)."""
+    centred = x - mean(x, axes, keepdims=True)
+    inv_std = (mean(centred * centred, axes, keepdims=True) + eps) ** -0.5
+    return centred * inv_std, inv_std
+
+
+def _normalized_grad(g, xhat, inv_std, axes):
+    return (g - mean(g, axes, keepdims=True) - xhat * mean(g * xhat, axes, keepdims=True)) * inv_std
+
+
 def _normalize_vjp(g, out, x, *, axes, eps, res):
-    if is_grad_enabled() or x._tangents:  # higher orders: the statistics must follow x
-        centred = x - mean(x, axes, keepdims=True)
-        inv_std = (mean(centred * centred, axes, keepdims=True) + eps) ** -0.5
-        out = centred * inv_std
-    else:
-        mu, inv_std = res
-        out = (x - mu) * inv_std
-    return (g - mean(g, axes, keepdims=True) - out * mean(g * out, axes, keepdims=True)) * inv_std
+    # every order: the statistics are recomputed from x, so they follow it
+    xhat, inv_std = _xhat(x, axes, eps)
+    return _normalized_grad(g, xhat, inv_std, axes)
+
+
+def _normalize_vjp_kernel(g, out, inputs, needs, *, axes, eps, res):
+    """First order: the statistics kept by the forward pass."""
+    x, = inputs
+    mu, inv_std = res
+    return [_normalized_grad(g, (x - mu) * inv_std, inv_std, axes)]
 
 
 _normalize = Primitive("normalize", _normalize_forward, vjp=_normalize_vjp,
-                       jvp=_normalize_rule, save=(0,), residuals=True)
+                       vjp_kernel=_normalize_vjp_kernel, jvp=_normalize_rule, save=(0,),
+                       residuals=True)
 _normalize.batch = axis_rule(_normalize, "axes")
 
 
@@ -65,17 +79,22 @@ def _rms_rule(v, out, x, *, axes, eps):
     return (v - out * mean(v * out, axes, keepdims=True)) * r
 
 
+def _rms_grad(g, x, r, axes):
+    y = x * r
+    return (g - y * mean(g * y, axes, keepdims=True)) * r
+
+
 def _rms_vjp(g, out, x, *, axes, eps, res):
-    if is_grad_enabled() or x._tangents:
-        r = (mean(x * x, axes, keepdims=True) + eps) ** -0.5
-    else:
-        r, = res
-    out = x * r
-    return (g - out * mean(g * out, axes, keepdims=True)) * r
+    return _rms_grad(g, x, (mean(x * x, axes, keepdims=True) + eps) ** -0.5, axes)
 
 
-_rms = Primitive("rms_normalize", _rms_forward, vjp=_rms_vjp, jvp=_rms_rule, save=(0,),
-                 residuals=True)
+def _rms_vjp_kernel(g, out, inputs, needs, *, axes, eps, res):
+    """First order: the scale kept by the forward pass."""
+    return [_rms_grad(g, inputs[0], res[0], axes)]
+
+
+_rms = Primitive("rms_normalize", _rms_forward, vjp=_rms_vjp, vjp_kernel=_rms_vjp_kernel,
+                 jvp=_rms_rule, save=(0,), residuals=True)
 _rms.batch = axis_rule(_rms, "axes")
 
 
@@ -89,28 +108,26 @@ def _normalize_affine_forward(x, w, b, *, axes, eps):
     return xhat, stats
 
 
-def _xhat(x, axes, eps, res):
-    """x̂ and 1/σ: from the kept statistics, or (recorded backward, forward over
-    reverse) recomputed from x with tensor operations."""
-    if is_grad_enabled() or x._tangents:
-        centred = x - mean(x, axes, keepdims=True)
-        inv_std = (mean(centred * centred, axes, keepdims=True) + eps) ** -0.5
-        return centred * inv_std, inv_std
-    mu, inv_std = res
-    return (x - mu) * inv_std, inv_std
+def _affine_grads(g, w, xhat, inv_std, needs, axes):
+    gx = gw = None
+    if needs[0]:
+        gx = _normalized_grad(g * w, xhat, inv_std, axes)
+    if needs[1]:
+        gw = g * xhat                                # summed to w's shape by the engine
+    return [gx, gw, g if needs[2] else None]
 
 
 def _normalize_affine_vjp(g, out, inputs, needs, *, axes, eps, res):
     x, w, _ = inputs
-    xhat, inv_std = _xhat(x, axes, eps, res)
-    gx = gw = None
-    if needs[0]:
-        gy = g * w
-        gx = (gy - mean(gy, axes, keepdims=True)
-              - xhat * mean(gy * xhat, axes, keepdims=True)) * inv_std
-    if needs[1]:
-        gw = g * xhat                                # summed to w's shape by the engine
-    return [gx, gw, g if needs[2] else None]
+    xhat, inv_std = _xhat(x, axes, eps)
+    return _affine_grads(g, w, xhat, inv_std, needs, axes)
+
+
+def _normalize_affine_vjp_kernel(g, out, inputs, needs, *, axes, eps, res):
+    """First order: x̂ from the statistics kept by the forward pass."""
+    x, w, _ = inputs
+    mu, inv_std = res
+    return _affine_grads(g, w, (x - mu) * inv_std, inv_std, needs, axes)
 
 
 def _normalize_affine_jvp(tangents, out, inputs, *, axes, eps):
@@ -129,7 +146,8 @@ def _normalize_affine_jvp(tangents, out, inputs, *, axes, eps):
 
 _normalize_affine = Primitive(
     "normalize_affine", _normalize_affine_forward, residuals=True,
-    save={0: (0, 1), 1: (0,)}, vjp_all=_normalize_affine_vjp, jvp_all=_normalize_affine_jvp)
+    save={0: (0, 1), 1: (0,)}, vjp_all=_normalize_affine_vjp,
+    vjp_kernel=_normalize_affine_vjp_kernel, jvp_all=_normalize_affine_jvp)
 
 
 def _rms_affine_forward(x, w, *, axes, eps):
@@ -138,20 +156,25 @@ def _rms_affine_forward(x, w, *, axes, eps):
     return y, stats
 
 
-def _rms_affine_vjp(g, out, inputs, needs, *, axes, eps, res):
-    x, w = inputs
-    if is_grad_enabled() or x._tangents:
-        r = (mean(x * x, axes, keepdims=True) + eps) ** -0.5
-    else:
-        r, = res
-    y = x * r
+def _rms_affine_grads(g, x, w, r, needs, axes):
     gx = gw = None
     if needs[0]:
-        gy = g * w
-        gx = (gy - y * mean(gy * y, axes, keepdims=True)) * r
+        gx = _rms_grad(g * w, x, r, axes)
     if needs[1]:
-        gw = g * y
+        gw = g * (x * r)
     return [gx, gw]
+
+
+def _rms_affine_vjp(g, out, inputs, needs, *, axes, eps, res):
+    x, w = inputs
+    return _rms_affine_grads(g, x, w, (mean(x * x, axes, keepdims=True) + eps) ** -0.5, needs,
+                             axes)
+
+
+def _rms_affine_vjp_kernel(g, out, inputs, needs, *, axes, eps, res):
+    """First order: the scale kept by the forward pass."""
+    x, w = inputs
+    return _rms_affine_grads(g, x, w, res[0], needs, axes)
 
 
 def _rms_affine_jvp(tangents, out, inputs, *, axes, eps):
@@ -168,7 +191,8 @@ def _rms_affine_jvp(tangents, out, inputs, *, axes, eps):
 
 _rms_affine = Primitive(
     "rms_normalize_affine", _rms_affine_forward, residuals=True,
-    save={0: (0, 1), 1: (0,)}, vjp_all=_rms_affine_vjp, jvp_all=_rms_affine_jvp)
+    save={0: (0, 1), 1: (0,)}, vjp_all=_rms_affine_vjp, vjp_kernel=_rms_affine_vjp_kernel,
+    jvp_all=_rms_affine_jvp)
 
 
 def _affine_batch(prim):

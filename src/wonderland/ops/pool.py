@@ -25,7 +25,8 @@ from .. import backend as B
 from ..backend import threads
 from ..core.primitive import Primitive, apply
 from ..core.vmap import batch_size, broadcast_batch
-from . import kernels
+from ..backend import compiled, device_kernels
+from .kernels import pooling
 from .conv import as_3d_array, five_d, out_size
 
 
@@ -95,8 +96,6 @@ def _geometry_arrays(kernel, stride, dilation):
 
 
 def _compiled_max(x, kernel, stride, dilation, pads):
-    from .kernels import pooling
-
     nd = len(kernel)
     x = np.ascontiguousarray(x)
     outs = [out_size(n, k, s, d) for n, k, s, d in zip(x.shape[1:1 + nd], kernel, stride, dilation)]
@@ -113,8 +112,6 @@ def _compiled_max(x, kernel, stride, dilation, pads):
 
 
 def _compiled_gather(x, idx, kernel, stride, dilation):
-    from .kernels import pooling
-
     nd = len(kernel)
     out = np.empty(idx.shape, dtype=x.dtype)
     k3, s3, d3 = _geometry_arrays(kernel, stride, dilation)
@@ -124,8 +121,6 @@ def _compiled_gather(x, idx, kernel, stride, dilation):
 
 
 def _compiled_scatter(g, idx, kernel, stride, dilation, in_shape):
-    from .kernels import pooling
-
     nd = len(kernel)
     k3, s3, d3 = _geometry_arrays(kernel, stride, dilation)
     if tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation):
@@ -146,7 +141,7 @@ def _compiled_scatter(g, idx, kernel, stride, dilation, in_shape):
 
 
 def _gather_forward(x, idx, *, kernel, stride, dilation):
-    if kernels.ENABLED:
+    if compiled.ENABLED:
         return _compiled_gather(x, idx, kernel, stride, dilation)
     slices, _ = _offset_slices(x.shape, kernel, stride, dilation)
     out = np.zeros(idx.shape, dtype=x.dtype)
@@ -156,7 +151,7 @@ def _gather_forward(x, idx, *, kernel, stride, dilation):
 
 
 def _scatter_forward(g, idx, *, kernel, stride, dilation, in_shape):
-    if kernels.ENABLED:
+    if compiled.ENABLED:
         return _compiled_scatter(g, idx, kernel, stride, dilation, in_shape)
     slices, _ = _offset_slices(in_shape, kernel, stride, dilation)
     out = np.zeros(in_shape, dtype=g.dtype)
@@ -170,7 +165,7 @@ def _scatter_forward(g, idx, *, kernel, stride, dilation, in_shape):
 
 
 def _windows(x, kernel, stride, dilation, pads):
-    if kernels.ENABLED:
+    if compiled.ENABLED:
         return _compiled_max(x, kernel, stride, dilation, pads)
     return max_windows(x, kernel, stride, dilation, pads)
 
@@ -231,23 +226,23 @@ def _fold_batch(prim, n_batched):
 
 
 _gather = Primitive(
-    "window_gather", B.numpy_kernel(_gather_forward), save=(1,),
+    "window_gather", B.numpy_kernel(_gather_forward, device=device_kernels.gather_forward), save=(1,),
     vjp=(lambda g, out, x, idx, *, kernel, stride, dilation:
          window_scatter(g, idx, kernel, stride, dilation, x.shape), None),
     jvp=(lambda t, out, x, idx, *, kernel, stride, dilation:
          window_gather(t, idx, kernel, stride, dilation), None))
 
 _scatter = Primitive(
-    "window_scatter", B.numpy_kernel(_scatter_forward), save=(1,),
+    "window_scatter", B.numpy_kernel(_scatter_forward, device=device_kernels.scatter_forward), save=(1,),
     vjp=(lambda h, out, g, idx, *, kernel, stride, dilation, in_shape:
          window_gather(h, idx, kernel, stride, dilation), None),
     jvp=(lambda t, out, g, idx, *, kernel, stride, dilation, in_shape:
          window_scatter(t, idx, kernel, stride, dilation, in_shape), None))
 
-_argmax = Primitive("argmax_windows", B.numpy_kernel(_argmax_forward), differentiable=False)
+_argmax = Primitive("argmax_windows", B.numpy_kernel(_argmax_forward, device=device_kernels.argmax_forward), differentiable=False)
 
 _max_pool = Primitive(
-    "max_pool", B.numpy_kernel(_max_pool_forward), save=(), residuals=True,
+    "max_pool", B.numpy_kernel(_max_pool_forward, device=device_kernels.max_pool_forward), save=(), residuals=True,
     vjp=lambda g, out, x, *, kernel, stride, dilation, pads, res:
         window_scatter(g, res[0], kernel, stride, dilation, x.shape),
     jvp=lambda t, out, x, *, kernel, stride, dilation, pads:

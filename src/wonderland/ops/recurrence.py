@@ -30,12 +30,11 @@ import numpy as np
 
 from .. import backend as B
 from ..backend import threads
-from ..core.modes import is_grad_enabled
 from ..core.tracing import record_call
 from ..core.primitive import Primitive, apply
-from ..core.tensor import Tensor, _wrap
+from ..core.tensor import from_array
 from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
-from .kernels import ENABLED, kernel
+from ..backend.compiled import ENABLED, kernel
 from .kernels.special import exp_into as _exp_into
 
 KINDS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
@@ -295,7 +294,7 @@ def _lstm_backward(g_hs, g_hT, g_cT, w_hh_t, cprev, gates, mask, reverse, fast, 
     return dh, dc
 
 
-def _warm():
+def warm() -> None:
     for dt in (np.float32, np.float64):
         for kind in KINDS:
             h = 1
@@ -399,21 +398,22 @@ def _forward(xw, w_hh, b_hh, h0, c0, mask, *, kind, reverse):
     return outs, res
 
 
-def _needs_reference(inputs):
-    return is_grad_enabled() or any(x._tangents for x in inputs if isinstance(x, Tensor))
-
-
 def _vjp_all(gs, outs, inputs, needs, *, kind, reverse, res):
+    """The composite rule: the VJP of the step-by-step reference (every order)."""
+    from ..core.transforms import vjp
+
+    from .creation import zeros
+
     xw, w_hh, b_hh, h0, c0, mask = inputs
-    if _needs_reference(inputs):
-        from ..core.transforms import vjp
+    shapes = [(h0.shape[0], mask.shape[1], h0.shape[1]), h0.shape, h0.shape]
+    gs = [g if g is not None else zeros(s, dtype=h0.dtype) for g, s in zip(gs, shapes)]
+    _, pullback = vjp(lambda *a: reference(kind, *a, mask, reverse), xw, w_hh, b_hh, h0, c0)
+    return list(pullback(tuple(gs))) + [None]
 
-        from .creation import zeros
 
-        shapes = [(h0.shape[0], mask.shape[1], h0.shape[1]), h0.shape, h0.shape]
-        gs = [g if g is not None else zeros(s, dtype=h0.dtype) for g, s in zip(gs, shapes)]
-        _, pullback = vjp(lambda *a: reference(kind, *a, mask, reverse), xw, w_hh, b_hh, h0, c0)
-        return list(pullback(tuple(gs))) + [None]
+def _vjp_kernel(gs, outs, inputs, needs, *, kind, reverse, res):
+    """First order: the compiled backward sweep over time."""
+    xw, w_hh, b_hh, h0, c0, mask = inputs
     like = w_hh.data
     g_arrays = [g.data if g is not None else np.zeros(shape, like.dtype)
                 for g, shape in zip(gs, [(h0.shape[0], mask.shape[1], h0.shape[1]),
@@ -421,8 +421,8 @@ def _vjp_all(gs, outs, inputs, needs, *, kind, reverse, res):
     r = [x.data for x in res]
     dzx, g_w, g_b, dh, dc = record_call(_backward_on_host, mask.data, *g_arrays, *r, w_hh.data,
                                         kind=kind, reverse=reverse)
-    out = [_wrap(dzx), _wrap(g_w), _wrap(g_b), _wrap(dh),
-           _wrap(dc) if dc is not None and needs[4] else None, None]
+    out = [from_array(dzx), from_array(g_w), from_array(g_b), from_array(dh),
+           from_array(dc) if dc is not None and needs[4] else None, None]
     return [o if n else None for o, n in zip(out, needs)]
 
 
@@ -464,9 +464,10 @@ def _backward_flat(mask, *arrays, kind, reverse):
     return _backward_arrays(arrays[:3], arrays[3:-1], arrays[-1], mask, kind, reverse)
 
 
-_backward_on_host = B.numpy_kernel(_backward_flat)
-_LAYER = Primitive("recurrent_layer", B.numpy_kernel(_forward), vjp_all=_vjp_all,
-                   jvp_all=_jvp_all, multiple_results=True, save="inputs",
+_ON_HOST = B.HostOnly("a sequential loop over time: a device version needs a custom kernel")
+_backward_on_host = B.numpy_kernel(_backward_flat, device=_ON_HOST)
+_LAYER = Primitive("recurrent_layer", B.numpy_kernel(_forward, device=_ON_HOST), vjp_all=_vjp_all,
+                   vjp_kernel=_vjp_kernel, jvp_all=_jvp_all, multiple_results=True, save="inputs",
                    residuals=True, batch=_batch)
 
 
@@ -479,7 +480,7 @@ def recurrent_layer(kind, xw, w_hh, b_hh, h0, c0, mask, reverse=False):
     """
     if kind not in KINDS:
         raise ValueError(f"recurrent_layer: unknown kind {kind!r}; expected one of {KINDS}")
-    from ._common import to_tensor
+    from .arguments import to_tensor
 
     xw, w_hh, b_hh, h0, c0, mask = (to_tensor(v, "recurrent_layer")
                                     for v in (xw, w_hh, b_hh, h0, c0, mask))

@@ -17,7 +17,7 @@ from ..core.structural import SUM
 from ..core.structural import reshape as _reshape
 from ..core.tensor import Tensor
 from ..core.vmap import axis_rule
-from ._common import constant, floating, kept_shape, normalize_axes, normalize_axis, to_tensor
+from .arguments import floating, kept_shape, normalize_axes, normalize_axis, to_tensor
 
 
 def _keep(t: Tensor, shape: tuple, axis: tuple, keepdims: bool) -> Tensor:

@@ -35,13 +35,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as B
-from ..core.modes import get_state
+from ..backend import threads
 from ..core.primitive import Primitive, apply
 from ..core.pytree import flatten, unflatten
 from ..core.tensor import Tensor
 from ..core.vmap import batch_size, broadcast_batch, moveaxis
-from ._common import normalize_axis, to_tensor
-from .kernels import kernel
+from .arguments import normalize_axis, to_tensor
+from ..backend.compiled import kernel
 
 METHODS = ("sequential", "reference", "parallel", "logspace")
 
@@ -65,6 +65,41 @@ def _interleave(even, odd, axis):
     return _slice(out, axis, 0, n_even + n_odd)
 
 
+def _scan_elements(leaves, axis):
+    """``associative_scan``'s elements as tensors with one length along ``axis``
+    (normalised); clear errors otherwise."""
+    if not leaves:
+        raise ValueError("associative_scan: elems has no tensors")
+    leaves = [to_tensor(x, "associative_scan") for x in leaves]
+    ndims = {x.ndim for x in leaves}
+    if 0 in ndims:
+        raise ValueError("associative_scan: every element needs the scanned axis; got a 0-d tensor")
+    axis = normalize_axis(axis, min(ndims), "associative_scan")
+    lengths = {x.shape[axis] for x in leaves}
+    if len(lengths) != 1:
+        raise ValueError(f"associative_scan: the elements have different lengths "
+                         f"{sorted(lengths)} along axis {axis}")
+    return leaves, axis
+
+
+def _combined(fn, tree, left, right):
+    out_leaves, out_tree = flatten(fn(unflatten(tree, left), unflatten(tree, right)))
+    if out_tree != tree:
+        raise TypeError(f"associative_scan: fn returned structure {out_tree}, expected {tree}")
+    return out_leaves
+
+
+def _check_shapes(out_leaves, left, shapes, axis):
+    for i, (o, x) in enumerate(zip(out_leaves, left)):
+        got = getattr(o, "shape", None)
+        if got != x.shape:
+            raise ValueError(
+                f"associative_scan: fn changed the shape of element {i} (elements of shapes "
+                f"{shapes} along axis {axis}): combining slices of shape {x.shape} gave "
+                f"{got if got is not None else type(o).__name__}; fn must return each "
+                f"element in its own shape (broadcast the elements to one shape first)")
+
+
 def associative_scan(fn, elems, reverse=False, axis=0):
     """Prefix combinations of ``elems`` under an associative ``fn``, in log depth.
 
@@ -84,34 +119,14 @@ def associative_scan(fn, elems, reverse=False, axis=0):
     from .shape import concatenate, flip
 
     leaves, tree = flatten(elems)
-    if not leaves:
-        raise ValueError("associative_scan: elems has no tensors")
-    leaves = [to_tensor(x, "associative_scan") for x in leaves]
-    ndims = {x.ndim for x in leaves}
-    if 0 in ndims:
-        raise ValueError("associative_scan: every element needs the scanned axis; got a 0-d tensor")
-    axis = normalize_axis(axis, min(ndims), "associative_scan")
-    lengths = {x.shape[axis] for x in leaves}
-    if len(lengths) != 1:
-        raise ValueError(f"associative_scan: the elements have different lengths "
-                         f"{sorted(lengths)} along axis {axis}")
+    leaves, axis = _scan_elements(leaves, axis)
     shapes = [x.shape for x in leaves]
     if reverse:
         leaves = [flip(x, axis) for x in leaves]
 
     def combine(left, right):
-        out = fn(unflatten(tree, left), unflatten(tree, right))
-        out_leaves, out_tree = flatten(out)
-        if out_tree != tree:
-            raise TypeError(f"associative_scan: fn returned structure {out_tree}, expected {tree}")
-        for i, (o, x) in enumerate(zip(out_leaves, left)):
-            got = getattr(o, "shape", None)
-            if got != x.shape:
-                raise ValueError(
-                    f"associative_scan: fn changed the shape of element {i} (elements of shapes "
-                    f"{shapes} along axis {axis}): combining slices of shape {x.shape} gave "
-                    f"{got if got is not None else type(o).__name__}; fn must return each "
-                    f"element in its own shape (broadcast the elements to one shape first)")
+        out_leaves = _combined(fn, tree, left, right)
+        _check_shapes(out_leaves, left, shapes, axis)
         return out_leaves
 
     def scan(xs):
@@ -162,7 +177,7 @@ def _recurrence_kernel(a, b, h0, out, reverse, lo, hi):
                     out[p, t, q] = h[q]
 
 
-def _warm():
+def warm() -> None:
     for dt in (np.float32, np.float64, np.complex64, np.complex128):
         a = np.ones((1, 2, 1), dt)
         b = np.ones((1, 2, 1), dt)
@@ -189,14 +204,12 @@ def _coefficients_3d(a, shape, axis):
 
 
 def _recurrence_sequential(a, b, h0, axis, reverse):
-    from .conv import _parallel
-
     b3 = _three_d(np.ascontiguousarray(b), axis)
     a3 = _coefficients_3d(a, b.shape, axis)
     h03 = np.ascontiguousarray(h0).reshape(b3.shape[0], b3.shape[2])
     out = np.empty(b3.shape, dtype=b3.dtype)
     compiled = _recurrence_kernel.compiled()
-    _parallel(b3.shape[0], lambda lo, hi, _: compiled(a3, b3, h03, out, reverse, lo, hi),
+    threads.parallel_for(b3.shape[0], lambda lo, hi, _: compiled(a3, b3, h03, out, reverse, lo, hi),
               size=b3.size)
     return out.reshape(b.shape)
 
@@ -349,7 +362,7 @@ def _recurrence_arrays(b, a, h0, *, method, axis, reverse):
     return _FORWARDS[method](a, b, h0, axis, reverse)
 
 
-_recurrence_on_host = B.numpy_kernel(_recurrence_arrays)
+_recurrence_on_host = B.numpy_kernel(_recurrence_arrays, device=B.HostOnly("a sequential loop over time: a device version needs a custom kernel"))
 
 
 def _run(method, a, b, h0, axis, reverse):
@@ -369,7 +382,7 @@ def _apply_real(a, b, h0, axis, reverse, method):
 
 
 def _prepare(a, b, h0, axis, what):
-    from ._common import promote_pair
+    from .arguments import promote_pair
     from .creation import zeros
     from .shape import reshape
 
@@ -600,7 +613,7 @@ def _causal_conv_batch(args, axes):
     return apply(_CAUSAL_CONV, tuple(fixed)), 0
 
 
-_CAUSAL_CONV = Primitive("causal_convolution", B.numpy_kernel(_causal_conv_forward),
+_CAUSAL_CONV = Primitive("causal_convolution", B.numpy_kernel(_causal_conv_forward, device=B.HostOnly("SciPy's FFT on the host")),
                          vjp_all=_causal_conv_vjp_all, jvp_all=_causal_conv_jvp_all,
                          save=(0, 1), batch=_causal_conv_batch)
 
@@ -612,7 +625,7 @@ def causal_convolution(x, k) -> Tensor:
     has ``x``'s length: the convolutional mode of a time-invariant linear recurrence
     (with ``k_s = C A^s B``) in O(L log L).
     """
-    from ._common import promote_pair
+    from .arguments import promote_pair
 
     x = to_tensor(x, "causal_convolution")
     k = to_tensor(k, "causal_convolution")

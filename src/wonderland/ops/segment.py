@@ -27,12 +27,14 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as B
-from . import kernels
+from ..backend.compiled import kernel
 from ..core.primitive import Primitive, apply
-from ..core.tensor import AbstractArray, Tensor
+from ..core.tensor import AbstractArray, Tensor, physical_data
 from ..core.tracing import read_values, record_call
 from ..core.vmap import broadcast_batch, loop_rule, moveaxis
-from ._common import constant, to_tensor
+from .arguments import constant, to_tensor
+
+_ON_HOST = B.HostOnly("maps onto the device library's scatter-add and sparse products")
 
 __all__ = ["gather_rows", "segment_sum", "segment_mean", "segment_max", "segment_softmax",
            "segment_count"]
@@ -66,6 +68,7 @@ def segment_sum_reference(data, ids, num_segments):
     return np.asarray(out, dtype=data.dtype).reshape(out_shape)
 
 
+@kernel
 def _segment_sum_loop(data, ids, out):
     """The compiled kernel's body: ``out[ids[e]] += data[e]`` row by row."""
     n, f = data.shape
@@ -75,7 +78,7 @@ def _segment_sum_loop(data, ids, out):
             out[s, k] += data[e, k]
 
 
-@B.numpy_kernel
+@B.numpy_kernel(device=_ON_HOST)
 def _segment_sum_kernel(data, ids, *, num_segments):
     kernel = compiled_row_scatter()
     if kernel is None or data.dtype.kind != "f" or data.size == 0:
@@ -85,12 +88,12 @@ def _segment_sum_kernel(data, ids, *, num_segments):
     return out.reshape((num_segments,) + data.shape[1:])
 
 
-@B.numpy_kernel
+@B.numpy_kernel(device=_ON_HOST)
 def _gather_kernel(x, ids):
     return np.take(x, ids, axis=0)
 
 
-@B.numpy_kernel
+@B.numpy_kernel(device=_ON_HOST)
 def _count_kernel(ids, *, num_segments):
     return np.bincount(ids, minlength=num_segments).astype(np.int64, copy=False)
 
@@ -103,6 +106,7 @@ def segment_max_reference(data, ids, num_segments):
     return out
 
 
+@kernel
 def _segment_max_loop(data, ids, out, seen):
     """The compiled kernel's body: one pass over the rows (Numba compiles it)."""
     n, f = data.shape
@@ -120,36 +124,28 @@ def _segment_max_loop(data, ids, out, seen):
                 out[s, k] = data[e, k]
 
 
-_COMPILED = {}
-
-
-def _numba_kernel(name, fn):
-    """``fn`` compiled (once, cached on disk; see ``ops/kernels``), or ``None`` when
-    compiled kernels are off."""
-    if not kernels.ENABLED:
-        return None
-    k = _COMPILED.get(name)
-    if k is None:
-        k = _COMPILED[name] = kernels.kernel(fn)
-    return k.compiled()
-
-
 USE_COMPILED = True       # switch for the tests: False runs the NumPy references
+
+
+def compiled_loop(loop):
+    """``loop`` (a ``@kernel``) compiled, or ``None`` when compiled kernels are off or the
+    tests ask for the NumPy references."""
+    return loop.compiled_or_none() if USE_COMPILED else None
 
 
 def compiled_row_scatter():
     """The compiled ``out[ids[e]] += data[e]`` loop (``data (E, F)``, ``out (S, F)``,
     ids in range), or None when compiled kernels are off: ``add_at`` uses it too."""
-    return _numba_kernel("segment_sum", _segment_sum_loop) if USE_COMPILED else None
+    return compiled_loop(_segment_sum_loop)
 
 
-@B.numpy_kernel
+@B.numpy_kernel(device=_ON_HOST)
 def _segment_max_kernel(data, ids, *, num_segments):
-    kernel = _numba_kernel("segment_max", _segment_max_loop) if USE_COMPILED else None
-    if kernel is None or data.dtype.kind != "f" or data.size == 0:
+    loop = compiled_loop(_segment_max_loop)
+    if loop is None or data.dtype.kind != "f" or data.size == 0:
         return segment_max_reference(data, ids, num_segments)
     out = np.zeros((num_segments, int(np.prod(data.shape[1:], dtype=np.int64))), data.dtype)
-    kernel(_flat2d(data), ids, out, np.zeros(num_segments, dtype=np.bool_))
+    loop(_flat2d(data), ids, out, np.zeros(num_segments, dtype=np.bool_))
     return out.reshape((num_segments,) + data.shape[1:])
 
 
@@ -158,7 +154,7 @@ def _expand_rows(a, like_ndim):
     return a.reshape(a.shape + (1,) * (like_ndim - 1))
 
 
-@B.numpy_kernel
+@B.numpy_kernel(device=_ON_HOST)
 def _segment_softmax_kernel(data, ids, *, num_segments):
     if data.shape[0] == 0:
         return data.copy()
@@ -170,7 +166,7 @@ def _segment_softmax_kernel(data, ids, *, num_segments):
     return e
 
 
-@B.numpy_kernel
+@B.numpy_kernel(device=_ON_HOST)
 def _segment_mean_kernel(data, ids, *, num_segments):
     total = _segment_sum_kernel(data, ids, num_segments=num_segments)
     count = np.maximum(np.bincount(ids, minlength=num_segments), 1).astype(total.dtype)
@@ -180,10 +176,7 @@ def _segment_mean_kernel(data, ids, *, num_segments):
 # ----------------------------------------------------------------------------- batching
 def _offsets(size, step, like: Tensor) -> Tensor:
     """``arange(size) * step`` as a ``(size, 1)`` integer constant on ``like``'s backend."""
-    inner = like
-    while inner._batch is not None:
-        inner = inner._batch[1]
-    xp = B.ns(inner.data)
+    xp = B.ns(physical_data(like))
     return constant(xp.arange(size, dtype=np.int64).reshape(size, 1) * step)
 
 
@@ -368,10 +361,7 @@ def _ids(segment_ids, what: str, like: Tensor | None = None) -> Tensor:
     if isinstance(segment_ids, Tensor):
         ids = segment_ids
     else:
-        inner = like
-        while inner is not None and inner._batch is not None:
-            inner = inner._batch[1]
-        arr = B.asarray(segment_ids, like=None if inner is None else inner.data)
+        arr = B.asarray(segment_ids, like=None if like is None else physical_data(like))
         if arr.size == 0 and arr.dtype.kind not in "iu":
             arr = arr.astype(np.int64)
         ids = constant(arr)
@@ -380,7 +370,7 @@ def _ids(segment_ids, what: str, like: Tensor | None = None) -> Tensor:
                         f"(shape {ids.shape})")
     if ids.ndim != 1:
         raise ValueError(f"{what}: segment ids must be 1-D, got shape {ids.shape}")
-    if ids.dtype != np.int64 and ids._batch is None:
+    if ids.dtype != np.int64 and _known(ids):
         ids = ids.astype(np.int64)
     return ids
 
@@ -440,7 +430,7 @@ def segment_mean(data, segment_ids, num_segments=None) -> Tensor:
     """Mean of the rows of each segment (0 for an empty segment)."""
     data, ids, n = _segment_args(data, segment_ids, num_segments, "segment_mean")
     if data.dtype.kind != "f":
-        from ._common import floating
+        from .arguments import floating
 
         data = floating(data)
     return apply(_segment_mean, (data, ids), {"num_segments": n})

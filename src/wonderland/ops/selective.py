@@ -24,13 +24,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as B
-from ..core.modes import is_grad_enabled
+from ..backend import threads
 from ..core.tracing import record_call
 from ..core.primitive import Primitive, apply
-from ..core.tensor import Tensor, _wrap
+from ..core.tensor import from_array
 from ..core.vmap import batch_size, broadcast_batch, loop_rule
-from ._common import to_tensor
-from .kernels import kernel
+from .arguments import to_tensor
+from ..backend.compiled import kernel
 from .kernels.special import exp_all
 
 CHUNK = 64
@@ -134,8 +134,6 @@ def _warm():
 
 
 def _forward(x, delta, A, Bm, C, h0):
-    from .conv import _parallel
-
     x, delta, A, Bm, C, h0 = (np.ascontiguousarray(v) for v in (x, delta, A, Bm, C, h0))
     b, T, D = x.shape
     y = np.empty((b, T, D), x.dtype)
@@ -146,15 +144,13 @@ def _forward(x, delta, A, Bm, C, h0):
         return (y, hT), (ck,)
     fn = _forward_kernel.compiled()
     fast = x.dtype == np.float32
-    _parallel(b, lambda lo, hi, _: fn(x, delta, A, Bm, C, h0, y, hT, ck, CHUNK, lo, hi, fast),
-              size=x.size * A.shape[1] * 8)
+    threads.parallel_for(
+        b, lambda lo, hi, _: fn(x, delta, A, Bm, C, h0, y, hT, ck, CHUNK, lo, hi, fast),
+        size=x.size * A.shape[1] * 8)
     return (y, hT), (ck,)
 
 
 def _backward_arrays(gs, x, delta, A, Bm, C, ck):
-    from ..backend.threads import get_num_threads as _workers
-    from .conv import _parallel
-
     gy, ghT = (np.ascontiguousarray(g) for g in gs)
     b, T, D = x.shape
     gx = np.empty_like(x)
@@ -162,12 +158,13 @@ def _backward_arrays(gs, x, delta, A, Bm, C, ck):
     gB = np.empty_like(Bm)
     gC = np.empty_like(C)
     gh0 = np.empty((b, D, A.shape[1]), x.dtype)
-    parts = np.zeros((min(_workers(), max(b, 1)),) + A.shape, x.dtype)
+    parts = np.zeros((min(threads.get_num_threads(), max(b, 1)),) + A.shape, x.dtype)
     fn = _backward_kernel.compiled()
     fast = x.dtype == np.float32
-    _parallel(b, lambda lo, hi, lane: fn(gy, ghT, x, delta, A, Bm, C, ck, CHUNK, lo, hi, gx,
-                                         gdelta, parts[lane], gB, gC, gh0, fast),
-              size=x.size * A.shape[1] * 8)
+    threads.parallel_for(
+        b, lambda lo, hi, lane: fn(gy, ghT, x, delta, A, Bm, C, ck, CHUNK, lo, hi, gx, gdelta,
+                                   parts[lane], gB, gC, gh0, fast),
+        size=x.size * A.shape[1] * 8)
     return gx, gdelta, parts.sum(axis=0), gB, gC, gh0
 
 
@@ -176,22 +173,26 @@ def _forward_prim(x, delta, A, Bm, C, h0):
 
 
 def _vjp_all(gs, outs, inputs, needs, *, res):
-    if is_grad_enabled() or any(v._tangents for v in inputs if isinstance(v, Tensor)):
-        from ..core.transforms import vjp
+    """The composite rule: the VJP of the step-by-step reference (every order)."""
+    from ..core.transforms import vjp
 
-        from .creation import zeros_like
+    from .creation import zeros_like
 
-        like = (inputs[0], inputs[5])           # y has x's shape, h_T has h0's
-        gs = [g if g is not None else zeros_like(o) for g, o in zip(gs, like)]
-        _, pullback = vjp(selective_scan_reference, *inputs)
-        return list(pullback(tuple(gs)))
+    like = (inputs[0], inputs[5])               # y has x's shape, h_T has h0's
+    gs = [g if g is not None else zeros_like(o) for g, o in zip(gs, like)]
+    _, pullback = vjp(selective_scan_reference, *inputs)
+    return list(pullback(tuple(gs)))
+
+
+def _vjp_kernel(gs, outs, inputs, needs, *, res):
+    """First order: the compiled backward sweep, in chunks."""
     x, delta, A, Bm, C, h0 = inputs
     like = x.data
     g_arrays = [g.data if g is not None else B.ns(like).zeros(o.shape, like.dtype)
                 for g, o in zip(gs, (x, h0))]
     arrays = record_call(_backward_on_host, *g_arrays, x.data, delta.data, A.data, Bm.data,
                          C.data, res[0].data)
-    return [_wrap(a) if n else None for a, n in zip(arrays, needs)]
+    return [from_array(a) if n else None for a, n in zip(arrays, needs)]
 
 
 def _jvp_all(tangents, outs, inputs):
@@ -226,9 +227,10 @@ def _backward_flat(*arrays):
     return _backward_arrays(arrays[:2], *arrays[2:])
 
 
-_backward_on_host = B.numpy_kernel(_backward_flat)
-_SELECTIVE = Primitive("selective_scan", B.numpy_kernel(_forward_prim), vjp_all=_vjp_all,
-                       jvp_all=_jvp_all, multiple_results=True, save="inputs",
+_ON_HOST = B.HostOnly("a sequential loop over time: a device version needs a custom kernel")
+_backward_on_host = B.numpy_kernel(_backward_flat, device=_ON_HOST)
+_SELECTIVE = Primitive("selective_scan", B.numpy_kernel(_forward_prim, device=_ON_HOST),
+                       vjp_all=_vjp_all, vjp_kernel=_vjp_kernel, jvp_all=_jvp_all, multiple_results=True, save="inputs",
                        residuals=True, batch=_batch)
 
 

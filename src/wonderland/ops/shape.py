@@ -14,7 +14,7 @@ from ..core.structural import BROADCAST_TO, RESHAPE, TRANSPOSE
 from ..core.tensor import Tensor
 from ..core.tracing import read_values
 from ..core.vmap import axis_rule, batch_size, broadcast_batch, moveaxis
-from ._common import normalize_axes, normalize_axis, result_dtype, shape_arg, to_tensor
+from .arguments import normalize_axes, normalize_axis, result_dtype, shape_arg, to_tensor
 
 # ----------------------------------------------------------------------------- reshape
 _reshape = RESHAPE

@@ -25,12 +25,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as B
+from ..backend.compiled import kernel
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ..core.tracing import read_values
 from ..core.vmap import loop_rule, moveaxis
-from ._common import _array_of, constant, to_tensor
-from .segment import gather_raw, segment_sum_raw
+from .arguments import _array_of, constant, to_tensor
+from .segment import compiled_loop, gather_raw, segment_sum_raw
 
 __all__ = ["SparseMatrix", "matmul", "sampled_dot", "from_coo", "from_scipy", "from_dense"]
 
@@ -38,6 +39,7 @@ __all__ = ["SparseMatrix", "matmul", "sampled_dot", "from_coo", "from_scipy", "f
 # ----------------------------------------------------------------------------- kernels
 # Compiled loops (Numba, compiled on first use and cached on disk) with NumPy/SciPy
 # references that the tests compare them with and that run where Numba is missing.
+@kernel
 def _csr_heads_loop(indptr, indices, values, x, out):
     """out[i, h, :] = Σ_{e in row i} values[e, h] · x[indices[e], h, :]"""
     m = indptr.shape[0] - 1
@@ -52,6 +54,7 @@ def _csr_heads_loop(indptr, indices, values, x, out):
                     out[i, h, c] += v * x[j, h, c]
 
 
+@kernel
 def _csr_heads_t_loop(indptr, indices, values, x, out):
     """out[indices[e], h, :] += values[e, h] · x[i, h, :] for e in row i (the transpose)"""
     m = indptr.shape[0] - 1
@@ -66,6 +69,7 @@ def _csr_heads_t_loop(indptr, indices, values, x, out):
                     out[j, h, c] += v * x[i, h, c]
 
 
+@kernel
 def _sampled_dot_loop(ra, rb, a, b, out):
     """out[e, h] = Σ_c a[ra[e], h, c] · b[rb[e], h, c]"""
     nh = a.shape[1]
@@ -80,6 +84,7 @@ def _sampled_dot_loop(ra, rb, a, b, out):
             out[e, h] = acc
 
 
+@kernel
 def _counting_order_loop(rows, m, order, indptr):
     """A stable sort of ``rows`` (values in [0, m)) by counting: ``order`` and the CSR
     ``indptr`` of the sorted rows."""
@@ -92,12 +97,6 @@ def _counting_order_loop(rows, m, order, indptr):
         r = rows[e]
         order[nxt[r]] = e
         nxt[r] += 1
-
-
-def _kernel(name, fn):
-    from .segment import USE_COMPILED, _numba_kernel
-
-    return _numba_kernel(name, fn) if USE_COMPILED else None
 
 
 def csr_heads_reference(indptr, indices, values, x, shape, transpose):
@@ -129,12 +128,12 @@ def csr_order(rows, m):
     """``(order, indptr)``: the stable order that sorts ``rows`` and the CSR row
     pointer of the sorted rows (a counting sort: linear in the number of entries)."""
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    kernel = _kernel("counting_order", _counting_order_loop)
-    if kernel is None:
+    loop = compiled_loop(_counting_order_loop)
+    if loop is None:
         return counting_order_reference(rows, m)
     order = np.empty(rows.shape[0], dtype=np.int64)
     indptr = np.zeros(m + 1, dtype=np.int64)
-    kernel(rows, m, order, indptr)
+    loop(rows, m, order, indptr)
     return order, indptr
 
 
@@ -143,7 +142,7 @@ def _heads3(a, h):
     return np.ascontiguousarray(a.reshape(a.shape[0], h, -1))
 
 
-@B.numpy_kernel
+@B.numpy_kernel(device=B.HostOnly("maps onto the device library's scatter-add and sparse products"))
 def _csr_forward(values, x, indptr, indices, row, *, shape, transpose, heads):
     import scipy.sparse as sp
 
@@ -152,20 +151,19 @@ def _csr_forward(values, x, indptr, indices, row, *, shape, transpose, heads):
     dtype = np.result_type(values, x)
     if x.shape[0] == 0 or values.shape[0] == 0 or 0 in x.shape[1:]:
         return np.zeros((out_rows,) + x.shape[1:], dtype=dtype)
-    kernel = _kernel("csr_heads_t" if transpose else "csr_heads",
-                     _csr_heads_t_loop if transpose else _csr_heads_loop)
+    loop = compiled_loop(_csr_heads_t_loop if transpose else _csr_heads_loop)
     if not heads:
-        if kernel is None or dtype.kind != "f":
+        if loop is None or dtype.kind != "f":
             a = sp.csr_matrix((values, indices, indptr), shape=shape)
             out = (a.T if transpose else a) @ x.reshape(x.shape[0], -1)
             return np.asarray(out).reshape((out_rows,) + x.shape[1:])
         values = values.reshape(-1, 1)                   # one head
     nh = values.shape[1]
-    if kernel is None or dtype.kind != "f":
+    if loop is None or dtype.kind != "f":
         return csr_heads_reference(indptr, indices, values, x, shape, transpose)
     x3 = _heads3(x.astype(dtype, copy=False), nh)
     out = np.zeros((out_rows, nh, x3.shape[2]), dtype=dtype)
-    kernel(indptr, indices, np.ascontiguousarray(values, dtype=dtype), x3, out)
+    loop(indptr, indices, np.ascontiguousarray(values, dtype=dtype), x3, out)
     return out.reshape((out_rows,) + x.shape[1:])
 
 
@@ -178,18 +176,18 @@ def csr_reference(indptr, indices, values, x, shape, transpose):
     return np.asarray(out).reshape(((shape[1] if transpose else shape[0]),) + x.shape[1:])
 
 
-@B.numpy_kernel
+@B.numpy_kernel(device=B.HostOnly("maps onto the device library's scatter-add and sparse products"))
 def _sampled_dot_forward(a, b, indptr, indices, row, *, shape, transpose, heads):
     ra, rb = (indices, row) if transpose else (row, indices)
     nh = a.shape[1] if heads else 1
     dtype = np.result_type(a, b)
     a3, b3 = _heads3(a.astype(dtype, copy=False), nh), _heads3(b.astype(dtype, copy=False), nh)
-    kernel = _kernel("sampled_dot", _sampled_dot_loop)
-    if kernel is None or dtype.kind != "f" or a3.shape[2] == 0:
+    loop = compiled_loop(_sampled_dot_loop)
+    if loop is None or dtype.kind != "f" or a3.shape[2] == 0:
         out = sampled_dot_reference(ra, rb, a3, b3)
     else:
         out = np.empty((ra.shape[0], nh), dtype=dtype)
-        kernel(ra, rb, a3, b3, out)
+        loop(ra, rb, a3, b3, out)
     return out if heads else out[:, 0]
 
 

@@ -33,13 +33,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as B
-from ..core.modes import is_grad_enabled
+from ..backend import threads
 from ..core.tracing import record_call
 from ..core.primitive import Primitive, apply
-from ..core.tensor import Tensor, _wrap
+from ..core.tensor import from_array
 from ..core.vmap import batch_size, broadcast_batch, loop_rule
-from ._common import to_tensor
-from .kernels import kernel
+from .arguments import to_tensor
+from ..backend.compiled import kernel
 from .kernels.special import exp_all
 
 
@@ -145,7 +145,7 @@ def _backward_kernel(gy, w, u, k, v, y, m, z, lo, hi, gk, gv, gw, gu, fast):
                 ex[c] = e_new[c]
 
 
-def _warm():
+def warm() -> None:
     for dt in (np.float32, np.float64):
         k = np.zeros((1, 2, 1), dt)
         w = np.ones(1, dt)
@@ -154,46 +154,46 @@ def _warm():
 
 
 def _forward(w, u, k, v):
-    from .conv import _parallel
-
     w, u, k, v = (np.ascontiguousarray(a) for a in (w, u, k, v))
     y = np.empty_like(k)
     m = np.empty_like(k)
     z = np.empty_like(k)
     fn = _forward_kernel.compiled()
     fast = k.dtype == np.float32
-    _parallel(k.shape[0], lambda lo, hi, _: fn(w, u, k, v, y, m, z, lo, hi, fast),
+    threads.parallel_for(k.shape[0], lambda lo, hi, _: fn(w, u, k, v, y, m, z, lo, hi, fast),
               size=k.size * 16)
     return y, (m, z)
 
 
 def _backward_arrays(gy, w, u, k, v, y, m, z):
-    from ..backend.threads import get_num_threads as _workers
-    from .conv import _parallel
-
     gy = np.ascontiguousarray(gy)
     gk = np.empty_like(k)
     gv = np.empty_like(k)
-    lanes = min(_workers(), max(k.shape[0], 1))
+    lanes = min(threads.get_num_threads(), max(k.shape[0], 1))
     gw = np.zeros((lanes,) + w.shape, k.dtype)
     gu = np.zeros((lanes,) + u.shape, k.dtype)
     fn = _backward_kernel.compiled()
     fast = k.dtype == np.float32
-    _parallel(k.shape[0], lambda lo, hi, lane: fn(gy, w, u, k, v, y, m, z, lo, hi, gk, gv,
-                                                  gw[lane], gu[lane], fast), size=k.size * 16)
+    threads.parallel_for(k.shape[0], lambda lo, hi, lane: fn(gy, w, u, k, v, y, m, z, lo, hi,
+                                                             gk, gv, gw[lane], gu[lane], fast),
+                         size=k.size * 16)
     return gw.sum(0), gu.sum(0), gk, gv
 
 
 def _vjp_all(g, out, inputs, needs, *, res):
-    if is_grad_enabled() or any(x._tangents for x in inputs if isinstance(x, Tensor)):
-        from ..core.transforms import vjp
+    """The composite rule: the VJP of the step-by-step reference (every order)."""
+    from ..core.transforms import vjp
 
-        _, pullback = vjp(wkv_reference, *inputs)
-        return list(pullback(g))
+    _, pullback = vjp(wkv_reference, *inputs)
+    return list(pullback(g))
+
+
+def _vjp_kernel(g, out, inputs, needs, *, res):
+    """First order: the compiled backward sweep."""
     w, u, k, v = inputs
     arrays = record_call(_backward_on_host, g.data, w.data, u.data, k.data, v.data, out.data,
                          res[0].data, res[1].data)
-    return [_wrap(a) if n else None for a, n in zip(arrays, needs)]
+    return [from_array(a) if n else None for a, n in zip(arrays, needs)]
 
 
 def _jvp_all(tangents, out, inputs):
@@ -223,9 +223,11 @@ def _forward_arrays(w, u, k, v):
     return _forward(w, u, k, v)
 
 
-_backward_on_host = B.numpy_kernel(_backward_arrays)
-_WKV = Primitive("wkv", B.numpy_kernel(_forward_arrays),
-                 vjp_all=_vjp_all, jvp_all=_jvp_all, save=(0, 1, 2, 3, "out"),
+_ON_HOST = B.HostOnly("a sequential loop over time: a device version needs a custom kernel")
+_backward_on_host = B.numpy_kernel(_backward_arrays, device=_ON_HOST)
+_WKV = Primitive("wkv", B.numpy_kernel(_forward_arrays, device=_ON_HOST),
+                 vjp_all=_vjp_all, vjp_kernel=_vjp_kernel, jvp_all=_jvp_all,
+                 save=(0, 1, 2, 3, "out"),
                  residuals=True, batch=_batch)
 
 
@@ -250,7 +252,7 @@ def wkv_reference(w, u, k, v):
 
 
 def _const(array, like):
-    from ._common import _array_of, constant
+    from .arguments import _array_of, constant
 
     return constant(B.asarray(array, like=_array_of(like)))
 

@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from ..ops import kernels
+from ..backend import compiled
+from ..ops.kernels import optim as fused
 from .optimizer import Optimizer
 
 _NON_NEGATIVE = (0.0, None, False)
@@ -31,7 +32,7 @@ def _effective_grad(p, g, group, coupled_decay=True):
 
 def _fused(p, g) -> bool:
     """Whether the compiled one-pass update applies: NumPy arrays, contiguous, one dtype."""
-    return (kernels.ENABLED and type(p) is np.ndarray and type(g) is np.ndarray
+    return (compiled.ENABLED and type(p) is np.ndarray and type(g) is np.ndarray
             and p.flags.c_contiguous and g.flags.c_contiguous and p.dtype == g.dtype
             and p.dtype.kind == "f")
 
@@ -63,8 +64,6 @@ class SGD(Optimizer):
     def _kernel(self, p, g, state, group, hyper):
         lr, mu = group["lr"], group["momentum"]
         if mu and _fused(p, g) and not group["maximize"]:
-            from ..ops.kernels import optim as fused
-
             fused.sgd_momentum(p.reshape(-1), g.reshape(-1), state["momentum_buffer"].reshape(-1),
                                lr, mu, group["dampening"], group["weight_decay"],
                                group["nesterov"], hyper["first"])
@@ -111,8 +110,6 @@ class Adam(Optimizer):
     def _kernel(self, p, g, state, group, hyper):
         lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
         if _fused(p, g) and not group["amsgrad"] and not group["maximize"]:
-            from ..ops.kernels import optim as fused
-
             fused.adam(p.reshape(-1), g.reshape(-1), state["exp_avg"].reshape(-1),
                        state["exp_avg_sq"].reshape(-1), lr, b1, b2, eps, hyper["bias1"],
                        hyper["bias2"], group["weight_decay"], self.decoupled)

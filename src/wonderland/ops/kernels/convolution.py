@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import jit, jit_fma
+from ...backend.compiled import kernel, kernel_fma
 
 
-@jit
+@kernel
 def col2im_add(cols, stride, dilation, out):
     """``out[b, o*stride + k*dilation, :] += cols[b, o, k, :]`` for every output position
     ``o`` and kernel offset ``k`` (3 spatial axes each); ``out`` is ``(b, D, H, W, c)``."""
@@ -42,7 +42,7 @@ def col2im_add(cols, stride, dilation, out):
                                     out[b, d, h, w, ch] += cols[b, a, p, q, i, j, m, ch]
 
 
-@jit_fma
+@kernel_fma
 def direct_forward(x, w, bias, stride, dilation, out):
     """``out[b, o, :] = bias + Σ_k Σ_ci x[b, o*stride + k*dilation, ci] w[k, ci, :]`` with
     ``x (b, D, H, W, c_in)``, ``w (kd, kh, kw, c_in, c_out)``, ``out (b, od, oh, ow, c_out)``.
@@ -73,7 +73,7 @@ def direct_forward(x, w, bias, stride, dilation, out):
                                         row[q, co] += v * tap[co]
 
 
-@jit_fma
+@kernel_fma
 def direct_weight(x, g, stride, dilation, acc):
     """``acc[k, ci, :] += Σ_b Σ_o x[b, o*stride + k*dilation, ci] g[b, o, :]`` with ``acc
     (kd, kh, kw, c_in, c_out)`` (the weight gradient of ``direct_forward``), one row of

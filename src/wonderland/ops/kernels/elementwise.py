@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ENABLED, jit
+from ...backend.compiled import ENABLED, kernel
 
 
-@jit
+@kernel
 def relu_vjp(g, out, res):
     """``res = g`` where ``out > 0``, else 0 (flat arrays of one length)."""
     for i in range(g.size):

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import math
 
-from . import jit
+from ...backend.compiled import kernel
 
 
-@jit
+@kernel
 def adam(p, g, m, v, lr, b1, b2, eps, bias1, bias2, weight_decay, decoupled):
     """One Adam (``decoupled``: AdamW) step, in place; PyTorch's update rule."""
     one = p.dtype.type(1.0)
@@ -32,7 +32,7 @@ def adam(p, g, m, v, lr, b1, b2, eps, bias1, bias2, weight_decay, decoupled):
         p[i] -= step * mi / (math.sqrt(vi) + eps_)
 
 
-@jit
+@kernel
 def sgd_momentum(p, g, buf, lr, mu, dampening, weight_decay, nesterov, first):
     """One SGD step with momentum (and optional Nesterov and L2 decay), in place."""
     lr_, mu_ = p.dtype.type(lr), p.dtype.type(mu)

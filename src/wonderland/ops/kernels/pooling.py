@@ -13,10 +13,10 @@ import math
 
 import numpy as np
 
-from . import jit
+from ...backend.compiled import kernel
 
 
-@jit
+@kernel
 def max_pool_forward(x, kernel, stride, dilation, lo, hi, out, idx):
     """Fill ``out`` with every window's maximum and ``idx`` with its kernel offset.
 
@@ -76,7 +76,7 @@ def offset_tables(kernel, dilation):
             (k % kw) * int(dilation[2]))
 
 
-@jit
+@kernel
 def window_scatter(g, idx, stride, dd, dh, dw, out):
     """``out`` (zeros, the padded input's shape) += ``g`` at the chosen positions."""
     n, od, oh, ow, c = g.shape
@@ -90,7 +90,7 @@ def window_scatter(g, idx, stride, dd, dh, dw, out):
                         out[b, d0 + dd[k], h0 + dh[k], w0 + dw[k], ch] += g[b, a, p, q, ch]
 
 
-@jit
+@kernel
 def window_gather(x, idx, stride, dd, dh, dw, out):
     """``out`` = ``x`` read at the chosen positions."""
     n, od, oh, ow, c = out.shape
@@ -104,7 +104,7 @@ def window_gather(x, idx, stride, dd, dh, dw, out):
                         out[b, a, p, q, ch] = x[b, d0 + dd[k], h0 + dh[k], w0 + dw[k], ch]
 
 
-@jit
+@kernel
 def tiled_scatter(g, idx, kernel, out):
     """``window_scatter`` when the windows tile the input (stride = kernel, unit
     dilation): every position of every window is written once, the chosen one with its

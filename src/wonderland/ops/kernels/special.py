@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from . import ENABLED, jit_fma
+from ...backend.compiled import ENABLED, kernel_fma
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
@@ -34,7 +34,7 @@ _LN2_HI = 0.693147180369123816490    # ln 2 in two parts: k·ln2 is subtracted e
 _LN2_LO = 1.90821492927058770002e-10
 
 
-@jit_fma
+@kernel_fma
 def erf_f32(x, g, out, mode):
     """For flat float32 arrays: ``mode`` 0, ``out = erf(x)``; 1, the exact GELU
     ``out = x Φ(x)``; 2, its gradient ``out = g (Φ(x) + x φ(x))``. ``Φ(x) = (1 + erf(x/√2))/2``;
@@ -124,7 +124,7 @@ def gelu_vjp(g, x):
     return _run(x, g, 2)
 
 
-@jit_fma
+@kernel_fma
 def exp_into(x, out, bits):
     """``out[i] = exp(x[i])`` for 1-D arrays (``bits``: int64 scratch of at least their
     length), by the range reduction of ``erf_f32`` in float64: relative error below
@@ -146,7 +146,7 @@ def exp_into(x, out, bits):
         out[i] = out[i] * scale[i] if v == v else v
 
 
-@jit_fma
+@kernel_fma
 def exp_all(arg, e, bits, fast):
     """``e[i] = exp(arg[i])`` for 1-D arrays: through :func:`exp_into` when ``fast`` (float32
     data: one vectorised loop), else one call of the C library's exp per element (float64

@@ -9,7 +9,7 @@ import numpy as np
 from .. import backend as B
 from ..core import dtypes
 from ..core.structural import cast, kept_shape  # noqa: F401 - shared with the families
-from ..core.tensor import Tensor, _wrap, scalar_dtype, to_tensor  # noqa: F401
+from ..core.tensor import Tensor, from_array, physical_data, scalar_dtype, to_tensor  # noqa: F401
 
 _SCALARS = (numbers.Number, np.generic)
 
@@ -66,15 +66,13 @@ def _lift(v, like: Tensor, what: str) -> Tensor:
     if isinstance(v, _SCALARS) and not isinstance(v, np.ndarray):
         if isinstance(v, complex):
             raise TypeError(f"{what}: complex numbers are not supported")
-        return _wrap(B.scalar_array(v, scalar_dtype(v, like.dtype), _array_of(like)))
+        return from_array(B.scalar_array(v, scalar_dtype(v, like.dtype), _array_of(like)))
     return to_tensor(v, what)
 
 
 def _array_of(t: Tensor):
     """An array of ``t``'s backend (its data, or its innermost data inside vmap)."""
-    while t._batch is not None:
-        t = t._batch[1]
-    return t.data
+    return physical_data(t)
 
 
 def floating(x: Tensor) -> Tensor:
@@ -124,16 +122,9 @@ def shape_arg(shape, what: str) -> tuple:
                         f"{shape!r}") from None
 
 
-def plain_tensor(t) -> bool:
-    """Whether ``t`` is ``None``, not a tensor, or a tensor that no transform is tracing
-    (no forward-mode tangents, not batched by vmap): a first-order backward rule may then
-    work on its array directly."""
-    return t is None or not isinstance(t, Tensor) or (t._tangents is None and t._batch is None)
-
-
 def constant(array) -> Tensor:
     """A tensor around an array that is a constant for differentiation."""
-    return _wrap(array if B.is_array(array) else B.asarray(array))
+    return from_array(array if B.is_array(array) else B.asarray(array))
 
 
 def namespace(t: Tensor):
@@ -143,4 +134,4 @@ def namespace(t: Tensor):
 
 def zeros(shape, dtype, like: Tensor) -> Tensor:
     """A constant tensor of zeros on ``like``'s backend."""
-    return _wrap(namespace(like).zeros(shape, dtype=dtype))
+    return from_array(namespace(like).zeros(shape, dtype=dtype))
