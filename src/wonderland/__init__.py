@@ -11,6 +11,8 @@
 * PyTorch-style autodiff: ``requires_grad``, ``.backward()``, ``.grad``, ``wl.no_grad()``
 * checking: ``wl.testing.check_grads``, ``wl.detect_anomaly()``
 * threads: ``wl.set_num_threads``, ``wl.get_num_threads`` (see ``wonderland.backend.threads``)
+* other libraries: ``wl.from_dlpack`` and ``Tensor.__dlpack__`` (zero-copy arrays),
+  ``wl.interop`` (safetensors files from anywhere); see docs/interop.md
 """
 
 import os as _os
@@ -42,6 +44,8 @@ from .nn import parallel as _parallel  # wl.nn.parallel
 from . import fft
 from . import graph, sparse
 from .profiler import profile
+from . import interop
+from .interop import from_dlpack  # arrays of torch, NumPy, JAX, CuPy without copies
 from .ops.nn import linear, softmax_cross_entropy
 from .ops.decompositions import diagonal, tril, triu
 from .random import bernoulli, normal, permutation, randint, uniform  # also at wl.random

@@ -235,7 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help="where to train (overrides the config)")
     p_train.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_train.set_defaults(func=_train)
+    return _add_generate(sub, parser)
+
+
+def _add_generate(sub, parser) -> argparse.ArgumentParser:
+    """Register ``wonderland generate`` (see ``generate_command.py``); returns ``parser``."""
+    from wonderland.generate_command import add_parser
+
+    add_parser(sub).set_defaults(func=_generate)
     return parser
+
+
+def _generate(args) -> int:
+    from wonderland.generate_command import main as generate_main
+
+    return generate_main(args)
 
 
 def _train(args) -> int:

@@ -206,6 +206,33 @@ class Tensor:
             return arr.copy()
         return _read_only(arr)
 
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """The array API's DLPack export: another library (``torch.from_dlpack(t)``,
+        ``np.from_dlpack(t)``) reads and writes this tensor's memory without a copy.
+        Read-only memory is exported as a copy, so it stays read-only (``copy=False``
+        then raises ``BufferError``); see ``wonderland.interop.dlpack``."""
+        if self._batch is not None:
+            raise TypeError("__dlpack__: a tensor inside vmap has no memory of its own to "
+                            "share; export the result of the vmapped function")
+        _check_read(self, "__dlpack__ (sharing memory with another library)")
+        arr = self.data
+        kwargs = {k: v for k, v in (("stream", stream), ("max_version", max_version),
+                                    ("dl_device", dl_device)) if v is not None}
+        flags = getattr(arr, "flags", None)
+        if flags is not None and not flags.writeable:
+            if copy is False:
+                raise BufferError("__dlpack__: this tensor's memory is read-only, and "
+                                  "copy=False forbids the copy that keeps it so")
+            arr = arr.copy()
+        elif copy is not None:
+            kwargs["copy"] = copy
+        return arr.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        """DLPack's ``(device type, index)`` of the memory (the CPU is ``(1, 0)``)."""
+        data = self.data if self._batch is None else _physical(self).data
+        return data.__dlpack_device__()
+
     def item(self):
         """The single value of a one-element tensor as a Python number."""
         if self.data.size != 1:
@@ -345,6 +372,14 @@ def from_array(data) -> Tensor:
     return t
 
 
+def physical_data(t: Tensor):
+    """The array that holds ``t``'s values: its own, or inside ``vmap`` the innermost
+    batched tensor's (an array of the right backend, e.g. for ``like=``)."""
+    while t._batch is not None:
+        t = t._batch[1]
+    return t.data
+
+
 def version_counter(t: Tensor) -> list:
     """``t``'s version counter, created on first use."""
     vc = t._vc
@@ -370,14 +405,6 @@ def _detach_batched(t: Tensor) -> Tensor:
     out = from_array(t.data)
     out._batch = (level, inner.detach(), axis)
     return out
-
-
-def physical_data(t: Tensor):
-    """The array that holds ``t``'s values: its own, or inside ``vmap`` the innermost
-    batched tensor's (an array of the right backend, e.g. for ``like=``)."""
-    while t._batch is not None:
-        t = t._batch[1]
-    return t.data
 
 
 def to_array(data, dtype=None):

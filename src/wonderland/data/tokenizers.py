@@ -9,6 +9,7 @@ characters never seen in training, round-trips.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -104,3 +105,61 @@ class BPETokenizer:
         with open(path, encoding="utf-8") as f:
             json.load(f)                     # a clear error for a file that is not JSON
         return cls(Tokenizer.from_file(str(path)))
+
+    @classmethod
+    def from_pretrained(cls, path):
+        """A tokeniser from Hugging Face's files: ``tokenizer.json`` (the file, or a folder
+        holding it), or else GPT-2's ``vocab.json`` and ``merges.txt`` in the folder
+        (byte-level BPE; ``<|endoftext|>`` is a special token when the vocabulary has
+        it). Read by the ``tokenizers`` library; nothing is downloaded."""
+        what = "BPETokenizer.from_pretrained"
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{what}: no such file or folder: {path}")
+        file = path if os.path.isfile(path) else os.path.join(path, "tokenizer.json")
+        if os.path.isfile(file):
+            return cls(_tokenizer_json(file, what))
+        vocab, merges = os.path.join(path, "vocab.json"), os.path.join(path, "merges.txt")
+        if not (os.path.isfile(vocab) and os.path.isfile(merges)):
+            raise FileNotFoundError(f"{what}: {path} holds neither tokenizer.json nor "
+                                    f"vocab.json and merges.txt")
+        return cls(_gpt2_files(vocab, merges, what))
+
+    def save_pretrained(self, folder) -> None:
+        """Write ``folder/tokenizer.json`` (atomically), which :meth:`from_pretrained` and
+        Hugging Face's ``PreTrainedTokenizerFast(tokenizer_file=...)`` read."""
+        from ..io import atomic_write
+
+        folder = os.fspath(folder)
+        os.makedirs(folder, exist_ok=True)
+        atomic_write(os.path.join(folder, "tokenizer.json"), lambda tmp: self._tok.save(tmp))
+
+
+def _tokenizer_json(file, what):
+    from tokenizers import Tokenizer
+
+    try:
+        with open(file, encoding="utf-8") as f:
+            json.load(f)
+        return Tokenizer.from_file(file)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{what}: {file} is not valid JSON ({exc})") from None
+    except Exception as exc:  # the library's own error type
+        raise ValueError(f"{what}: {file} is not a tokenizer the tokenizers library reads "
+                         f"({exc})") from None
+
+
+def _gpt2_files(vocab, merges, what):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    try:
+        tok = Tokenizer(models.BPE.from_file(vocab, merges))
+    except Exception as exc:  # the library's own error type
+        raise ValueError(f"{what}: cannot read {vocab} and {merges} as a BPE vocabulary and "
+                         f"merges ({exc})") from None
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = [t for t in ("<|endoftext|>",) if tok.token_to_id(t) is not None]
+    if specials:
+        tok.add_special_tokens(specials)
+    return tok

@@ -5,6 +5,8 @@ attention, then an MLP, each with a residual connection), a final layer norm, an
 logits through the *tied* token-embedding matrix (the output layer reuses the input
 embedding's weights, transposed). ``generate`` samples with temperature, top-k and
 top-p (nucleus), decoding with a KV cache so each new token costs one position's work.
+``GPT.from_pretrained`` and ``save_pretrained`` read and write Hugging Face's GPT-2
+folders (see ``pretrained.py``).
 """
 
 from __future__ import annotations
@@ -22,18 +24,37 @@ from ..nn import (Dropout, Embedding, KVCache, LayerNorm, LearnedPositionalEmbed
 from ..nn import functional as F
 from ..nn import init
 from ..random import get_generator
+from .pretrained import load_gpt2, save_gpt2
+
+
+# the MLP's nonlinearity by name ("gelu_tanh" is GPT-2's, which Hugging Face calls "gelu_new")
+ACTIVATIONS = {
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "quick_gelu": lambda x: x * F.sigmoid(1.702 * x),
+}
 
 
 class Block(Module):
-    """Pre-norm transformer block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+    """Pre-norm transformer block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``, the
+    MLP ``proj(act(fc(x)))`` of width ``n_inner`` (default ``4 · n_embd``) with ``act``
+    one of :data:`ACTIVATIONS` (default ``"gelu_tanh"``, GPT-2's)."""
 
-    def __init__(self, n_embd, n_head, dropout=0.0, n_layer=1, generator=None):
+    def __init__(self, n_embd, n_head, dropout=0.0, n_layer=1, generator=None, *, n_inner=None,
+                 activation="gelu_tanh", layer_norm_eps=1e-5):
         super().__init__()
-        self.ln_1 = LayerNorm(n_embd)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"GPT: activation must be one of {sorted(ACTIVATIONS)}, got "
+                             f"{activation!r}")
+        n_inner = 4 * n_embd if n_inner is None else n_inner
+        self.activation = activation
+        self.ln_1 = LayerNorm(n_embd, eps=layer_norm_eps)
         self.attn = MultiheadAttention(n_embd, n_head, dropout=dropout, generator=generator)
-        self.ln_2 = LayerNorm(n_embd)
-        self.fc = Linear(n_embd, 4 * n_embd, generator=generator)
-        self.proj = Linear(4 * n_embd, n_embd, generator=generator)
+        self.ln_2 = LayerNorm(n_embd, eps=layer_norm_eps)
+        self.fc = Linear(n_embd, n_inner, generator=generator)
+        self.proj = Linear(n_inner, n_embd, generator=generator)
         self.dropout = Dropout(dropout, generator)
         for lin in (self.attn.q_proj, self.attn.k_proj, self.attn.v_proj, self.fc):
             init.normal_(lin.weight, 0.0, 0.02, generator)
@@ -48,17 +69,22 @@ class Block(Module):
         a, _ = self.attn(h, h, h, attn_mask=causal_mask, is_causal=True, need_weights=False,
                          cache=cache, rope=rope)
         x = x + self.dropout(a)
-        return x + self.dropout(self.proj(F.gelu(self.fc(self.ln_2(x)), approximate="tanh")))
+        act = ACTIVATIONS[self.activation]
+        return x + self.dropout(self.proj(act(self.fc(self.ln_2(x)))))
 
 
 class GPT(Module):
     """``GPT(vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.0)``:
     ``model(idx)`` maps token ids ``(b, t)`` (``t ≤ block_size``) to next-token logits
     ``(b, t, vocab_size)``. ``positions`` (keyword) chooses the positional information:
-    ``"learned"`` (default), ``"sinusoidal"``, ``"rope"`` or ``"none"``."""
+    ``"learned"`` (default), ``"sinusoidal"``, ``"rope"`` or ``"none"``; ``n_inner``,
+    ``activation`` and ``layer_norm_eps`` shape every :class:`Block` (defaults: GPT-2's).
+    ``GPT.from_pretrained(folder)`` / ``save_pretrained(folder)`` read and write Hugging
+    Face's GPT-2 format."""
 
     def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd, dropout=0.0, *,
-                 positions="learned", generator=None):
+                 positions="learned", n_inner=None, activation="gelu_tanh", layer_norm_eps=1e-5,
+                 generator=None):
         super().__init__()
         if positions not in ("learned", "sinusoidal", "rope", "none"):
             raise ValueError(f"GPT: positions must be 'learned', 'sinusoidal', 'rope' or 'none', "
@@ -73,9 +99,13 @@ class GPT(Module):
             SinusoidalPositionalEmbedding(n_embd) if positions == "sinusoidal" else None
         self.rope = RotaryEmbedding(n_embd // n_head) if positions == "rope" else None
         self.drop = Dropout(dropout, generator)
-        self.blocks = ModuleList([Block(n_embd, n_head, dropout, n_layer, generator)
+        self.n_inner = 4 * n_embd if n_inner is None else n_inner
+        self.activation, self.layer_norm_eps = activation, layer_norm_eps
+        self.blocks = ModuleList([Block(n_embd, n_head, dropout, n_layer, generator,
+                                        n_inner=n_inner, activation=activation,
+                                        layer_norm_eps=layer_norm_eps)
                                   for _ in range(n_layer)])
-        self.ln_f = LayerNorm(n_embd)
+        self.ln_f = LayerNorm(n_embd, eps=layer_norm_eps)
 
     def num_parameters(self, embeddings=True):
         n = sum(p.size for p in self.parameters())
@@ -121,50 +151,84 @@ class GPT(Module):
         ``top_p`` the smallest set whose probability reaches p. ``top_k=1`` is greedy and
         gives the same tokens with and without the cache. With ``use_cache`` each step
         feeds one token through per-layer :class:`KVCache` s (recomputing from the last
-        ``block_size`` tokens when the cache is full)."""
-        if temperature <= 0:
-            raise ValueError(f"generate: temperature must be positive, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"generate: top_k must be at least 1, got {top_k}")
-        if top_p is not None and not 0.0 < top_p <= 1.0:
-            raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)):
-            raise TypeError(f"generate: max_new_tokens must be a non-negative int, got "
-                            f"{max_new_tokens!r}")
-        if max_new_tokens < 0:
-            raise ValueError(f"generate: max_new_tokens must be a non-negative int, got "
-                             f"{max_new_tokens!r}")
-        g = get_generator(generator)
-        seq = np.asarray(idx.numpy() if isinstance(idx, Tensor) else idx)
-        if seq.ndim == 1:
-            seq = seq[None]
-        if seq.ndim != 2:
-            raise ValueError(f"generate: idx must be (b, t) or (t,) token ids, got shape "
-                             f"{seq.shape}")
-        if seq.shape[1] == 0:
-            raise ValueError("generate: idx must hold at least one token")
-        if seq.dtype.kind not in "iu":
-            raise TypeError(f"generate: idx must hold integer token ids, got {seq.dtype} (a float "
-                            f"prompt would be truncated to integers)")
-        seq = seq.astype(np.int64)
-        was = self.training
-        self.eval()
+        ``block_size`` tokens when the cache is full). :meth:`stream` gives the same
+        tokens one step at a time."""
+        steps = self.stream(idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator)
+        new = [nxt[:, None] for nxt in steps]
+        return Tensor(np.concatenate([_prompt_ids(idx)] + new, axis=1))
+
+    def stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+               use_cache=True, generator=None):
+        """The tokens :meth:`generate` appends, as they come: an iterator of
+        ``max_new_tokens`` int64 arrays ``(b,)``, one per step (arguments as
+        :meth:`generate`, checked at the call). Each step runs in eval mode without
+        recording a graph; the model's mode is restored after it."""
+        _check_sampling(temperature, top_k, top_p, max_new_tokens)
+        return self._steps(_prompt_ids(idx), max_new_tokens, temperature, top_k, top_p,
+                           use_cache, get_generator(generator))
+
+    def _steps(self, seq, max_new_tokens, temperature, top_k, top_p, use_cache, g):
         caches = None
-        with no_grad():
-            for _ in range(max_new_tokens):
-                if use_cache and caches is not None and len(caches[0]) < self.block_size:
-                    logits = self(seq[:, -1:], caches=caches)
-                else:
-                    ctx = seq[:, -self.block_size:]
-                    if use_cache:
-                        caches = [KVCache() for _ in self.blocks]
-                        logits = self(ctx, caches=caches)
+        for _ in range(max_new_tokens):
+            was = self.training
+            self.eval()
+            try:
+                with no_grad():
+                    if use_cache and caches is not None and len(caches[0]) < self.block_size:
+                        logits = self(seq[:, -1:], caches=caches)
                     else:
-                        logits = self(ctx)
-                nxt = sample_next(logits.numpy()[:, -1], temperature, top_k, top_p, g)
-                seq = np.concatenate([seq, nxt[:, None]], axis=1)
-        self.train(was)
-        return Tensor(seq)
+                        ctx = seq[:, -self.block_size:]
+                        caches = [KVCache() for _ in self.blocks] if use_cache else None
+                        logits = self(ctx, caches=caches)
+            finally:
+                self.train(was)
+            nxt = sample_next(logits.numpy()[:, -1], temperature, top_k, top_p, g)
+            seq = np.concatenate([seq, nxt[:, None]], axis=1)
+            yield nxt
+
+    @classmethod
+    def from_pretrained(cls, path):
+        """A GPT from a Hugging Face GPT-2 folder (``config.json`` and ``model.safetensors``
+        or sharded safetensors with ``model.safetensors.index.json``), in eval mode; see
+        :mod:`wonderland.models.pretrained`. Nothing is downloaded."""
+        return load_gpt2(cls, path)
+
+    def save_pretrained(self, path, max_shard_size=None):
+        """Write this model as a Hugging Face GPT-2 folder (``transformers`` loads it as
+        ``GPT2LMHeadModel``), shards of at most ``max_shard_size`` (bytes or ``"5GB"``)
+        when given; each file is replaced atomically."""
+        save_gpt2(self, path, max_shard_size)
+
+
+def _check_sampling(temperature, top_k, top_p, max_new_tokens):
+    if temperature <= 0:
+        raise ValueError(f"generate: temperature must be positive, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"generate: top_k must be at least 1, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)):
+        raise TypeError(f"generate: max_new_tokens must be a non-negative int, got "
+                        f"{max_new_tokens!r}")
+    if max_new_tokens < 0:
+        raise ValueError(f"generate: max_new_tokens must be a non-negative int, got "
+                         f"{max_new_tokens!r}")
+
+
+def _prompt_ids(idx):
+    """The prompt ``idx`` as int64 ids ``(b, t)``, checked."""
+    seq = np.asarray(idx.numpy() if isinstance(idx, Tensor) else idx)
+    if seq.ndim == 1:
+        seq = seq[None]
+    if seq.ndim != 2:
+        raise ValueError(f"generate: idx must be (b, t) or (t,) token ids, got shape "
+                         f"{seq.shape}")
+    if seq.shape[1] == 0:
+        raise ValueError("generate: idx must hold at least one token")
+    if seq.dtype.kind not in "iu":
+        raise TypeError(f"generate: idx must hold integer token ids, got {seq.dtype} (a float "
+                        f"prompt would be truncated to integers)")
+    return seq.astype(np.int64)
 
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):

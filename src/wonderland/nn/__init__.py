@@ -29,3 +29,4 @@ from .transformer import (AttentionMixer, ClassToken, ConvFeatureEncoder, Fourie
                           TransformerEncoderLayer)
 from .graph import (AttentionalAggregation, GATConv, GCNConv, GINConv, GraphTransformerLayer,
                     MessagePassing, SAGEConv, global_add_pool, global_max_pool, global_mean_pool)
+from . import torch_port  # load_torch_state_dict, torch_state_dict: PyTorch weights in and out

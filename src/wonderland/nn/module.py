@@ -344,6 +344,15 @@ class Module:
             t.copy_(v)                              # in place, bumping the version
         return IncompatibleKeys(missing, unexpected)
 
+    def load_torch_state_dict(self, state, strict: bool = True):
+        """Load a PyTorch ``state_dict`` (a dict of torch tensors or arrays, or the path of
+        a safetensors file) into this twin of the torch model, converting layouts
+        (``Linear`` transposed, convolution kernels to channels last, ...); unmappable
+        keys are refused by name. See :mod:`wonderland.nn.torch_port`."""
+        from .torch_port import load_torch_state_dict
+
+        return load_torch_state_dict(self, state, strict=strict)
+
     # ------------------------------------------------------------------ printing
     def extra_repr(self) -> str:
         return ""
