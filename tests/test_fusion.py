@@ -130,11 +130,14 @@ def _steps_with_update_between():
     return steps, ["add", "update", "multiply"], traced
 
 
+ADD, MULTIPLY = fusion.scalar_form("{0} + {1}"), fusion.scalar_form("{0} * {1}")
+
+
 def test_no_fusion_across_a_step_that_updates_arrays_in_place():
     steps, names, traced = _steps_with_update_between()
-    assert fusion.fuse(steps, names, traced, {4}) == (steps, names)
+    assert fusion.fuse(steps, names, [ADD, None, MULTIPLY], traced, {4}) == (steps, names)
     no_update = [steps[0], steps[2]]
-    fused, fused_names = fusion.fuse(no_update, ["add", "multiply"], traced, {4})
+    fused, fused_names = fusion.fuse(no_update, ["add", "multiply"], [ADD, MULTIPLY], traced, {4})
     assert fused_names == ["fused(add,multiply)"]
     step, params, ins, out = fused[0]
     assert ins == (0, 1) and out == 4
@@ -145,14 +148,11 @@ def test_a_form_that_does_not_compile_warns_and_stays_unfused():
     def twice(x):
         return x * 2.0
 
-    fusion.scalar_form(twice, "no_such_function({0})")
-    try:
-        traced = [np.ones(3), np.full(3, 2.0), np.full(3, 3.0)]
-        steps = [(twice, {}, (0,), 1), (np.add, {}, (1, 0), 2)]
-        with pytest.warns(RuntimeWarning, match="could not fuse twice/add"):
-            assert fusion.fuse(steps, ["twice", "add"], traced, {2}) == (steps, ["twice", "add"])
-    finally:
-        del fusion._FORMS[twice]
+    forms = [fusion.scalar_form("no_such_function({0})"), ADD]
+    traced = [np.ones(3), np.full(3, 2.0), np.full(3, 3.0)]
+    steps = [(twice, {}, (0,), 1), (np.add, {}, (1, 0), 2)]
+    with pytest.warns(RuntimeWarning, match="could not fuse twice/add"):
+        assert fusion.fuse(steps, ["twice", "add"], forms, traced, {2}) == (steps, ["twice", "add"])
 
 
 def test_transformer_block_with_dropout_equals_its_unfused_program():
@@ -206,7 +206,7 @@ def test_a_cache_file_with_other_content_is_rewritten_before_it_is_loaded(tmp_pa
     steps = [(np.add, {}, (0, 1), 2), (np.multiply, {}, (2, 1), 3)]
     traced = [np.ones(4), np.full(4, 2.0), np.full(4, 3.0), np.full(4, 6.0)]
     meta = [fusion._Meta(a) for a in traced]
-    source = fusion._source([0, 1], steps, meta, [0, 1], [(False, True)] * 2)
+    source = fusion._source([0, 1], steps, [ADD, MULTIPLY], meta, [0, 1], [(False, True)] * 2)
     digest = __import__("hashlib").sha1(source.encode()).hexdigest()[:20]
     planted = tmp_path / "fused" / f"fused_{digest}.py"
     planted.parent.mkdir(parents=True)
@@ -239,12 +239,15 @@ def test_fusion_can_be_switched_off(monkeypatch):
     assert not _fused(off) and not _fused(env_off) and not env_off.fuse
 
 
-@pytest.mark.parametrize("args,match", [
-    ((3, "{0}"), "fn must be callable"),
-    ((abs, "x + 1"), "template must be a string using"),
-    ((abs, "{0}", "input"), "cast must be 'out', 'common' or a tuple"),
+@pytest.mark.parametrize("scalar,match", [
+    (3, "template must be a string using"),
+    ("x + 1", "template must be a string using"),
+    (("{0}", "input"), "cast must be 'out', 'common' or a tuple"),
 ])
-def test_scalar_form_rejects_bad_declarations(args, match):
+def test_scalar_forms_are_checked_where_a_primitive_declares_them(scalar, match):
+    from wonderland.core.primitive import Primitive
+
     with pytest.raises((TypeError, ValueError), match=match):
-        fusion.scalar_form(*args)
-    assert 3 not in fusion._FORMS
+        Primitive("twice", lambda x: x * 2.0, differentiable=False, scalar=scalar)
+    assert Primitive("twice", lambda x: x * 2.0, differentiable=False,
+                     scalar="{0} * 2.0").scalar == ("{0} * 2.0", "out")

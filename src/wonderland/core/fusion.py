@@ -13,9 +13,10 @@ independently of the others, and one loop can do it all::
             t1 = np.float32(t0 * np.float32(v2))
             out[i, j] = t1
 
-**What fuses.** A step whose function has a *scalar form* (:func:`scalar_form`: NumPy's
-arithmetic and comparison ufuncs, ``sqrt``, ``abs``, ``maximum``/``minimum``, and the
-library's ``where``, ReLU and dropout scaling), reading NumPy arrays of booleans,
+**What fuses.** A step whose primitive declares a *scalar form* (``Primitive(...,
+scalar=...)``, checked by :func:`scalar_form`: the arithmetic and comparisons, ``sqrt``,
+``abs``, ``maximum``/``minimum``, ``where``, ReLU and dropout's scaling), reading NumPy
+arrays of booleans,
 integers or floats. ``exp``, ``log`` and ``tanh`` stay NumPy's: its vectorised
 implementations beat a loop calling the C library per element (a fused tanh-GELU chain
 made a GPT step 12% slower), so they split chains. A step joins the step
@@ -52,12 +53,12 @@ from ..backend import compiled
 
 __all__ = ["scalar_form", "fuse", "enabled"]
 
-_FORMS = {}                  # step function -> (template, cast)
 _KINDS = "biuf"              # dtypes the loops handle
 
 
-def scalar_form(fn, template: str, cast="out"):
-    """Declare how ``fn`` computes one element, so that ``jit`` can fuse it.
+def scalar_form(template, cast="out") -> tuple:
+    """Check a primitive's declaration of how it computes one element (its ``scalar=``),
+    so that ``jit`` can fuse it; returns ``(template, cast)``.
 
     ``template`` is a Python expression over ``{0}``, ``{1}``... (one element of each
     operand) and ``{name}`` (the step's parameter ``name``, a number, written as a
@@ -65,30 +66,13 @@ def scalar_form(fn, template: str, cast="out"):
     first, as NumPy's ufunc loops do: ``"out"`` the result's dtype, ``"common"`` the
     operands' common dtype (comparisons), or a tuple of the operand positions converted
     to the result's dtype (the others are used as they are: ``where``'s condition)."""
-    if not callable(fn):
-        raise TypeError(f"scalar_form: fn must be callable, got {type(fn).__name__}")
     if not isinstance(template, str) or "{0}" not in template:
         raise ValueError(f"scalar_form: template must be a string using {{0}}, got {template!r}")
     if not (cast in ("out", "common") or (isinstance(cast, tuple)
                                           and all(isinstance(k, int) for k in cast))):
         raise ValueError(f"scalar_form: cast must be 'out', 'common' or a tuple of operand "
                          f"positions, got {cast!r}")
-    _FORMS[fn] = (template, cast)
-    return fn
-
-
-for _fn, _t in ((np.add, "{0} + {1}"), (np.subtract, "{0} - {1}"),
-                (np.multiply, "{0} * {1}"), (np.true_divide, "{0} / {1}"),
-                (np.negative, "-{0}"), (np.square, "{0} * {0}"),
-                (np.sqrt, "np.sqrt({0})"), (np.abs, "np.abs({0})"),
-                (np.maximum, "np.maximum({0}, {1})"), (np.minimum, "np.minimum({0}, {1})")):
-    scalar_form(_fn, _t)
-for _fn, _t in ((np.greater, "{0} > {1}"), (np.greater_equal, "{0} >= {1}"),
-                (np.less, "{0} < {1}"), (np.less_equal, "{0} <= {1}"),
-                (np.equal, "{0} == {1}"), (np.not_equal, "{0} != {1}")):
-    scalar_form(_fn, _t, cast="common")
-scalar_form(np.isfinite, "np.isfinite({0})", cast=())
-scalar_form(np.logical_not, "not {0}", cast=())
+    return template, cast
 
 
 def enabled() -> bool:
@@ -109,12 +93,8 @@ class _Meta:
         self.dtype = getattr(array, "dtype", None)
 
 
-def _fusable(step, meta) -> bool:
+def _fusable(step, form, meta) -> bool:
     fn, params, ins, layout = step
-    try:
-        form = _FORMS.get(fn)
-    except TypeError:                             # an unhashable callable
-        return False
     if form is None or type(layout) is not int or not ins:
         return False
     if any(not isinstance(v, numbers.Number) or isinstance(v, bool) for v in params.values()):
@@ -124,7 +104,7 @@ def _fusable(step, meta) -> bool:
                for m in values)                   # no float16: numba computes it poorly
 
 
-def _groups(steps, meta, keep_to_end):
+def _groups(steps, forms, meta, keep_to_end):
     """Lists of step indices (in order) that fuse, each ending with the step whose
     result the group gives."""
     producer, readers, updates = {}, {}, []
@@ -135,7 +115,7 @@ def _groups(steps, meta, keep_to_end):
             producer[layout] = i
         elif layout is None:                      # updates arrays in place (running stats)
             updates.append(i)
-    fusable = [_fusable(step, meta) for step in steps]
+    fusable = [_fusable(step, form, meta) for step, form in zip(steps, forms)]
     members = {}
     for c, (_, _, ins, out) in enumerate(steps):
         if not fusable[c]:
@@ -179,13 +159,13 @@ _LOAD = {(True, True): "a{k}[i, j]", (False, True): "a{k}[j]", (True, False): "a
          (False, False): "a{k}[0]"}
 
 
-def _source(group, steps, meta, operands, kinds):
+def _source(group, steps, forms, meta, operands, kinds):
     """The kernel's module source for ``group`` reading ``operands`` (slots)."""
     names = {s: f"v{k}" for k, s in enumerate(operands)}
     body = [f"v{k} = " + _LOAD[kind].format(k=k) for k, kind in enumerate(kinds)]
     for n, i in enumerate(group):
         fn, params, ins, out = steps[i]
-        template, cast = _FORMS[fn]
+        template, cast = forms[i]
         out_type = f"np.{meta[out].dtype.name}"
         if cast == "out":
             args = [f"{out_type}({names[s]})" for s in ins]
@@ -235,7 +215,7 @@ class FusedStep:
         return out
 
 
-def _build(group, steps, meta, names, traced):
+def _build(group, steps, forms, meta, names, traced):
     """The fused step of ``group`` (with its operand slots), or None if it does not apply
     or does not reproduce the traced result."""
     inside = {steps[i][3] for i in group}
@@ -250,7 +230,7 @@ def _build(group, steps, meta, names, traced):
     q, kinds = split
     rows, cols = math.prod(shape[:q]), math.prod(shape[q:])
     try:
-        kernel = _kernel(_source(group, steps, meta, operands, kinds))
+        kernel = _kernel(_source(group, steps, forms, meta, operands, kinds))
         step = FusedStep(kernel, shape, meta[out].dtype, rows, cols, kinds,
                          [names[i] for i in group])
         got = step(*[traced[s] for s in operands])
@@ -268,14 +248,15 @@ def _build(group, steps, meta, names, traced):
     return (step, operands) if ok else None
 
 
-def fuse(steps, names, traced, keep_to_end):
+def fuse(steps, names, forms, traced, keep_to_end):
     """``(steps, names)`` with the program's elementwise chains fused (see the module).
+    ``forms``: each step's scalar form (its primitive's ``scalar``) or ``None``;
     ``traced``: every slot's array as tracing saw it; ``keep_to_end``: slots that must
     stay values of their own (outputs, constants)."""
     meta = [_Meta(a) for a in traced]
     fused_at, dropped = {}, set()
-    for group in _groups(steps, meta, keep_to_end):
-        built = _build(group, steps, meta, names, traced)
+    for group in _groups(steps, forms, meta, keep_to_end):
+        built = _build(group, steps, forms, meta, names, traced)
         if built is None:
             continue
         step, operands = built

@@ -32,6 +32,8 @@ arrays and rules written with Tensor operations (so the rules differentiate agai
 * ``view``: the forward returns a view of its first input's memory (reshape,
   transpose...), so the result shares that input's version counter.
 * ``batch``: the ``vmap`` rule (see ``vmap.py``).
+* ``scalar``: how one element is computed, for ``jit``'s fusion of elementwise chains
+  (``"{0} + {1}"``, or ``(template, cast)``; see ``fusion.scalar_form``).
 
 ``apply(prim, inputs, params)`` runs the forward, records a :class:`Node` when an input
 requires grad, and, under active transformation levels (``jvp``, ``vmap``), peels off
@@ -44,6 +46,7 @@ import traceback
 import weakref
 
 from .. import backend as B
+from .fusion import scalar_form
 from .modes import get_state
 from .tensor import Meta, Tensor, from_array, share, version_counter
 
@@ -56,11 +59,11 @@ class Primitive:
 
     __slots__ = ("name", "forward", "vjp", "vjp_all", "vjp_kernel", "jvp", "jvp_all", "linear",
                  "differentiable", "multiple_results", "save", "residuals", "view", "batch",
-                 "_saves", "__weakref__")
+                 "scalar", "_saves", "__weakref__")
 
     def __init__(self, name, forward, *, vjp=None, vjp_all=None, vjp_kernel=None, jvp=None,
                  jvp_all=None, linear=False, differentiable=True, multiple_results=False,
-                 save=None, residuals=None, view=False, batch=None):
+                 save=None, residuals=None, view=False, batch=None, scalar=None):
         self.name = name
         self.forward = forward
         self.vjp = (vjp,) if callable(vjp) else vjp
@@ -74,6 +77,8 @@ class Primitive:
         self.residuals = residuals
         self.view = view
         self.batch = batch
+        self.scalar = None if scalar is None else \
+            scalar_form(*(scalar if isinstance(scalar, tuple) else (scalar,)))
         self.save = _parse_save(name, save)
         self._saves = {}                # per pattern of inputs requiring grad
         ALL_PRIMITIVES.add(self)
@@ -202,7 +207,7 @@ def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
         n = len(inputs)
         if st.trace is not None:                   # jit is recording this function
             data = st.trace.record(prim.forward, [x.data for x in inputs], params, inputs,
-                                   prim.name)
+                                   prim.name, prim.scalar)
         elif n == 2:
             data = prim.forward(inputs[0].data, inputs[1].data, **params)
         elif n == 1:

@@ -108,6 +108,7 @@ class _Recorder:
         self.produced = set()      # slots computed by steps or given as arguments
         self.steps = []            # (function, params, input slots, output layout)
         self.names = []            # what each step computes (the primitive's name)
+        self.forms = []            # each step's scalar form (for fusion), or None
         self.depth = 0             # > 0 inside a recorded function (not recorded again)
         self.positions = {}        # argument slot -> its position among the arguments
         self.guards = Guards()     # what the program assumes besides its arguments
@@ -156,9 +157,10 @@ class _Recorder:
         self.produced.add(slot)
         return value, slot
 
-    def record(self, fn, arrays, params, tensors=None, name=None):
+    def record(self, fn, arrays, params, tensors=None, name=None, form=None):
         """Call ``fn(*arrays, **params)`` and note it as one step (``name``: what
-        ``wl.profile`` calls it; the function's name by default)."""
+        ``wl.profile`` calls it, the function's name by default; ``form``: its primitive's
+        scalar form, for fusion)."""
         if self.depth:
             return fn(*arrays, **params)
         ins = tuple(self._input(a, None if tensors is None else tensors[i])
@@ -175,6 +177,7 @@ class _Recorder:
         if not (handed_through and _all_none(layout)):
             self.steps.append((getattr(fn, "__wrapped__", fn), params, ins, layout))
             self.names.append(name or getattr(fn, "__name__", "step"))
+            self.forms.append(form)
         return value
 
     def _views_traced(self, array) -> bool:
@@ -296,7 +299,8 @@ class _Program:
         keep_to_end = set(out_slots) | set(rec.consts)
         self.steps, self.names = rec.steps, rec.names
         if fuse:
-            self.steps, self.names = fusion.fuse(rec.steps, rec.names, rec.keep, keep_to_end)
+            self.steps, self.names = fusion.fuse(rec.steps, rec.names, rec.forms, rec.keep,
+                                                 keep_to_end)
         self.guards = rec.guards
         self.arg_slots = arg_slots
         self.out_slots = out_slots

@@ -23,7 +23,6 @@ from ..core.primitive import Primitive, apply
 from ..core.structural import CAST
 from ..core.tensor import Tensor
 from ..core.vmap import elementwise_rule, unary_rule
-from ..core.fusion import scalar_form
 from ..core.tracing import record_call
 from .arguments import cast, constant, floating, operands, to_tensor
 from .kernels import elementwise as _fused
@@ -48,22 +47,22 @@ def _arity(fn) -> int:
 
 # ----------------------------------------------------------------------------- binary
 _add = _elementwise(
-    "add", np.add, save=(),
+    "add", np.add, save=(), scalar="{0} + {1}",
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: t))
 
 _subtract = _elementwise(
-    "subtract", np.subtract, save=(),
+    "subtract", np.subtract, save=(), scalar="{0} - {1}",
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: -t))
 
 _multiply = _elementwise(
-    "multiply", np.multiply, save={0: (1,), 1: (0,)},
+    "multiply", np.multiply, save={0: (1,), 1: (0,)}, scalar="{0} * {1}",
     vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x),
     jvp=(lambda t, out, x, y: t * y, lambda t, out, x, y: x * t))
 
 _divide = _elementwise(
-    "divide", np.true_divide, save={0: (1,), 1: (1, "out")},
+    "divide", np.true_divide, save={0: (1,), 1: (1, "out")}, scalar="{0} / {1}",
     vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y),
     jvp=(lambda t, out, x, y: t / y, lambda t, out, x, y: -t * out / y))
 
@@ -116,7 +115,7 @@ def _tie_weight(x, y, greater: bool):
 
 def _extremum(name, fn, greater):
     return _elementwise(
-        name, fn, save=(), residuals=lambda out, x, y: (_tie_weight_forward(x, y, greater),),
+        name, fn, save=(), scalar=f"np.{name}({{0}}, {{1}})", residuals=lambda out, x, y: (_tie_weight_forward(x, y, greater),),
         vjp=(lambda g, out, x, y, *, res: g * res[0],
              lambda g, out, x, y, *, res: g * (1.0 - res[0])),
         jvp=(lambda t, out, x, y: t * _tie_weight(x, y, greater),
@@ -185,7 +184,7 @@ def minimum(x, y) -> Tensor:
 
 # ----------------------------------------------------------------------------- unary
 _negative = _elementwise("negative", np.negative, vjp=lambda g, out, x: -g, linear=True,
-                         save=())
+                         save=(), scalar="-{0}")
 _exp = _elementwise("exp", np.exp, vjp=lambda g, out, x: g * out,
                     jvp=lambda t, out, x: t * out, save=("out",))
 _log = _elementwise("log", np.log, vjp=lambda g, out, x: g / x, jvp=lambda t, out, x: t / x,
@@ -195,8 +194,9 @@ _log1p = _elementwise("log1p", np.log1p, vjp=lambda g, out, x: g / (x + 1.0),
 _expm1 = _elementwise("expm1", np.expm1, vjp=lambda g, out, x: g * (out + 1.0),
                       jvp=lambda t, out, x: t * (out + 1.0), save=("out",))
 _sqrt = _elementwise("sqrt", np.sqrt, vjp=lambda g, out, x: g / (out * 2.0),
-                     jvp=lambda t, out, x: t / (out * 2.0), save=("out",))
+                     jvp=lambda t, out, x: t / (out * 2.0), save=("out",), scalar="np.sqrt({0})")
 _abs = _elementwise("abs", np.abs, vjp=lambda g, out, x, *, res: g * res[0],
+                    scalar="np.abs({0})",
                     jvp=lambda t, out, x: t * sign(x), save=(),
                     residuals=lambda out, x: (np.sign(x),))
 _sin = _elementwise("sin", np.sin, vjp=lambda g, out, x: g * cos(x),
@@ -257,8 +257,7 @@ def _relu_vjp_kernel(g, out, inputs, needs):
     return [constant(record_call(_fused.relu_backward, g.data, out.data))]
 
 
-scalar_form(_relu_forward, "np.maximum({0}, 0)")
-_relu = _elementwise("relu", _relu_forward, save=("out",),
+_relu = _elementwise("relu", _relu_forward, save=("out",), scalar="np.maximum({0}, 0)",
                      vjp=_relu_vjp, vjp_kernel=_relu_vjp_kernel,
                      jvp=lambda t, out, x: t * greater_(x, 0.0))
 
@@ -314,8 +313,8 @@ def square(x) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- constant-gradient ops
-def _nondiff(name, fn):
-    return _elementwise(name, fn, differentiable=False)
+def _nondiff(name, fn, scalar=None):
+    return _elementwise(name, fn, differentiable=False, scalar=scalar)
 
 
 _sign = _nondiff("sign", np.sign)
@@ -324,8 +323,8 @@ _ceil = _nondiff("ceil", np.ceil)
 _round = _nondiff("round", lambda x: np.round(x))
 _isnan = _nondiff("isnan", np.isnan)
 _isinf = _nondiff("isinf", np.isinf)
-_isfinite = _nondiff("isfinite", np.isfinite)
-_logical_not = _nondiff("logical_not", np.logical_not)
+_isfinite = _nondiff("isfinite", np.isfinite, ("np.isfinite({0})", ()))
+_logical_not = _nondiff("logical_not", np.logical_not, ("not {0}", ()))
 
 
 def sign(x) -> Tensor:
@@ -364,8 +363,13 @@ def logical_not(x) -> Tensor:
     return apply(_logical_not, (to_tensor(x, "logical_not"),))
 
 
+_COMPARED = {"equal": "==", "not_equal": "!=", "less": "<", "less_equal": "<=",
+             "greater": ">", "greater_equal": ">="}
+
+
 def _comparison(name, fn):
-    prim = _nondiff(name, fn)
+    prim = _nondiff(name, fn, (f"{{0}} {_COMPARED[name]} {{1}}", "common")
+                    if name in _COMPARED else None)
 
     def op(x, y) -> Tensor:
         x, y = operands(x, y, name)
@@ -415,8 +419,7 @@ def _where_jvp(tangents, out, inputs):
 _where = _elementwise(
     "where", lambda c, x, y: np.where(c, x, y), save=(0,),
     vjp=(None, lambda g, out, c, x, y: where(c, g, 0.0), lambda g, out, c, x, y: where(c, 0.0, g)),
-    jvp_all=_where_jvp)
-scalar_form(_where.forward, "{1} if {0} else {2}", cast=(1, 2))
+    jvp_all=_where_jvp, scalar=("{1} if {0} else {2}", (1, 2)))
 
 
 def where(condition, x, y) -> Tensor:

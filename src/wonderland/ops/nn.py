@@ -15,7 +15,6 @@ import math
 import numpy as np
 
 from .. import backend as B
-from ..core.fusion import scalar_form
 from ..core.tracing import record_call
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
@@ -220,9 +219,8 @@ def _masked_scale_forward(x, mask, *, scale):
     return out
 
 
-scalar_form(_masked_scale_forward, "{0} * {1} * {scale}")
 _masked_scale = Primitive(
-    "masked_scale", _masked_scale_forward, save=(1,),
+    "masked_scale", _masked_scale_forward, save=(1,), scalar="{0} * {1} * {scale}",
     vjp=(lambda g, out, x, mask, *, scale: g * mask * scale, None),
     jvp=(lambda t, out, x, mask, *, scale: t * mask * scale, None))
 
