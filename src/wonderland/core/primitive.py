@@ -34,6 +34,9 @@ arrays and rules written with Tensor operations (so the rules differentiate agai
 * ``batch``: the ``vmap`` rule (see ``vmap.py``).
 * ``scalar``: how one element is computed, for ``jit``'s fusion of elementwise chains
   (``"{0} + {1}"``, or ``(template, cast)``; see ``fusion.scalar_form``).
+* ``onnx``: its ONNX export rule, ``rule(graph, inputs, outputs, **params)`` adding the
+  nodes that compute ``outputs`` from ``inputs`` (names) to an export graph
+  (``wonderland.onnx``); a primitive without one cannot be exported.
 
 ``apply(prim, inputs, params)`` runs the forward, records a :class:`Node` when an input
 requires grad, and, under active transformation levels (``jvp``, ``vmap``), peels off
@@ -59,11 +62,11 @@ class Primitive:
 
     __slots__ = ("name", "forward", "vjp", "vjp_all", "vjp_kernel", "jvp", "jvp_all", "linear",
                  "differentiable", "multiple_results", "save", "residuals", "view", "batch",
-                 "scalar", "_saves", "__weakref__")
+                 "scalar", "onnx", "_saves", "__weakref__")
 
     def __init__(self, name, forward, *, vjp=None, vjp_all=None, vjp_kernel=None, jvp=None,
                  jvp_all=None, linear=False, differentiable=True, multiple_results=False,
-                 save=None, residuals=None, view=False, batch=None, scalar=None):
+                 save=None, residuals=None, view=False, batch=None, scalar=None, onnx=None):
         self.name = name
         self.forward = forward
         self.vjp = (vjp,) if callable(vjp) else vjp
@@ -79,6 +82,7 @@ class Primitive:
         self.batch = batch
         self.scalar = None if scalar is None else \
             scalar_form(*(scalar if isinstance(scalar, tuple) else (scalar,)))
+        self.onnx = onnx
         self.save = _parse_save(name, save)
         self._saves = {}                # per pattern of inputs requiring grad
         ALL_PRIMITIVES.add(self)
@@ -207,7 +211,7 @@ def apply(prim: Primitive, inputs: tuple, params: dict = NO_PARAMS):
         n = len(inputs)
         if st.trace is not None:                   # jit is recording this function
             data = st.trace.record(prim.forward, [x.data for x in inputs], params, inputs,
-                                   prim.name, prim.scalar)
+                                   prim.name, prim)
         elif n == 2:
             data = prim.forward(inputs[0].data, inputs[1].data, **params)
         elif n == 1:

@@ -108,7 +108,7 @@ class _Recorder:
         self.produced = set()      # slots computed by steps or given as arguments
         self.steps = []            # (function, params, input slots, output layout)
         self.names = []            # what each step computes (the primitive's name)
-        self.forms = []            # each step's scalar form (for fusion), or None
+        self.origins = []          # each step's primitive (None for a record_call step)
         self.depth = 0             # > 0 inside a recorded function (not recorded again)
         self.positions = {}        # argument slot -> its position among the arguments
         self.guards = Guards()     # what the program assumes besides its arguments
@@ -157,10 +157,10 @@ class _Recorder:
         self.produced.add(slot)
         return value, slot
 
-    def record(self, fn, arrays, params, tensors=None, name=None, form=None):
+    def record(self, fn, arrays, params, tensors=None, name=None, origin=None):
         """Call ``fn(*arrays, **params)`` and note it as one step (``name``: what
-        ``wl.profile`` calls it, the function's name by default; ``form``: its primitive's
-        scalar form, for fusion)."""
+        ``wl.profile`` calls it, the function's name by default; ``origin``: the primitive
+        whose forward ``fn`` is, which fusion and export read their rules from)."""
         if self.depth:
             return fn(*arrays, **params)
         ins = tuple(self._input(a, None if tensors is None else tensors[i])
@@ -177,7 +177,7 @@ class _Recorder:
         if not (handed_through and _all_none(layout)):
             self.steps.append((getattr(fn, "__wrapped__", fn), params, ins, layout))
             self.names.append(name or getattr(fn, "__name__", "step"))
-            self.forms.append(form)
+            self.origins.append(origin)
         return value
 
     def _views_traced(self, array) -> bool:
@@ -299,8 +299,11 @@ class _Program:
         keep_to_end = set(out_slots) | set(rec.consts)
         self.steps, self.names = rec.steps, rec.names
         if fuse:
-            self.steps, self.names = fusion.fuse(rec.steps, rec.names, rec.forms, rec.keep,
+            forms = [getattr(o, "scalar", None) for o in rec.origins]
+            self.steps, self.names = fusion.fuse(rec.steps, rec.names, forms, rec.keep,
                                                  keep_to_end)
+        # each step's primitive, while the program is unfused (export reads their rules)
+        self.origins = rec.origins if len(self.steps) == len(rec.origins) else None
         self.guards = rec.guards
         self.arg_slots = arg_slots
         self.out_slots = out_slots
