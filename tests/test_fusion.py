@@ -205,7 +205,7 @@ def test_a_cache_file_with_other_content_is_rewritten_before_it_is_loaded(tmp_pa
     monkeypatch.setenv("WONDERLAND_CACHE_DIR", str(tmp_path))
     steps = [(np.add, {}, (0, 1), 2), (np.multiply, {}, (2, 1), 3)]
     traced = [np.ones(4), np.full(4, 2.0), np.full(4, 3.0), np.full(4, 6.0)]
-    meta = [fusion._Meta(a) for a in traced]
+    meta = [fusion._Seen(a) for a in traced]
     source = fusion._source([0, 1], steps, [ADD, MULTIPLY], meta, [0, 1], [(False, True)] * 2)
     digest = __import__("hashlib").sha1(source.encode()).hexdigest()[:20]
     planted = tmp_path / "fused" / f"fused_{digest}.py"

@@ -511,8 +511,8 @@ def add_at(target, index, values) -> None:
 
 def _expit(x):
     """The logistic sigmoid. Large float32 arrays take ``e / (1 + e)`` with ``e = exp(-|x|)``
-    (the numerator 1 where x ≥ 0): NumPy's vectorised exp makes it ~2× faster than
-    SciPy's ``expit``, and it never overflows (tiny results keep their relative accuracy);
+    (the numerator 1 where x ≥ 0): NumPy's vectorised exp makes it faster than SciPy's
+    ``expit`` (``benchmarks/README.md``), and it never overflows (tiny results keep their relative accuracy);
     the rest is SciPy's."""
     if type(x) is not _np.ndarray or x.dtype != _np.float32 or x.size < _EXPIT_MIN:
         return _special.expit(x)

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import functools
 
+from .. import backend as B
 from .modes import get_state, no_grad
 from .primitive import Primitive, apply
 from .pytree import flatten, unflatten
 from .structural import zeros_like
 from .tensor import Tensor, from_array
+from .transforms import vjp
 
 
 def _active(inputs) -> bool:
@@ -50,8 +52,6 @@ def _dense(gs, like):
 
 
 def _wrap_zeros(shape, dtype):
-    from .. import backend as B
-
     return from_array(B.default().xp.zeros(shape, dtype=dtype))
 
 
@@ -236,8 +236,6 @@ class custom_jvp:
             return tangent_map(ins, ts)
 
         def vjp_all(gs, outs, ins, needs):
-            from .transforms import vjp
-
             zeros = [zeros_like(x) for x in ins]
             _, pullback = vjp(lambda *ts: tangent_map(ins, ts), *zeros)
             return list(pullback(_dense(gs, record["like"])))

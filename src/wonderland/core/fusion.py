@@ -82,7 +82,7 @@ def enabled() -> bool:
 
 
 # ----------------------------------------------------------------------------- grouping
-class _Meta:
+class _Seen:
     """What tracing saw of one value: shape, dtype, whether it is a NumPy array."""
 
     __slots__ = ("shape", "dtype", "plain")
@@ -253,7 +253,7 @@ def fuse(steps, names, forms, traced, keep_to_end):
     ``forms``: each step's scalar form (its primitive's ``scalar``) or ``None``;
     ``traced``: every slot's array as tracing saw it; ``keep_to_end``: slots that must
     stay values of their own (outputs, constants)."""
-    meta = [_Meta(a) for a in traced]
+    meta = [_Seen(a) for a in traced]
     fused_at, dropped = {}, set()
     for group in _groups(steps, forms, meta, keep_to_end):
         built = _build(group, steps, forms, meta, names, traced)

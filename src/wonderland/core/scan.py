@@ -29,6 +29,7 @@ from .primitive import Primitive, apply
 from .pytree import flatten, unflatten
 from .structural import BROADCAST_TO, RESHAPE, zeros_like
 from .tensor import Tensor, from_array, to_tensor
+from .transforms import _outside, _variable
 from .vmap import _index_axis, _stack
 
 
@@ -174,7 +175,6 @@ class _Loop:
                     probe = [_fresh(c) for c in carry]
                     px = [_fresh(x) for x in x_t] if x_t is not None else None
                     carry, ys = self.step(probe, px)
-                from .transforms import _outside
 
                 outside = _outside(cap, list(carry) + list(ys), probe + (px or []), [])
                 carry = [without_graph(c) for c in carry]
@@ -220,8 +220,6 @@ class _Loop:
 
     def _backward_recorded(self, gs, init, xs, closure, n_carry):
         """Higher orders: the whole loop again with recording, differentiated through."""
-        from .transforms import _variable
-
         fresh_init = [_variable(c, "scan") if c.dtype.kind == "f" else c for c in init]
         fresh_xs = [_variable(x, "scan") if x.dtype.kind == "f" else x for x in xs]
         with enable_grad():

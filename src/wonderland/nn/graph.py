@@ -23,11 +23,14 @@ from .. import ops
 from ..core import dtypes
 from ..core.tensor import Tensor
 from ..core.tracing import read_values
+from ..graph.utils import edge_scalars, gcn_norm, shortest_path_distances
 from ..ops.segment import gather_raw, segment_sum_raw
 from ..ops.sparse import SparseMatrix, sampled_dot
 from . import functional as F
 from . import init
+from .layers import Dropout, Embedding, Linear
 from .module import Module, Parameter
+from .normalization import LayerNorm
 
 __all__ = ["MessagePassing", "GCNConv", "GATConv", "GINConv", "SAGEConv", "global_add_pool",
            "global_mean_pool", "global_max_pool", "AttentionalAggregation",
@@ -237,14 +240,10 @@ class GCNConv(MessagePassing):
         return out + self.bias if self.bias is not None else out
 
     def _normalized(self, ei, n, edge_weight, dtype):
-        from ..graph.utils import gcn_norm
-
         _check_nodes(ei, n, "GCNConv")
         if self.normalize:
             ei, w = gcn_norm(ei, edge_weight, n, self.improved, self.add_self_loops, dtype)
         else:
-            from ..graph.utils import edge_scalars
-
             w = edge_scalars(edge_weight, ei.shape[1], "GCNConv")
             w = w if w is not None else Tensor(np.ones(ei.shape[1], dtype=dtype))
         if w.dtype != dtype:
@@ -274,8 +273,6 @@ class GCNConv(MessagePassing):
 def gcn_conv(x, edge_index, weight, bias=None, edge_weight=None, improved=False,
              add_self_loops=True, normalize=True):
     """Functional GCN layer (see :class:`GCNConv`)."""
-    from ..graph.utils import gcn_norm
-
     h = _project(x, weight)
     n = _rows(h)
     ei = _edge_index(edge_index, "gcn_conv")
@@ -431,7 +428,6 @@ class SAGEConv(MessagePassing):
     def __init__(self, in_channels, out_channels, aggr="mean", normalize=False,
                  root_weight=True, bias=True, dtype=None, generator=None):
         super().__init__(aggr=aggr)
-        from .layers import Linear
 
         self.in_channels, self.out_channels = in_channels, out_channels
         self.normalize, self.root_weight = normalize, root_weight
@@ -545,8 +541,6 @@ def distance_buckets(edge_index, batch, num_graphs=None, kind="spd", max_distanc
     clipped to ``max_distance``, unreachable pairs ``max_distance + 1``;
     ``kind="adjacency"``: 0 for a node and itself, 1 for an edge, 2 otherwise. Computed
     graph by graph (a breadth-first search from each node of each small graph, SciPy)."""
-    from ..graph.utils import shortest_path_distances
-
     if kind not in ("spd", "adjacency"):
         raise ValueError(f"distance_buckets: kind must be 'spd' or 'adjacency', got {kind!r}")
     ei = _edge_index(edge_index, "distance_buckets")
@@ -591,8 +585,6 @@ class GraphTransformerLayer(Module):
     def __init__(self, channels, heads=4, num_buckets=8, dropout=0.0, ffn_factor=2,
                  generator=None):
         super().__init__()
-        from .layers import Dropout, Embedding, Linear
-        from .normalization import LayerNorm
 
         if channels % heads:
             raise ValueError(f"GraphTransformerLayer: heads={heads} must divide "

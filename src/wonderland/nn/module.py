@@ -18,6 +18,7 @@ from ..core import dtypes
 from ..core.modes import get_state
 from ..core.structural import zeros_like
 from ..core.tensor import Tensor, to_array
+from .torch_port import load_torch_state_dict
 
 # bumped by every change to any module's attributes, parameters, buffers, sub-modules or
 # mode: a jit program compares it to see at once that no module it depends on changed
@@ -349,8 +350,6 @@ class Module:
         a safetensors file) into this twin of the torch model, converting layouts
         (``Linear`` transposed, convolution kernels to channels last, ...); unmappable
         keys are refused by name. See :mod:`wonderland.nn.torch_port`."""
-        from .torch_port import load_torch_state_dict
-
         return load_torch_state_dict(self, state, strict=strict)
 
     # ------------------------------------------------------------------ printing

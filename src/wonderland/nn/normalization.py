@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import dtypes
-from ..core.tracing import record_call
 from ..core.tensor import Tensor
+from ..core.tracing import record_call
 from ..ops.arguments import constant, floating, to_tensor
 from ..ops.norm import normalize, rms_normalize
+from ..random import get_generator
 from .module import Module, Parameter
 
 
@@ -156,7 +157,6 @@ def channel_dropout(x, p=0.5, training=True, generator=None):
         return x
     if x.ndim < 3:
         raise ValueError(f"channel_dropout: expected (batch, ..., channels), got {x.shape}")
-    from ..random import get_generator
 
     shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
     if p == 1.0:

@@ -69,6 +69,7 @@ from .. import backend as B
 from .. import distributed as dist
 from ..core.modes import is_grad_enabled
 from ..core.primitive import Primitive, apply
+from ..core.pytree import flatten
 from ..core.tensor import Tensor, from_array
 from .module import Module, functional_call
 
@@ -291,8 +292,6 @@ class DistributedDataParallel(Module):
     def _count_reads(self, out):
         """Count, per parameter, the ``grad_ready`` nodes the outputs depend on; a
         parameter with none is final now, with a zero gradient."""
-        from ..core.pytree import flatten
-
         counts = self._expected
         stack = [t._node for t in flatten(out)[0] if isinstance(t, Tensor) and t._node is not None]
         seen = set()

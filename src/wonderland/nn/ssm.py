@@ -20,9 +20,11 @@ import numpy as np
 from .. import ops
 from ..core import dtypes
 from ..ops.arguments import to_tensor
+from ..ops.decompositions import tril
 from ..ops.scan_ops import causal_convolution, complex_linear_recurrence
 from ..ops.selective import selective_scan
 from ..ops.wkv import wkv
+from ..random import get_generator
 from . import functional as F
 from . import init
 from .layers import Linear
@@ -35,8 +37,6 @@ def _dtype(dtype):
 
 
 def _rng(generator):
-    from ..random import get_generator
-
     return get_generator(generator)
 
 
@@ -665,8 +665,6 @@ class AFTFull(Module):
 
 
 def _causal(T, like):
-    from ..ops.decompositions import tril
-
     return tril(ops.ones((T, T), dtype=like.dtype)) > 0.5
 
 

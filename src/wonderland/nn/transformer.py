@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .. import ops
+from .. import fft, ops
 from ..core import dtypes
 from ..ops.arguments import floating, to_tensor
 from . import functional as F
@@ -363,7 +363,6 @@ class FourierMixer(Module):
     """FNet's mixer: the real part of the 2-D Fourier transform over (tokens, channels)."""
 
     def forward(self, x):
-        from .. import fft
         re, _ = fft.fft2(x, axes=(-2, -1))
         return re
 

@@ -225,10 +225,6 @@ def scatter(x, values, idx, template, unique) -> Tensor:
     return apply(_add_at, (x, values) + tuple(idx), {"index": template, "unique": unique})
 
 
-def _raw(t):
-    return t.data if isinstance(t, Tensor) else t
-
-
 # ----------------------------------------------------------------------------- public ops
 def getitem(x, index) -> Tensor:
     """``x[index]`` with NumPy's rules: ints, slices, None, ``...``, integer and bool

@@ -237,8 +237,8 @@ _CUMSUM_SLAB = 256        # elements per step from which one add per step beats 
 def _cumsum_forward(x, *, axis):
     """``np.cumsum(x, axis)``. Along an axis other than the last, for float arrays with at
     least 256 elements per step, as one vectorised add per step: the same additions in the
-    same order (bit for bit), 2–10x faster than NumPy's strided loop there (linear
-    attention's running sums of key-value products: 22.7 → 2.3 ms)."""
+    same order (bit for bit), several times faster than NumPy's strided loop there (see
+    ``benchmarks/README.md``)."""
     if (type(x) is not np.ndarray or x.dtype.kind != "f" or axis == x.ndim - 1
             or x.shape[axis] < 2 or x.size // x.shape[axis] < _CUMSUM_SLAB):
         return np.cumsum(x, axis=axis)

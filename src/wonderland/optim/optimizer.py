@@ -16,6 +16,7 @@ from ..core.structural import zeros_like
 
 from ..backend import threads
 from ..core.tensor import Tensor
+from ..core.modes import enable_grad
 
 # Parameters with at least this many elements are updated in slices on several threads:
 # the update is a handful of memory-bound passes, and NumPy releases the GIL in them.
@@ -157,8 +158,6 @@ class Optimizer:
         """One update of every parameter that has a gradient."""
         loss = None
         if closure is not None:
-            from ..core.modes import enable_grad
-
             with enable_grad():
                 loss = closure()
         jobs = []
