@@ -1,5 +1,6 @@
 """Every Python block of docs/interop.md runs as written (in order, in one namespace, in a
-temporary working folder). Its examples build references with torch and transformers."""
+temporary working folder). Its examples build references with torch and transformers, and
+run exported ONNX graphs with onnxruntime."""
 
 import pathlib
 import re
@@ -17,13 +18,15 @@ def test_the_doc_has_examples_of_every_part():
     text = "\n".join(blocks())
     for name in ("GPT.from_pretrained", "save_pretrained", "ViT.from_pretrained",
                  "BPETokenizer.from_pretrained", '"generate"', "load_torch_state_dict",
-                 "wl.from_dlpack", "torch.from_dlpack"):
+                 "wl.from_dlpack", "torch.from_dlpack", "wl.onnx.export"):
         assert name in text, name
 
 
 def test_every_python_block_runs(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torch", reason="the examples compare with torch models")
     pytest.importorskip("transformers", reason="the examples build transformers models")
+    pytest.importorskip("onnx", reason="the ONNX examples export models")
+    pytest.importorskip("onnxruntime", reason="the ONNX examples run the exported graphs")
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__interop_doc__"}
     for i, code in enumerate(blocks()):

@@ -12,7 +12,8 @@
 * checking: ``wl.testing.check_grads``, ``wl.detect_anomaly()``
 * threads: ``wl.set_num_threads``, ``wl.get_num_threads`` (see ``wonderland.backend.threads``)
 * other libraries: ``wl.from_dlpack`` and ``Tensor.__dlpack__`` (zero-copy arrays),
-  ``wl.interop`` (safetensors files from anywhere); see docs/interop.md
+  ``wl.interop`` (safetensors files from anywhere), ``wl.onnx.export`` (ONNX graphs from
+  the ``jit`` trace); see docs/interop.md
 """
 
 import os as _os
@@ -45,6 +46,7 @@ from . import fft
 from . import graph, sparse
 from .profiler import profile
 from . import interop
+from . import onnx  # wl.onnx.export; imports the onnx package only when exporting
 from .interop import from_dlpack  # arrays of torch, NumPy, JAX, CuPy without copies
 from .ops.nn import linear, softmax_cross_entropy
 from .ops.decompositions import diagonal, tril, triu

@@ -7,6 +7,10 @@ moves batch axes (``transpose``); these live in the core so that the engine and 
 transforms depend on nothing above it. ``wonderland.ops``
 re-exports them with argument checking (``wl.sum``, ``wl.reshape`` ...); the functions
 here take already-normalised arguments.
+
+Each also declares its ONNX export rule (``onnx=``; see ``wonderland.onnx``): sizes that
+follow a dynamic axis are read from the traced output shape, which the export graph
+knows with those sizes symbolic, never from the parameters.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def _elementwise_batch(prim):
 
 
 IDENTITY.batch = _elementwise_batch(IDENTITY)
+IDENTITY.onnx = lambda g, inputs, outputs: g.node("Identity", inputs, outputs[0])
 
 _GEMV_MIN = 1 << 15          # elements from which a leading-axes sum is a product
 _ones_cache: dict = {}
@@ -75,16 +80,26 @@ def _sum_forward(x, *, axis, keepdims):
     return x.sum(axis=axis, keepdims=keepdims)
 
 
-SUM = Primitive("sum", _sum_forward, vjp=_sum_vjp, linear=True, save=(), batch=_sum_batch)
+def _sum_onnx(g, inputs, outputs, *, axis, keepdims):
+    # NumPy sums small integers and bools in int64: compute in the result's dtype
+    x = g.cast(inputs[0], g.dtype(outputs[0]))
+    g.reduce("ReduceSum", x, axis, keepdims, outputs[0])
+
+
+SUM = Primitive("sum", _sum_forward, vjp=_sum_vjp, linear=True, save=(), batch=_sum_batch,
+                onnx=_sum_onnx)
 
 RESHAPE = Primitive("reshape", lambda x, *, shape: x.reshape(shape),
                     vjp=lambda g, out, x, *, shape: reshape(g, x.shape), linear=True,
-                    save=(), view=True, batch=_reshape_batch)
+                    save=(), view=True, batch=_reshape_batch,
+                    onnx=lambda g, inputs, outputs, *, shape:
+                        g.reshape(inputs[0], g.shape(outputs[0]), outputs[0]))
 
 BROADCAST_TO = Primitive(
     "broadcast_to", lambda x, *, shape: B.of(x).broadcast_to(x, shape),
     vjp=lambda g, out, x, *, shape: g, linear=True, save=(), view=True,
-    batch=_broadcast_batch)
+    batch=_broadcast_batch,
+    onnx=lambda g, inputs, outputs, *, shape: g.expand(inputs[0], g.shape(outputs[0]), outputs[0]))
 
 def _transpose_batch(args, axes_in, *, axes):
     x, = moved_to_front(args, axes_in)
@@ -101,11 +116,13 @@ def _inverse(axes):
 TRANSPOSE = Primitive(
     "transpose", lambda x, *, axes: x.transpose(axes),
     vjp=lambda g, out, x, *, axes: apply(TRANSPOSE, (g,), {"axes": _inverse(axes)}),
-    linear=True, save=(), view=True, batch=_transpose_batch)
+    linear=True, save=(), view=True, batch=_transpose_batch,
+    onnx=lambda g, inputs, outputs, *, axes: g.transpose(inputs[0], axes, outputs[0]))
 
 CAST = Primitive("cast", lambda x, *, dtype: x.astype(dtype),
                  vjp=lambda g, out, x, *, dtype: g, linear=True, save=())
 CAST.batch = _elementwise_batch(CAST)
+CAST.onnx = lambda g, inputs, outputs, *, dtype: g.cast(inputs[0], dtype, outputs[0])
 
 
 def kept_shape(shape: tuple, axes: tuple) -> tuple:

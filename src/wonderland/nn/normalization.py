@@ -51,8 +51,22 @@ def _inverse_std(var, *, eps, dtype):
     return (1.0 / np.sqrt(var + eps)).astype(dtype)
 
 
+def _inverse_std_onnx(g, inputs, outputs, *, eps, dtype):
+    var = inputs[0]
+    root = g.node("Sqrt", [g.node("Add", [var, g.scalar(eps, g.dtype(var))])])
+    g.cast(g.node("Reciprocal", [root]), dtype, outputs[0])
+
+
+# these two run through record_call (at inference, on the running statistics): their
+# ONNX export rules sit on the functions, as a primitive's sit on the primitive
+_inverse_std.onnx = _inverse_std_onnx
+
+
 def _as_dtype(a, *, dtype):
     return a.astype(dtype)
+
+
+_as_dtype.onnx = lambda g, inputs, outputs, *, dtype: g.cast(inputs[0], dtype, outputs[0])
 
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,

@@ -28,6 +28,11 @@ transformation, the VJP runs the array kernel above; when the backward pass is i
 recorded, carries tangents or is batched, it recomputes everything with the composite
 reference (:func:`attention_reference`), which differentiates again, so second-order
 derivatives and ``vmap`` of gradients work.
+
+ONNX export writes the plain algorithm's math (``onnx=``): ``q·scale`` times ``kᵀ``
+(MatMul), plus the bias, the causal mask (a constant, or built from the sequence lengths
+when they follow a dynamic axis), then Softmax — guarded so that a row seeing no key
+gives zeros as here — and a MatMul with ``v``.
 """
 
 from __future__ import annotations
@@ -416,9 +421,49 @@ def _batch_rule(args, axes, **params):
     return apply(ATTENTION, tuple(fixed), params), 0
 
 
+def _causal_onnx(g, L, S, offset, dtype):
+    """The additive causal mask ``(L, S)``: -inf where key j > query i + offset."""
+    if g.static((L, S)):
+        blocked = _causal_block(0, L, 0, S, offset)
+        return g.constant(np.where(blocked, -np.inf, 0).astype(dtype))
+    zero, one = g.scalar(0, np.int64), g.scalar(1, np.int64)
+    rows = g.node("Range", [zero, g.squeeze(g.shape_tensor([L]), [0]), one])
+    cols = g.node("Range", [zero, g.squeeze(g.shape_tensor([S]), [0]), one])
+    limit = g.unsqueeze(g.node("Add", [rows, g.scalar(offset, np.int64)]), [1])
+    blocked = g.node("Greater", [g.unsqueeze(cols, [0]), limit])
+    return g.node("Where", [blocked, g.scalar(-np.inf, dtype), g.scalar(0, dtype)])
+
+
+def _attention_onnx(g, inputs, outputs, *, scale, causal, impl, block_q, block_k):
+    q, k, v = inputs[:3]
+    dtype = g.dtype(outputs[0])
+    nk = g.ndim(k)
+    kt = g.transpose(k, list(range(nk - 2)) + [nk - 1, nk - 2])
+    s = g.matmul(g.node("Mul", [q, g.scalar(scale, dtype)]), kt)
+    may_block = len(inputs) > 3 or (causal is not None and causal < 0)
+    if len(inputs) > 3:
+        s = g.node("Add", [s, inputs[3]])
+    if causal is not None:
+        L, S = g.shape(q)[-2], g.shape(k)[-2]
+        mask = g.cached(("causal", repr(L), repr(S), causal, dtype.str),
+                        lambda: _causal_onnx(g, L, S, causal, dtype))
+        s = g.node("Add", [s, mask])
+    if not may_block:                        # every query sees at least key 0
+        p = g.node("Softmax", [s], axis=-1)
+    else:                                    # rows that see no key give zeros, not NaN
+        m = g.reduce("ReduceMax", s, [-1], True)
+        finite = g.node("Not", [g.node("IsInf", [m])])
+        m = g.node("Where", [finite, m, g.scalar(0, dtype)])
+        e = g.node("Exp", [g.node("Sub", [s, m])])
+        total = g.reduce("ReduceSum", e, [-1], True)
+        empty = g.node("Equal", [total, g.scalar(0, dtype)])
+        p = g.node("Div", [e, g.node("Where", [empty, g.scalar(1, dtype), total])])
+    g.matmul(p, v, outputs[0])
+
+
 ATTENTION = Primitive("attention", _attention_forward, vjp_all=_vjp_all, vjp_kernel=_vjp_kernel,
                       jvp_all=_jvp_all,
-                      save=None, residuals=True, batch=_batch_rule)
+                      save=None, residuals=True, batch=_batch_rule, onnx=_attention_onnx)
 
 
 # ----------------------------------------------------------------------------- public

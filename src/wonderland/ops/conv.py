@@ -18,6 +18,10 @@ BLAS call, so that one thread's copy overlaps another's product. ``conv_transpos
 stride 1 is itself a convolution
 (of the padded cotangent with the flipped kernel); with larger strides it scatters
 column blocks back (col2im).
+
+ONNX's Conv and ConvTranspose are channels first with kernels ``(out, in/groups, *k)``:
+the export rules (``onnx=``) transpose the input to ``(b, c, *S)``, the kernel from
+``(*k, in/groups, out)``, and the result back to channels last.
 """
 
 from __future__ import annotations
@@ -388,6 +392,40 @@ def _col2im(g, w, stride, dilation, groups, in_shape, dtype):
     return out
 
 
+# ----------------------------------------------------------------------------- ONNX export
+def _channels_first(g, x, nd):
+    return g.transpose(x, [0, nd + 1] + list(range(1, nd + 1)))
+
+
+def _onnx_kernel(g, w, nd):
+    """``(*k, c_in/groups, c_out)`` as ONNX's ``(c_out, c_in/groups, *k)``."""
+    return g.transpose(w, [nd + 1, nd] + list(range(nd)))
+
+
+def _conv_onnx(g, inputs, outputs, *, stride, dilation, groups):
+    nd = len(stride)
+    x, w = inputs[:2]
+    y = g.node("Conv", [_channels_first(g, x, nd), _onnx_kernel(g, w, nd)] + inputs[2:3],
+               strides=list(stride), dilations=list(dilation), group=groups,
+               kernel_shape=list(g.shape(w)[:nd]))
+    g.transpose(y, [0] + list(range(2, nd + 2)) + [1], outputs[0])
+
+
+def _conv_transpose_onnx(g, inputs, outputs, *, stride, dilation, groups, in_shape):
+    """The adjoint of ``conv`` in ``x`` is ONNX's ConvTranspose with the same kernel; the
+    sizes it cannot tell from the strides come back as ``output_padding``."""
+    nd = len(stride)
+    gy, w = inputs
+    kernel = g.shape(w)[:nd]
+    outs = g.shape(gy)[1:1 + nd]
+    extra = [n - ((o - 1) * s + (k - 1) * d + 1)
+             for n, o, s, k, d in zip(in_shape[1:1 + nd], outs, stride, kernel, dilation)]
+    y = g.node("ConvTranspose", [_channels_first(g, gy, nd), _onnx_kernel(g, w, nd)],
+               strides=list(stride), dilations=list(dilation), group=groups,
+               kernel_shape=list(kernel), output_padding=extra)
+    g.transpose(y, [0] + list(range(2, nd + 2)) + [1], outputs[0])
+
+
 # ----------------------------------------------------------------------------- primitives
 def _params(stride, dilation, groups):
     return {"stride": stride, "dilation": dilation, "groups": groups}
@@ -425,6 +463,7 @@ def _fold_rule(prim, foldable):
 
 _conv = Primitive(
     "conv", B.numpy_kernel(_conv_forward, device=device_kernels.conv_forward), save={0: (1,), 1: (0,)},
+    onnx=_conv_onnx,
     vjp=(lambda g, out, x, w, *, stride, dilation, groups:
          conv_transpose_raw(g, w, stride, dilation, groups, x.shape),
          lambda g, out, x, w, *, stride, dilation, groups:
@@ -443,6 +482,7 @@ def conv_bias_raw(x, w, b, stride, dilation, groups):
 # convolution and bias in one node (the bias is added in place into the product)
 _conv_bias = Primitive(
     "conv_bias", B.numpy_kernel(_conv_bias_forward, device=device_kernels.conv_bias_forward), save={0: (1,), 1: (0,)},
+    onnx=_conv_onnx,
     vjp=(lambda g, out, x, w, b, *, stride, dilation, groups:
          conv_transpose_raw(g, w, stride, dilation, groups, x.shape),
          lambda g, out, x, w, b, *, stride, dilation, groups:
@@ -455,6 +495,7 @@ _conv_bias = Primitive(
 _conv_t = Primitive(
     "conv_transpose", B.numpy_kernel(_conv_transpose_forward,
                                        device=device_kernels.conv_transpose_forward), save={0: (1,), 1: (0,)},
+    onnx=_conv_transpose_onnx,
     vjp=(lambda h, out, g, w, *, stride, dilation, groups, in_shape:
          conv_raw(h, w, stride, dilation, groups),
          lambda h, out, g, w, *, stride, dilation, groups, in_shape:

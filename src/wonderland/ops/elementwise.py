@@ -10,6 +10,10 @@ so the rules work unchanged inside ``vmap``.
 
 The forwards call NumPy's ufuncs, which dispatch on the array type (a backend array of
 another library runs its own implementation); special functions come from the backend.
+
+Each primitive also declares its ONNX export rule (``onnx=``, see ``wonderland.onnx``):
+one ONNX operator computing in the result's dtype, or a few where ONNX has no twin
+(``log1p``, ``expm1``, NumPy's floored ``floor_divide`` and ``remainder``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,45 @@ def _elementwise(name, forward, **rules):
     return prim
 
 
+def _onnx_op(op_type, **attrs):
+    """Export rule: one ONNX operator, its inputs cast to the result's dtype."""
+    def rule(g, inputs, outputs, **params):
+        g.elementwise(op_type, inputs, outputs[0], **attrs)
+
+    return rule
+
+
+def _onnx_compare(op_type, negate=False):
+    """Export rule of a comparison: inputs cast to their common dtype."""
+    def rule(g, inputs, outputs):
+        if negate:
+            g.node("Not", [g.compare(op_type, inputs, None)], outputs[0])
+        else:
+            g.compare(op_type, inputs, outputs[0])
+
+    return rule
+
+
+def _onnx_logical(op_type):
+    def rule(g, inputs, outputs):
+        g.node(op_type, [g.cast(i, bool) for i in inputs], outputs[0])
+
+    return rule
+
+
+def _onnx_with_one(op_type, order):
+    """``log1p`` as Log(x + 1), ``expm1`` as Exp(x) - 1 (ONNX has neither)."""
+    def rule(g, inputs, outputs):
+        dtype = g.dtype(outputs[0])
+        x, one = g.cast(inputs[0], dtype), g.scalar(1, dtype)
+        if order == "inside":
+            g.node(op_type, [g.node("Add", [x, one])], outputs[0])
+        else:
+            g.node("Sub", [g.node(op_type, [x]), one], outputs[0])
+
+    return rule
+
+
 def _arity(fn) -> int:
     nin = getattr(fn, "nin", None)
     if nin is not None:
@@ -47,22 +90,23 @@ def _arity(fn) -> int:
 
 # ----------------------------------------------------------------------------- binary
 _add = _elementwise(
-    "add", np.add, save=(), scalar="{0} + {1}",
+    "add", np.add, onnx=_onnx_op("Add"), save=(), scalar="{0} + {1}",
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: t))
 
 _subtract = _elementwise(
-    "subtract", np.subtract, save=(), scalar="{0} - {1}",
+    "subtract", np.subtract, onnx=_onnx_op("Sub"), save=(), scalar="{0} - {1}",
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: -t))
 
 _multiply = _elementwise(
-    "multiply", np.multiply, save={0: (1,), 1: (0,)}, scalar="{0} * {1}",
+    "multiply", np.multiply, onnx=_onnx_op("Mul"), save={0: (1,), 1: (0,)}, scalar="{0} * {1}",
     vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x),
     jvp=(lambda t, out, x, y: t * y, lambda t, out, x, y: x * t))
 
 _divide = _elementwise(
-    "divide", np.true_divide, save={0: (1,), 1: (1, "out")}, scalar="{0} / {1}",
+    "divide", np.true_divide, onnx=_onnx_op("Div"), save={0: (1,), 1: (1, "out")},
+    scalar="{0} / {1}",
     vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y),
     jvp=(lambda t, out, x, y: t / y, lambda t, out, x, y: -t * out / y))
 
@@ -81,7 +125,7 @@ def _power_dx(x, y):
 
 
 _power = _elementwise(
-    "power", np.power, save=(0, 1, "out"),
+    "power", np.power, save=(0, 1, "out"), onnx=_onnx_op("Pow"),
     vjp=(lambda g, out, x, y: g * _power_dx(x, y),
          lambda g, out, x, y: g * _safe_log_times(out, x)),
     jvp=(lambda t, out, x, y: t * _power_dx(x, y),
@@ -94,8 +138,13 @@ def _pow_scalar_rule(g, out, x, *, p):
     return g * (p * pow_scalar(x, p - 1))
 
 
+def _pow_scalar_onnx(g, inputs, outputs, *, p):
+    dtype = g.dtype(outputs[0])
+    g.node("Pow", [g.cast(inputs[0], dtype), g.scalar(p, dtype)], outputs[0])
+
+
 _pow_scalar = Primitive(
-    "pow_scalar", lambda x, *, p: np.power(x, p), save=(0,),
+    "pow_scalar", lambda x, *, p: np.power(x, p), save=(0,), onnx=_pow_scalar_onnx,
     vjp=_pow_scalar_rule, jvp=_pow_scalar_rule)
 _pow_scalar.batch = unary_rule(_pow_scalar)
 
@@ -115,7 +164,9 @@ def _tie_weight(x, y, greater: bool):
 
 def _extremum(name, fn, greater):
     return _elementwise(
-        name, fn, save=(), scalar=f"np.{name}({{0}}, {{1}})", residuals=lambda out, x, y: (_tie_weight_forward(x, y, greater),),
+        name, fn, save=(), scalar=f"np.{name}({{0}}, {{1}})",
+        onnx=_onnx_op("Max" if greater else "Min"),
+        residuals=lambda out, x, y: (_tie_weight_forward(x, y, greater),),
         vjp=(lambda g, out, x, y, *, res: g * res[0],
              lambda g, out, x, y, *, res: g * (1.0 - res[0])),
         jvp=(lambda t, out, x, y: t * _tie_weight(x, y, greater),
@@ -184,30 +235,36 @@ def minimum(x, y) -> Tensor:
 
 # ----------------------------------------------------------------------------- unary
 _negative = _elementwise("negative", np.negative, vjp=lambda g, out, x: -g, linear=True,
-                         save=(), scalar="-{0}")
-_exp = _elementwise("exp", np.exp, vjp=lambda g, out, x: g * out,
+                         save=(), scalar="-{0}",
+                         onnx=_onnx_op("Neg"))
+_exp = _elementwise("exp", np.exp, onnx=_onnx_op("Exp"), vjp=lambda g, out, x: g * out,
                     jvp=lambda t, out, x: t * out, save=("out",))
 _log = _elementwise("log", np.log, vjp=lambda g, out, x: g / x, jvp=lambda t, out, x: t / x,
-                    save=(0,))
+                    save=(0,),
+                    onnx=_onnx_op("Log"))
 _log1p = _elementwise("log1p", np.log1p, vjp=lambda g, out, x: g / (x + 1.0),
-                      jvp=lambda t, out, x: t / (x + 1.0), save=(0,))
+                      jvp=lambda t, out, x: t / (x + 1.0), save=(0,),
+                      onnx=_onnx_with_one("Log", "inside"))
 _expm1 = _elementwise("expm1", np.expm1, vjp=lambda g, out, x: g * (out + 1.0),
-                      jvp=lambda t, out, x: t * (out + 1.0), save=("out",))
-_sqrt = _elementwise("sqrt", np.sqrt, vjp=lambda g, out, x: g / (out * 2.0),
+                      jvp=lambda t, out, x: t * (out + 1.0), save=("out",),
+                      onnx=_onnx_with_one("Exp", "outside"))
+_sqrt = _elementwise("sqrt", np.sqrt, onnx=_onnx_op("Sqrt"), vjp=lambda g, out, x: g / (out * 2.0),
                      jvp=lambda t, out, x: t / (out * 2.0), save=("out",), scalar="np.sqrt({0})")
-_abs = _elementwise("abs", np.abs, vjp=lambda g, out, x, *, res: g * res[0],
+_abs = _elementwise("abs", np.abs, onnx=_onnx_op("Abs"), vjp=lambda g, out, x, *, res: g * res[0],
                     scalar="np.abs({0})",
                     jvp=lambda t, out, x: t * sign(x), save=(),
                     residuals=lambda out, x: (np.sign(x),))
-_sin = _elementwise("sin", np.sin, vjp=lambda g, out, x: g * cos(x),
+_sin = _elementwise("sin", np.sin, onnx=_onnx_op("Sin"), vjp=lambda g, out, x: g * cos(x),
                     jvp=lambda t, out, x: t * cos(x), save=(0,))
-_cos = _elementwise("cos", np.cos, vjp=lambda g, out, x: -g * sin(x),
+_cos = _elementwise("cos", np.cos, onnx=_onnx_op("Cos"), vjp=lambda g, out, x: -g * sin(x),
                     jvp=lambda t, out, x: -t * sin(x), save=(0,))
 _tan = _elementwise("tan", np.tan, vjp=lambda g, out, x: g * (out * out + 1.0),
-                    jvp=lambda t, out, x: t * (out * out + 1.0), save=("out",))
+                    jvp=lambda t, out, x: t * (out * out + 1.0), save=("out",),
+                    onnx=_onnx_op("Tan"))
 _tanh = _elementwise("tanh", np.tanh, vjp=lambda g, out, x: g * (1.0 - out * out),
-                     jvp=lambda t, out, x: t * (1.0 - out * out), save=("out",))
-_sigmoid = _elementwise("sigmoid", lambda x: B.of(x).expit(x),
+                     jvp=lambda t, out, x: t * (1.0 - out * out), save=("out",),
+                     onnx=_onnx_op("Tanh"))
+_sigmoid = _elementwise("sigmoid", lambda x: B.of(x).expit(x), onnx=_onnx_op("Sigmoid"),
                         vjp=lambda g, out, x: g * (out * (1.0 - out)),
                         jvp=lambda t, out, x: t * (out * (1.0 - out)), save=("out",))
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -217,7 +274,7 @@ def _erf_forward(x):
     return _special.erf(x) if _special.applies(x) else B.of(x).erf(x)
 
 
-_erf = _elementwise("erf", _erf_forward,
+_erf = _elementwise("erf", _erf_forward, onnx=_onnx_op("Erf"),
                     vjp=lambda g, out, x: g * (_TWO_OVER_SQRT_PI * exp(-(x * x))),
                     jvp=lambda t, out, x: t * (_TWO_OVER_SQRT_PI * exp(-(x * x))), save=(0,))
 
@@ -235,7 +292,7 @@ def _softplus_forward(x):
     return out
 
 
-_softplus = _elementwise("softplus", _softplus_forward, save=(0,),
+_softplus = _elementwise("softplus", _softplus_forward, onnx=_onnx_op("Softplus"), save=(0,),
                          vjp=lambda g, out, x: g * sigmoid(x),
                          jvp=lambda t, out, x: t * sigmoid(x))
 
@@ -257,7 +314,16 @@ def _relu_vjp_kernel(g, out, inputs, needs):
     return [constant(record_call(_fused.relu_backward, g.data, out.data))]
 
 
+def _relu_onnx(g, inputs, outputs):
+    dtype = g.dtype(outputs[0])
+    if dtype.kind == "f":
+        g.node("Relu", [g.cast(inputs[0], dtype)], outputs[0])
+    else:
+        g.node("Max", [g.cast(inputs[0], dtype), g.scalar(0, dtype)], outputs[0])
+
+
 _relu = _elementwise("relu", _relu_forward, save=("out",), scalar="np.maximum({0}, 0)",
+                     onnx=_relu_onnx,
                      vjp=_relu_vjp, vjp_kernel=_relu_vjp_kernel,
                      jvp=lambda t, out, x: t * greater_(x, 0.0))
 
@@ -313,18 +379,34 @@ def square(x) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- constant-gradient ops
-def _nondiff(name, fn, scalar=None):
-    return _elementwise(name, fn, differentiable=False, scalar=scalar)
+def _nondiff(name, fn, scalar=None, onnx=None):
+    return _elementwise(name, fn, differentiable=False, scalar=scalar, onnx=onnx)
 
 
-_sign = _nondiff("sign", np.sign)
-_floor = _nondiff("floor", np.floor)
-_ceil = _nondiff("ceil", np.ceil)
-_round = _nondiff("round", lambda x: np.round(x))
-_isnan = _nondiff("isnan", np.isnan)
-_isinf = _nondiff("isinf", np.isinf)
-_isfinite = _nondiff("isfinite", np.isfinite, ("np.isfinite({0})", ()))
-_logical_not = _nondiff("logical_not", np.logical_not, ("not {0}", ()))
+def _isfinite_onnx(g, inputs, outputs):
+    x = inputs[0] if g.dtype(inputs[0]).kind == "f" else g.cast(inputs[0], np.float64)
+    bad = g.node("Or", [g.node("IsNaN", [x]), g.node("IsInf", [x])])
+    g.node("Not", [bad], outputs[0])
+
+
+def _float_test(op_type):
+    def rule(g, inputs, outputs):
+        x = inputs[0] if g.dtype(inputs[0]).kind == "f" else g.cast(inputs[0], np.float64)
+        g.node(op_type, [x], outputs[0])
+
+    return rule
+
+
+_sign = _nondiff("sign", np.sign, onnx=_onnx_op("Sign"))
+_floor = _nondiff("floor", np.floor, onnx=_onnx_op("Floor"))
+_ceil = _nondiff("ceil", np.ceil, onnx=_onnx_op("Ceil"))
+_round = _nondiff("round", lambda x: np.round(x), onnx=_onnx_op("Round"))   # half to even, both
+_isnan = _nondiff("isnan", np.isnan, onnx=_float_test("IsNaN"))
+_isinf = _nondiff("isinf", np.isinf, onnx=_float_test("IsInf"))
+_isfinite = _nondiff("isfinite", np.isfinite, ("np.isfinite({0})", ()), onnx=_isfinite_onnx)
+_logical_not = _nondiff("logical_not", np.logical_not, ("not {0}", ()),
+                        onnx=lambda g, inputs, outputs: g.node("Not", [g.cast(inputs[0], bool)],
+                                                               outputs[0]))
 
 
 def sign(x) -> Tensor:
@@ -367,9 +449,49 @@ _COMPARED = {"equal": "==", "not_equal": "!=", "less": "<", "less_equal": "<=",
              "greater": ">", "greater_equal": ">="}
 
 
+_ONNX_COMPARED = {"equal": _onnx_compare("Equal"), "not_equal": _onnx_compare("Equal", True),
+                  "less": _onnx_compare("Less"), "less_equal": _onnx_compare("LessOrEqual"),
+                  "greater": _onnx_compare("Greater"),
+                  "greater_equal": _onnx_compare("GreaterOrEqual"),
+                  "logical_and": _onnx_logical("And"), "logical_or": _onnx_logical("Or"),
+                  "logical_xor": _onnx_logical("Xor")}
+
+
+def _divmod_onnx(g, x, y, dtype):
+    """NumPy's floored ``(x // y, x % y)`` as ONNX nodes: integers through Mod's floored
+    remainder, floats through ``fmod`` corrected as NumPy corrects it."""
+    x, y = g.cast(x, dtype), g.cast(y, dtype)
+    if dtype.kind in "iu":
+        mod = g.node("Mod", [x, y], fmod=0)
+        return g.node("Div", [g.node("Sub", [x, mod]), y]), mod
+    zero, one = g.scalar(0, dtype), g.scalar(1, dtype)
+    mod = g.node("Mod", [x, y], fmod=1)
+    div = g.node("Div", [g.node("Sub", [x, mod]), y])
+    signs = g.node("Xor", [g.node("Less", [y, zero]), g.node("Less", [mod, zero])])
+    fix = g.node("And", [g.node("Not", [g.node("Equal", [mod, zero])]), signs])
+    mod = g.node("Where", [fix, g.node("Add", [mod, y]), mod])
+    div = g.node("Where", [fix, g.node("Sub", [div, one]), div])
+    floor = g.node("Floor", [div])
+    up = g.node("Greater", [g.node("Sub", [div, floor]), g.scalar(0.5, dtype)])
+    floor = g.node("Where", [up, g.node("Add", [floor, one]), floor])
+    by_zero = g.node("Equal", [y, zero])
+    return g.node("Where", [by_zero, g.node("Div", [x, y]), floor]), mod
+
+
+def _floor_divide_onnx(g, inputs, outputs):
+    q, _ = _divmod_onnx(g, inputs[0], inputs[1], g.dtype(outputs[0]))
+    g.node("Identity", [q], outputs[0])
+
+
+def _remainder_onnx(g, inputs, outputs):
+    _, r = _divmod_onnx(g, inputs[0], inputs[1], g.dtype(outputs[0]))
+    g.node("Identity", [r], outputs[0])
+
+
 def _comparison(name, fn):
+    onnx = _ONNX_COMPARED.get(name, _floor_divide_onnx if name == "floor_divide" else None)
     prim = _nondiff(name, fn, (f"{{0}} {_COMPARED[name]} {{1}}", "common")
-                    if name in _COMPARED else None)
+                    if name in _COMPARED else None, onnx)
 
     def op(x, y) -> Tensor:
         x, y = operands(x, y, name)
@@ -396,7 +518,7 @@ floor_divide.__doc__ = "Elementwise ``x // y``; not differentiated."
 # division, not floor(x / y): the rounded x / y can land on the next integer (0.25 / 0.001
 # gives 250.0, while 0.25 // 0.001 is 249.0 and 0.25 % 0.001 is close to 0.001).
 _remainder = _elementwise(
-    "remainder", np.remainder, save={1: (0, 1)},
+    "remainder", np.remainder, save={1: (0, 1)}, onnx=_remainder_onnx,
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g * floor_divide(x, y)),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: -t * floor_divide(x, y)))
 
@@ -416,8 +538,14 @@ def _where_jvp(tangents, out, inputs):
     return where(cond, tx if tx is not None else 0.0, ty if ty is not None else 0.0)
 
 
+def _where_onnx(g, inputs, outputs):
+    c, x, y = inputs
+    dtype = g.dtype(outputs[0])
+    g.node("Where", [g.cast(c, bool), g.cast(x, dtype), g.cast(y, dtype)], outputs[0])
+
+
 _where = _elementwise(
-    "where", lambda c, x, y: np.where(c, x, y), save=(0,),
+    "where", lambda c, x, y: np.where(c, x, y), save=(0,), onnx=_where_onnx,
     vjp=(None, lambda g, out, c, x, y: where(c, g, 0.0), lambda g, out, c, x, y: where(c, 0.0, g)),
     jvp_all=_where_jvp, scalar=("{1} if {0} else {2}", (1, 2)))
 
@@ -450,8 +578,14 @@ def _clip_mask(x, lo, hi):
     return logical_and(greater_equal(x, lo), less_equal(x, hi))
 
 
+def _clip_onnx(g, inputs, outputs, *, lo, hi):
+    dtype = g.dtype(outputs[0])
+    bounds = [None if b is None else g.scalar(b, dtype) for b in (lo, hi)]
+    g.node("Clip", [g.cast(inputs[0], dtype)] + bounds, outputs[0])
+
+
 _clip = Primitive(
-    "clip", lambda x, *, lo, hi: np.clip(x, lo, hi), save=(),
+    "clip", lambda x, *, lo, hi: np.clip(x, lo, hi), save=(), onnx=_clip_onnx,
     residuals=lambda out, x, *, lo, hi: (_clip_mask_forward(x, lo, hi),),
     vjp=lambda g, out, x, *, lo, hi, res: g * res[0],
     jvp=lambda t, out, x, *, lo, hi: t * _clip_mask(x, lo, hi))

@@ -10,6 +10,12 @@ Index arrays are integer (or bool) *inputs* of the primitives, not constants hid
 their parameters: the parameter ``index`` is a template in which :class:`Slot` ``k``
 stands for the ``k``-th index input. So an index computed from data is an operation like
 any other, and ``vmap`` can batch over it.
+
+ONNX export (``onnx=``): basic indexing is Slice, Gather (for ints) and Unsqueeze (for
+``None``); one integer array is a Gather along its axis; several (with ints, and boolean
+masks through NonZero) are one GatherND on the indexed axes moved to the front, with the
+result's axes put where NumPy puts them. ``add_at`` is the matching ScatterND with
+``reduction="add"`` (opset 16).
 """
 
 from __future__ import annotations
@@ -208,11 +214,167 @@ def _target_ndim(shape, template, idx):
     return probe[_fill(template, arrays)].ndim
 
 
+# ----------------------------------------------------------------------------- ONNX export
+_INT64_MAX, _INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+
+
+def _is_mask(item) -> bool:
+    return isinstance(item, tuple) and item[0] == "mask"
+
+
+def _width(item) -> int:
+    """How many axes of the indexed tensor an item consumes."""
+    return 0 if item is None else item[2] if _is_mask(item) else 1
+
+
+def _onnx_items(g, x, index, idx):
+    """The template with ``...`` expanded and every axis of ``x`` indexed: a list of
+    ints, slices, ``None``, ``("array", name)`` and ``("mask", name, ndim)``."""
+    items = []
+    for item in index:
+        if type(item) is Slot:
+            name = idx[item.k]
+            items.append(("mask", name, g.ndim(name)) if g.dtype(name) == bool
+                         else ("array", g.cast(name, np.int64)))
+        elif isinstance(item, (bool, np.bool_)):
+            raise NotImplementedError("a Python bool in an index")
+        else:
+            items.append(item)
+    rest = [slice(None)] * (g.ndim(x) - sum(_width(it) for it in items if it is not Ellipsis))
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items[at:at + 1] = rest
+    else:
+        items += rest
+    return items
+
+
+def _slice_bounds(item, n):
+    """``(start, stop, step)`` of ``item`` on an axis of size ``n`` for ONNX's Slice
+    (sizes and bounds may follow a dynamic axis); ``None`` for the whole axis."""
+    step = 1 if item.step is None else item.step
+    if all(isinstance(v, (int, np.integer)) for v in (n, step)) and \
+            all(v is None or isinstance(v, (int, np.integer)) for v in (item.start, item.stop)):
+        start, stop, step = item.indices(n)
+        if step == 1 and start == 0 and stop >= n:
+            return None
+        return start, (_INT64_MIN if step < 0 and stop < 0 else stop), step
+    start = item.start if item.start is not None else (0 if step > 0 else -1)
+    stop = item.stop if item.stop is not None else (_INT64_MAX if step > 0 else _INT64_MIN)
+    return None if (start == 0 and stop == n and step == 1) else (start, stop, step)
+
+
+def _onnx_slices(g, x, items):
+    """``x`` with every partial slice of ``items`` applied (all axes kept), and its shape
+    (where a sliced size is not known here, the rank is all that is read)."""
+    shape = list(g.shape(x))
+    bounds, axis = [], 0
+    for item in items:
+        if isinstance(item, slice):
+            b = _slice_bounds(item, shape[axis])
+            if b is not None:
+                bounds.append((axis,) + tuple(b))
+                try:
+                    shape[axis] = len(range(*item.indices(shape[axis])))
+                except Exception:  # noqa: BLE001 - a bound that follows a dynamic axis
+                    shape[axis] = item.stop if b[0] == 0 and b[2] == 1 else shape[axis]
+        axis += _width(item)
+    if not bounds:
+        return x
+    axes, starts, stops, steps = zip(*bounds)
+    y = g.slice(x, list(starts), list(stops), list(axes), list(steps))
+    return g.declare(y, shape, g.dtype(x))
+
+
+def _getitem_basic_onnx(g, x, items, out):
+    y = _onnx_slices(g, x, items)
+    kept = [it for it in items if it is not None]
+    for axis, i in reversed([(a, it) for a, it in enumerate(kept) if not isinstance(it, slice)]):
+        y = g.node("Gather", [y, g.scalar(int(i), np.int64)], axis=axis)  # last first: no shifts
+    positions, k = [], 0
+    for it in items:
+        if it is None:
+            positions.append(k)
+        if it is None or isinstance(it, slice):
+            k += 1
+    if positions:
+        y = g.unsqueeze(y, positions)
+    g.node("Identity", [y], out)
+
+
+def _advanced(g, items):
+    """``(axes, indices, first)``: the axes the advanced items (ints, integer arrays,
+    masks) index, their index values as one ``(*B, len(axes))`` int64 value, and where
+    NumPy puts the ``B`` axes among the others (at the first advanced axis when the
+    advanced items are next to each other, else in front)."""
+    axes, names, where, axis = [], [], [], 0
+    for pos, it in enumerate(items):
+        if not isinstance(it, slice):
+            axes += range(axis, axis + _width(it))
+            names.append(it)
+            where.append(pos)
+        axis += _width(it)
+    first = axes[0] if where == list(range(where[0], where[0] + len(where))) else 0
+    if len(names) == 1 and _is_mask(names[0]):          # x[mask]: the true positions
+        return axes, g.transpose(g.node("NonZero", [names[0][1]]), [1, 0]), first
+    if any(_is_mask(n) for n in names):
+        raise NotImplementedError("a boolean mask together with other array indices")
+    cols = [g.scalar(int(n), np.int64) if not isinstance(n, tuple) else n[1] for n in names]
+    common = np.broadcast_shapes(*[g.shape(c) for c in cols])
+    cols = [g.unsqueeze(g.expand(c, common), [len(common)]) for c in cols]
+    ind = g.node("Concat", cols, axis=-1)
+    return axes, g.declare(ind, tuple(common) + (len(cols),)), first
+
+
+def _getitem_onnx(g, inputs, outputs, *, index, unique):
+    x, out = inputs[0], outputs[0]
+    items = _onnx_items(g, x, index, inputs[1:])
+    if not any(isinstance(it, tuple) for it in items):
+        return _getitem_basic_onnx(g, x, items, out)
+    if None in items:
+        raise NotImplementedError("None (a new axis) together with array indices")
+    y = _onnx_slices(g, x, items)
+    arrays = [it for it in items if isinstance(it, tuple)]
+    if len(arrays) == 1 and not _is_mask(arrays[0]) and \
+            all(isinstance(it, (slice, tuple)) for it in items):
+        return g.node("Gather", [y, arrays[0][1]], out, axis=items.index(arrays[0]))
+    axes, ind, first = _advanced(g, items)
+    rest = [a for a in range(g.ndim(y)) if a not in axes]
+    res = g.node("GatherND", [g.transpose(y, axes + rest), ind])
+    nb, nr = len(g.shape(ind)) - 1 if g.has_shape(ind) else 1, len(rest)
+    g.transpose(res, list(range(nb, nb + first)) + list(range(nb)) +
+                list(range(nb + first, nb + nr)), out)
+
+
+def _add_at_onnx(g, inputs, outputs, *, index, unique):
+    """ScatterND with ``reduction="add"`` on the indexed axes moved to the front."""
+    x, v, out = inputs[0], inputs[1], outputs[0]
+    items = _onnx_items(g, x, index, inputs[2:])
+    if any(it is None or isinstance(it, slice) and it != slice(None) for it in items) or \
+            not any(isinstance(it, tuple) and not _is_mask(it) for it in items):
+        raise NotImplementedError("add_at exports with integer array indices and whole "
+                                  "axes (':') only")
+    g.require_opset(16, "add_at (ScatterND with reduction='add')")
+    axes, ind, first = _advanced(g, items)
+    rest = [a for a in range(g.ndim(x)) if a not in axes]
+    batch = list(g.shape(ind)[:-1])
+    sub = [g.shape(x)[a] for a in rest]
+    # the values broadcast to NumPy's indexed shape; ScatterND wants the index axes first
+    vals = g.expand(g.cast(v, g.dtype(out)), sub[:first] + batch + sub[first:])
+    nb = len(batch)
+    vals = g.transpose(vals, list(range(first, first + nb)) + list(range(first)) +
+                       list(range(first + nb, nb + len(rest))))
+    res = g.node("ScatterND", [g.transpose(x, axes + rest), ind, vals], reduction="add")
+    order = axes + rest
+    g.transpose(res, [order.index(a) for a in range(len(order))], out)
+
+
 _add_at = Primitive("add_at", _add_at_forward, vjp_all=_add_at_vjp_all,
-                    jvp_all=_add_at_jvp_all, save=(slice(2, None),), batch=_add_at_batch)
+                    jvp_all=_add_at_jvp_all, save=(slice(2, None),), batch=_add_at_batch,
+                    onnx=_add_at_onnx)
 _getitem = Primitive("getitem", _getitem_forward, vjp_all=_getitem_vjp_all,
                      jvp_all=_getitem_jvp_all, save=(slice(1, None),), batch=_getitem_batch,
-                     view=True)
+                     view=True, onnx=_getitem_onnx)
 
 
 def gather(x, idx, template, unique) -> Tensor:

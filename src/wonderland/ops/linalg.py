@@ -133,6 +133,7 @@ def _lead(x, batched, rank):
 
 _matmul = Primitive(
     "matmul", _matmul_forward, save={0: (1,), 1: (0,)},
+    onnx=lambda g, inputs, outputs: g.elementwise("MatMul", inputs, outputs[0]),
     vjp=(_matmul_vjp_a, _matmul_vjp_b),
     jvp=(lambda t, out, a, b: _mm(t, b), lambda t, out, a, b: _mm(a, t)),
     batch=_matmul_batch)
@@ -234,7 +235,9 @@ def _einsum_batch(args, axes, *, spec):
 
 
 _einsum = Primitive("einsum", _einsum_forward, vjp_all=_einsum_vjp_all, jvp_all=_einsum_jvp_all,
-                    save="inputs", batch=_einsum_batch)
+                    save="inputs", batch=_einsum_batch,
+                    onnx=lambda g, inputs, outputs, *, spec:
+                        g.elementwise("Einsum", inputs, outputs[0], equation=spec))
 
 
 def _parse_einsum(subscripts: str, ndims):

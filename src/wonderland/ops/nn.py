@@ -5,7 +5,8 @@ the input, where the composite keeps three or four arrays) and ``masked_scale``
 (dropout: keeps only the boolean mask).
 
 Their composite references (``x @ w + b``; ``-(q * log_softmax(z)).sum(-1)``;
-``x Φ(x)``; ``x σ(x)``; ``x * mask / (1 - p)``) are checked against them in the tests.
+``x Φ(x)``; ``x σ(x)``; ``x * mask / (1 - p)``) are checked against them in the tests,
+and they are what each primitive's ONNX export rule writes (``onnx=``).
 """
 
 from __future__ import annotations
@@ -58,8 +59,13 @@ def _linear_batch(args, axes):
     return elementwise_rule(_add)([prod, b], [ap, ab])
 
 
+def _linear_onnx(g, inputs, outputs):
+    x, w, b = inputs
+    g.node("Add", [g.matmul(x, w), b], outputs[0])
+
+
 _linear = Primitive(
-    "linear", _linear_forward, save={0: (1,), 1: (0,)},
+    "linear", _linear_forward, save={0: (1,), 1: (0,)}, onnx=_linear_onnx,
     vjp=(_linear_vjp_x, _linear_vjp_w, lambda g, out, x, w, b: g),
     jvp=(lambda t, out, x, w, b: _mm(t, w), lambda t, out, x, w, b: _mm(x, t),
          lambda t, out, x, w, b: t),
@@ -111,8 +117,15 @@ def _sce_batch(args, axes):
     return apply(_softmax_ce, (z, q)), 0
 
 
+def _sce_onnx(g, inputs, outputs):
+    z, q = inputs
+    logp = g.node("LogSoftmax", [z], axis=-1)
+    total = g.reduce("ReduceSum", g.node("Mul", [q, logp]), [-1], False)
+    g.node("Neg", [total], outputs[0])
+
+
 _softmax_ce = Primitive(
-    "softmax_cross_entropy", _sce_forward, save={0: (0, 1), 1: (0,)},
+    "softmax_cross_entropy", _sce_forward, save={0: (0, 1), 1: (0,)}, onnx=_sce_onnx,
     vjp=(_sce_vjp_z, lambda g, out, z, q: -g.expand_dims(-1) * log_softmax(z)),
     jvp=(_sce_jvp_z, lambda t, out, z, q: -_sum(t * log_softmax(z), -1)),
     batch=_sce_batch)
@@ -171,8 +184,24 @@ def _gelu_vjp_kernel(g, out, inputs, needs, *, approximate):
     return [constant(record_call(_special.gelu_vjp, g.data, x.data))]
 
 
+def _gelu_onnx(g, inputs, outputs, *, approximate):
+    x, out = inputs[0], outputs[0]
+    if g.opset >= 20:
+        g.node("Gelu", [x], out, approximate=approximate)
+        return
+    dtype = g.dtype(out)
+    half = g.node("Mul", [x, g.scalar(0.5, dtype)])
+    if approximate == "tanh":               # 0.5 x (1 + tanh(c (x + 0.044715 x³)))
+        cube = g.node("Mul", [g.node("Mul", [x, x]), x])
+        inner = g.node("Add", [x, g.node("Mul", [cube, g.scalar(0.044715, dtype)])])
+        t = g.node("Tanh", [g.node("Mul", [inner, g.scalar(_TANH_C, dtype)])])
+    else:                                   # 0.5 x (1 + erf(x / √2))
+        t = g.node("Erf", [g.node("Mul", [x, g.scalar(_SQRT_HALF, dtype)])])
+    g.node("Mul", [half, g.node("Add", [t, g.scalar(1, dtype)])], out)
+
+
 _gelu = Primitive(
-    "gelu", _gelu_forward, save=(0,),
+    "gelu", _gelu_forward, save=(0,), onnx=_gelu_onnx,
     vjp=_gelu_vjp, vjp_kernel=_gelu_vjp_kernel,
     jvp=lambda t, out, x, *, approximate: t * _gelu_slope(x, approximate))
 _gelu.batch = unary_rule(_gelu)
@@ -199,6 +228,8 @@ def _silu_slope(x):
 
 
 _silu = Primitive("silu", _silu_forward, save=(0,),
+                  onnx=lambda g, inputs, outputs:
+                      g.node("Mul", [inputs[0], g.node("Sigmoid", inputs)], outputs[0]),
                   vjp=lambda g, out, x: g * _silu_slope(x),
                   jvp=lambda t, out, x: t * _silu_slope(x))
 _silu.batch = unary_rule(_silu)
@@ -219,8 +250,16 @@ def _masked_scale_forward(x, mask, *, scale):
     return out
 
 
+def _masked_scale_onnx(g, inputs, outputs, *, scale):
+    x, mask = inputs
+    dtype = g.dtype(outputs[0])
+    kept = g.node("Mul", [x, g.cast(mask, dtype)])
+    g.node("Mul", [kept, g.scalar(scale, dtype)], outputs[0])
+
+
 _masked_scale = Primitive(
     "masked_scale", _masked_scale_forward, save=(1,), scalar="{0} * {1} * {scale}",
+    onnx=_masked_scale_onnx,
     vjp=(lambda g, out, x, mask, *, scale: g * mask * scale, None),
     jvp=(lambda t, out, x, mask, *, scale: t * mask * scale, None))
 

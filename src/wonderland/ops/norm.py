@@ -10,7 +10,8 @@ Like PyTorch's, the nodes keep the input and the small per-row statistics (μ an
 or r) the forward computed, not the output. When the backward pass is itself recorded
 or carries tangents (higher orders), the rules recompute the statistics from ``x`` with
 tensor operations so that they differentiate again. The composite versions are checked against these in the
-tests.
+tests. They are also what the ONNX export rules write, operation for operation as the
+forwards compute (``onnx=``; ONNX's LayerNormalization takes only trailing axes).
 """
 
 from __future__ import annotations
@@ -30,6 +31,53 @@ def _normalize_forward(x, *, axes, eps):
     inv_std = 1.0 / np.sqrt(v + eps)
     centred *= inv_std
     return centred, (mu, inv_std)
+
+
+def _normalize_onnx_parts(g, x, axes, eps, dtype):
+    """``(x̂, μ, 1/σ)`` as ONNX nodes, in the order the forward computes them."""
+    mu = g.reduce("ReduceMean", x, axes, True)
+    centred = g.node("Sub", [x, mu])
+    v = g.reduce("ReduceMean", g.node("Mul", [centred, centred]), axes, True)
+    inv_std = g.node("Reciprocal", [g.node("Sqrt", [g.node("Add", [v, g.scalar(eps, dtype)])])])
+    return g.node("Mul", [centred, inv_std]), mu, inv_std
+
+
+def _stats_out(g, values, outputs):
+    """Name the statistics the program reads (most read none: the rule leaves them)."""
+    for value, out in zip(values, outputs):
+        if out is not None:
+            g.node("Identity", [value], out)
+
+
+def _normalize_onnx(g, inputs, outputs, *, axes, eps):
+    xhat, mu, inv_std = _normalize_onnx_parts(g, inputs[0], axes, eps, g.dtype(outputs[0]))
+    g.node("Identity", [xhat], outputs[0])
+    _stats_out(g, (mu, inv_std), outputs[1:])
+
+
+def _normalize_affine_onnx(g, inputs, outputs, *, axes, eps):
+    x, w, b = inputs
+    xhat, mu, inv_std = _normalize_onnx_parts(g, x, axes, eps, g.dtype(outputs[0]))
+    g.node("Add", [g.node("Mul", [xhat, w]), b], outputs[0])
+    _stats_out(g, (mu, inv_std), outputs[1:])
+
+
+def _rms_onnx_parts(g, x, axes, eps, dtype):
+    ms = g.reduce("ReduceMean", g.node("Mul", [x, x]), axes, True)
+    r = g.node("Reciprocal", [g.node("Sqrt", [g.node("Add", [ms, g.scalar(eps, dtype)])])])
+    return g.node("Mul", [x, r]), r
+
+
+def _rms_onnx(g, inputs, outputs, *, axes, eps):
+    y, r = _rms_onnx_parts(g, inputs[0], axes, eps, g.dtype(outputs[0]))
+    g.node("Identity", [y], outputs[0])
+    _stats_out(g, (r,), outputs[1:])
+
+
+def _rms_affine_onnx(g, inputs, outputs, *, axes, eps):
+    y, r = _rms_onnx_parts(g, inputs[0], axes, eps, g.dtype(outputs[0]))
+    g.node("Mul", [y, inputs[1]], outputs[0])
+    _stats_out(g, (r,), outputs[1:])
 
 
 def _normalize_rule(v, out, x, *, axes, eps):
@@ -64,7 +112,7 @@ def _normalize_vjp_kernel(g, out, inputs, needs, *, axes, eps, res):
 
 _normalize = Primitive("normalize", _normalize_forward, vjp=_normalize_vjp,
                        vjp_kernel=_normalize_vjp_kernel, jvp=_normalize_rule, save=(0,),
-                       residuals=True)
+                       residuals=True, onnx=_normalize_onnx)
 _normalize.batch = axis_rule(_normalize, "axes")
 
 
@@ -94,7 +142,7 @@ def _rms_vjp_kernel(g, out, inputs, needs, *, axes, eps, res):
 
 
 _rms = Primitive("rms_normalize", _rms_forward, vjp=_rms_vjp, vjp_kernel=_rms_vjp_kernel,
-                 jvp=_rms_rule, save=(0,), residuals=True)
+                 jvp=_rms_rule, save=(0,), residuals=True, onnx=_rms_onnx)
 _rms.batch = axis_rule(_rms, "axes")
 
 
@@ -147,7 +195,8 @@ def _normalize_affine_jvp(tangents, out, inputs, *, axes, eps):
 _normalize_affine = Primitive(
     "normalize_affine", _normalize_affine_forward, residuals=True,
     save={0: (0, 1), 1: (0,)}, vjp_all=_normalize_affine_vjp,
-    vjp_kernel=_normalize_affine_vjp_kernel, jvp_all=_normalize_affine_jvp)
+    vjp_kernel=_normalize_affine_vjp_kernel, jvp_all=_normalize_affine_jvp,
+    onnx=_normalize_affine_onnx)
 
 
 def _rms_affine_forward(x, w, *, axes, eps):
@@ -192,7 +241,7 @@ def _rms_affine_jvp(tangents, out, inputs, *, axes, eps):
 _rms_affine = Primitive(
     "rms_normalize_affine", _rms_affine_forward, residuals=True,
     save={0: (0, 1), 1: (0,)}, vjp_all=_rms_affine_vjp, vjp_kernel=_rms_affine_vjp_kernel,
-    jvp_all=_rms_affine_jvp)
+    jvp_all=_rms_affine_jvp, onnx=_rms_affine_onnx)
 
 
 def _affine_batch(prim):

@@ -241,8 +241,18 @@ _scatter = Primitive(
 
 _argmax = Primitive("argmax_windows", B.numpy_kernel(_argmax_forward, device=device_kernels.argmax_forward), differentiable=False)
 
+def _max_pool_onnx(g, inputs, outputs, *, kernel, stride, dilation, pads):
+    """ONNX's MaxPool, channels first (the input arrives padded with -inf already)."""
+    nd = len(kernel)
+    x = g.transpose(inputs[0], [0, nd + 1] + list(range(1, nd + 1)))
+    y = g.node("MaxPool", [x], kernel_shape=list(kernel), strides=list(stride),
+               dilations=list(dilation))
+    g.transpose(y, [0] + list(range(2, nd + 2)) + [1], outputs[0])
+
+
 _max_pool = Primitive(
     "max_pool", B.numpy_kernel(_max_pool_forward, device=device_kernels.max_pool_forward), save=(), residuals=True,
+    onnx=_max_pool_onnx,
     vjp=lambda g, out, x, *, kernel, stride, dilation, pads, res:
         window_scatter(g, res[0], kernel, stride, dilation, x.shape),
     jvp=lambda t, out, x, *, kernel, stride, dilation, pads:

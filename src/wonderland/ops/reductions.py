@@ -2,7 +2,9 @@
 logsumexp, softmax, log_softmax, cumsum, argmax, argmin, any, all.
 
 ``axis`` is an int, a tuple of ints (negative counts from the end) or ``None`` for
-every axis; ``keepdims`` keeps reduced axes with length 1, as in NumPy.
+every axis; ``keepdims`` keeps reduced axes with length 1, as in NumPy. Each primitive's ONNX export
+rule (``onnx=``) is the matching Reduce* operator, or the same stable composition as its
+forward (``logsumexp``, softmax over several axes).
 """
 
 from __future__ import annotations
@@ -30,6 +32,70 @@ def _reduction(name, forward, **rules):
     prim = Primitive(name, forward, **rules)
     prim.batch = axis_rule(prim)
     return prim
+
+
+def _onnx_reduce(op_type):
+    def rule(g, inputs, outputs, *, axis, keepdims):
+        x = g.cast(inputs[0], g.dtype(outputs[0]))
+        g.reduce(op_type, x, axis, keepdims, outputs[0])
+
+    return rule
+
+
+def _onnx_exp_shifted(g, x, axis):
+    """``exp(x - max)`` over ``axis`` (the max made finite, as the forwards make it)."""
+    m = g.reduce("ReduceMax", x, axis, True)
+    m = g.node("Where", [g.node("IsInf", [m]), g.scalar(0, g.dtype(x)), m])
+    return g.node("Exp", [g.node("Sub", [x, m])]), m
+
+
+def _lse_onnx(g, inputs, outputs, *, axis, keepdims):
+    x = inputs[0]
+    e, m = _onnx_exp_shifted(g, x, axis)
+    total = g.node("Log", [g.reduce("ReduceSum", e, axis, True)])
+    if keepdims or not axis:
+        g.node("Add", [total, m], outputs[0])
+    else:
+        g.squeeze(g.node("Add", [total, m]), axis, outputs[0])
+
+
+def _softmax_onnx(g, inputs, outputs, *, axis):
+    if len(axis) == 1:
+        g.node("Softmax", inputs, outputs[0], axis=axis[0])
+        return
+    e, _ = _onnx_exp_shifted(g, inputs[0], axis)
+    g.node("Div", [e, g.reduce("ReduceSum", e, axis, True)], outputs[0])
+
+
+def _log_softmax_onnx(g, inputs, outputs, *, axis):
+    if len(axis) == 1:
+        g.node("LogSoftmax", inputs, outputs[0], axis=axis[0])
+        return
+    x = inputs[0]
+    e, m = _onnx_exp_shifted(g, x, axis)
+    shifted = g.node("Sub", [x, m])
+    g.node("Sub", [shifted, g.node("Log", [g.reduce("ReduceSum", e, axis, True)])], outputs[0])
+
+
+def _arg_onnx(op_type):
+    def rule(g, inputs, outputs, *, axis, keepdims):
+        x = inputs[0]
+        if axis is not None:
+            g.node(op_type, [x], outputs[0], axis=axis, keepdims=int(keepdims))
+            return
+        flat = g.node(op_type, [g.reshape(x, (-1,))], axis=0, keepdims=0)
+        g.reshape(flat, (1,) * g.ndim(x) if keepdims else (), outputs[0])
+
+    return rule
+
+
+def _truth_onnx(op_type):
+    """``any``/``all``: a max/min of the values as 0/1 integers."""
+    def rule(g, inputs, outputs, *, axis, keepdims):
+        bits = g.cast(g.cast(inputs[0], bool), np.int64)
+        g.cast(g.reduce(op_type, bits, axis, keepdims), bool, outputs[0])
+
+    return rule
 
 
 # ----------------------------------------------------------------------------- sum
@@ -96,7 +162,7 @@ def _prod_jvp(t, out, x, *, axis, keepdims):
 
 
 _prod = _reduction("prod", lambda x, *, axis, keepdims: x.prod(axis=axis, keepdims=keepdims),
-                   vjp=_prod_vjp, jvp=_prod_jvp, save=(0, "out"))
+                   vjp=_prod_vjp, jvp=_prod_jvp, save=(0, "out"), onnx=_onnx_reduce("ReduceProd"))
 
 
 def prod(x, axis=None, keepdims=False) -> Tensor:
@@ -123,7 +189,8 @@ def _extremum(name, fn):
         return sum(t * _tie_share(x, out, axis, keepdims), axis, keepdims)
 
     prim = _reduction(name, lambda x, *, axis, keepdims: fn(x, axis=axis, keepdims=keepdims),
-                      vjp=vjp, jvp=jvp, save=(0, "out"))
+                      vjp=vjp, jvp=jvp, save=(0, "out"),
+                      onnx=_onnx_reduce("ReduceMax" if name == "max" else "ReduceMin"))
 
     def op(x, axis=None, keepdims=False) -> Tensor:
         x = to_tensor(x, name)
@@ -162,7 +229,7 @@ def _lse_weights(x, out, axis, keepdims):
 
 
 _logsumexp = _reduction(
-    "logsumexp", _lse_forward, save=(0, "out"),
+    "logsumexp", _lse_forward, save=(0, "out"), onnx=_lse_onnx,
     vjp=lambda g, out, x, *, axis, keepdims:
         _keep(g, x.shape, axis, keepdims) * _lse_weights(x, out, axis, keepdims),
     jvp=lambda t, out, x, *, axis, keepdims:
@@ -186,7 +253,7 @@ def _softmax_forward(x, *, axis):
 
 
 _softmax = _reduction(
-    "softmax", _softmax_forward, save=("out",),
+    "softmax", _softmax_forward, save=("out",), onnx=_softmax_onnx,
     vjp=lambda g, out, x, *, axis: out * (g - sum(g * out, axis, keepdims=True)),
     jvp=lambda t, out, x, *, axis: out * (t - sum(t * out, axis, keepdims=True)))
 
@@ -200,7 +267,7 @@ def _log_softmax_forward(x, *, axis):
 
 
 _log_softmax = _reduction(
-    "log_softmax", _log_softmax_forward, save=("out",),
+    "log_softmax", _log_softmax_forward, save=("out",), onnx=_log_softmax_onnx,
     vjp=lambda g, out, x, *, axis: g - out.exp() * sum(g, axis, keepdims=True),
     jvp=lambda t, out, x, *, axis: t - sum(out.exp() * t, axis, keepdims=True))
 
@@ -251,6 +318,8 @@ def _cumsum_forward(x, *, axis):
 
 _cumsum = _reduction(
     "cumsum", _cumsum_forward, save=(),
+    onnx=lambda g, inputs, outputs, *, axis:
+        g.node("CumSum", [inputs[0], g.scalar(axis, np.int64)], outputs[0]),
     vjp=lambda g, out, x, *, axis: cumsum(g.flip(axis), axis).flip(axis),
     linear=True)
 
@@ -266,13 +335,13 @@ def cumsum(x, axis=None) -> Tensor:
 
 # ----------------------------------------------------------------------------- index-valued, boolean
 _argmax = _reduction("argmax", lambda x, *, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims),
-                     differentiable=False)
+                     differentiable=False, onnx=_arg_onnx("ArgMax"))
 _argmin = _reduction("argmin", lambda x, *, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims),
-                     differentiable=False)
+                     differentiable=False, onnx=_arg_onnx("ArgMin"))
 _any = _reduction("any", lambda x, *, axis, keepdims: np.any(x, axis=axis, keepdims=keepdims),
-                  differentiable=False)
+                  differentiable=False, onnx=_truth_onnx("ReduceMax"))
 _all = _reduction("all", lambda x, *, axis, keepdims: np.all(x, axis=axis, keepdims=keepdims),
-                  differentiable=False)
+                  differentiable=False, onnx=_truth_onnx("ReduceMin"))
 
 
 def _arg(prim, name):

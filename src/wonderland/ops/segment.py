@@ -20,6 +20,10 @@ cached on disk) where Numba is installed. Their NumPy references — the sum as 
 sparse product with an ``(S, E)`` matrix holding a single 1 per column (``bincount``
 for one column), the maximum as ``numpy.maximum.at`` — run otherwise, and the tests
 check that both agree.
+
+ONNX export (``onnx=``): ``gather_rows`` is Gather; the reductions are ScatterND onto a
+filled ``(S, ...)`` array with ``reduction="add"`` (opset 16) or ``"max"`` (opset 18),
+and the segment sizes a ScatterND-add of ones.
 """
 
 from __future__ import annotations
@@ -239,6 +243,69 @@ def _gather_batch(args, axes):
     return out.reshape((size,) + rows + tuple(x.shape[2:])), 0
 
 
+# ----------------------------------------------------------------------------- ONNX export
+def _scatter_rows_onnx(g, data, ids, num_segments, reduction, fill, dtype):
+    """``fill`` everywhere in ``(S, ...)``, combined with ``data``'s rows at ``ids``."""
+    g.require_opset(18 if reduction == "max" else 16, f"ScatterND with reduction={reduction!r}")
+    shape = (num_segments,) + tuple(g.shape(data)[1:])
+    base = g.expand(g.scalar(fill, dtype), shape)
+    rows = g.unsqueeze(g.cast(ids, np.int64), [1])
+    return g.node("ScatterND", [base, rows, g.cast(data, dtype)], reduction=reduction)
+
+
+def _count_onnx(g, ids, num_segments, ndim, dtype):
+    """Segment sizes as ``dtype`` shaped ``(S, 1, ...)`` (``ndim`` axes)."""
+    ones = g.expand(g.scalar(1, np.int64), g.shape(ids))
+    g.declare(ones, g.shape(ids), np.int64)
+    counts = _scatter_rows_onnx(g, ones, ids, num_segments, "add", 0, np.int64)
+    return g.reshape(g.cast(counts, dtype), (num_segments,) + (1,) * (ndim - 1))
+
+
+def _segment_sum_onnx(g, inputs, outputs, *, num_segments):
+    data, ids = inputs
+    res = _scatter_rows_onnx(g, data, ids, num_segments, "add", 0, g.dtype(outputs[0]))
+    g.node("Identity", [res], outputs[0])
+
+
+def _segment_mean_onnx(g, inputs, outputs, *, num_segments):
+    data, ids = inputs
+    dtype = g.dtype(outputs[0])
+    total = _scatter_rows_onnx(g, data, ids, num_segments, "add", 0, dtype)
+    count = _count_onnx(g, ids, num_segments, g.ndim(outputs[0]), dtype)
+    g.node("Div", [total, g.node("Max", [count, g.scalar(1, dtype)])], outputs[0])
+
+
+def _segment_max_parts(g, data, ids, num_segments, dtype, ndim):
+    """The segment maxima, 0 for empty segments (as the kernels give)."""
+    top = _scatter_rows_onnx(g, data, ids, num_segments, "max", -np.inf, dtype)
+    empty = g.node("Equal", [_count_onnx(g, ids, num_segments, ndim, dtype),
+                             g.scalar(0, dtype)])
+    return g.node("Where", [empty, g.scalar(0, dtype), top])
+
+
+def _segment_max_onnx(g, inputs, outputs, *, num_segments):
+    data, ids = inputs
+    dtype = g.dtype(outputs[0])
+    res = _segment_max_parts(g, data, ids, num_segments, dtype, g.ndim(outputs[0]))
+    g.node("Identity", [res], outputs[0])
+
+
+def _segment_softmax_onnx(g, inputs, outputs, *, num_segments):
+    data, ids = inputs
+    dtype = g.dtype(outputs[0])
+    m = _segment_max_parts(g, data, ids, num_segments, dtype, g.ndim(data))
+    m = g.node("Where", [g.node("IsInf", [m]), g.scalar(0, dtype), m])
+    e = g.node("Exp", [g.node("Sub", [data, g.node("Gather", [m, ids], axis=0)])])
+    g.declare(e, g.shape(data), dtype)
+    total = _scatter_rows_onnx(g, e, ids, num_segments, "add", 0, dtype)
+    g.node("Div", [e, g.node("Gather", [total, ids], axis=0)], outputs[0])
+
+
+def _segment_count_onnx(g, inputs, outputs, *, num_segments):
+    counts = _count_onnx(g, inputs[0], num_segments, 1, np.int64)
+    g.cast(counts, g.dtype(outputs[0]), outputs[0])
+
+
 # ----------------------------------------------------------------------------- primitives
 def _gather_vjp(g, out, inputs, needs):
     x, ids = inputs
@@ -251,6 +318,7 @@ def _gather_jvp(tangents, out, inputs):
 
 
 _gather = Primitive("gather_rows", lambda x, ids: _gather_kernel(x, ids), save=(1,),
+                    onnx=lambda g, inputs, outputs: g.node("Gather", inputs, outputs[0], axis=0),
                     vjp_all=_gather_vjp, jvp_all=_gather_jvp, batch=_gather_batch)
 
 
@@ -264,7 +332,7 @@ def _sum_jvp(tangents, out, inputs, *, num_segments):
 
 
 _segment_sum = Primitive("segment_sum", _segment_sum_kernel, save=(1,), vjp_all=_sum_vjp,
-                         jvp_all=_sum_jvp)
+                         jvp_all=_sum_jvp, onnx=_segment_sum_onnx)
 _segment_sum.batch = _reduce_batch(_segment_sum)
 
 
@@ -291,7 +359,7 @@ def _mean_jvp(tangents, out, inputs, *, num_segments):
 
 
 _segment_mean = Primitive("segment_mean", _segment_mean_kernel, save=(1,), vjp_all=_mean_vjp,
-                          jvp_all=_mean_jvp)
+                          jvp_all=_mean_jvp, onnx=_segment_mean_onnx)
 _segment_mean.batch = _reduce_batch(_segment_mean)
 
 
@@ -319,7 +387,7 @@ def _max_jvp(tangents, out, inputs, *, num_segments):
 
 
 _segment_max = Primitive("segment_max", _segment_max_kernel, save=(0, 1, "out"),
-                         vjp_all=_max_vjp, jvp_all=_max_jvp)
+                         vjp_all=_max_vjp, jvp_all=_max_jvp, onnx=_segment_max_onnx)
 _segment_max.batch = _reduce_batch(_segment_max)
 
 
@@ -339,9 +407,11 @@ def _softmax_jvp(tangents, out, inputs, *, num_segments):
 
 
 _segment_softmax = Primitive("segment_softmax", _segment_softmax_kernel, save=(1, "out"),
-                             vjp_all=_softmax_vjp, jvp_all=_softmax_jvp, batch=_softmax_batch)
+                             vjp_all=_softmax_vjp, jvp_all=_softmax_jvp, batch=_softmax_batch,
+                             onnx=_segment_softmax_onnx)
 
 _segment_count = Primitive("segment_count", _count_kernel, differentiable=False,
+                           onnx=_segment_count_onnx,
                            batch=lambda args, axes, **p: loop_rule(_segment_count)(args, axes, **p))
 
 

@@ -180,9 +180,14 @@ def _concatenate_batch(args, axes, *, axis):
     return apply(_concatenate, fixed, {"axis": axis + 1}), 0
 
 
+def _concatenate_onnx(g, inputs, outputs, *, axis):
+    dtype = g.dtype(outputs[0])
+    g.node("Concat", [g.cast(x, dtype) for x in inputs], outputs[0], axis=axis)
+
+
 _concatenate = Primitive(
     "concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis), save=(),
-    vjp_all=_concatenate_vjp_all, linear=True, batch=_concatenate_batch)
+    vjp_all=_concatenate_vjp_all, linear=True, batch=_concatenate_batch, onnx=_concatenate_onnx)
 
 
 def _tensor_list(tensors, what):
@@ -258,9 +263,15 @@ def _inner(shape, pad):
     return tuple(n - lo - hi for n, (lo, hi) in zip(shape, pad))
 
 
+def _pad_onnx(g, inputs, outputs, *, pad, value):
+    widths = [int(a) for a, _ in pad] + [int(b) for _, b in pad]      # ONNX: begins, ends
+    g.node("Pad", [inputs[0], g.ints(widths), g.scalar(value, g.dtype(outputs[0]))],
+           outputs[0], mode="constant")
+
+
 _pad = Primitive(
     "pad", lambda x, *, pad, value: np.pad(x, pad, mode="constant", constant_values=value),
-    save=(), vjp=lambda g, out, x, *, pad, value: _unpad(g, pad),
+    save=(), onnx=_pad_onnx, vjp=lambda g, out, x, *, pad, value: _unpad(g, pad),
     jvp=lambda t, out, x, *, pad, value: apply(_pad, (t,), {"pad": pad, "value": 0}),
     batch=lambda args, axes, *, pad, value: (apply(_pad, (moveaxis(args[0], axes[0], 0),),
                                                    {"pad": ((0, 0),) + pad, "value": value}), 0))
@@ -316,7 +327,20 @@ def pad(x, pad_width, mode="constant", constant_values=0) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- flip, repeat, tile
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+def _flip_onnx(g, inputs, outputs, *, axis):
+    """Slices with step -1 from the last element to before the first."""
+    n = len(axis)
+    if not n:
+        g.node("Identity", inputs, outputs[0])
+        return
+    g.slice(inputs[0], [-1] * n, [_INT64_MIN] * n, list(axis), [-1] * n, outputs[0])
+
+
 _flip = Primitive("flip", lambda x, *, axis: np.flip(x, axis=axis), save=(), view=True,
+                  onnx=_flip_onnx,
                   vjp=lambda g, out, x, *, axis: apply(_flip, (g,), {"axis": axis}), linear=True)
 _flip.batch = axis_rule(_flip)
 

@@ -18,6 +18,13 @@ Every rule is made of primitives (the product itself, ``gather_rows``, sums), so
 derivatives come for free. Build one with :meth:`SparseMatrix.from_coo` (unsorted
 ``(row, col)`` pairs), :meth:`SparseMatrix.from_csr`, :meth:`SparseMatrix.from_scipy`,
 or :meth:`SparseMatrix.from_dense`.
+
+ONNX export (``onnx=``): ONNX has no sparse product, so ``A @ x`` becomes a dense MatMul.
+When the matrix is fixed at export (a graph's normalised adjacency: its values and
+indices are constants), the dense ``(m, n)`` matrix is computed once and stored as a
+constant; otherwise it is built in the graph by a ScatterND-add of the values into zeros
+(opset 16). Either way the graph costs ``m·n`` memory, fine for the graphs of one model
+call, not for millions of nodes. ``sampled_dot`` is two Gathers, a product and a sum.
 """
 
 from __future__ import annotations
@@ -276,9 +283,58 @@ def _sampled_dot_batch(args, axes, *, shape, transpose, heads):
     return out, 1
 
 
+def _dense_onnx(g, values, indices, row, shape, transpose, heads):
+    """The matrix ``(H, rows, cols)`` (``(rows, cols)`` without heads) of the product."""
+    known = [g.value(n) for n in (values, indices, row)]
+    if all(k is not None for k in known):
+        v, cols, rows = known
+        dense = np.zeros(tuple(shape) + v.shape[1:], dtype=g.dtype(values))
+        np.add.at(dense, (rows, cols), v)
+        dense = np.swapaxes(dense, 0, 1) if transpose else dense
+        return g.constant(np.moveaxis(dense, 2, 0) if heads else dense, name="sparse_matrix")
+    g.require_opset(16, "a sparse matrix with values computed in the graph (ScatterND-add)")
+    zeros = g.expand(g.scalar(0, g.dtype(values)), tuple(shape) + tuple(g.shape(values)[1:]))
+    pairs = [g.unsqueeze(g.cast(i, np.int64), [1]) for i in (row, indices)]
+    dense = g.node("ScatterND", [zeros, g.node("Concat", pairs, axis=1), values],
+                   reduction="add")
+    perm = ([1, 0] if transpose else [0, 1]) + ([2] if heads else [])
+    return g.transpose(dense, [2] + perm[:2] if heads else perm)
+
+
+def _csr_onnx(g, inputs, outputs, *, shape, transpose, heads):
+    values, x, _, indices, row = inputs
+    a = _dense_onnx(g, g.cast(values, g.dtype(outputs[0])), indices, row, shape, transpose,
+                    heads)
+    xs = g.shape(x)
+    if not heads and len(xs) == 2:
+        g.matmul(a, x, outputs[0])
+        return
+    nh = g.shape(values)[1] if heads else 1
+    cols = int(np.prod(xs[1:])) // nh if g.static(xs[1:]) else -1
+    if not heads:
+        g.reshape(g.matmul(a, g.reshape(x, (xs[0], cols))), g.shape(outputs[0]), outputs[0])
+        return
+    x3 = g.transpose(g.reshape(x, (xs[0], nh, cols)), [1, 0, 2])     # (H, n, C)
+    out = g.transpose(g.matmul(a, x3), [1, 0, 2])                    # (rows, H, C)
+    g.reshape(out, g.shape(outputs[0]), outputs[0])
+
+
+def _sampled_dot_onnx(g, inputs, outputs, *, shape, transpose, heads):
+    a, b, _, indices, row = inputs
+    ra, rb = (indices, row) if transpose else (row, indices)
+    dtype = g.dtype(outputs[0])
+    pa = g.node("Gather", [g.cast(a, dtype), ra], axis=0)
+    pb = g.node("Gather", [g.cast(b, dtype), rb], axis=0)
+    first = 2 if heads else 1
+    g.reduce("ReduceSum", g.node("Mul", [pa, pb]), range(first, g.ndim(a)), False,
+             outputs[0])
+
+
 _csr_prim = Primitive("sparse_matmul", _csr_forward, save=(0, 1, 2, 3, 4), vjp_all=_csr_vjp,
+                      onnx=_csr_onnx,
                       jvp_all=_csr_jvp, batch=_csr_batch)
 _sampled_dot_prim = Primitive("sampled_dot", _sampled_dot_forward, save=(0, 1, 2, 3, 4),
+                              onnx=_sampled_dot_onnx,
                               vjp_all=_sampled_dot_vjp, jvp_all=_sampled_dot_jvp,
                               batch=_sampled_dot_batch)
 
