@@ -64,6 +64,9 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=200, help="timed steps per process")
     ap.add_argument("--warmup", type=int, default=20, help="untimed steps per process first")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--contenders", metavar="NAMES",
+                    help="comma-separated contenders to time (default: every one the "
+                         "workload has; 'base' is the --baseline checkout)")
     ap.add_argument("--baseline", metavar="CHECKOUT",
                     help="also time the wonderland of another checkout (column 'base')")
     args = ap.parse_args(argv)
@@ -80,6 +83,9 @@ def main(argv=None):
         contenders = [c for c in contenders if c != "jax" or jax_ok]
         if args.baseline and "wonderland" in contenders:
             contenders.insert(1, "base")
+        if args.contenders:
+            chosen = set(args.contenders.split(","))
+            contenders = [c for c in contenders if c in chosen]
         samples = {c: [] for c in contenders}
         for r in range(args.rounds):
             for c in contenders:

@@ -15,6 +15,7 @@ from ..core.tensor import Tensor
 from ..core.tracing import record_call
 from ..core.vmap import axis_rule
 from .arguments import constant, floating, namespace, normalize_axes, to_tensor
+from .elementwise import equal, where
 from .linalg import _mm, _mT, einsum
 from .reductions import sum as _sum
 
@@ -260,8 +261,6 @@ def _norm_forward(x, *, axis, keepdims):
 
 
 def _norm_ratio(out, x, axis, keepdims):
-    from .elementwise import equal, where
-
     outk = out if keepdims else out.reshape(tuple(1 if i in axis else n for i, n in enumerate(x.shape)))
     zero = equal(outk, 0.0)
     return where(zero, 0.0, x / where(zero, 1.0, outk))

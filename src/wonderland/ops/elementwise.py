@@ -23,11 +23,12 @@ import math
 import numpy as np
 
 from .. import backend as B
+from ..core.dtypes import as_dtype
 from ..core.primitive import Primitive, apply
 from ..core.structural import CAST
 from ..core.tensor import Tensor
-from ..core.vmap import elementwise_rule, unary_rule
 from ..core.tracing import record_call
+from ..core.vmap import elementwise_rule, unary_rule
 from .arguments import cast, constant, floating, operands, to_tensor
 from .kernels import elementwise as _fused
 from .kernels import special as _special
@@ -614,7 +615,5 @@ _cast = CAST
 
 def astype(x, dtype) -> Tensor:
     """``x`` converted to ``dtype``; float-to-float casts pass gradients through."""
-    from ..core.dtypes import as_dtype
-
     x = to_tensor(x, "astype")
     return cast(x, as_dtype(dtype))

@@ -20,6 +20,7 @@ from ..core.structural import zeros_like
 from ..core.vmap import broadcast_batch, batch_size
 from .arguments import floating, normalize_axes, to_tensor
 from .shape import concatenate, flip
+from .shape import pad as _pad
 
 
 def _dft_forward(re, im, *, axes, inverse, scale):
@@ -159,7 +160,6 @@ def irfft(re, im=None, n=None, axis=-1, norm=None):
     if m < half:                                     # zero-pad missing frequencies
         pad = [(0, 0)] * re.ndim
         pad[axis] = (0, half - m)
-        from .shape import pad as _pad
         re, im = _pad(re, pad), _pad(im, pad)
     re, im = _take(re, axis, 0, half), _take(im, axis, 0, half)
     tail = n - half                                   # X[n-k] = conj(X[k]) for k = 1..tail

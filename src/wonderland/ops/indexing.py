@@ -30,6 +30,8 @@ from ..core.tensor import AbstractArray, Tensor, physical_data
 from ..core.tracing import read_values, record_call
 from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
 from .arguments import constant, normalize_axis, operands, to_tensor, zeros
+from .elementwise import equal
+from .segment import compiled_row_scatter
 
 
 class Slot:
@@ -122,7 +124,6 @@ def _add_rows(out, full, v) -> bool:
             or out.dtype.kind != "f" or v.dtype != out.dtype or v.size == 0
             or v.shape != idx.shape + out.shape[1:] or not out.flags.c_contiguous):
         return False
-    from .segment import compiled_row_scatter
 
     kernel = compiled_row_scatter()
     if kernel is None:
@@ -550,7 +551,6 @@ def one_hot(indices, num_classes, dtype=None) -> Tensor:
         raise ValueError(f"one_hot: num_classes must be positive, got {num_classes}")
     _check_class_range(idx, num_classes)
     d = dtypes.as_dtype(dtype) or dtypes.get_default_dtype()
-    from .elementwise import equal
 
     classes = constant(B.ns(_array_like(idx)).arange(num_classes))
     return equal(idx.expand_dims(-1), classes).astype(d)

@@ -16,9 +16,9 @@ import math
 import numpy as np
 
 from .. import backend as B
-from ..core.tracing import record_call
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
+from ..core.tracing import record_call
 from ..core.vmap import batch_size, broadcast_batch, elementwise_rule, moveaxis, unary_rule
 from .arguments import constant, operands, to_tensor
 from .elementwise import _add, erf, exp, sigmoid, tanh
@@ -265,7 +265,6 @@ _masked_scale = Primitive(
 
 
 def _masked_scale_batch(args, bdims, *, scale):
-    from ..core.vmap import elementwise_rule
     return elementwise_rule(_masked_scale)(args, bdims, scale=scale)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.primitive import Primitive, apply
-from ..core.vmap import axis_rule
+from ..core.vmap import axis_rule, batch_size, broadcast_batch
 from .arguments import zeros
 from .reductions import mean, var
 
@@ -247,8 +247,6 @@ _rms_affine = Primitive(
 def _affine_batch(prim):
     """Batching rule: batch axes first; the (per-example) scale and shift right-aligned
     against the per-example input, so they broadcast."""
-    from ..core.vmap import batch_size, broadcast_batch
-
     def rule(args, bdims, *, axes, eps):
         size = batch_size(args, bdims)
         x = broadcast_batch(args[0], bdims[0], size)

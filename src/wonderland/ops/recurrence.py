@@ -30,12 +30,18 @@ import numpy as np
 
 from .. import backend as B
 from ..backend import threads
-from ..core.tracing import record_call
-from ..core.primitive import Primitive, apply
-from ..core.tensor import from_array
-from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
 from ..backend.compiled import ENABLED, kernel
+from ..core.primitive import Primitive, apply
+from ..core.scan import scan
+from ..core.tensor import from_array
+from ..core.tracing import record_call
+from ..core.transforms import jvp, vjp
+from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
+from .arguments import to_tensor
+from .creation import zeros, zeros_like
+from .elementwise import greater, maximum, sigmoid, tanh, where
 from .kernels.special import exp_into as _exp_into
+from .shape import expand_dims, reshape, split
 
 KINDS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
@@ -400,10 +406,6 @@ def _forward(xw, w_hh, b_hh, h0, c0, mask, *, kind, reverse):
 
 def _vjp_all(gs, outs, inputs, needs, *, kind, reverse, res):
     """The composite rule: the VJP of the step-by-step reference (every order)."""
-    from ..core.transforms import vjp
-
-    from .creation import zeros
-
     xw, w_hh, b_hh, h0, c0, mask = inputs
     shapes = [(h0.shape[0], mask.shape[1], h0.shape[1]), h0.shape, h0.shape]
     gs = [g if g is not None else zeros(s, dtype=h0.dtype) for g, s in zip(gs, shapes)]
@@ -427,10 +429,6 @@ def _vjp_kernel(gs, outs, inputs, needs, *, kind, reverse, res):
 
 
 def _jvp_all(tangents, outs, inputs, *, kind, reverse):
-    from ..core.transforms import jvp
-
-    from .creation import zeros_like
-
     xw, w_hh, b_hh, h0, c0, mask = inputs
     primals = (xw, w_hh, b_hh, h0, c0)
     tans = tuple(t if t is not None else zeros_like(x) for t, x in zip(tangents[:5], primals))
@@ -444,7 +442,6 @@ def _batch(args, axes, *, kind, reverse):
     if axes[1] is not None or axes[2] is not None:
         return loop_rule(_LAYER)(args, axes, kind=kind, reverse=reverse)
     size = batch_size(args, axes)
-    from .shape import reshape
 
     merged = []
     for i in (0, 3, 4, 5):
@@ -480,7 +477,6 @@ def recurrent_layer(kind, xw, w_hh, b_hh, h0, c0, mask, reverse=False):
     """
     if kind not in KINDS:
         raise ValueError(f"recurrent_layer: unknown kind {kind!r}; expected one of {KINDS}")
-    from .arguments import to_tensor
 
     xw, w_hh, b_hh, h0, c0, mask = (to_tensor(v, "recurrent_layer")
                                     for v in (xw, w_hh, b_hh, h0, c0, mask))
@@ -501,9 +497,6 @@ def recurrent_layer(kind, xw, w_hh, b_hh, h0, c0, mask, reverse=False):
 # ----------------------------------------------------------------------------- reference
 def cell_step(kind, xw_t, h, c, w_hh, b_hh):
     """One step of the equations with tensor operations: ``(h', c')``."""
-    from .elementwise import maximum, sigmoid, tanh
-    from .shape import split
-
     zh = h @ w_hh + b_hh
     if kind == "rnn_tanh":
         return tanh(xw_t + zh), c
@@ -524,10 +517,6 @@ def cell_step(kind, xw_t, h, c, w_hh, b_hh):
 def reference(kind, xw, w_hh, b_hh, h0, c0, mask, reverse=False):
     """The composite form of :func:`recurrent_layer`: :func:`wonderland.scan` over time
     with :func:`cell_step`, differentiable to any order."""
-    from ..core.scan import scan
-    from .elementwise import greater, where
-    from .shape import expand_dims
-
     def step(carry, inp):
         h, c = carry
         x_t, m_t = inp
@@ -540,8 +529,6 @@ def reference(kind, xw, w_hh, b_hh, h0, c0, mask, reverse=False):
     (hT, cT), hs = scan(step, (h0, c0), (moveaxis(xw, 1, 0), moveaxis(mask, 1, 0)),
                         reverse=reverse)
     if kind != "lstm":
-        from .creation import zeros_like
-
         cT = zeros_like(hT)         # only the LSTM has a cell state
     return moveaxis(hs, 0, 1), hT, cT
 

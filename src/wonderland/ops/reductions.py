@@ -20,6 +20,7 @@ from ..core.structural import reshape as _reshape
 from ..core.tensor import Tensor
 from ..core.vmap import axis_rule
 from .arguments import floating, kept_shape, normalize_axes, normalize_axis, to_tensor
+from .elementwise import equal, logical_and, where
 
 
 def _keep(t: Tensor, shape: tuple, axis: tuple, keepdims: bool) -> Tensor:
@@ -143,8 +144,6 @@ def std(x, axis=None, ddof=0, keepdims=False) -> Tensor:
 def _prod_others(x: Tensor, outk: Tensor, axis) -> Tensor:
     """For each element, the product of the *other* elements in its slice (exact where
     the slice holds zeros)."""
-    from .elementwise import equal, logical_and, where
-
     zeros = equal(x, 0.0)
     count = sum(zeros.astype(x.dtype), axis, keepdims=True)
     safe = where(zeros, 1.0, x)
@@ -175,8 +174,6 @@ def prod(x, axis=None, keepdims=False) -> Tensor:
 # ----------------------------------------------------------------------------- max, min
 def _tie_share(x, out, axis, keepdims):
     """1/k on each of the k elements equal to the extremum of their slice, else 0."""
-    from .elementwise import equal
-
     hit = equal(x, _keep(out, x.shape, axis, keepdims)).astype(x.dtype)
     return hit / sum(hit, axis, keepdims=True)
 

@@ -36,12 +36,14 @@ import numpy as np
 
 from .. import backend as B
 from ..backend import threads
+from ..backend.compiled import kernel
 from ..core.primitive import Primitive, apply
 from ..core.pytree import flatten, unflatten
 from ..core.tensor import Tensor
 from ..core.vmap import batch_size, broadcast_batch, moveaxis
-from .arguments import normalize_axis, to_tensor
-from ..backend.compiled import kernel
+from .arguments import normalize_axis, promote_pair, to_tensor
+from .creation import zeros, zeros_like
+from .shape import broadcast_to, concatenate, expand_dims, flip, pad, reshape, stack
 
 METHODS = ("sequential", "reference", "parallel", "logspace")
 
@@ -53,8 +55,6 @@ def _slice(x, axis, start, stop=None, step=None):
 
 def _interleave(even, odd, axis):
     """``even[0], odd[0], even[1], odd[1], …`` along ``axis`` (``even`` may be one longer)."""
-    from .shape import concatenate, reshape, stack
-
     n_even, n_odd = even.shape[axis], odd.shape[axis]
     if n_even > n_odd:
         pad = _slice(even, axis, 0, 1) * 0
@@ -116,8 +116,6 @@ def associative_scan(fn, elems, reverse=False, axis=0):
             return l[0] * r[0], r[0] * l[1] + r[1]
         _, h = wl.associative_scan(combine, (a, b), axis=1)  # the linear recurrence
     """
-    from .shape import concatenate, flip
-
     leaves, tree = flatten(elems)
     leaves, axis = _scan_elements(leaves, axis)
     shapes = [x.shape for x in leaves]
@@ -288,8 +286,6 @@ _FORWARDS = {"sequential": _recurrence_sequential, "reference": _recurrence_refe
 def _shifted(x, axis, reverse, fill):
     """``x`` moved one step along time: ``x_{t-1}`` (``x_{t+1}`` with ``reverse``), with
     ``fill`` (a tensor without the time axis) at the first step."""
-    from .shape import concatenate, expand_dims
-
     first = expand_dims(fill, axis)
     if reverse:
         return concatenate([_slice(x, axis, 1, None), first], axis)
@@ -299,8 +295,6 @@ def _shifted(x, axis, reverse, fill):
 def _next_coefficient(a, axis, reverse):
     """``c_t = a_{t+1}`` (``a_{t-1}`` with ``reverse``): the coefficients of the adjoint
     recurrence; the value at its first step multiplies zero and is arbitrary."""
-    from .shape import concatenate
-
     if a.shape[axis] == 1:
         return a
     if reverse:
@@ -314,7 +308,6 @@ def _first(x, axis, reverse):
 
 def _linrec_vjp_all(g, out, inputs, needs, *, axis, reverse, method):
     a, b, h0 = inputs
-    from .creation import zeros_like
 
     c = _next_coefficient(a, axis, reverse)
     lam = _apply_real(c, g, zeros_like(h0), axis, not reverse, method)
@@ -328,7 +321,6 @@ def _linrec_jvp_all(tangents, out, inputs, *, axis, reverse, method):
     da, db, dh0 = tangents
     if da is None and db is None and dh0 is None:
         return None
-    from .creation import zeros_like
 
     drive = db if db is not None else None
     if da is not None:
@@ -337,8 +329,6 @@ def _linrec_jvp_all(tangents, out, inputs, *, axis, reverse, method):
     if drive is None:
         drive = zeros_like(out)
     elif drive.shape != out.shape:
-        from .shape import broadcast_to
-
         drive = broadcast_to(drive, out.shape)
     return _apply_real(a, drive, dh0 if dh0 is not None else zeros_like(h0), axis, reverse,
                        method)
@@ -348,8 +338,6 @@ def _linrec_batch(args, axes, *, axis, reverse, method):
     a, b, h0 = args
     size = batch_size(args, axes)
     if axes[0] is None:
-        from .shape import expand_dims
-
         a = expand_dims(a, 0)
     else:
         a = moveaxis(a, axes[0], 0)
@@ -382,10 +370,6 @@ def _apply_real(a, b, h0, axis, reverse, method):
 
 
 def _prepare(a, b, h0, axis, what):
-    from .arguments import promote_pair
-    from .creation import zeros
-    from .shape import reshape
-
     a = to_tensor(a, what)
     b = to_tensor(b, what)
     if b.ndim == 0:
@@ -404,8 +388,6 @@ def _prepare(a, b, h0, axis, what):
     except ValueError:
         full = b.shape
     if full != b.shape and full[axis] == b.shape[axis]:
-        from .shape import broadcast_to
-
         b = broadcast_to(b, full)       # every state needs its own input
     for i, (sa, sb) in enumerate(zip(a.shape, b.shape)):
         if sa not in (1, sb):
@@ -461,7 +443,6 @@ def _cmul(xr, xi, yr, yi):
 
 def _complex_vjp_all(gs, outs, inputs, needs, *, axis, reverse, method):
     ar, ai, br, bi, hr, hi = inputs
-    from .creation import zeros_like
 
     gr = gs[0] if gs[0] is not None else zeros_like(outs[1])
     gi = gs[1] if gs[1] is not None else zeros_like(outs[0])
@@ -483,8 +464,6 @@ def _complex_vjp_all(gs, outs, inputs, needs, *, axis, reverse, method):
 
 def _complex_jvp_all(tangents, outs, inputs, *, axis, reverse, method):
     ar, ai, br, bi, hr, hi = inputs
-    from .creation import zeros_like
-    from .shape import broadcast_to
 
     dar, dai, dbr, dbi, dhr, dhi = [t if t is not None else zeros_like(x)
                                     for t, x in zip(tangents, inputs)]
@@ -498,7 +477,6 @@ def _complex_jvp_all(tangents, outs, inputs, *, axis, reverse, method):
 
 def _complex_batch(args, axes, *, axis, reverse, method):
     size = batch_size(args, axes)
-    from .shape import expand_dims
 
     fixed = []
     for i, (x, ax) in enumerate(zip(args, axes)):
@@ -556,8 +534,6 @@ def _causal_conv_forward(x, k):
 
 
 def _flip_time(x):
-    from .shape import flip
-
     return flip(x, x.ndim - 2)
 
 
@@ -578,8 +554,6 @@ def _causal_conv_vjp_all(g, out, inputs, needs, **_):
 
 
 def _pad_time(x, length):
-    from .shape import pad
-
     widths = [(0, 0)] * x.ndim
     widths[-2] = (0, length - x.shape[-2])
     return pad(x, widths)
@@ -598,8 +572,6 @@ def _causal_conv_jvp_all(tangents, out, inputs, **_):
 
 
 def _causal_conv_batch(args, axes):
-    from .shape import expand_dims
-
     fixed = []
     nd = max(a.ndim - (ax is not None) for a, ax in zip(args, axes))
     for a, ax in zip(args, axes):
@@ -625,8 +597,6 @@ def causal_convolution(x, k) -> Tensor:
     has ``x``'s length: the convolutional mode of a time-invariant linear recurrence
     (with ``k_s = C A^s B``) in O(L log L).
     """
-    from .arguments import promote_pair
-
     x = to_tensor(x, "causal_convolution")
     k = to_tensor(k, "causal_convolution")
     if x.ndim < 2 or k.ndim < 2:

@@ -36,7 +36,8 @@ from ..core.primitive import Primitive, apply
 from ..core.tensor import AbstractArray, Tensor, physical_data
 from ..core.tracing import read_values, record_call
 from ..core.vmap import broadcast_batch, loop_rule, moveaxis
-from .arguments import constant, to_tensor
+from .arguments import constant, floating, to_tensor
+from .elementwise import equal, maximum
 
 _ON_HOST = B.HostOnly("maps onto the device library's scatter-add and sparse products")
 
@@ -340,7 +341,6 @@ def _count(ids: Tensor, num_segments, dtype, ndim) -> Tensor:
     """Segment sizes (at least 1) as a float tensor broadcasting against (S, ...)."""
     c = apply(_segment_count, (ids,), {"num_segments": num_segments})
     c = c.astype(dtype)
-    from .elementwise import maximum
 
     return maximum(c, 1.0).reshape((num_segments,) + (1,) * (ndim - 1))
 
@@ -365,8 +365,6 @@ _segment_mean.batch = _reduce_batch(_segment_mean)
 
 def _max_share(data, ids, out, num_segments):
     """1/k for each of the k rows equal to their segment's maximum, 0 elsewhere."""
-    from .elementwise import equal
-
     hit = equal(data, gather_raw(out, ids)).astype(data.dtype)
     return hit / gather_raw(segment_sum_raw(hit, ids, num_segments), ids)
 
@@ -500,8 +498,6 @@ def segment_mean(data, segment_ids, num_segments=None) -> Tensor:
     """Mean of the rows of each segment (0 for an empty segment)."""
     data, ids, n = _segment_args(data, segment_ids, num_segments, "segment_mean")
     if data.dtype.kind != "f":
-        from .arguments import floating
-
         data = floating(data)
     return apply(_segment_mean, (data, ids), {"num_segments": n})
 

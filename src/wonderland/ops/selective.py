@@ -25,13 +25,19 @@ import numpy as np
 
 from .. import backend as B
 from ..backend import threads
-from ..core.tracing import record_call
+from ..backend.compiled import kernel
 from ..core.primitive import Primitive, apply
 from ..core.tensor import from_array
+from ..core.tracing import record_call
+from ..core.transforms import jvp, vjp
 from ..core.vmap import batch_size, broadcast_batch, loop_rule
 from .arguments import to_tensor
-from ..backend.compiled import kernel
+from .creation import zeros, zeros_like
+from .elementwise import exp
 from .kernels.special import exp_all
+from .linalg import einsum
+from .scan_ops import linear_recurrence
+from .shape import expand_dims, reshape
 
 CHUNK = 64
 
@@ -174,10 +180,6 @@ def _forward_prim(x, delta, A, Bm, C, h0):
 
 def _vjp_all(gs, outs, inputs, needs, *, res):
     """The composite rule: the VJP of the step-by-step reference (every order)."""
-    from ..core.transforms import vjp
-
-    from .creation import zeros_like
-
     like = (inputs[0], inputs[5])               # y has x's shape, h_T has h0's
     gs = [g if g is not None else zeros_like(o) for g, o in zip(gs, like)]
     _, pullback = vjp(selective_scan_reference, *inputs)
@@ -196,10 +198,6 @@ def _vjp_kernel(gs, outs, inputs, needs, *, res):
 
 
 def _jvp_all(tangents, outs, inputs):
-    from ..core.transforms import jvp
-
-    from .creation import zeros_like
-
     tans = tuple(t if t is not None else zeros_like(v) for t, v in zip(tangents, inputs))
     _, touts = jvp(selective_scan_reference, tuple(inputs), tans)
     return list(touts)
@@ -210,7 +208,6 @@ def _batch(args, axes):
     if axes[2] is not None:
         return loop_rule(_SELECTIVE)(args, axes)
     size = batch_size(args, axes)
-    from .shape import reshape
 
     merged = []
     for i in (0, 1, 3, 4, 5):
@@ -236,11 +233,6 @@ _SELECTIVE = Primitive("selective_scan", B.numpy_kernel(_forward_prim, device=_O
 
 def selective_scan_reference(x, delta, A, Bm, C, h0):
     """The composite form: the linear recurrence over ``(b, t, d, n)`` tensors."""
-    from .linalg import einsum
-    from .elementwise import exp
-    from .scan_ops import linear_recurrence
-    from .shape import expand_dims
-
     a = exp(expand_dims(delta, -1) * A)                               # (b, t, d, n)
     u = expand_dims(delta * x, -1) * expand_dims(Bm, 2)               # (b, t, d, n)
     h = linear_recurrence(a, u, h0, axis=1)
@@ -256,8 +248,6 @@ def selective_scan(x, delta, A, B_, C, h0=None, reference=False):
     after the last step (``(b, d, n)``). ``reference=True`` computes the same through
     :func:`linear_recurrence` (what the fused kernel is tested against).
     """
-    from .creation import zeros
-
     what = "selective_scan"
     x, delta, A, B_, C = (to_tensor(v, what) for v in (x, delta, A, B_, C))
     if x.ndim != 3 or delta.shape != x.shape:

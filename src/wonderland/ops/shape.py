@@ -15,6 +15,7 @@ from ..core.tensor import Tensor
 from ..core.tracing import read_values
 from ..core.vmap import axis_rule, batch_size, broadcast_batch, moveaxis
 from .arguments import normalize_axes, normalize_axis, result_dtype, shape_arg, to_tensor
+from .indexing import take
 
 # ----------------------------------------------------------------------------- reshape
 _reshape = RESHAPE
@@ -317,7 +318,6 @@ def pad(x, pad_width, mode="constant", constant_values=0) -> Tensor:
             n = x.shape[axis]
             if n == 0:
                 raise ValueError(f"pad: mode={mode!r} cannot pad the empty axis {axis}")
-            from .indexing import take
 
             out = take(out, _pad_indices(n, a, b, mode), axis=axis)
         return out

@@ -36,7 +36,7 @@ from ..backend.compiled import kernel
 from ..core.primitive import Primitive, apply
 from ..core.tensor import Tensor
 from ..core.tracing import read_values
-from ..core.vmap import loop_rule, moveaxis
+from ..core.vmap import broadcast_batch, loop_rule, moveaxis
 from .arguments import _array_of, constant, to_tensor
 from .segment import compiled_loop, gather_raw, segment_sum_raw
 
@@ -268,7 +268,6 @@ def _sampled_dot_batch(args, axes, *, shape, transpose, heads):
                                             heads=heads)
     a, b, indptr, indices, row = args
     size = next(t.shape[ax] for t, ax in zip(args[:2], axes[:2]) if ax is not None)
-    from ..core.vmap import broadcast_batch
 
     # the batch becomes a (leading) head axis: (n, B[, H], ...) -> (n, B·H, ...)
     a = moveaxis(broadcast_batch(a, axes[0], size), 0, 1)

@@ -34,13 +34,18 @@ import numpy as np
 
 from .. import backend as B
 from ..backend import threads
-from ..core.tracing import record_call
+from ..backend.compiled import kernel
 from ..core.primitive import Primitive, apply
 from ..core.tensor import from_array
+from ..core.tracing import record_call
+from ..core.transforms import jvp, vjp
 from ..core.vmap import batch_size, broadcast_batch, loop_rule
-from .arguments import to_tensor
-from ..backend.compiled import kernel
+from .arguments import _array_of, constant, to_tensor
+from .creation import zeros_like
+from .elementwise import where
 from .kernels.special import exp_all
+from .reductions import softmax
+from .shape import expand_dims, reshape
 
 
 @kernel
@@ -182,8 +187,6 @@ def _backward_arrays(gy, w, u, k, v, y, m, z):
 
 def _vjp_all(g, out, inputs, needs, *, res):
     """The composite rule: the VJP of the step-by-step reference (every order)."""
-    from ..core.transforms import vjp
-
     _, pullback = vjp(wkv_reference, *inputs)
     return list(pullback(g))
 
@@ -197,10 +200,6 @@ def _vjp_kernel(g, out, inputs, needs, *, res):
 
 
 def _jvp_all(tangents, out, inputs):
-    from ..core.transforms import jvp
-
-    from .creation import zeros_like
-
     tans = tuple(t if t is not None else zeros_like(x) for t, x in zip(tangents, inputs))
     return jvp(wkv_reference, tuple(inputs), tans)[1]
 
@@ -210,7 +209,6 @@ def _batch(args, axes):
     if axes[0] is not None or axes[1] is not None:
         return loop_rule(_WKV)(args, axes)
     size = batch_size(args, axes)
-    from .shape import reshape
 
     k, v = (broadcast_batch(args[i], axes[i], size) for i in (2, 3))
     k = reshape(k, (size * k.shape[1],) + k.shape[2:])
@@ -233,10 +231,6 @@ _WKV = Primitive("wkv", B.numpy_kernel(_forward_arrays, device=_ON_HOST),
 
 def wkv_reference(w, u, k, v):
     """The masked-softmax form (O(T²) memory), differentiable to any order."""
-    from .elementwise import where
-    from .reductions import softmax
-    from .shape import expand_dims
-
     T = k.shape[1]
     xp = np
     t_idx = xp.arange(T)[:, None]
@@ -252,8 +246,6 @@ def wkv_reference(w, u, k, v):
 
 
 def _const(array, like):
-    from .arguments import _array_of, constant
-
     return constant(B.asarray(array, like=_array_of(like)))
 
 
