@@ -86,8 +86,8 @@ from .modes import get_state, switched
 from .pytree import flatten, unflatten
 from .tensor import Tensor, from_array
 
-__all__ = ["jit", "JitError", "note_constant", "note_module", "read_values", "record_call",
-           "refuse_if_traced", "refuse_while_tracing"]
+__all__ = ["jit", "JitError", "Program", "note_constant", "note_module", "read_values",
+           "record_call", "refuse_if_traced", "refuse_while_tracing"]
 
 
 PROFILE = [None]      # the active wl.profile(), which also times replayed steps
@@ -255,7 +255,7 @@ def note_module(obj) -> None:
 def note_constant(array) -> None:
     """Tell a tracing ``jit`` that ``array`` is a constant of the program (a zero
     gradient made for an input the function does not reach), so that outputs handed on
-    from it are known as constants (``_Program.constant_outputs``)."""
+    from it are known as constants (``Program.constant_outputs``)."""
     trace = get_state().trace
     if trace is not None:
         trace._input(array, None)
@@ -290,8 +290,12 @@ def refuse_while_tracing(what: str) -> None:
 
 
 # ----------------------------------------------------------------------------- the program
-class _Program:
-    """The recorded steps of one signature, ready to run on new arguments."""
+class Program:
+    """The recorded steps of one signature, ready to run on new arguments (``jit``'s
+    ``last_program``). Read-only attributes for callers: ``steps`` and ``names`` (what each
+    step computes), ``origins`` (each step's primitive, while unfused), ``guards``,
+    ``constant_outputs`` (per output leaf: whether it depends on no argument, e.g. the zero
+    gradient of a parameter the function does not reach); ``len(program)`` counts steps."""
 
     def __init__(self, rec: _Recorder, arg_slots, out_slots, out_tree, out_static,
                  fuse=False):
@@ -561,7 +565,7 @@ class jit:
                 out_static.append(leaf)
         _guard_unread_indices(rec, out_slots)
         rec.guards.seal(B.get_backend(), get_state().grad_enabled)
-        program = _Program(rec, arg_slots, out_slots, out_tree, out_static, self.fuse)
+        program = Program(rec, arg_slots, out_slots, out_tree, out_static, self.fuse)
         program.generators = [g for g, _ in touched.values()]
         programs = self.programs.setdefault(key, [])
         programs.insert(0, program)
