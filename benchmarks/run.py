@@ -50,7 +50,10 @@ def run_pair(workload, contender, iters, baseline=None, warmup=20):
         contender = "wonderland"
     out = subprocess.run([sys.executable, os.path.join(HERE, "worker.py"), workload,
                           contender, "--iters", str(iters), "--warmup", str(warmup)],
-                         capture_output=True, text=True, check=True, env=env)
+                         capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise SystemExit(f"run.py: {workload} for {contender} failed (exit {out.returncode}):\n"
+                         f"{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
 
 

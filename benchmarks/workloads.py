@@ -485,7 +485,7 @@ def jacobian_256(contender, n=256):
     return step
 
 # ----------------------------------------------------------------------------- recurrent models
-def _lstm_workload(num_layers):
+def _lstm_workload(num_layers, cell="LSTM"):
     def build(contender, batch=32, length=128, n_in=64, hidden=256):
         rng = np.random.default_rng(0)
         x0 = rng.standard_normal((batch, length, n_in)).astype(np.float32)
@@ -493,7 +493,7 @@ def _lstm_workload(num_layers):
         if contender == "wonderland":
             import wonderland as wl
             _warm_up(wl)
-            lstm = wl.nn.LSTM(n_in, hidden, num_layers=num_layers)
+            lstm = getattr(wl.nn, cell)(n_in, hidden, num_layers=num_layers)
             x = wl.tensor(x0, requires_grad=True)
             g = wl.tensor(g0)
 
@@ -504,7 +504,7 @@ def _lstm_workload(num_layers):
                 lstm.zero_grad()
             return step
         import torch
-        lstm = torch.nn.LSTM(n_in, hidden, num_layers=num_layers, batch_first=True)
+        lstm = getattr(torch.nn, cell)(n_in, hidden, num_layers=num_layers, batch_first=True)
         x = torch.tensor(x0, requires_grad=True)
         g = torch.tensor(g0)
 
@@ -519,6 +519,7 @@ def _lstm_workload(num_layers):
 
 workload("lstm_1layer", ("wonderland", "torch"))(_lstm_workload(1))
 workload("lstm_2layer", ("wonderland", "torch"))(_lstm_workload(2))
+workload("gru_1layer", ("wonderland", "torch"))(_lstm_workload(1, "GRU"))
 
 
 def _ssm_arrays(batch=8, length=1024, d=256, n=16):
@@ -673,14 +674,17 @@ def _gpt_batch(vocab, ctx, batch, seed=0):
 
 
 @workload("gpt_step", ("wonderland", "torch"))
-def gpt_step(contender, vocab=80, n_layer=4, n_embd=256, n_head=8, ctx=256, batch=16):
+def gpt_step(contender, vocab=80, n_layer=4, n_embd=256, n_head=8, ctx=256, batch=16,
+             gelu="tanh"):
     """One AdamW step of a character GPT: 4 pre-norm layers, d = 256, 8 heads, context 256,
-    batch 16, GELU (tanh), tied output embedding, causal attention."""
+    batch 16, GELU (tanh; ``gelu="none"``: the exact one), tied output embedding, causal
+    attention."""
     x, y = _gpt_batch(vocab, ctx, batch)
     if contender == "wonderland":
         import wonderland as wl
         wl.random.seed(0)
-        model = wl.models.GPT(vocab, ctx, n_layer, n_head, n_embd)
+        model = wl.models.GPT(vocab, ctx, n_layer, n_head, n_embd,
+                              activation="gelu_tanh" if gelu == "tanh" else "gelu")
         opt = wl.optim.AdamW(model.parameters(), 3e-4)
 
         def step():
@@ -706,7 +710,7 @@ def gpt_step(contender, vocab=80, n_layer=4, n_embd=256, n_head=8, ctx=256, batc
                        for m in (self.q, self.k, self.v))
             o = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
             h = h + self.o(o.transpose(1, 2).reshape(b, t, d))
-            return h + self.proj(nn.functional.gelu(self.fc(self.ln_2(h)), approximate="tanh"))
+            return h + self.proj(nn.functional.gelu(self.fc(self.ln_2(h)), approximate=gelu))
 
     class GPT(nn.Module):
         def __init__(self):
@@ -745,6 +749,101 @@ def gpt_step_jit(contender, vocab=80, n_layer=4, n_embd=256, n_head=8, ctx=256, 
     opt = wl.optim.AdamW(model.parameters(), 3e-4)
     return _jitted_training_step(model, opt, wl.tensor(x), wl.tensor(y.reshape(-1)),
                                  logits_shape=(-1, vocab))
+
+
+@workload("transformer_lm_step", ("wonderland", "torch"))
+def transformer_lm_step(contender):
+    """``gpt_step`` with the exact GELU (``x Φ(x)``, through erf): one AdamW step of a
+    pre-norm transformer LM, 4 layers, d = 256, feed-forward 1,024, 8 heads, batch 16 ×
+    256 tokens."""
+    return gpt_step(contender, gelu="none")
+
+
+# ----------------------------------------------------------------------------- GELU per element
+def _gelu_workload(backward, shape=(16, 256, 1024)):
+    """The exact GELU on a float32 (16, 256, 1024) array (the MLP activations of
+    ``transformer_lm_step``): forward, or forward and backward. Divide the step time by
+    4,194,304 for the time per element. The NumPy column is SciPy's float32 ``erf`` in
+    ``0.5 x (1 + erf(x/√2))`` (and the slope ``Φ(x) + x φ(x)`` by hand)."""
+    def build(contender):
+        rng = np.random.default_rng(0)
+        x0 = (rng.standard_normal(shape) * 3).astype(np.float32)
+        g0 = rng.standard_normal(shape).astype(np.float32)
+        if contender == "wonderland":
+            import wonderland as wl
+            gelu = wl.nn.functional.gelu
+            x, g = wl.tensor(x0, requires_grad=backward), wl.tensor(g0)
+            if not backward:
+                return lambda: gelu(x)
+
+            def step():
+                gelu(x).backward(g)
+                x.grad = None
+            return step
+        if contender == "torch":
+            import torch
+            gelu = torch.nn.functional.gelu
+            x, g = torch.tensor(x0, requires_grad=backward), torch.tensor(g0)
+            if not backward:
+                return lambda: gelu(x)
+
+            def step():
+                gelu(x).backward(g)
+                x.grad = None
+            return step
+        from scipy.special import erf
+        half, root = np.float32(0.5), np.float32(1 / np.sqrt(2))
+        density = np.float32(1 / np.sqrt(2 * np.pi))
+
+        def step():
+            phi = half * (1 + erf(x0 * root))
+            out = x0 * phi
+            if backward:
+                return out, g0 * (phi + x0 * density * np.exp(half * -(x0 * x0)))
+            return out
+        return step
+    return build
+
+
+workload("gelu_forward", ("wonderland", "torch", "numpy"))(_gelu_workload(False))
+workload("gelu_forward_backward", ("wonderland", "torch", "numpy"))(_gelu_workload(True))
+
+
+# ----------------------------------------------------------------------------- LSTM training step
+@workload("lstm_train_step", ("wonderland", "torch"))
+def lstm_train_step(contender, batch=32, length=128, n_in=128, hidden=256, lr=1e-3):
+    """One Adam step of an LSTM 128 → 256 over (32, 128, 128) with a linear head 256 → 128
+    on every step and a mean squared error against a target sequence."""
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((batch, length, n_in)).astype(np.float32)
+    y0 = rng.standard_normal((batch, length, n_in)).astype(np.float32)
+    if contender == "wonderland":
+        import wonderland as wl
+        _warm_up(wl)
+        wl.random.seed(0)
+        lstm, head = wl.nn.LSTM(n_in, hidden), wl.nn.Linear(hidden, n_in)
+        opt = wl.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr)
+        x, y = wl.tensor(x0), wl.tensor(y0)
+
+        def step():
+            opt.zero_grad()
+            out, _ = lstm(x)
+            wl.nn.functional.mse_loss(head(out), y).backward()
+            opt.step()
+        return step
+    import torch
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(n_in, hidden, batch_first=True)
+    head = torch.nn.Linear(hidden, n_in)
+    opt = torch.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr)
+    x, y = torch.tensor(x0), torch.tensor(y0)
+
+    def step():
+        opt.zero_grad()
+        out, _ = lstm(x)
+        torch.nn.functional.mse_loss(head(out), y).backward()
+        opt.step()
+    return step
 
 
 # ----------------------------------------------------------------------------- graphs

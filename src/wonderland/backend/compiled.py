@@ -32,6 +32,8 @@ import tempfile
 import threading
 import types
 
+import numpy as np
+
 _lock = threading.RLock()          # a kernel compiles the kernels it calls first
 
 
@@ -80,6 +82,16 @@ class kernel:
     def __call__(self, *args):
         return self.compiled()(*args)
 
+    def llvm_ir(self, *args) -> str:
+        """The optimised LLVM IR of this kernel for the types of ``args`` (compiled afresh
+        without the disk cache, whose entries numba cannot inspect): what to read to see
+        whether a loop was vectorised (``<8 x float>``)."""
+        import numba
+
+        fresh = numba.njit(nogil=True, error_model="numpy", **self.options)(_linked(self.py_func))
+        fresh.compile(tuple(numba.typeof(a) for a in args))
+        return "".join(fresh.inspect_llvm().values())
+
 
 def _linked(fn):
     """``fn`` with the kernels it calls (globals that are :class:`kernel` objects)
@@ -101,6 +113,61 @@ def kernel_fma(fn):
     sums are kept). Rounded once instead of twice, results differ from NumPy's in the
     last bits; about twice as fast in the multiply-add loops of small convolutions."""
     return kernel(fn, fastmath={"contract"})
+
+
+def kernel_fast(fn=None, **options):
+    """``@kernel`` for float32 loops of arithmetic that should run at SIMD width: LLVM may
+    contract ``a * b + c`` into fused multiply-adds, use reciprocals, ignore the sign of
+    zero and approximate library functions (``contract``, ``arcp``, ``nsz``, ``afn``), but
+    keeps NaN and infinities (no ``nnan``/``ninf``) and the order of operations (no
+    ``reassoc``: range reductions rely on it). ``inline=True`` marks a helper that the
+    kernels calling it inline, so that the vectoriser sees one loop body."""
+    def wrap(f):
+        opts = dict(options)
+        if opts.pop("inline", False):
+            opts["inline"] = "always"
+        return kernel(f, fastmath=set(FAST_MATH), **opts)
+    return wrap(fn) if fn is not None else wrap
+
+
+FAST_MATH = frozenset({"contract", "arcp", "nsz", "afn"})
+
+
+def float32_from_bits(i):
+    """The float32 whose bit pattern is the 32-bit integer ``i`` (``2ᵏ`` is
+    ``float32_from_bits((k + 127) << 23)``). Compiled, it is one bitcast, which vectorises;
+    plain Python, a NumPy view."""
+    return np.array(i, dtype=np.int32).view(np.float32)[()]
+
+
+def _register_bitcast():
+    """Teach numba :func:`float32_from_bits` as an LLVM bitcast."""
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic, overload
+
+    @intrinsic
+    def _bitcast(typingctx, i):
+        if not isinstance(i, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            v, width = args[0], signature.args[0].bitwidth
+            if width > 32:
+                v = builder.trunc(v, ir.IntType(32))
+            elif width < 32:
+                v = builder.sext(v, ir.IntType(32))
+            return builder.bitcast(v, ir.FloatType())
+        return types.float32(i), codegen
+
+    @overload(float32_from_bits, jit_options={"inline": "always"})
+    def _float32_from_bits(i):
+        if isinstance(i, types.Integer):
+            return lambda i: _bitcast(i)
+
+
+if ENABLED:
+    _register_bitcast()
 
 
 # ----------------------------------------------------------------------------- generated loops
@@ -166,4 +233,5 @@ def load_generated(source: str, prefix: str = "fused"):
         return module
 
 
-__all__ = ["ENABLED", "available", "kernel", "kernel_fma", "cache_dir", "load_generated"]
+__all__ = ["ENABLED", "available", "kernel", "kernel_fma", "kernel_fast", "FAST_MATH",
+           "float32_from_bits", "cache_dir", "load_generated"]

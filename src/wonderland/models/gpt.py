@@ -69,8 +69,12 @@ class Block(Module):
         a, _ = self.attn(h, h, h, attn_mask=causal_mask, is_causal=True, need_weights=False,
                          cache=cache, rope=rope)
         x = x + self.dropout(a)
-        act = ACTIVATIONS[self.activation]
-        return x + self.dropout(self.proj(act(self.fc(self.ln_2(x)))))
+        h = self.ln_2(x)
+        if self.activation == "gelu":      # the exact GELU in the product's epilogue
+            h = F.linear(h, self.fc.weight, self.fc.bias, activation="gelu")
+        else:
+            h = ACTIVATIONS[self.activation](self.fc(h))
+        return x + self.dropout(self.proj(h))
 
 
 class GPT(Module):

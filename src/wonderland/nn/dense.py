@@ -10,19 +10,26 @@ from ..core.tensor import Tensor
 from ..core.tracing import read_values, record_call
 from ..ops.arguments import constant
 from ..ops.nn import linear as _fused_linear
+from ..ops.nn import linear_gelu as _fused_linear_gelu
 
 __all__ = ["linear", "one_hot", "embedding"]
 
 
-def linear(x, weight, bias=None) -> Tensor:
+def linear(x, weight, bias=None, activation=None) -> Tensor:
     """``x @ weight + bias`` with ``weight`` of shape ``(in, out)``: ``x`` is ``(...,
-    in)``, features last. One fused node (see ``wonderland.ops.nn.linear``)."""
+    in)``, features last. One fused node (see ``wonderland.ops.nn.linear``).
+    ``activation="gelu"`` applies the exact GELU in the same node, in the product's
+    epilogue (``wonderland.ops.nn.linear_gelu``)."""
     ndim = x.ndim if isinstance(x, Tensor) else np.ndim(x)
     w_shape = tuple(getattr(weight, "shape", np.shape(weight)))
     if ndim == 0 and len(w_shape) == 2:
         raise ValueError(f"linear: expected an input of shape (..., {w_shape[0]}) (features "
                          f"last) for a weight of shape {w_shape}, got a scalar")
-    return _fused_linear(x, weight, bias)
+    if activation is None:
+        return _fused_linear(x, weight, bias)
+    if activation != "gelu":
+        raise ValueError(f"linear: activation must be None or 'gelu', got {activation!r}")
+    return _fused_linear_gelu(x, weight, bias)
 
 
 def one_hot(indices, num_classes=-1, dtype=None) -> Tensor:

@@ -51,6 +51,14 @@ def _activation(act):
     raise TypeError(f"activation must be 'relu', 'gelu' or a callable, got {act!r}")
 
 
+def _activated(act, linear, x):
+    """``act(linear(x))``; the exact GELU goes into the product's epilogue (one fused
+    node, ``F.linear(..., activation="gelu")``)."""
+    if type(act) is GELU and act.approximate == "none" and linear.bias is not None:
+        return F.linear(x, linear.weight, linear.bias, activation="gelu")
+    return act(linear(x))
+
+
 def generate_square_subsequent_mask(sz, dtype=None):
     """PyTorch's causal float mask: ``-inf`` above the diagonal, 0 elsewhere, ``(sz, sz)``."""
     d = dtypes.as_dtype(dtype) or dtypes.get_default_dtype()
@@ -87,7 +95,8 @@ class TransformerEncoderLayer(Module):
                                             need_weights=False, is_causal=is_causal)[0])
 
     def _ff(self, x):
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        h = _activated(self.activation, self.linear1, x)
+        return self.dropout2(self.linear2(self.dropout(h)))
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         x = floating(to_tensor(src, "TransformerEncoderLayer"))
@@ -135,7 +144,8 @@ class TransformerDecoderLayer(Module):
                                                  need_weights=False, is_causal=is_causal)[0])
 
     def _ff(self, x):
-        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        h = _activated(self.activation, self.linear1, x)
+        return self.dropout3(self.linear2(self.dropout(h)))
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False,

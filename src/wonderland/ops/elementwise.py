@@ -262,11 +262,33 @@ _cos = _elementwise("cos", np.cos, onnx=_onnx_op("Cos"), vjp=lambda g, out, x: -
 _tan = _elementwise("tan", np.tan, vjp=lambda g, out, x: g * (out * out + 1.0),
                     jvp=lambda t, out, x: t * (out * out + 1.0), save=("out",),
                     onnx=_onnx_op("Tan"))
+
+
+def _slope_kernel(name):
+    """A first-order VJP from the output alone: ``kernels.elementwise.<name>(g, out)`` on
+    arrays (one compiled pass instead of three NumPy ones), where the arrays are plain
+    NumPy floats of one shape and dtype."""
+    def rule(g, out, inputs, needs):
+        if not _fused.applies(g.data, out.data):
+            return NotImplemented
+        return [constant(record_call(getattr(_fused, name), g.data, out.data))]
+    return rule
+
+
+# NumPy's float32 tanh is already vectorised; the backward is one compiled pass
 _tanh = _elementwise("tanh", np.tanh, vjp=lambda g, out, x: g * (1.0 - out * out),
+                     vjp_kernel=_slope_kernel("tanh_backward"),
                      jvp=lambda t, out, x: t * (1.0 - out * out), save=("out",),
                      onnx=_onnx_op("Tanh"))
-_sigmoid = _elementwise("sigmoid", lambda x: B.of(x).expit(x), onnx=_onnx_op("Sigmoid"),
+
+
+def _sigmoid_forward(x):
+    return _special.sigmoid(x) if _special.applies(x) else B.of(x).expit(x)
+
+
+_sigmoid = _elementwise("sigmoid", _sigmoid_forward, onnx=_onnx_op("Sigmoid"),
                         vjp=lambda g, out, x: g * (out * (1.0 - out)),
+                        vjp_kernel=_slope_kernel("sigmoid_backward"),
                         jvp=lambda t, out, x: t * (out * (1.0 - out)), save=("out",))
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
@@ -282,7 +304,10 @@ _erf = _elementwise("erf", _erf_forward, onnx=_onnx_op("Erf"),
 
 def _softplus_forward(x):
     """``log(1 + e^x)`` as ``max(x, 0) + log1p(e^-|x|)``: as accurate as
-    ``np.logaddexp(0, x)`` and ~9x faster (no overflow: the exponent is never positive)."""
+    ``np.logaddexp(0, x)`` and ~9x faster (no overflow: the exponent is never positive);
+    float32 arrays in one compiled pass."""
+    if _special.applies(x):
+        return _special.softplus(x)
     if type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim == 0:
         return np.logaddexp(0, x)
     out = np.abs(x)
@@ -293,8 +318,16 @@ def _softplus_forward(x):
     return out
 
 
+def _softplus_vjp_kernel(g, out, inputs, needs):
+    """First order, float32: ``g σ(x)`` in one compiled pass."""
+    x, = inputs
+    if not _special.applies(x.data) or g.shape != x.shape or g.dtype != x.dtype:
+        return NotImplemented
+    return [constant(record_call(_special.softplus_vjp, g.data, x.data))]
+
+
 _softplus = _elementwise("softplus", _softplus_forward, onnx=_onnx_op("Softplus"), save=(0,),
-                         vjp=lambda g, out, x: g * sigmoid(x),
+                         vjp=lambda g, out, x: g * sigmoid(x), vjp_kernel=_softplus_vjp_kernel,
                          jvp=lambda t, out, x: t * sigmoid(x))
 
 

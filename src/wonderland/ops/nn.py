@@ -1,10 +1,12 @@
 """Fused primitives for neural-network layers, where composition would be slower, less
-stable or keep more memory: ``linear`` (x @ W + b in one node),
+stable or keep more memory: ``linear`` (x @ W + b in one node), ``linear_gelu`` (the
+exact GELU in the product's epilogue),
 ``softmax_cross_entropy``, the activations ``gelu`` and ``silu`` (one node keeping only
 the input, where the composite keeps three or four arrays) and ``masked_scale``
 (dropout: keeps only the boolean mask).
 
-Their composite references (``x @ w + b``; ``-(q * log_softmax(z)).sum(-1)``;
+Their composite references (``x @ w + b``; ``gelu(x @ w + b)``;
+``-(q * log_softmax(z)).sum(-1)``;
 ``x Φ(x)``; ``x σ(x)``; ``x * mask / (1 - p)``) are checked against them in the tests,
 and they are what each primitive's ONNX export rule writes (``onnx=``).
 """
@@ -72,12 +74,8 @@ _linear = Primitive(
     batch=_linear_batch)
 
 
-def linear(x, weight, bias=None) -> Tensor:
-    """``x @ weight + bias`` with ``weight`` of shape (in, out) (channels last).
-
-    One fused node: the bias is added in place into the product, and the backward
-    folds batch dimensions into one matrix product.
-    """
+def _linear_operands(x, weight, bias):
+    """``linear``'s arguments checked, as tensors of one dtype (``bias`` may be None)."""
     x, weight = operands(x, weight, "linear")
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (in, out), got shape {weight.shape}")
@@ -85,13 +83,25 @@ def linear(x, weight, bias=None) -> Tensor:
         raise ValueError(f"linear: input features {x.shape[-1] if x.ndim else None} do not "
                          f"match weight {weight.shape} (input shape {x.shape})")
     if bias is None:
-        return _mm(x, weight) if x.ndim else x @ weight
+        return x, weight, None
     bias = to_tensor(bias, "linear")
     if bias.shape != (weight.shape[1],):
         raise ValueError(f"linear: bias must have shape ({weight.shape[1]},), got {bias.shape}")
     if x.dtype != weight.dtype or bias.dtype != weight.dtype:
         dtype = np.result_type(x.dtype, weight.dtype, bias.dtype)
         x, weight, bias = x.astype(dtype), weight.astype(dtype), bias.astype(dtype)
+    return x, weight, bias
+
+
+def linear(x, weight, bias=None) -> Tensor:
+    """``x @ weight + bias`` with ``weight`` of shape (in, out) (channels last).
+
+    One fused node: the bias is added in place into the product, and the backward
+    folds batch dimensions into one matrix product.
+    """
+    x, weight, bias = _linear_operands(x, weight, bias)
+    if bias is None:
+        return _mm(x, weight) if x.ndim else x @ weight
     return apply(_linear, (x, weight, bias))
 
 
@@ -179,7 +189,8 @@ def _gelu_vjp(g, out, x, *, approximate):
 def _gelu_vjp_kernel(g, out, inputs, needs, *, approximate):
     """First order, exact GELU: one compiled pass over the cotangent and the input."""
     x, = inputs
-    if approximate != "none" or not _special.applies(x.data) or g.shape != x.shape:
+    if approximate != "none" or not _special.applies(x.data) or g.shape != x.shape \
+            or g.dtype != x.dtype:
         return NotImplemented
     return [constant(record_call(_special.gelu_vjp, g.data, x.data))]
 
@@ -219,6 +230,8 @@ def gelu(x, approximate="none") -> Tensor:
 
 
 def _silu_forward(x):
+    if _special.applies(x):
+        return _special.silu(x)
     return x * B.of(x).expit(x)
 
 
@@ -227,10 +240,18 @@ def _silu_slope(x):
     return s * (x * (1.0 - s) + 1.0)
 
 
+def _silu_vjp_kernel(g, out, inputs, needs):
+    """First order, float32: ``g σ(x) (1 + x σ(−x))`` in one compiled pass."""
+    x, = inputs
+    if not _special.applies(x.data) or g.shape != x.shape or g.dtype != x.dtype:
+        return NotImplemented
+    return [constant(record_call(_special.silu_vjp, g.data, x.data))]
+
+
 _silu = Primitive("silu", _silu_forward, save=(0,),
                   onnx=lambda g, inputs, outputs:
                       g.node("Mul", [inputs[0], g.node("Sigmoid", inputs)], outputs[0]),
-                  vjp=lambda g, out, x: g * _silu_slope(x),
+                  vjp=lambda g, out, x: g * _silu_slope(x), vjp_kernel=_silu_vjp_kernel,
                   jvp=lambda t, out, x: t * _silu_slope(x))
 _silu.batch = unary_rule(_silu)
 
@@ -241,6 +262,82 @@ def silu(x) -> Tensor:
     if x.dtype.kind != "f":
         x = x.astype(np.float32)
     return apply(_silu, (x,))
+
+
+# ----------------------------------------------------------------------------- linear + exact GELU
+def _linear_gelu_forward(x, w, b):
+    """``gelu(x @ w + b)`` and the pre-activation ``h`` (kept for the backward). Float32:
+    the bias and the GELU in one compiled pass over the product (its epilogue)."""
+    if not (_special.applies(x) and _special.applies(w) and _special.applies(b)):
+        h = _linear_forward(x, w, b)
+        return _gelu_forward(h, approximate="none"), (h,)
+    x2 = np.ascontiguousarray(x).reshape(_matrix_shape(x.shape))
+    h = gemm(x2, w)
+    y = _special.bias_gelu(h, b)
+    shape = x.shape[:-1] + (w.shape[-1],)
+    return y.reshape(shape), (h.reshape(shape),)
+
+
+def _linear_gelu_vjp(g, out, inputs, needs, *, res):
+    """The composite rule (every order): the pre-activation recomputed with tensor ops."""
+    x, w, b = inputs
+    gh = g * _gelu_slope(apply(_linear, (x, w, b)), "none")
+    return [rule(gh, None, x, w, b) if need else None
+            for rule, need in zip((_linear_vjp_x, _linear_vjp_w, lambda gh, *_: gh), needs)]
+
+
+def _linear_gelu_vjp_kernel(g, out, inputs, needs, *, res):
+    """First order, float32: GELU's slope and the bias gradient in one compiled pass over
+    the kept pre-activation, then the two products of ``linear``'s rules."""
+    x, w, b = inputs
+    h = res[0].data
+    if not _special.applies(h) or g.shape != h.shape or g.dtype != h.dtype:
+        return NotImplemented
+    gh, gb = record_call(_special.gelu_grad_bias, g.data, h)
+    gh = constant(gh)
+    return [_linear_vjp_x(gh, None, x, w, b) if needs[0] else None,
+            _linear_vjp_w(gh, None, x, w, b) if needs[1] else None,
+            constant(gb) if needs[2] else None]
+
+
+def _linear_gelu_jvp(tangents, out, inputs):
+    x, w, b = inputs
+    tx, tw, tb = tangents
+    th = None
+    for t in (None if tx is None else _mm(tx, w), None if tw is None else _mm(x, tw), tb):
+        if t is not None:
+            th = t if th is None else th + t
+    return th * _gelu_slope(apply(_linear, (x, w, b)), "none")
+
+
+def _linear_gelu_batch(args, axes):
+    (x, w, b), (ax, aw, ab) = args, axes
+    if aw is None and ab is None:
+        return apply(_linear_gelu, (moveaxis(x, ax, 0), w, b)), 0
+    h, ah = _linear_batch(args, axes)
+    return apply(_gelu, (h,), {"approximate": "none"}), ah
+
+
+def _linear_gelu_onnx(g, inputs, outputs):
+    x, w, b = inputs
+    _gelu_onnx(g, [g.node("Add", [g.matmul(x, w), b])], outputs, approximate="none")
+
+
+_linear_gelu = Primitive(
+    "linear_gelu", _linear_gelu_forward, save="inputs", residuals=True,
+    vjp_all=_linear_gelu_vjp, vjp_kernel=_linear_gelu_vjp_kernel, jvp_all=_linear_gelu_jvp,
+    batch=_linear_gelu_batch, onnx=_linear_gelu_onnx)
+
+
+def linear_gelu(x, weight, bias) -> Tensor:
+    """``gelu(x @ weight + bias)`` with the exact GELU as one node: for float32 the bias
+    and the GELU run in one pass over the product (its epilogue), and the backward
+    computes GELU's slope and the bias gradient in one pass too. ``gelu(linear(x,
+    weight, bias))`` is its reference (and what it computes without a bias)."""
+    x, weight, bias = _linear_operands(x, weight, bias)
+    if bias is None or x.ndim == 0:
+        return gelu(linear(x, weight, bias))
+    return apply(_linear_gelu, (x, weight, bias))
 
 
 # ----------------------------------------------------------------------------- dropout

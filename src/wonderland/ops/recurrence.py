@@ -13,11 +13,14 @@ step at once, one matrix product outside the loop), with PyTorch's equations::
 Steps where ``mask[b, t]`` is false leave the state as it is and output zeros (padding
 after a sequence's end: the final state is then the state at each sequence's end).
 
-The forward is one compiled loop over time (``ops/kernels``): per step one matrix
-product ``h W_hh`` and one pass over the gates; it keeps the gates and the states before
-each step. The VJP is backpropagation through time in one compiled reverse loop (one
-product with ``W_hhᵀ`` per step), after which ``∂W_hh`` is a single product over every
-step at once. So the graph holds one node per layer and direction, whatever the length.
+The forward is one compiled loop over time (``ops/kernels/recurrent.py``): per step one
+matrix product ``h W_hh`` and one pass over the hidden units that applies the gates'
+nonlinearities (float32: vectorised) and updates the state; it keeps the gates and the
+states before each step. The VJP is backpropagation through time in one compiled reverse
+loop (one product with ``W_hhᵀ`` per step), after which ``∂W_hh`` is a single product over
+every step at once. Batches large enough run their sequences on the library's threads,
+each thread its own rows through every step. So the graph holds one node per layer and
+direction, whatever the length.
 
 Higher orders and forward mode go through the composite reference (:func:`reference`,
 the same equations with tensor operations inside :func:`wonderland.scan`), which the
@@ -30,7 +33,7 @@ import numpy as np
 
 from .. import backend as B
 from ..backend import threads
-from ..backend.compiled import ENABLED, kernel
+from ..backend import compiled
 from ..core.primitive import Primitive, apply
 from ..core.scan import scan
 from ..core.tensor import from_array
@@ -40,264 +43,12 @@ from ..core.vmap import batch_size, broadcast_batch, loop_rule, moveaxis
 from .arguments import to_tensor
 from .creation import zeros, zeros_like
 from .elementwise import greater, maximum, sigmoid, tanh, where
-from .kernels.special import exp_into as _exp_into
+from .kernels import recurrent as _loops
+from .linalg import gemm
 from .shape import expand_dims, reshape, split
 
 KINDS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
-
-
-# ----------------------------------------------------------------------------- kernels
-@kernel
-def _rnn_forward(xw, w_hh, b_hh, h0, mask, reverse, relu, fast, hs, hprev, hT):
-    Bn, T, H = xw.shape
-    h = h0.copy()
-    pre = np.empty(H, xw.dtype)
-    act = np.empty(H, xw.dtype)
-    e_in = np.empty(H, xw.dtype)
-    e_out = np.empty(H, xw.dtype)
-    bits = np.empty(H, np.int64)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        zh = h @ w_hh
-        for b in range(Bn):
-            if mask[b, t]:
-                for j in range(H):
-                    hprev[b, t, j] = h[b, j]
-                    pre[j] = xw[b, t, j] + zh[b, j] + b_hh[j]
-                if relu:
-                    for j in range(H):
-                        act[j] = max(pre[j], 0.0)
-                else:
-                    _activate(pre, act, 0, H, e_in, e_out, bits, fast)
-                for j in range(H):
-                    h[b, j] = act[j]
-                    hs[b, t, j] = act[j]
-            else:
-                for j in range(H):
-                    hprev[b, t, j] = h[b, j]
-                    hs[b, t, j] = 0.0
-    hT[:] = h
-
-
-@kernel
-def _rnn_backward(g_hs, g_hT, w_hh_t, hs, mask, reverse, relu, dz):
-    Bn, T, H = hs.shape
-    dh = g_hT.copy()
-    dzt = np.zeros((Bn, H), dtype=hs.dtype)
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        for b in range(Bn):
-            if mask[b, t]:
-                for j in range(H):
-                    d = dh[b, j] + g_hs[b, t, j]
-                    v = hs[b, t, j]
-                    if relu:
-                        dzt[b, j] = d if v > 0.0 else 0.0
-                    else:
-                        dzt[b, j] = d * (1.0 - v * v)
-            else:
-                for j in range(H):
-                    dzt[b, j] = 0.0
-            for j in range(H):
-                dz[b, t, j] = dzt[b, j]
-        back = dzt @ w_hh_t
-        for b in range(Bn):
-            if mask[b, t]:
-                for j in range(H):
-                    dh[b, j] = back[b, j]
-    return dh
-
-
-@kernel
-def _gru_forward(xw, w_hh, b_hh, h0, mask, reverse, fast, hs, hprev, gates, hn, hT):
-    Bn, T, G = xw.shape
-    H = G // 3
-    h = h0.copy()
-    pre = np.empty(2 * H, xw.dtype)
-    rz = np.empty(2 * H, xw.dtype)
-    npre = np.empty(H, xw.dtype)
-    n = np.empty(H, xw.dtype)
-    e_in = np.empty(2 * H, xw.dtype)
-    e_out = np.empty(2 * H, xw.dtype)
-    bits = np.empty(2 * H, np.int64)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        zh = h @ w_hh
-        for b in range(Bn):
-            if mask[b, t]:
-                for j in range(2 * H):
-                    pre[j] = xw[b, t, j] + zh[b, j] + b_hh[j]
-                _activate(pre, rz, 0, 0, e_in, e_out, bits, fast)        # r, z: sigmoid
-                for j in range(H):
-                    hn_ = zh[b, 2 * H + j] + b_hh[2 * H + j]
-                    hn[b, t, j] = hn_
-                    npre[j] = xw[b, t, 2 * H + j] + rz[j] * hn_
-                _activate(npre, n, 0, H, e_in, e_out, bits, fast)         # n: tanh
-                for j in range(H):
-                    hp = h[b, j]
-                    hprev[b, t, j] = hp
-                    z = rz[H + j]
-                    v = (1.0 - z) * n[j] + z * hp
-                    gates[b, t, j] = rz[j]
-                    gates[b, t, H + j] = z
-                    gates[b, t, 2 * H + j] = n[j]
-                    h[b, j] = v
-                    hs[b, t, j] = v
-            else:
-                for j in range(H):
-                    hprev[b, t, j] = h[b, j]
-                    hs[b, t, j] = 0.0
-    hT[:] = h
-
-
-@kernel
-def _gru_backward(g_hs, g_hT, w_hh_t, hprev, gates, hn, mask, reverse, dzx, dzh):
-    Bn, T, H = hprev.shape
-    dh = g_hT.copy()
-    direct = np.zeros((Bn, H), dtype=hprev.dtype)
-    dzt = np.zeros((Bn, 3 * H), dtype=hprev.dtype)
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        for b in range(Bn):
-            if mask[b, t]:
-                for j in range(H):
-                    d = dh[b, j] + g_hs[b, t, j]
-                    r = gates[b, t, j]
-                    z = gates[b, t, H + j]
-                    n = gates[b, t, 2 * H + j]
-                    dn = d * (1.0 - z) * (1.0 - n * n)
-                    dr = dn * hn[b, t, j] * r * (1.0 - r)
-                    dzg = d * (hprev[b, t, j] - n) * z * (1.0 - z)
-                    direct[b, j] = d * z
-                    dzx[b, t, j] = dr
-                    dzx[b, t, H + j] = dzg
-                    dzx[b, t, 2 * H + j] = dn
-                    dzt[b, j] = dr
-                    dzt[b, H + j] = dzg
-                    dzt[b, 2 * H + j] = dn * r
-            else:
-                for j in range(3 * H):
-                    dzx[b, t, j] = 0.0
-                    dzt[b, j] = 0.0
-            for j in range(3 * H):
-                dzh[b, t, j] = dzt[b, j]
-        back = dzt @ w_hh_t
-        for b in range(Bn):
-            if mask[b, t]:
-                for j in range(H):
-                    dh[b, j] = back[b, j] + direct[b, j]
-    return dh
-
-
-@kernel
-def _activate(x, out, tanh_lo, tanh_hi, e_in, e_out, bits, fast):
-    """``out[j]`` = tanh(x[j]) for ``tanh_lo <= j < tanh_hi``, the logistic sigmoid of
-    x[j] elsewhere. ``fast`` (float32 data): through the vectorised ``exp_into``, with
-    tanh(x) = 2σ(2x) − 1; otherwise the C library's ``exp`` and ``tanh``, element by
-    element. ``e_in``, ``e_out`` and ``bits`` are scratch of at least ``x.size``."""
-    n = x.size
-    if not fast:
-        for j in range(n):
-            if tanh_lo <= j < tanh_hi:
-                out[j] = np.tanh(x[j])
-            else:
-                out[j] = 1.0 / (1.0 + np.exp(-x[j]))
-        return
-    for j in range(n):
-        e_in[j] = -2.0 * x[j] if tanh_lo <= j < tanh_hi else -x[j]
-    _exp_into(e_in[:n], e_out[:n], bits)
-    for j in range(n):
-        sig = 1.0 / (1.0 + e_out[j])
-        out[j] = 2.0 * sig - 1.0 if tanh_lo <= j < tanh_hi else sig
-
-
-@kernel
-def _lstm_forward(xw, w_hh, b_hh, h0, c0, mask, reverse, fast, hs, hprev, cprev, gates, hT, cT):
-    Bn, T, G = xw.shape
-    H = G // 4
-    h = h0.copy()
-    c = c0.copy()
-    pre = np.empty(G, xw.dtype)
-    act = np.empty(G, xw.dtype)
-    cn = np.empty(H, xw.dtype)
-    tc = np.empty(H, xw.dtype)
-    e_in = np.empty(G, xw.dtype)
-    e_out = np.empty(G, xw.dtype)
-    bits = np.empty(G, np.int64)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        zh = h @ w_hh
-        for b in range(Bn):
-            if mask[b, t]:
-                for j in range(G):
-                    pre[j] = xw[b, t, j] + zh[b, j] + b_hh[j]
-                # gates i, f, g, o: sigmoid, sigmoid, tanh, sigmoid
-                _activate(pre, act, 2 * H, 3 * H, e_in, e_out, bits, fast)
-                for j in range(H):
-                    hprev[b, t, j] = h[b, j]
-                    cprev[b, t, j] = c[b, j]
-                    cn[j] = act[H + j] * c[b, j] + act[j] * act[2 * H + j]
-                _activate(cn, tc, 0, H, e_in, e_out, bits, fast)
-                for j in range(G):
-                    gates[b, t, j] = act[j]
-                for j in range(H):
-                    v = act[3 * H + j] * tc[j]
-                    c[b, j] = cn[j]
-                    h[b, j] = v
-                    hs[b, t, j] = v
-            else:
-                for j in range(H):
-                    hprev[b, t, j] = h[b, j]
-                    cprev[b, t, j] = c[b, j]
-                    hs[b, t, j] = 0.0
-    hT[:] = h
-    cT[:] = c
-
-
-@kernel
-def _lstm_backward(g_hs, g_hT, g_cT, w_hh_t, cprev, gates, mask, reverse, fast, dz):
-    Bn, T, H = cprev.shape
-    dh = g_hT.copy()
-    dc = g_cT.copy()
-    dzt = np.zeros((Bn, 4 * H), dtype=cprev.dtype)
-    cn = np.empty(H, cprev.dtype)
-    tc = np.empty(H, cprev.dtype)
-    e_in = np.empty(H, cprev.dtype)
-    e_out = np.empty(H, cprev.dtype)
-    bits = np.empty(H, np.int64)
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        for b in range(Bn):
-            if mask[b, t]:
-                for j in range(H):
-                    i, f, g = gates[b, t, j], gates[b, t, H + j], gates[b, t, 2 * H + j]
-                    cn[j] = f * cprev[b, t, j] + i * g
-                _activate(cn, tc, 0, H, e_in, e_out, bits, fast)
-                for j in range(H):
-                    d = dh[b, j] + g_hs[b, t, j]
-                    i = gates[b, t, j]
-                    f = gates[b, t, H + j]
-                    g = gates[b, t, 2 * H + j]
-                    o = gates[b, t, 3 * H + j]
-                    cp = cprev[b, t, j]
-                    dct = dc[b, j] + d * o * (1.0 - tc[j] * tc[j])
-                    dc[b, j] = dct * f
-                    dzt[b, j] = dct * g * i * (1.0 - i)
-                    dzt[b, H + j] = dct * cp * f * (1.0 - f)
-                    dzt[b, 2 * H + j] = dct * i * (1.0 - g * g)
-                    dzt[b, 3 * H + j] = d * tc[j] * o * (1.0 - o)
-            else:
-                for j in range(4 * H):
-                    dzt[b, j] = 0.0
-            for j in range(4 * H):
-                dz[b, t, j] = dzt[b, j]
-        back = dzt @ w_hh_t
-        for b in range(Bn):
-            if mask[b, t]:
-                for j in range(H):
-                    dh[b, j] = back[b, j]
-    return dh, dc
 
 
 def warm() -> None:
@@ -311,6 +62,66 @@ def warm() -> None:
             outs, res = _forward(xw, w, bb, z, z, np.ones((1, 1), bool), kind=kind,
                                  reverse=False)
             _backward_arrays([outs[0] * 0, z, z], res, w, np.ones((1, 1), bool), kind, False)
+
+
+# ----------------------------------------------------------------------------- per-step products
+# A step's product is a few rows times a weight matrix that stays the same for every step.
+# With at most 16 rows (a thread's share of a batch of 32), cut into blocks of at most
+# 2^19 multiply-adds, it runs in OpenBLAS's small-matrix kernels, which do not pack the
+# weights again on every call: 16 rows by (256, 1024) take 84 µs in 8 blocks against
+# 104 µs in one product (Intel Xeon, OpenBLAS 0.3.31), while with 32 rows one product is
+# the faster (172 against 179 µs), hence one block there (benchmarks/README.md).
+_BLOCK_ROWS = 16
+_BLOCK_WORK = 1 << 19
+
+
+def _block_width(rows, other, full):
+    """How many columns (or inner indices) a block takes: ``full`` (one block) for more
+    than ``_BLOCK_ROWS`` rows, else so that ``16 × other × width`` stays within
+    ``_BLOCK_WORK`` (a multiple of 8, at least 8)."""
+    if rows > _BLOCK_ROWS:
+        return full
+    width = _BLOCK_WORK // (_BLOCK_ROWS * max(other, 1))
+    return min(full, max(8, width - width % 8))
+
+
+class _ColumnBlocks:
+    """``h @ w`` into ``out[k]``, the k-th block of columns (``out`` is ``(blocks, rows,
+    width)``, what the step kernels read)."""
+
+    def __init__(self, w, rows):
+        self.width = _block_width(rows, w.shape[0], w.shape[1])
+        self.blocks = [np.ascontiguousarray(w[:, i:i + self.width])
+                       for i in range(0, w.shape[1], self.width)]
+        self.rows = rows
+
+    def buffer(self, dtype):
+        return np.empty((len(self.blocks), self.rows, self.width), dtype)
+
+    def __call__(self, h, out):
+        for k, blk in enumerate(self.blocks):
+            np.matmul(h, blk, out=out[k, :, :blk.shape[1]])
+
+
+class _InnerBlocks:
+    """``d @ w`` as a sum of products over blocks of the inner dimension."""
+
+    def __init__(self, w, rows):
+        width = _block_width(rows, w.shape[1], w.shape[0])
+        self.bounds = [(i, min(i + width, w.shape[0])) for i in range(0, w.shape[0], width)]
+        self.blocks = [np.ascontiguousarray(w[i:j]) for i, j in self.bounds]
+        self.parts = np.empty((len(self.blocks), rows, w.shape[1]), w.dtype)
+
+    def __call__(self, d, out):
+        if len(self.blocks) == 1:
+            return np.matmul(d, self.blocks[0], out=out)
+        parts = self.parts
+        for k, ((i, j), blk) in enumerate(zip(self.bounds, self.blocks)):
+            np.matmul(d[:, i:j], blk, out=parts[k])
+        np.add(parts[0], parts[1], out=out)
+        for k in range(2, len(self.blocks)):
+            out += parts[k]
+        return out
 
 
 # ----------------------------------------------------------------------------- array level
@@ -331,18 +142,33 @@ def _forward_arrays(xw, w_hh, b_hh, h0, c0, mask, *, kind, reverse):
     cprev = np.empty((Bn, T, H), dt) if kind == "lstm" else None
     cT = np.empty((Bn, H), dt) if kind == "lstm" else None
 
+    fast = bool(dt == np.float32)
+
     def rows(lo, hi, _lane):
-        # the sequences of a batch are independent: each thread runs the loop on its rows
+        # the sequences of a batch are independent: each thread runs every step on its rows
         s = slice(lo, hi)
+        h = h0[s].copy()
+        c = c0[s].copy()
+        product = _ColumnBlocks(w_hh, hi - lo)
+        zh = product.buffer(dt)
         if kind in ("rnn_tanh", "rnn_relu"):
-            _rnn_forward(xw[s], w_hh, b_hh, h0[s], mask[s], reverse, kind == "rnn_relu",
-                         bool(dt == np.float32), hs[s], hprev[s], hT[s])
+            step = _loops.rnn_step[fast].compiled()
+            args = (kind == "rnn_relu", fast, hs[s], hprev[s])
         elif kind == "gru":
-            _gru_forward(xw[s], w_hh, b_hh, h0[s], mask[s], reverse, bool(dt == np.float32),
-                         hs[s], hprev[s], gates[s], hn[s], hT[s])
+            step = _loops.gru_step[fast].compiled()
+            args = (fast, hs[s], hprev[s], gates[s], hn[s])
         else:
-            _lstm_forward(xw[s], w_hh, b_hh, h0[s], c0[s], mask[s], reverse, bool(dt == np.float32),
-                          hs[s], hprev[s], cprev[s], gates[s], hT[s], cT[s])
+            step = _loops.lstm_step[fast].compiled()
+            args = (fast, hs[s], hprev[s], cprev[s], gates[s])
+        state = (h, c) if kind == "lstm" else (h,)
+        x, m = xw[s], mask[s]
+        for i in range(T):
+            t = T - 1 - i if reverse else i
+            product(h, zh)
+            step(x, zh, b_hh, *state, m, t, *args)
+        hT[s] = h
+        if kind == "lstm":
+            cT[s] = c
 
     _split_batch(Bn, T * G * H, rows)
     if kind in ("rnn_tanh", "rnn_relu"):
@@ -355,7 +181,7 @@ def _forward_arrays(xw, w_hh, b_hh, h0, c0, mask, *, kind, reverse):
 def _split_batch(batch, work, rows):
     """Run ``rows(lo, hi, lane)`` over parts of the batch on the library's threads (the
     kernels release the GIL) when there is enough work; inline otherwise."""
-    if ENABLED and batch >= 4:
+    if compiled.ENABLED and batch >= 4:
         threads.parallel_for(batch, rows, size=work, min_size=1 << 22)
     else:
         rows(0, batch, 0)
@@ -375,23 +201,45 @@ def _backward_arrays(gs, res, w_hh, mask, kind, reverse):
     dh = np.empty((Bn, H), dt)
     dc = np.empty((Bn, H), dt) if kind == "lstm" else None
 
+    fast = bool(dt == np.float32)
+
     def rows(lo, hi, _lane):
         s = slice(lo, hi)
+        d_h = g_hT[s].copy()
+        m = mask[s]
+        full = m.all(axis=0)
+        dzt = np.empty((hi - lo, G), dt)
+        direct = np.empty((hi - lo, H), dt)
+        back = np.empty((hi - lo, H), dt)
+        product = _InnerBlocks(w_t, hi - lo)
         if kind in ("rnn_tanh", "rnn_relu"):
-            dh[s] = _rnn_backward(g_hs[s], g_hT[s], w_t, res[1][s], mask[s], reverse,
-                                  kind == "rnn_relu", dzx[s])
+            step = _loops.rnn_back_step[fast].compiled()
+            before, after = (d_h, res[1][s], m), (kind == "rnn_relu", dzt, dzx[s])
         elif kind == "gru":
-            _, gates, hn = res
-            dh[s] = _gru_backward(g_hs[s], g_hT[s], w_t, hprev[s], gates[s], hn[s], mask[s],
-                                  reverse, dzx[s], dzh[s])
+            step = _loops.gru_back_step[fast].compiled()
+            before, after = (d_h, hprev[s], res[1][s], res[2][s], m), (direct, dzt, dzx[s],
+                                                                       dzh[s])
         else:
-            _, cprev, gates = res
-            dh[s], dc[s] = _lstm_backward(g_hs[s], g_hT[s], g_cT[s], w_t, cprev[s], gates[s],
-                                          mask[s], reverse, bool(dt == np.float32), dzx[s])
+            step = _loops.lstm_back_step[fast].compiled()
+            d_c = g_cT[s].copy()
+            before, after = (d_h, d_c, res[1][s], res[2][s], m), (fast, dzt, dzx[s])
+        g = g_hs[s]
+        for i in range(T):
+            t = i if reverse else T - 1 - i
+            step(g, *before, t, *after)
+            if kind == "gru":                  # masked rows: direct holds ∂h, dzt is 0
+                np.add(product(dzt, back), direct, out=d_h)
+            elif full[t]:
+                product(dzt, d_h)
+            else:                              # masked rows keep ∂h as it is
+                np.copyto(d_h, product(dzt, back), where=m[:, t, None])
+        dh[s] = d_h
+        if kind == "lstm":
+            dc[s] = d_c
 
     _split_batch(Bn, T * G * H, rows)
     flat = dzh.reshape(Bn * T, -1)
-    g_w = hprev.reshape(Bn * T, H).T @ flat
+    g_w = gemm(hprev.reshape(Bn * T, H).T, flat)        # every step at once, on the threads
     g_b = flat.sum(axis=0)
     return dzx, g_w, g_b, dh, dc
 
