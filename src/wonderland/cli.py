@@ -15,16 +15,21 @@ def _info(_args) -> int:
     import wonderland as wl
     from wonderland import backend
     from wonderland.backend import threads
+    from wonderland.experiments.runner import blas_libraries
 
-    blas = backend.blas_info()
+    libraries = blas_libraries()           # NumPy's and SciPy's each bring one
+    blas_rows = [(f"BLAS ({b['owner']})" if len(libraries) > 1 else "BLAS",
+                  f"{b['library']} {b['version']} ({b['path']})") for b in libraries] or \
+        [("BLAS", "none found")]
+    blas_rows.append(("BLAS threads", ", ".join(f"{b['threads']} ({b['owner']})"
+                                                for b in libraries) or "—"))
     rows = [
         ("wonderland", wl.__version__),
         ("python", platform.python_version()),
         ("backend", f"{backend.name} {np.__version__}"),
         ("device", backend.device),
         ("default float dtype", str(wl.get_default_dtype())),
-        ("BLAS", blas["library"]),
-        ("BLAS threads", str(blas["threads"])),
+        *blas_rows,
         ("wonderland threads", f"{wl.get_num_threads()} (cores available: "
                                f"{threads.available_cores()})"),
         ("allocator", _allocator_status()),
@@ -118,6 +123,9 @@ def _format_number(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+DEFAULT_OUT, QUICK_OUT = "wonderland-out", os.path.join("wonderland-out", "quick")
+
+
 def _summary(results, experiments) -> list:
     """The summary's lines: one per chapter, then each check with its threshold."""
     rows = [(ch, experiments[ch].title, f"{sum(c.passed for c in r.checks)}/{len(r.checks)}",
@@ -130,7 +138,7 @@ def _summary(results, experiments) -> list:
         for c in r.checks:
             mark = "ok  " if c.passed else "FAIL"
             lines.append(f"    {mark} {c.description}: {_format_number(c.value)} {c.op} "
-                         f"{_format_number(c.threshold)}")
+                         f"{_format_number(c.threshold)}{f' ({c.note})' if c.note else ''}")
     return lines
 
 
@@ -155,9 +163,17 @@ def _tour(args) -> int:
         except (OSError, ValueError) as exc:
             return _fail(f"--text: {exc}", EXIT_USAGE)
         options["text"] = args.text
+    from wonderland.experiments.runner import would_replace
+
+    if args.out is None:            # quick runs keep their own folder beside full ones
+        args.out = QUICK_OUT if args.quick else DEFAULT_OUT
     problem = _output_problem(args.out)
     if problem:
         return _fail(f"--out: {problem}", EXIT_OUTPUT)
+    replaced = would_replace(args.out, chapters, args.quick)
+    if replaced and not args.force:
+        return _fail(f"{replaced}. Write this run elsewhere with --out DIR, or pass --force "
+                     f"to replace it", EXIT_USAGE)
     print(f"wonderland tour: {len(chapters)} chapter(s) -> {args.out}/report.html"
           f"{' (quick mode)' if args.quick else ''}")
     try:
@@ -176,29 +192,28 @@ def _tour(args) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from wonderland import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="wonderland",
-        description="Differentiable programming from first principles.")
+def _add_tour(sub) -> None:
+    """Register ``wonderland tour``."""
     from wonderland.experiments import available
 
-    parser.add_argument("--version", action="version", version=f"wonderland {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p_tour = sub.add_parser(
         "tour", help="run one experiment per chapter and write an HTML report",
         description="Run the book's experiments (all chapters unless some are named) and "
                     "write DIR/report.html, DIR/results.json and DIR/figures/ (updated after "
                     "every chapter).",
         epilog="exit status: 0 every check passed; 1 a check failed; 2 bad arguments (an "
-               "unknown chapter, an unusable --text file); 3 the output folder cannot be "
-               "written; 130 interrupted.")
+               "unknown chapter, an unusable --text file, or a run that would replace a "
+               "complete one without --force); 3 the output folder cannot be written; 130 "
+               "interrupted.")
     p_tour.add_argument("chapters", nargs="*", metavar="CHAPTER",
                         help=f"chapters to run ({', '.join(available())}; default: all)")
-    p_tour.add_argument("--out", default="wonderland-out", metavar="DIR",
-                        help="output folder (default: wonderland-out)")
+    p_tour.add_argument("--out", default=None, metavar="DIR",
+                        help=f"output folder (default: {DEFAULT_OUT}, and {QUICK_OUT} with "
+                             f"--quick)")
     p_tour.add_argument("--quick", action="store_true", help="smaller settings, for a fast look")
+    p_tour.add_argument("--force", action="store_true",
+                        help="replace a complete run in DIR even by a partial or quick one "
+                             "(refused otherwise)")
     p_tour.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p_tour.add_argument("--text", metavar="FILE",
                         help="a UTF-8 text file for chapter 8's character model (default: "
@@ -206,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_tour.add_argument("--list", action="store_true", help="list the available chapters and exit")
     p_tour.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_tour.set_defaults(func=_tour)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from wonderland import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="wonderland",
+        description="Differentiable programming from first principles.")
+    parser.add_argument("--version", action="version", version=f"wonderland {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_tour(sub)
     p_info = sub.add_parser("info", help="show the backend, dtype defaults and BLAS threads")
     p_info.set_defaults(func=_info)
     p_demo = sub.add_parser("demo", help="train a small model with the core autodiff and "

@@ -14,9 +14,10 @@ model, optimiser and schedules first, and only then assigned.
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
-import tempfile
+import secrets
 import zlib
 
 import numpy as np
@@ -79,10 +80,37 @@ def _check_folder(folder) -> None:
         raise NotADirectoryError(errno.ENOTDIR, f"{ancestor} is a file, not a folder")
 
 
+TEMP_PREFIX = ".tmp-"
+
+
+def temporary_files(path) -> list:
+    """The temporary files that writes of ``path`` (by :func:`atomic_write`) left beside
+    it: ``.tmp-<random>-<name>``, or ``.tmp-<random><name>`` from earlier versions."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    return sorted(glob.glob(os.path.join(glob.escape(folder),
+                                         glob.escape(TEMP_PREFIX) + "*" + glob.escape(name))))
+
+
+def remove_temporary_files(path) -> list:
+    """Delete what :func:`temporary_files` finds (a write that a hard kill stopped before
+    it could clean up); returns the paths removed."""
+    removed = []
+    for tmp in temporary_files(path):
+        try:
+            os.remove(tmp)
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
 def atomic_write(path, write) -> None:
     """Call ``write(tmp_path)``, flush the file to disk, rename it to ``path`` and flush
     the folder. An error names ``path`` (never the temporary file) and leaves any
-    previous file at ``path`` as it was."""
+    previous file at ``path`` as it was; an error or an interruption (Ctrl-C) also removes
+    the temporary file. Its name is chosen before it is created, so that no moment exists
+    when a temporary file is on disk but unknown to the clean-up."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
@@ -91,8 +119,14 @@ def atomic_write(path, write) -> None:
             raise IsADirectoryError(errno.EISDIR, "it is a folder")
         _check_folder(folder)
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-        os.close(fd)
+        while True:
+            tmp = os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(6)}-"
+                                       f"{os.path.basename(path)}")
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                break
+            except FileExistsError:
+                continue
         write(tmp)
         _fsync_file(tmp)
         os.replace(tmp, path)
@@ -104,8 +138,11 @@ def atomic_write(path, write) -> None:
     except Exception as exc:
         raise OSError(f"save: cannot write {path}: {type(exc).__name__}: {exc}") from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
 
 
 def save(tensors: dict, path, metadata: dict | None = None) -> None:

@@ -151,13 +151,23 @@ class EarlyStopping(Callback):
 
 class Checkpoint(Callback):
     """Keep ``dirpath/last.safetensors`` up to date at every epoch end and, with
-    ``monitor``, ``dirpath/best.safetensors`` whenever the monitored value improves."""
+    ``monitor``, ``dirpath/best.safetensors`` whenever the monitored value improves.
+
+    At every epoch end the trainer runs checkpoints before its other callbacks, so that a
+    log line never records an epoch whose checkpoint was not written. Temporary files of
+    a write that was killed (never completed nor cleaned up) are removed when training
+    starts."""
 
     def __init__(self, dirpath, monitor=None, mode="min"):
         if mode not in ("min", "max"):
             raise ValueError(f"Checkpoint: mode must be 'min' or 'max', got {mode!r}")
         self.dirpath, self.monitor, self.mode = os.fspath(dirpath), monitor, mode
         self.best = None
+
+    def on_train_begin(self, trainer):
+        if dist.is_main_process():
+            for name in ("last.safetensors", "best.safetensors"):
+                io.remove_temporary_files(os.path.join(self.dirpath, name))
 
     def on_epoch_end(self, trainer, logs):
         if self.monitor is not None:
@@ -181,7 +191,11 @@ class JSONLinesLogger(Callback):
     epoch end and, with ``every_n_steps``, ``{"event": "step", "step", "loss", "lr",
     "epoch"}`` every n optimiser steps. The file is started afresh when training starts
     from epoch 0 and appended to when it resumes. Non-finite numbers are written as
-    ``NaN``/``Infinity``, as Python's ``json`` module reads them."""
+    ``NaN``/``Infinity``, as Python's ``json`` module reads them.
+
+    Resuming from a checkpoint of epoch k first drops the lines of later epochs (those of
+    an interrupted epoch, which is run again) and adds any epoch line up to k the log
+    lacks (from the checkpoint's history), so each epoch has exactly one line."""
 
     def __init__(self, path, every_n_steps=None):
         if every_n_steps is not None and (isinstance(every_n_steps, bool)
@@ -204,6 +218,46 @@ class JSONLinesLogger(Callback):
         os.makedirs(folder, exist_ok=True)
         if trainer.epoch == 0:
             open(self.path, "w").close()
+        else:
+            self._align(trainer.epoch, trainer.history)
+
+    def _align(self, epoch, history):
+        """Make the log end at ``epoch``: no line of a later epoch, one line per epoch
+        up to it (missing ones rebuilt from ``history``)."""
+        kept, logged = [], set()
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+                n = int(record.get("epoch", 0))
+            except (ValueError, TypeError, AttributeError):
+                kept.append(line)                # not ours to judge: kept as it is
+                continue
+            if n > epoch:
+                continue
+            if record.get("event") == "epoch":
+                if n in logged:
+                    continue
+                logged.add(n)
+            kept.append(line)
+        rows = history.to_dict()
+        for i, n in enumerate(rows.get("epoch", [])):
+            if int(n) <= epoch and int(n) not in logged:
+                kept.append(json.dumps({"event": "epoch", **{k: _json_value(v[i])
+                                                             for k, v in rows.items()
+                                                             if i < len(v)}}))
+        if kept != lines:
+            text = "".join(line + "\n" for line in kept)
+
+            def write(tmp):
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+
+            io.atomic_write(self.path, write)
 
     def on_step_end(self, trainer, logs):
         if self.every_n_steps and logs["step"] % self.every_n_steps == 0:
@@ -546,7 +600,9 @@ class Trainer:
         if self.progress and dist.is_main_process():
             shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "time"))
             tqdm.write(f"epoch {self.epoch}/{epochs}  {shown}")
-        for cb in callbacks:
+        # checkpoints first: a log line is written only for an epoch whose checkpoint is
+        # on disk, so resuming never repeats a logged epoch
+        for cb in sorted(callbacks, key=lambda c: not isinstance(c, Checkpoint)):
             cb.on_epoch_end(self, row)
 
     # ------------------------------------------------------------------ checkpoints

@@ -7,7 +7,7 @@ import numpy as np
 import wonderland as wl
 
 from .base import Check, Result
-from .plotting import COLORS
+from .plotting import COLORS, explained
 
 
 def _hand_gradient_check(ctx):
@@ -61,13 +61,14 @@ def run(ctx) -> Result:
     a, paths, needed = _descent_paths(ctx)
 
     fig = ctx.figure("descent", "Gradient descent (lr 0.09) zig-zags across the valley of an "
-                     "ill-conditioned quadratic; momentum follows the valley floor.")
+                     "ill-conditioned quadratic (grey contours: levels of f); momentum follows the valley floor.")
     ax = fig.add_subplot(111)
     g = np.linspace(-2.5, 2.5, 200)
     xx, yy = np.meshgrid(g, g)
     pts = np.stack([xx, yy], -1)
     zz = 0.5 * np.einsum("...i,ij,...j->...", pts, a, pts)
-    ax.contour(xx, yy, zz, levels=np.geomspace(0.01, 60, 14), colors="#bbbbbb", linewidths=0.7)
+    explained(ax.contour(xx, yy, zz, levels=np.geomspace(0.01, 60, 14), colors="#bbbbbb",
+                         linewidths=0.7), "contours")
     for (name, path), c in zip(paths.items(), COLORS):
         ax.plot(path[:40, 0], path[:40, 1], "-o", ms=2.5, lw=1, color=c,
                 label=f"{name} ({needed[name]} steps to f < 1e-6)")

@@ -7,9 +7,9 @@ import numpy as np
 
 import wonderland as wl
 
-from .base import Check, Result
+from .base import Check, Result, seeds
 from .common import split_standardized, train_classifier
-from .plotting import COLORS
+from .plotting import COLORS, explained
 
 
 def _least_squares(ctx):
@@ -54,13 +54,14 @@ def run(ctx) -> Result:
                                       batch_size=64, weight_decay=1e-4, seed=ctx.seed)
 
     fig = ctx.figure("ridge", "Ridge regression on the diabetes data: coefficients shrink "
-                     "towards zero as λ grows (left); test R² (right).")
+                     "towards zero as λ grows (left: one line per coefficient of the 10 features); test R² "
+                     "(right).")
     fig.set_size_inches(9, 3.6)
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.semilogx(lams, path, lw=1)
+    explained(ax1.semilogx(lams, path, lw=1), "one line per coefficient")
     ax1.set_xlabel("λ")
     ax1.set_ylabel("coefficient")
-    ax2.semilogx(lams, ridge_r2, color=COLORS[1])
+    explained(ax2.semilogx(lams, ridge_r2, color=COLORS[1]), "test R²")
     ax2.set_xlabel("λ")
     ax2.set_ylabel("test R²")
     ctx.save(fig)
@@ -96,8 +97,13 @@ def run(ctx) -> Result:
                "logistic_breast_cancer_test_accuracy": acc_logistic,
                "softmax_digits_test_accuracy": acc_softmax}
     checks = [Check("closed-form and gradient-descent weights agree (max relative difference)", diff, 1e-4, "<="),
-              Check("logistic regression, breast cancer, test accuracy", acc_logistic, 0.95, ">="),
-              Check("softmax regression, digits, test accuracy", acc_softmax, 0.93, ">=")]
+              ctx.check("logistic regression, breast cancer, test accuracy", acc_logistic, 0.92,
+                        seeds=(seeds(0.951, 0.993, 0.973, 0.017),
+                               seeds(0.958, 0.986, 0.972, 0.014, "threshold as a full run's, "
+                                     "below mean − 3 sd"))),
+              ctx.check("softmax regression, digits, test accuracy", acc_softmax, 0.93,
+                        seeds=(seeds(0.956, 0.976, 0.968, 0.0075, "threshold 0.93, below mean − 3 sd"),
+                               seeds(0.962, 0.969, 0.967, 0.0027, "threshold 0.93, below mean − 3 sd")))]
     summary = (f"On the diabetes data, least squares solved in closed form (SVD, no inverse) and "
                f"by gradient descent agree to a relative {diff:.1e}; the fit explains R² = {r2:.2f} "
                f"of the test variance. Logistic regression on the breast-cancer data reaches "

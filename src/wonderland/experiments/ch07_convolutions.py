@@ -8,9 +8,9 @@ import numpy as np
 import wonderland as wl
 from wonderland import nn
 
-from .base import Check, Result
+from .base import Check, Result, seeds
 from .common import accuracy
-from .plotting import COLORS, plt
+from .plotting import COLORS, explained, plt
 
 
 def digits_images(seed):
@@ -91,24 +91,29 @@ def run(ctx) -> Result:
     pool_change = float(np.abs(pa - pb).max())
 
     fig = ctx.figure("filters", "The 32 learned 3×3 filters of the first layer (red positive, "
-                     "blue negative) and their responses to one test digit.")
+                     "blue negative) and the responses of eight of them (after batch norm and "
+                     "ReLU) to one test digit, shown as the input digit in grey.")
     fig.set_size_inches(10, 3.6)
     left, right = fig.subfigures(1, 2, width_ratios=[1.4, 1])
     w = model[0].weight.numpy()[:, :, 0, :]
     lim = np.abs(w).max()
-    for i, ax in enumerate(left.subplots(4, 8).ravel()):
-        ax.imshow(w[:, :, i], cmap="RdBu_r", vmin=-lim, vmax=lim)
+    left_axes = left.subplots(4, 8).ravel()
+    for i, ax in enumerate(left_axes):
+        weights = ax.imshow(w[:, :, i], cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.axis("off")
+    left.colorbar(weights, ax=left_axes.tolist(), shrink=0.8, label="filter weight")
     left.suptitle("first-layer filters", fontsize=9)
     with wl.no_grad():
         maps = model[:3](x_te[:1]).numpy()[0]
+    top = float(maps[:, :, :8].max()) or 1.0
     axes = right.subplots(3, 3).ravel()
-    axes[0].imshow(x_te.numpy()[0, :, :, 0], cmap="gray_r")
+    explained(axes[0].imshow(x_te.numpy()[0, :, :, 0], cmap="gray_r"), "input digit")
     axes[0].set_title("input", fontsize=8)
     for i, ax in enumerate(axes[1:]):
-        ax.imshow(maps[:, :, i], cmap="viridis")
+        response = ax.imshow(maps[:, :, i], cmap="viridis", vmin=0, vmax=top)
     for ax in axes:
         ax.axis("off")
+    right.colorbar(response, ax=axes.tolist(), shrink=0.8, label="response")
     right.suptitle("feature maps after layer 1", fontsize=9)
     ctx.save(fig)
 
@@ -132,7 +137,9 @@ def run(ctx) -> Result:
                "receptive_field_8_dilated": analytic["3×3 dilated 1, 2, 4, …"][-1],
                "equivariance_max_abs_error": equi, "global_pool_invariance_max_abs_error": inv,
                "max_pool_change_under_shift": pool_change}
-    checks = [Check("CNN on digits, test accuracy", acc, 0.98, ">="),
+    checks = [ctx.check("CNN on digits, test accuracy", acc, 0.97,
+                        seeds=(seeds(0.985, 0.998, 0.991, 0.0057),
+                               seeds(0.985, 0.996, 0.989, 0.0052))),
               Check("measured receptive fields equal the formula (1 = yes)", float(rf_match), 1.0, ">="),
               Check("convolution commutes with translation (max abs error)", equi, 1e-5, "<="),
               Check("global pooling is invariant to translation (max abs error)", inv, 1e-5, "<=")]

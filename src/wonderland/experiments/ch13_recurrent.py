@@ -14,9 +14,9 @@ import wonderland as wl
 from wonderland import nn
 from wonderland.nn import functional as F
 
-from .base import Check, Result
+from .base import Check, Result, seeds
 from .counting import count_products
-from .plotting import COLORS
+from .plotting import COLORS, plain_ticks
 
 
 # ----------------------------------------------------------------------------- models
@@ -305,35 +305,49 @@ def _char_models(ctx):
 
 
 # ----------------------------------------------------------------------------- cost and memory
+STEP_LOOP, SEQUENTIAL_SCAN, DOUBLING_SCAN, FFT_CONVOLUTION = (
+    "step loop", "sequential scan", "doubling scan", "FFT convolution")
+LOOP_STEPS_TIMED = 64          # the step loop is timed over this many steps and scaled to L
+TIMING_REPEATS = 3             # each time is the best of this many calls, after a warm-up
+
+
+def _best_time(fn, repeats=TIMING_REPEATS):
+    """The shortest of ``repeats`` timed calls of ``fn``, after one untimed call: whatever
+    else the machine is doing only ever adds time."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def _cost(ctx):
     """One S4D layer over growing lengths in each of its forms. Counted (the claim): the
     primitives the step loop and the FFT convolution apply, each a dispatch that runs
-    after the one before; timed (reported): every form, the step loop over 64 steps and
-    scaled, its cost being linear in L."""
+    after the one before; timed (reported, the best of a few calls): every form, the step
+    loop over its first 64 steps and scaled to the length, its cost being linear in L."""
     lengths = ctx.pick([64, 256, 1024, 4096], [64, 256])
     d = 64
     layer = nn.S4D(d, d_state=64)
-    times = {"recurrent (step loop)": [], "scan, sequential kernel": [],
-             "scan, parallel doubling": [], "convolution (FFT)": []}
-    counts = {"recurrent (step loop)": [], "convolution (FFT)": []}
+    times = {STEP_LOOP: [], SEQUENTIAL_SCAN: [], DOUBLING_SCAN: [], FFT_CONVOLUTION: []}
+    counts = {STEP_LOOP: [], FFT_CONVOLUTION: []}
     with wl.no_grad():
         for L in lengths:
             x = wl.tensor(np.random.default_rng(0).standard_normal((4, L, d)).astype(np.float32))
-            for name, mode in (("recurrent (step loop)", "recurrent"), ("convolution (FFT)", "conv")):
+            for name, mode in ((STEP_LOOP, "recurrent"), (FFT_CONVOLUTION, "conv")):
                 with count_products() as counted:
                     layer(x, mode=mode)
                 counts[name].append(counted.calls)
-            for name, fn in [("scan, sequential kernel", lambda: layer(x, mode="scan")),
-                             ("scan, parallel doubling", lambda: layer(x, mode="scan",
-                                                                       method="parallel")),
-                             ("convolution (FFT)", lambda: layer(x, mode="conv"))]:
-                fn()
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            layer(x[:, :64], mode="recurrent")
-            times["recurrent (step loop)"].append((time.perf_counter() - t0) * L / 64)
+            head = x[:, :LOOP_STEPS_TIMED]
+            forms = {STEP_LOOP: lambda: layer(head, mode="recurrent"),
+                     SEQUENTIAL_SCAN: lambda: layer(x, mode="scan"),
+                     DOUBLING_SCAN: lambda: layer(x, mode="scan", method="parallel"),
+                     FFT_CONVOLUTION: lambda: layer(x, mode="conv")}
+            for name, fn in forms.items():
+                scale = L / LOOP_STEPS_TIMED if name == STEP_LOOP else 1.0
+                times[name].append(_best_time(fn) * scale)
     return lengths, times, counts
 
 
@@ -350,7 +364,33 @@ def state_memory(d_model=768, n_layers=12, lengths=(1024, 16384, 131072), bytes_
     return lengths, table
 
 
+def _growth_words(growth, length_ratio):
+    """How each form's measured time grew against the length, in words: in proportion to
+    it, faster, or more slowly (within a factor 1.5 of the length's growth counts as
+    proportional); forms that grew alike are named together."""
+    groups = {"about in proportion to the length": [], "faster than the length": [],
+              "more slowly than the length (fixed costs still weigh)": []}
+    for name, g in growth.items():
+        if g > 1.5 * length_ratio:
+            groups["faster than the length"].append(f"the {name}")
+        elif g < length_ratio / 1.5:
+            groups["more slowly than the length (fixed costs still weigh)"].append(f"the {name}")
+        else:
+            groups["about in proportion to the length"].append(f"the {name}")
+    parts = []
+    for how, names in groups.items():
+        if names:
+            listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+            parts.append(f"{listed} grew {how}")
+    return "; ".join(parts)
+
+
 # ----------------------------------------------------------------------------- run
+# selective copying at full size, Mamba's accuracy minus S4D's over tour seeds 0–4:
+# lowest, highest, mean, standard deviation (the check's note and the summary quote them)
+COPY_GAP_SEEDS = (0.052, 0.359, 0.169, 0.117)
+
+
 def run(ctx) -> Result:
     t0 = time.perf_counter()
     wl.ops.warm_up()
@@ -378,15 +418,18 @@ def run(ctx) -> Result:
     for i, (name, c) in enumerate(curves.items()):
         ax.semilogy(np.arange(len(c)), c, color=COLORS[i], label=name)
     ax.set_xlabel("k (steps back)")
-    ax.set_ylabel("‖∂y_T / ∂x_{T−k}‖ / ‖∂y_T / ∂x_T‖")
+    ax.set_ylabel(r"$\Vert\partial y_T / \partial x_{T-k}\Vert\ /\ "
+                  r"\Vert\partial y_T / \partial x_T\Vert$")
     ax.legend(fontsize=8)
     ctx.save(fig)
 
     fig = ctx.figure("cost", "One S4D layer (4 sequences, 64 channels, 64 states) against "
                      "the sequence length. Left: primitives applied (counted), the Python loop "
-                     "of steps against the FFT convolution. Right: forward time of the loop of "
-                     "steps, the fused sequential scan, the log-depth doubling scan and the FFT "
-                     "convolution.")
+                     "of steps against the FFT convolution. Right: forward time (the best of "
+                     f"{TIMING_REPEATS} calls) of the loop of steps, the fused sequential scan, "
+                     "the log-depth doubling scan and the FFT convolution; the step loop's time "
+                     f"is that of its first {LOOP_STEPS_TIMED} steps, measured and scaled to the "
+                     "length (its cost is linear in it).")
     fig.set_size_inches(9, 3.6)
     ax1, ax2 = fig.subplots(1, 2)
     for i, (name, cs) in enumerate(counts.items()):
@@ -399,6 +442,9 @@ def run(ctx) -> Result:
     ax2.set_xlabel("sequence length")
     ax2.set_ylabel("forward time (ms)")
     ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        plain_ticks(ax, lengths)
     ctx.save(fig)
 
     fig = ctx.figure("memory", "Memory kept per sequence for generation, for models of "
@@ -409,11 +455,16 @@ def run(ctx) -> Result:
     for i, (name, sizes) in enumerate(memory.items()):
         ax.loglog(mem_lengths, np.array(sizes) / 2 ** 20, "o-", color=COLORS[i % len(COLORS)],
                   label=name)
-    ax.set_xlabel("context length")
+    ax.set_xscale("log", base=2)
+    plain_ticks(ax, mem_lengths, fmt=lambda n: f"{n:,}")
+    ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("MiB per sequence")
     ax.legend(fontsize=8)
     ctx.save(fig)
 
+    # the step loop's time is 64 steps measured and scaled: its growth is the length's by
+    # construction, so only the three forms timed whole are compared with the length
+    growth = {name: ts[-1] / ts[0] for name, ts in times.items() if name != STEP_LOOP}
     k40 = 40
     ratio = float(curves["LSTM, forget bias 1"][k40] / curves["vanilla RNN (tanh)"][k40])
     metrics = {"gradient_ratio_rnn_k40": float(curves["vanilla RNN (tanh)"][k40]),
@@ -438,8 +489,8 @@ def run(ctx) -> Result:
     for name, cs in counts.items():
         metrics[f"applications_{name}"] = dict(zip(map(str, lengths), cs))
     metrics["state_bytes"] = {name: dict(zip(map(str, mem_lengths), s)) for name, s in memory.items()}
+    metrics["time_growth_longest_over_shortest"] = growth
 
-    digit_threshold = ctx.pick(0.90, 0.3)
     params = [n for _, _, n in chars.values()]
     checks = [
         Check("LSTM (forget bias 1) keeps ≥1000× more gradient 40 steps back than the RNN",
@@ -447,23 +498,43 @@ def run(ctx) -> Result:
         Check("vanilla RNN gradient 40 steps back, relative (vanishes)",
               float(curves["vanilla RNN (tanh)"][k40]), 1e-6, "<="),
     ]
-    for kind in ("lstm", "gru", "s4d"):
-        checks.append(Check(f"pixel-by-pixel digits, {kind.upper()} test accuracy",
-                            digits[kind][0], digit_threshold, ">="))
-    checks += [
-        Check("selective copying: Mamba (selective) accuracy", copying["mamba"][0],
-              ctx.pick(0.9, 0.3), ">="),
-        Check("selective copying: Mamba's accuracy minus the time-invariant S4D's",
-              copying["mamba"][0] - copying["s4d"][0], ctx.pick(0.25, 0.0), ">="),
-        Check("character models within 25% of each other in parameters",
-              max(params) / min(params), 1.25, "<="),
-    ]
+    # (full, quick) thresholds and the seeds 0–4 they come from; quick mode trains 3 epochs
+    digit_thresholds = {
+        "lstm": (0.87, 0.21, seeds(0.898, 0.944, 0.920, 0.017), seeds(0.358, 0.502, 0.416, 0.066)),
+        "gru": (0.85, 0.38, seeds(0.887, 0.940, 0.916, 0.022), seeds(0.422, 0.476, 0.452, 0.022)),
+        "s4d": (0.90, 0.21, seeds(0.980, 0.987, 0.982, 0.003, "threshold 0.90, below mean − 3 sd"),
+                seeds(0.349, 0.607, 0.497, 0.095))}
+    for kind, (full, quick, basis_full, basis_quick) in digit_thresholds.items():
+        checks.append(ctx.check(f"pixel-by-pixel digits, {kind.upper()} test accuracy",
+                                digits[kind][0], full, quick, seeds=(basis_full, basis_quick)))
+    if not ctx.quick:
+        # after 40 steps (quick mode) no model is past chance on this task: checked at full
+        # size only. The gap between the selective and the time-invariant model varies
+        # widely with the seed at this budget, so it is checked against the lowest seed's
+        checks += [
+            ctx.check("selective copying: Mamba (selective) accuracy", copying["mamba"][0], 0.56,
+                      seeds=seeds(0.727, 0.973, 0.845, 0.093)),
+            ctx.check("selective copying: Mamba at least as accurate as the time-invariant S4D "
+                      "(accuracy difference)", copying["mamba"][0] - copying["s4d"][0], 0.0,
+                      seeds=seeds(*COPY_GAP_SEEDS, "threshold: lowest − 0.05 (mean − 3 sd is "
+                                  "below zero: the gap is real but its size is not stable at "
+                                  "this budget)")),
+        ]
+    checks.append(Check("character models within 25% of each other in parameters",
+                        max(params) / min(params), 1.25, "<="))
+    char_seeds = {"lstm": (seeds(2.41, 2.44, 2.43, 0.011, "threshold far above mean + 3 sd"),
+                           seeds(3.63, 3.64, 3.64, 0.005, "threshold above mean + 3 sd")),
+                  "mamba": (seeds(2.38, 2.44, 2.40, 0.024, "threshold far above mean + 3 sd"),
+                            seeds(4.06, 4.19, 4.13, 0.054, "threshold above mean + 3 sd")),
+                  "rwkv": (seeds(2.37, 2.39, 2.38, 0.010, "threshold far above mean + 3 sd"),
+                           seeds(4.00, 4.12, 4.06, 0.049, "threshold above mean + 3 sd"))}
     for kind, (bits, _, _) in chars.items():
-        checks.append(Check(f"character {kind}: bits/char below the unigram model's minus "
-                            f"{ctx.pick(1.0, 0.3)}", bits, unigram - ctx.pick(1.0, 0.3), "<="))
+        checks.append(ctx.check(f"character {kind}: bits/char below the unigram model's "
+                                f"({unigram:.2f}) minus a margin", bits, unigram - 1.0,
+                                unigram - 0.25, "<=", seeds=char_seeds.get(kind)))
     # the loop applies a step's primitives L times over, the convolution a fixed number
     # whatever L: the ratio grows like L (L/16 leaves room for the kernel's own ops)
-    loop_apps, conv_apps = counts["recurrent (step loop)"][-1], counts["convolution (FFT)"][-1]
+    loop_apps, conv_apps = counts[STEP_LOOP][-1], counts[FFT_CONVOLUTION][-1]
     checks.append(Check(f"S4D at length {lengths[-1]}: the step loop applies more primitives, "
                         f"one after another, than the FFT convolution (ratio, counted; at least "
                         f"L/16)", loop_apps / conv_apps, lengths[-1] / 16, ">="))
@@ -480,16 +551,28 @@ def run(ctx) -> Result:
         f"the LSTM reaches {digits['lstm'][0]:.1%}, the GRU {digits['gru'][0]:.1%} and a two-block "
         f"S4D {digits['s4d'][0]:.1%} test accuracy. On the Mamba paper's synthetic tasks at toy "
         f"scale (two layers of width 32, no more than a few hundred steps), selective copying: "
-        f"{row(copying)}; induction heads: {row(induction)}. The selective scan picks the data "
-        f"tokens out wherever they fall; the time-invariant S4D applies the same convolution "
-        f"to every sequence and cannot. Character models on {source} at about "
+        f"{row(copying)}; induction heads: {row(induction)}. "
+        + (f"After only {ctx.pick(300, 40)} steps the models are near chance (1 in 4) on "
+           f"selective copying, so quick mode does not check it. " if ctx.quick else
+           f"The selective scan, whose transition depends on the input, can pick the data "
+           f"tokens out wherever they fall; the time-invariant S4D applies one convolution to "
+           f"every sequence. Here Mamba "
+           f"{'leads' if copying['mamba'][0] >= copying['s4d'][0] else 'trails'} S4D by "
+           f"{abs(copying['mamba'][0] - copying['s4d'][0]) * 100:.0f} points; over tour seeds 0–4 "
+           f"the lead ranged from {COPY_GAP_SEEDS[0] * 100:.0f} to {COPY_GAP_SEEDS[1] * 100:.0f} "
+           f"points at this budget of steps. ")
+        + f"Character models on {source} at about "
         f"{np.mean(params) / 1e3:.0f}k parameters each: "
         + ", ".join(f"{k.upper()} {v[0]:.2f} bits/char in {v[1]:.0f} s" for k, v in chars.items())
         + f" (unigram {unigram:.2f}). For one S4D layer at length {lengths[-1]}, the loop of "
         f"steps applies {loop_apps:,} primitives one after another, the FFT convolution {conv_apps} "
-        f"whatever the length ({times['recurrent (step loop)'][-1] * 1e3:.0f} ms against "
-        f"{times['convolution (FFT)'][-1] * 1e3:.1f} ms here); the FFT convolution and the fused "
-        f"scan cost little more as the sequence grows, while stepping in Python costs per step; for "
+        f"whatever the length ({times[STEP_LOOP][-1] * 1e3:.0f} ms against "
+        f"{times[FFT_CONVOLUTION][-1] * 1e3:.1f} ms here, each the best of {TIMING_REPEATS} "
+        f"calls; the loop's time is {LOOP_STEPS_TIMED} steps measured and scaled). From length "
+        f"{lengths[0]} to {lengths[-1]} ({lengths[-1] // lengths[0]}× longer) the measured "
+        f"forward times grew "
+        + ", ".join(f"{growth[name]:.0f}× for the {name}" for name in growth)
+        + f": {_growth_words(growth, lengths[-1] / lengths[0])}. For "
         f"generation a recurrent state stays a few kilobytes per layer where a transformer's "
         f"key-value cache reaches {memory['transformer KV cache'][-1] / 2 ** 30:.1f} GiB at "
         f"{mem_lengths[-1]:,} tokens. (Compiling the recurrent kernels took {compile_s:.1f} s, "
