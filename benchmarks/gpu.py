@@ -9,7 +9,7 @@ PyTorch::
 
 1. **Parity**: the core, nn and optim test suites with ``WONDERLAND_BACKEND=cupy`` (every
    tensor on the GPU, compared with the NumPy and PyTorch CPU references those suites
-   already hold), and ``tests/test_gpu_backend.py`` (a training step on CuPy against the
+   already hold), and ``tests/backend/test_gpu_backend.py`` (a training step on CuPy against the
    CPU). Two tests that state CPU facts are deselected, as on the stand-in device.
 2. **Speed**: one training step (forward, backward, SGD with momentum) of an MLP
    784-512-512-10 (batch 512), a CNN (28×28×1, conv 32 → pool → conv 64 → pool → linear,
@@ -35,12 +35,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PARITY_SUITES = ["test_tensor.py", "test_primitive_grads.py", "test_transforms.py",
-                 "test_reverse_mode.py", "test_nn.py", "test_norm.py", "test_optim.py",
-                 "test_conv.py", "test_losses.py", "test_linalg.py", "test_train.py",
-                 "test_torch_parity.py"]
-DESELECT = ["tests/test_tensor.py::test_attributes_and_conversion",
-            "tests/test_semantics.py::test_tensor_copies_numpy_input"]
+PARITY_SUITES = ["core/test_tensor.py", "ops/test_primitive_grads.py", "core/test_transforms.py",
+                 "core/test_engine.py", "nn/test_nn.py", "nn/test_norm.py",
+                 "optim/test_optim.py", "ops/test_conv.py", "ops/test_losses.py",
+                 "test_linalg.py", "train/test_train.py", "ops/test_torch_parity.py"]
+DESELECT = ["tests/core/test_tensor.py::test_attributes_and_conversion",
+            "tests/core/test_semantics.py::test_tensor_copies_numpy_input"]
 MODELS = {"mlp": 512, "cnn": 128, "transformer": 32}
 
 
@@ -232,9 +232,9 @@ def _parity(timeout):
     if run.returncode != 0:
         print(run.stdout[-6000:])
     gpu = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-rs", "tests/test_gpu_backend.py"], capture_output=True, text=True,
+                          "-rs", "tests/backend/test_gpu_backend.py"], capture_output=True, text=True,
                          cwd=ROOT, timeout=timeout)
-    print("tests/test_gpu_backend.py: " + ([x for x in gpu.stdout.splitlines() if x.strip()]
+    print("tests/backend/test_gpu_backend.py: " + ([x for x in gpu.stdout.splitlines() if x.strip()]
                                             or ["(no output)"])[-1])
     return run.returncode == 0 and gpu.returncode == 0, ""
 

@@ -96,6 +96,9 @@ def main(argv=None):
             print(f"  {w}: round {r + 1}/{args.rounds}", file=sys.stderr, end="\r")
         med = {c: statistics.median(v) for c, v in samples.items()}
         rows.append((w, med))
+        # each workload's medians as soon as they are known: a run cut short keeps them
+        print(f"  {w}: " + ", ".join(f"{c} {t * 1e3:.3f} ms" for c, t in med.items()),
+              file=sys.stderr)
     print(file=sys.stderr)
     others = [c for c in ("base", "pyg", "torch", "torch_channels_last", "torch_loop",
                           "torch_cumsum", "jax", "numpy")

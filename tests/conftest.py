@@ -1,7 +1,28 @@
+import os
+import shutil
+import sys
+
 import numpy as np
 import pytest
 
 import wonderland as wl
+
+try:
+    import mpi4py  # noqa: F401
+    HAVE_MPI4PY = True
+except ImportError:
+    HAVE_MPI4PY = False
+
+
+def _mpiexec():
+    """The ``mpiexec`` beside this Python (the ``mpich`` wheel's), else one on PATH."""
+    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return local if os.path.exists(local) else shutil.which("mpiexec")
+
+
+MPIEXEC = _mpiexec()
+needs_mpi = pytest.mark.skipif(not (HAVE_MPI4PY and MPIEXEC),
+                               reason="mpi4py and mpiexec are needed (pip install \".[mpi]\")")
 
 
 @pytest.fixture

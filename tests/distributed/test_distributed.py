@@ -8,7 +8,6 @@ plain wonderland (no DDP), in float64.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,21 +19,7 @@ import pytest
 import wonderland as wl
 from wonderland import distributed as dist
 
-try:
-    import mpi4py  # noqa: F401
-    HAVE_MPI4PY = True
-except ImportError:
-    HAVE_MPI4PY = False
-
-
-def _mpiexec():
-    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return local if os.path.exists(local) else shutil.which("mpiexec")
-
-
-MPIEXEC = _mpiexec()
-needs_mpi = pytest.mark.skipif(not (HAVE_MPI4PY and MPIEXEC),
-                               reason="mpi4py and mpiexec are needed (pip install \".[mpi]\")")
+from conftest import MPIEXEC, needs_mpi
 
 PREAMBLE = textwrap.dedent("""
     import json, os, sys

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "benchmarks"))
 from workloads import WORKLOADS  # noqa: E402
 
 # PyTorch's and PyG's own notices when the reference contenders are built (sparse tensors
@@ -31,7 +31,7 @@ def test_workload_builds_a_step(workload, contender):
 
 
 def test_fusion_benchmark_runs_and_rejects_unknown_models(capsys):
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "fusion.py")
+    path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "benchmarks", "fusion.py")
     spec = importlib.util.spec_from_file_location("fusion_benchmark", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

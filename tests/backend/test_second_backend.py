@@ -15,21 +15,22 @@ import pytest
 import wonderland as wl
 from wonderland import backend as B
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SUITES = ["test_tensor.py", "test_primitive_grads.py", "test_transforms.py",
-          "test_reverse_mode.py", "test_semantics.py", "test_vmap.py", "test_scan.py",
-          "test_graph_memory.py", "test_versions_and_state.py", "test_nn.py", "test_norm.py",
-          "test_optim.py", "test_conv.py", "test_losses.py", "test_linalg.py",
-          "test_layer_and_optimiser_checks.py", "test_train.py", "test_data.py", "test_models.py",
-          "test_distributions.py", "test_torch_parity.py"]
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITES = ["core/test_tensor.py", "ops/test_primitive_grads.py", "core/test_transforms.py",
+          "core/test_engine.py", "core/test_semantics.py", "core/test_vmap.py",
+          "core/test_scan.py", "core/test_graph_memory.py", "core/test_versions_and_state.py",
+          "nn/test_nn.py", "nn/test_norm.py", "optim/test_optim.py", "ops/test_conv.py",
+          "ops/test_losses.py", "test_linalg.py", "nn/test_layer_and_optimiser_checks.py",
+          "train/test_train.py", "data/test_data.py", "models/test_models.py",
+          "test_distributions.py", "ops/test_torch_parity.py"]
 
 
 def test_core_nn_and_optim_suites_pass_on_the_checked_backend():
     env = dict(os.environ, WONDERLAND_BACKEND="checked")
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                           "-m", "not slow",
-                          *[os.path.join(HERE, s) for s in SUITES]],
-                         capture_output=True, text=True, env=env, cwd=os.path.dirname(HERE))
+                          *[os.path.join(TESTS, s) for s in SUITES]],
+                         capture_output=True, text=True, env=env, cwd=os.path.dirname(TESTS))
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
 
 

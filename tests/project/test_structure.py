@@ -5,7 +5,7 @@ another package's private names."""
 import ast
 import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[1] / "src" / "wonderland"
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "src" / "wonderland"
 MAX_LINES = 60                 # per function, outside the tour's experiments
 MAX_PRIVATE_IMPORTS = 10       # import statements taking another package's private names
 

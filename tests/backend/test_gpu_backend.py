@@ -23,7 +23,7 @@ from wonderland.backend import device_kernels
 from wonderland.backend.cupy_backend import DeviceBackend, unavailable_reason
 from wonderland.backend.fake_device import FakeDeviceArray, fake_cuda, make
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture
@@ -356,10 +356,10 @@ def test_core_nn_and_optim_suites_pass_on_the_stand_in_device():
     env = dict(os.environ, WONDERLAND_BACKEND="fake-cuda")
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow",
-         "--deselect", "tests/test_tensor.py::test_attributes_and_conversion",
-         "--deselect", "tests/test_semantics.py::test_tensor_copies_numpy_input",
+         "--deselect", "tests/core/test_tensor.py::test_attributes_and_conversion",
+         "--deselect", "tests/core/test_semantics.py::test_tensor_copies_numpy_input",
          *[os.path.join("tests", s) for s in SUITES]],
-        capture_output=True, text=True, env=env, cwd=os.path.dirname(HERE), timeout=600)
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
 
 

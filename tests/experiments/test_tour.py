@@ -67,7 +67,7 @@ def test_every_figure_is_labelled_legible_and_explained(chapter, tmp_path_factor
 def _seed_table():
     """``(chapter, check, quick-mode threshold)`` for each row of docs/tour.md's table of
     the checks measured over tour seeds 0–4."""
-    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "tour.md").read_text()
+    text = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "tour.md").read_text()
     rows = []
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -652,7 +652,7 @@ def test_gitignore_covers_every_virtual_environment_and_tour_output():
     import pathlib
 
     patterns = [line.strip() for line in
-                (pathlib.Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+                (pathlib.Path(__file__).resolve().parents[2] / ".gitignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
     for name in (".venv", ".venv-py312", "wonderland-out", "wonderland-out-seed3"):
         assert any(fnmatch.fnmatch(name, p.rstrip("/")) for p in patterns), name

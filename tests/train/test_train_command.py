@@ -13,7 +13,7 @@ import wonderland as wl
 from wonderland import cli
 from wonderland.config import ConfigError, load_config, parse_config
 
-from test_distributed import MPIEXEC, needs_mpi
+from conftest import MPIEXEC, needs_mpi
 
 
 def write(tmp_path, text, name="run.toml"):
