@@ -9,7 +9,9 @@ Both Jacobians are symmetric, so one rule serves as VJP and JVP:
 Like PyTorch's, the nodes keep the input and the small per-row statistics (μ and 1/σ,
 or r) the forward computed, not the output. When the backward pass is itself recorded
 or carries tangents (higher orders), the rules recompute the statistics from ``x`` with
-tensor operations so that they differentiate again. The composite versions are checked against these in the
+tensor operations so that they differentiate again. Layer norm over the last axis
+with a weight and bias (the transformer's case) runs its forward and first-order backward
+as compiled row loops (``kernels/norm.py``). The composite versions are checked against these in the
 tests. They are also what the ONNX export rules write, operation for operation as the
 forwards compute (``onnx=``; ONNX's LayerNormalization takes only trailing axes).
 """
@@ -19,8 +21,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.primitive import Primitive, apply
+from ..core.tracing import record_call
 from ..core.vmap import axis_rule, batch_size, broadcast_batch
-from .arguments import zeros
+from .arguments import constant, zeros
+from .kernels import norm as _kernels
 from .reductions import mean, var
 
 
@@ -150,6 +154,8 @@ _rms.batch = axis_rule(_rms, "axes")
 # Layer norm's ``x̂·w + b`` in the same node, as PyTorch fuses it: the node keeps x, w
 # and the statistics; x̂ is recomputed in the backward pass instead of being kept.
 def _normalize_affine_forward(x, w, b, *, axes, eps):
+    if _kernels.applies(x, w, b, axes):             # layer norm over the last axis
+        return _kernels.layer_norm(x, w, b, eps)
     xhat, stats = _normalize_forward(x, axes=axes, eps=eps)
     xhat *= w
     xhat += b
@@ -172,9 +178,16 @@ def _normalize_affine_vjp(g, out, inputs, needs, *, axes, eps, res):
 
 
 def _normalize_affine_vjp_kernel(g, out, inputs, needs, *, axes, eps, res):
-    """First order: x̂ from the statistics kept by the forward pass."""
+    """First order: x̂ from the statistics kept by the forward pass (over the last axis:
+    one compiled pass, ``kernels/norm.py``)."""
     x, w, _ = inputs
     mu, inv_std = res
+    # the weight is kept only when ∂x is wanted (save=), which the kernel computes anyway
+    if needs[0] and _kernels.applies(x.data, w.data, w.data, axes) and g.shape == x.shape \
+            and g.dtype == x.dtype:
+        grads = record_call(_kernels.layer_norm_backward, g.data, x.data, w.data, mu.data,
+                            inv_std.data)
+        return [constant(a) if need else None for a, need in zip(grads, needs)]
     return _affine_grads(g, w, (x - mu) * inv_std, inv_std, needs, axes)
 
 
