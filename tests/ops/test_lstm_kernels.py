@@ -139,3 +139,22 @@ def test_float32_gate_passes_are_vectorised(name):
     ir = getattr(K, name)[True].llvm_ir(*args)
     # the divisions of the float32 sigmoid and tanh, eight (or four, sixteen) at a time
     assert re.search(r"fdiv [a-z ]*<\d+ x float>", ir)
+
+
+@pytest.mark.parametrize("rows, alone, blocks", [(16, True, 8), (16, False, 1), (32, True, 1)])
+def test_blocked_step_products_equal_one_product(rows, alone, blocks):
+    """Blocks only for a few rows on a thread of their own; either way the product's
+    values are NumPy's (column blocks exactly, inner blocks up to the sums' order)."""
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((256, 1024)).astype(np.float32)
+    h = rng.standard_normal((rows, 256)).astype(np.float32)
+    columns = R._ColumnBlocks(w, rows, alone=alone)
+    assert len(columns.blocks) == blocks
+    out = columns.buffer(np.float32)
+    columns(h, out)
+    got = np.concatenate([out[k, :, :b.shape[1]] for k, b in enumerate(columns.blocks)], axis=1)
+    np.testing.assert_array_equal(got, h @ w)
+    inner = R._InnerBlocks(w.T.copy(), rows, alone=alone)
+    d = rng.standard_normal((rows, 1024)).astype(np.float32)
+    res = np.empty((rows, 256), np.float32)
+    np.testing.assert_allclose(inner(d, res), d @ w.T, rtol=1e-5, atol=1e-4)

@@ -66,20 +66,24 @@ def warm() -> None:
 
 # ----------------------------------------------------------------------------- per-step products
 # A step's product is a few rows times a weight matrix that stays the same for every step.
-# With at most 16 rows (a thread's share of a batch of 32), cut into blocks of at most
-# 2^19 multiply-adds, it runs in OpenBLAS's small-matrix kernels, which do not pack the
-# weights again on every call: 16 rows by (256, 1024) take 84 µs in 8 blocks against
-# 104 µs in one product (Intel Xeon, OpenBLAS 0.3.31), while with 32 rows one product is
-# the faster (172 against 179 µs), hence one block there (benchmarks/README.md).
+# With at most 16 rows on a thread of its own, cut into blocks of at most 2^19
+# multiply-adds, it runs in OpenBLAS's small-matrix kernels, which do not pack the weights
+# again on every call: 16 rows by (256, 1024) take 84 µs in 8 blocks against 104 µs in
+# one product (Intel Xeon, OpenBLAS 0.3.31); with 32 rows one product is the faster (172
+# against 179 µs). When the batch is split over threads, each thread's many small calls
+# contend for the interpreter between products and the blocks lose: 2 threads × 128 steps
+# of 16 rows took 29.2 ms in blocks and 20.5 ms as one product each, and the LSTM step of
+# ``lstm_1layer`` 76 against 70 ms. So a thread's share of a split batch takes one product.
 _BLOCK_ROWS = 16
 _BLOCK_WORK = 1 << 19
 
 
-def _block_width(rows, other, full):
+def _block_width(rows, other, full, alone):
     """How many columns (or inner indices) a block takes: ``full`` (one block) for more
-    than ``_BLOCK_ROWS`` rows, else so that ``16 × other × width`` stays within
-    ``_BLOCK_WORK`` (a multiple of 8, at least 8)."""
-    if rows > _BLOCK_ROWS:
+    than ``_BLOCK_ROWS`` rows or rows that share the machine with other threads' (not
+    ``alone``), else so that ``16 × other × width`` stays within ``_BLOCK_WORK`` (a
+    multiple of 8, at least 8)."""
+    if rows > _BLOCK_ROWS or not alone:
         return full
     width = _BLOCK_WORK // (_BLOCK_ROWS * max(other, 1))
     return min(full, max(8, width - width % 8))
@@ -89,8 +93,8 @@ class _ColumnBlocks:
     """``h @ w`` into ``out[k]``, the k-th block of columns (``out`` is ``(blocks, rows,
     width)``, what the step kernels read)."""
 
-    def __init__(self, w, rows):
-        self.width = _block_width(rows, w.shape[0], w.shape[1])
+    def __init__(self, w, rows, alone=True):
+        self.width = _block_width(rows, w.shape[0], w.shape[1], alone)
         self.blocks = [np.ascontiguousarray(w[:, i:i + self.width])
                        for i in range(0, w.shape[1], self.width)]
         self.rows = rows
@@ -106,8 +110,8 @@ class _ColumnBlocks:
 class _InnerBlocks:
     """``d @ w`` as a sum of products over blocks of the inner dimension."""
 
-    def __init__(self, w, rows):
-        width = _block_width(rows, w.shape[1], w.shape[0])
+    def __init__(self, w, rows, alone=True):
+        width = _block_width(rows, w.shape[1], w.shape[0], alone)
         self.bounds = [(i, min(i + width, w.shape[0])) for i in range(0, w.shape[0], width)]
         self.blocks = [np.ascontiguousarray(w[i:j]) for i, j in self.bounds]
         self.parts = np.empty((len(self.blocks), rows, w.shape[1]), w.dtype)
@@ -149,7 +153,7 @@ def _forward_arrays(xw, w_hh, b_hh, h0, c0, mask, *, kind, reverse):
         s = slice(lo, hi)
         h = h0[s].copy()
         c = c0[s].copy()
-        product = _ColumnBlocks(w_hh, hi - lo)
+        product = _ColumnBlocks(w_hh, hi - lo, alone=hi - lo == Bn)
         zh = product.buffer(dt)
         if kind in ("rnn_tanh", "rnn_relu"):
             step = _loops.rnn_step[fast].compiled()
@@ -211,7 +215,7 @@ def _backward_arrays(gs, res, w_hh, mask, kind, reverse):
         dzt = np.empty((hi - lo, G), dt)
         direct = np.empty((hi - lo, H), dt)
         back = np.empty((hi - lo, H), dt)
-        product = _InnerBlocks(w_t, hi - lo)
+        product = _InnerBlocks(w_t, hi - lo, alone=hi - lo == Bn)
         if kind in ("rnn_tanh", "rnn_relu"):
             step = _loops.rnn_back_step[fast].compiled()
             before, after = (d_h, res[1][s], m), (kind == "rnn_relu", dzt, dzx[s])
