@@ -119,7 +119,9 @@ def test_gin_and_sage_equal_dense_formulas():
     lin = nn.Linear(4, 3).double()
     for eps, train_eps in [(0.0, False), (0.3, False), (0.1, True)]:
         conv = nn.GINConv(lin, eps=eps, train_eps=train_eps).double()
-        want = ((1 + eps) * x + a @ x) @ lin.weight.numpy() + lin.bias.numpy()
+        # a learned ε starts in the default dtype, so .double() holds float32's 0.1
+        e = float(conv.eps.numpy()[0]) if train_eps else eps
+        want = ((1 + e) * x + a @ x) @ lin.weight.numpy() + lin.bias.numpy()
         for fuse in (True, False):
             conv.fuse = fuse
             np.testing.assert_allclose(conv(f64(x), ei).numpy(), want, atol=1e-12)

@@ -144,7 +144,7 @@ def test_float32_gate_passes_are_vectorised(name):
 @pytest.mark.parametrize("rows, alone, blocks", [(16, True, 8), (16, False, 1), (32, True, 1)])
 def test_blocked_step_products_equal_one_product(rows, alone, blocks):
     """Blocks only for a few rows on a thread of their own; either way the product's
-    values are NumPy's (column blocks exactly, inner blocks up to the sums' order)."""
+    values are NumPy's up to rounding (BLAS may pick other kernels for a narrow block)."""
     rng = np.random.default_rng(7)
     w = rng.standard_normal((256, 1024)).astype(np.float32)
     h = rng.standard_normal((rows, 256)).astype(np.float32)
@@ -153,7 +153,7 @@ def test_blocked_step_products_equal_one_product(rows, alone, blocks):
     out = columns.buffer(np.float32)
     columns(h, out)
     got = np.concatenate([out[k, :, :b.shape[1]] for k, b in enumerate(columns.blocks)], axis=1)
-    np.testing.assert_array_equal(got, h @ w)
+    np.testing.assert_allclose(got, h @ w, rtol=1e-5, atol=1e-4)
     inner = R._InnerBlocks(w.T.copy(), rows, alone=alone)
     d = rng.standard_normal((rows, 1024)).astype(np.float32)
     res = np.empty((rows, 256), np.float32)
