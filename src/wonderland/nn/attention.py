@@ -65,8 +65,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     One fused primitive computes it (see ``wonderland.ops.attention``):
     ``implementation="plain"`` keeps the probabilities for the backward pass, ``"flash"``
     runs FlashAttention's block-by-block online softmax and recomputes blocks in the
-    backward pass (memory linear in the length); ``"auto"`` takes flash for large
-    problems. ``block_size``: the flash kernel's block, ``(queries, keys)`` or one int for
+    backward pass (memory linear in the length); ``"auto"`` takes flash on the CPU
+    (compiled loops) and for large problems elsewhere. ``block_size``: the flash kernel's block, ``(queries, keys)`` or one int for
     both (default: chosen from the sizes). With dropout the composite form runs instead.
     """
     what = "scaled_dot_product_attention"

@@ -42,7 +42,7 @@ import math
 import numpy as np
 
 from .. import backend as B
-from ..backend import threads
+from ..backend import compiled, threads
 from ..core.tracing import record_call
 from ..core.primitive import Primitive, apply
 from ..core.structural import reshape as _reshape
@@ -50,6 +50,7 @@ from ..core.tensor import Tensor
 from ..core.vmap import moveaxis
 from .arguments import constant, namespace
 from .elementwise import isfinite, logical_and, where
+from .kernels import attention as kernels
 from .linalg import matmul
 from .reductions import any as _any
 from .reductions import softmax
@@ -144,6 +145,85 @@ class _Masks:
         s += m
 
 
+# ----------------------------------------------------------------------------- compiled loops
+def _compiled_applies(*arrays) -> bool:
+    """Whether the compiled loops (:mod:`.kernels.attention`) serve these arrays: plain
+    NumPy float32 or float64 arrays of one dtype, kernels on."""
+    dtype = arrays[0].dtype
+    return (compiled.ENABLED and dtype in (np.float32, np.float64)
+            and all(type(a) is np.ndarray and a.dtype == dtype for a in arrays))
+
+
+def _compiled_blocks(L, S, causal, impl, block_q, block_k):
+    """Queries and keys per block of the compiled loops: 128 queries (64 under a causal
+    mask, which then computes less past the diagonal) and every key up to 1,024 (the
+    plain algorithm: every key, in one block); measured best of 32–256 on the
+    benchmarks' shapes."""
+    bq = max(1, min(L, block_q or (64 if causal is not None else 128)))
+    bk = S if impl == "plain" else min(S, block_k or 1024)
+    return bq, max(1, bk)
+
+
+def _kernel_bias(bias_, n, dtype):
+    """The bias arguments of the compiled loops: ``(nb, Lb, Sb)``, each head's row in it,
+    and whether there is one."""
+    if bias_ is None:
+        return np.zeros((1, 1, 1), dtype), np.zeros(n, np.int64), False
+    index = np.zeros(n, np.int64) if bias_.index is None else np.ascontiguousarray(
+        bias_.index, dtype=np.int64)
+    return bias_.arr, index, True
+
+
+def _forward_compiled(qf, kf, vf, bias_, causal, impl, block_q, block_k):
+    n, L, _ = qf.shape
+    S, Ev = kf.shape[1], vf.shape[2]
+    dtype = qf.dtype
+    out = np.empty((n, L, Ev), dtype)
+    lse = np.empty((n, L), dtype)
+    keep = impl == "plain"
+    probs = np.empty((n, L, S), dtype) if keep else np.empty((1, 1, 1), dtype)
+    bq, bk = _compiled_blocks(L, S, causal, impl, block_q, block_k)
+    barr, bhead, has_bias = _kernel_bias(bias_, n, dtype)
+    fast = dtype == np.float32
+    kern = kernels.attention_forward[fast]
+    offset = 0 if causal is None else causal
+
+    def work(lo, hi, lane):
+        kern(qf, kf, vf, barr, bhead, has_bias, causal is not None, offset, bq, bk, fast,
+             keep, lo, hi, out, lse, probs)
+
+    threads.parallel_for(n, work, n * L * S)
+    return out, lse, (probs if keep else None)
+
+
+def _backward_compiled(qf, kf, vf, gf, of, lse, probs, bias_, causal, impl, block_q, block_k,
+                       scale, need_bias):
+    n, L, E = qf.shape
+    S, Ev = kf.shape[1], vf.shape[2]
+    dtype = qf.dtype
+    dq = np.empty((n, L, E), dtype)
+    dk = np.zeros((n, S, E), dtype)
+    dv = np.zeros((n, S, Ev), dtype)
+    dbias = np.empty((n, L, S), dtype) if need_bias else np.empty((1, 1, 1), dtype)
+    use_probs = probs is not None
+    dummy = np.empty((1, 1), dtype)
+    probs = np.ascontiguousarray(probs) if use_probs else np.empty((1, 1, 1), dtype)
+    lse = dummy if lse is None else np.ascontiguousarray(lse)
+    bq, bk = _compiled_blocks(L, S, causal, impl, block_q, block_k)
+    barr, bhead, has_bias = _kernel_bias(bias_, n, dtype)
+    fast = dtype == np.float32
+    kern = kernels.attention_backward[fast]
+    offset = 0 if causal is None else causal
+
+    def work(lo, hi, lane):
+        kern(qf, kf, vf, gf, of, lse, probs, barr, bhead, has_bias, causal is not None,
+             offset, bq, bk, fast, use_probs, need_bias, dtype.type(scale), lo, hi,
+             dq, dk, dv, dbias)
+
+    threads.parallel_for(n, work, n * L * S)
+    return dq, dk, dv, (dbias if need_bias else None)
+
+
 # ----------------------------------------------------------------------------- forward kernel
 def _attention_forward(q, k, v, *bias, scale, causal, impl, block_q, block_k):
     xp = B.ns(q)
@@ -154,6 +234,10 @@ def _attention_forward(q, k, v, *bias, scale, causal, impl, block_q, block_k):
     qf = _flat(q, bs) * dtype.type(scale)
     kf, vf = _flat(k, bs), _flat(v, bs)
     bias_ = _Bias(bias[0], bs) if bias else None
+    if n and L and _compiled_applies(q, k, v, *bias):
+        out, lse, probs = _forward_compiled(qf, kf, vf, bias_, causal, impl, block_q, block_k)
+        res = probs if impl == "plain" else lse
+        return out.reshape(tuple(bs) + (L, Ev)), (res.reshape(tuple(bs) + res.shape[1:]),)
     out = xp.empty((n, L, Ev), dtype)
     lse = xp.empty((n, L), dtype)
     probs = xp.empty((n, L, S), dtype) if impl == "plain" else None
@@ -247,6 +331,15 @@ def _attention_backward(g, q, k, v, bias, out, res, *, scale, causal, impl, bloc
     kf, vf = _flat(k, bs), _flat(v, bs)
     gf, of = _flat(g, bs), _flat(out, bs)
     bias_ = _Bias(bias[0], bs) if bias else None
+    if n and L and _compiled_applies(q, k, v, g, out, *bias, *res):
+        probs = res[0].reshape(n, L, S) if impl == "plain" else None
+        lse = res[0].reshape(n, L) if impl != "plain" else None
+        dq, dk, dv, dbias = _backward_compiled(qf, kf, vf, gf, of, lse, probs, bias_, causal,
+                                               impl, block_q, block_k, scale, need_bias)
+        shape = tuple(bs)
+        return (dq.reshape(shape + (L, E)), dk.reshape(shape + (S, E)),
+                dv.reshape(shape + (S, Ev)),
+                None if dbias is None else dbias.reshape(shape + (L, S)))
     D = np.einsum("nle,nle->nl", gf, of)
     dq = xp.zeros((n, L, E), dtype)
     dk = xp.zeros((n, S, E), dtype)
@@ -471,9 +564,10 @@ def attention(q, k, v, bias=None, causal=None, scale=None, implementation="auto"
               block_size=None) -> Tensor:
     """Fused attention on tensors already checked by the caller (see the module text).
 
-    ``implementation``: ``"plain"``, ``"flash"`` or ``"auto"`` (flash when the score
-    matrices would hold more than ``FLASH_THRESHOLD`` entries, and plain when the bias
-    needs a gradient, which the flash kernel does not produce). ``block_size``:
+    ``implementation``: ``"plain"``, ``"flash"`` or ``"auto"`` (flash on the CPU with the
+    compiled loops, which recompute a block as fast as they would read it back, or when
+    the score matrices would hold more than ``FLASH_THRESHOLD`` entries; plain when the
+    bias needs a gradient, which the flash kernel does not produce). ``block_size``:
     ``(queries, keys)`` per block of the flash kernel (default: chosen from the sizes).
     """
     L, S = q.shape[-2], k.shape[-2]
@@ -484,7 +578,10 @@ def attention(q, k, v, bias=None, causal=None, scale=None, implementation="auto"
         heads = int(np.prod(_batch_shape(q.shape, k.shape, v.shape,
                                          *(() if bias is None else (bias.shape,))),
                             dtype=np.int64))
-        implementation = "flash" if heads * L * S > FLASH_THRESHOLD else "plain"
+        large = heads * L * S > FLASH_THRESHOLD
+        compiled_cpu = compiled.ENABLED and q.device == "cpu" and q.dtype in (np.float32,
+                                                                                np.float64)
+        implementation = "flash" if large or compiled_cpu else "plain"
     if implementation not in ("plain", "flash"):
         raise ValueError(f"attention: implementation must be 'auto', 'plain' or 'flash', "
                          f"got {implementation!r}")

@@ -1,0 +1,280 @@
+"""Attention as one compiled loop per (batch, head): the blocked (flash) algorithm with
+the products, the mask, the running maximum, the exponentials and the sums of a block in
+one kernel, and no Python between blocks.
+
+For a head's queries ``q (L, E)`` (already multiplied by the scale), keys ``k (S, E)``
+and values ``v (S, Ev)``, the forward loop takes ``bq`` queries at a time and walks
+their visible keys ``bk`` at a time:
+
+* ``s = q_blk k_blkᵀ`` (one BLAS product into a buffer that stays in cache);
+* per row: the bias added, the causal limit applied (keys past it are never computed
+  when a whole block lies past it, and are zeros inside the block that crosses it), the
+  row maximum, ``p = exp(s − m)`` and its sum; a row's earlier output and sum are scaled
+  by ``exp(m_old − m_new)`` when a later block raises its maximum (the online softmax);
+* ``acc += p v_blk`` (one BLAS product).
+
+Each query row ends with ``o = acc / l`` and its log-sum-exp ``m + log l``. With
+``keep`` (the plain algorithm, one key block holding every key) the normalised
+probabilities are also written out for the backward pass.
+
+The backward loop recomputes ``p = exp(s − lse)`` block by block (or reads the kept
+probabilities), then ``dV += pᵀ dO``, ``dP = dO Vᵀ``, ``dS = p ⊙ (dP − D)`` with ``D =
+rowsum(dO ⊙ O)``, ``dQ += dS K`` and ``dK += dSᵀ Q``: five products and two fused
+elementwise passes per block.
+
+The row reductions (maximum, sum) keep eight partial results, which the compiler turns
+into vector instructions; float32 exponentials use the vectorised ``exp`` of
+:mod:`.special` (``fast``), float64 the C library's. NaN in a score propagates to its
+row's output, as in the NumPy reference (:mod:`wonderland.ops.attention`), which the
+tests compare these loops with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...backend.compiled import kernel, kernel_fast
+from .special import _exp_neg
+
+_NEG = np.float32(-np.inf)
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+
+
+# ----------------------------------------------------------------------------- row helpers
+@kernel_fast(inline=True)
+def _row_max(x, n):
+    """Largest of ``x[:n]`` (-inf for none; NaN is skipped, the caller's exp keeps it)."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = _NEG
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        m0 = max(m0, x[j])
+        m1 = max(m1, x[j + 1])
+        m2 = max(m2, x[j + 2])
+        m3 = max(m3, x[j + 3])
+        m4 = max(m4, x[j + 4])
+        m5 = max(m5, x[j + 5])
+        m6 = max(m6, x[j + 6])
+        m7 = max(m7, x[j + 7])
+    m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    for j in range(n8, n):
+        m = max(m, x[j])
+    return m
+
+
+@kernel_fast(inline=True)
+def _row_sum(x, n):
+    """``x[:n].sum()`` with eight partial sums."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = _ZERO
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        s0 += x[j]
+        s1 += x[j + 1]
+        s2 += x[j + 2]
+        s3 += x[j + 3]
+        s4 += x[j + 4]
+        s5 += x[j + 5]
+        s6 += x[j + 6]
+        s7 += x[j + 7]
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for j in range(n8, n):
+        s += x[j]
+    return s
+
+
+@kernel_fast(inline=True)
+def _has_nan(x, n):
+    for j in range(n):
+        if x[j] != x[j]:
+            return True
+    return False
+
+
+@kernel_fast(inline=True)
+def _exp_shifted(x, n, m, fast):
+    """``x[:n] = exp(x[:n] − m)`` in place (``m`` finite); NaN stays NaN."""
+    if fast:
+        for j in range(n):
+            y = x[j] - m
+            e = _exp_neg(y)
+            x[j] = e if y == y else y
+    else:
+        for j in range(n):
+            x[j] = np.exp(x[j] - m)
+
+
+@kernel_fast(inline=True)
+def _add_bias(s, a, c, bias, bh, bi, j0, bcols):
+    """Row ``a`` of the block (``c`` keys from ``j0``) plus the bias row ``bias[bh, bi]``
+    (one column broadcast when ``bcols`` is false)."""
+    if bcols:
+        for j in range(c):
+            s[a, j] += bias[bh, bi, j0 + j]
+    else:
+        b = bias[bh, bi, 0]
+        for j in range(c):
+            s[a, j] += b
+
+
+@kernel_fast(inline=True)
+def _visible(i, j0, c, causal, offset):
+    """How many of the block's ``c`` keys from ``j0`` query ``i`` may see."""
+    if not causal:
+        return c
+    return max(0, min(c, i + offset + 1 - j0))
+
+
+# ----------------------------------------------------------------------------- forward
+def _forward(q, k, v, bias, bias_head, has_bias, causal, offset, bq, bk, fast, keep,
+             h0, h1, out, lse, probs):
+    """Heads ``h0:h1``: ``out`` (n, L, Ev), ``lse`` (n, L) and, with ``keep``, ``probs``
+    (n, L, S); ``bk`` must cover every key then."""
+    L, S, Ev = q.shape[1], k.shape[1], v.shape[2]
+    dtype = q.dtype
+    buf = np.empty(bq * bk, dtype)
+    acc = np.empty((bq, Ev), dtype)
+    pv = np.empty((bq, Ev), dtype)
+    m = np.empty(bq, dtype)
+    l = np.empty(bq, dtype)
+    brows = bias.shape[1] > 1
+    bcols = bias.shape[2] > 1
+    for h in range(h0, h1):
+        bh = bias_head[h]
+        for i0 in range(0, L, bq):
+            i1 = min(L, i0 + bq)
+            r = i1 - i0
+            limit = S if not causal else max(0, min(S, i1 + offset))
+            m[:r] = -np.inf
+            l[:r] = 0
+            acc[:r] = 0
+            for j0 in range(0, limit, bk):
+                j1 = min(limit, j0 + bk)
+                c = j1 - j0
+                s = buf[:r * c].reshape((r, c))
+                np.dot(q[h, i0:i1], k[h, j0:j1].T, s)
+                for a in range(r):
+                    i = i0 + a
+                    row = s[a]
+                    if has_bias:
+                        _add_bias(s, a, c, bias, bh, i if brows else 0, j0, bcols)
+                    n = _visible(i, j0, c, causal, offset)
+                    row[n:] = 0
+                    bm = _row_max(row, n)
+                    if bm == -np.inf:                # nothing visible, or only NaN
+                        if _has_nan(row, n):
+                            bm = _ZERO
+                        else:
+                            row[:n] = 0
+                            continue
+                    m_new = max(m[a], bm)
+                    _exp_shifted(row, n, m_new, fast)
+                    total = _row_sum(row, n)
+                    if m[a] > -np.inf and m_new > m[a]:
+                        alpha = np.exp(m[a] - m_new)
+                        l[a] *= alpha
+                        for e in range(Ev):
+                            acc[a, e] *= alpha
+                    l[a] += total
+                    m[a] = m_new
+                if keep:
+                    for a in range(r):
+                        inv = 1 / l[a] if l[a] != 0 else _ZERO
+                        for j in range(c):
+                            s[a, j] *= inv
+                            probs[h, i0 + a, j0 + j] = s[a, j]
+                        probs[h, i0 + a, j1:] = 0
+                np.dot(s, v[h, j0:j1], pv[:r])
+                for a in range(r):
+                    for e in range(Ev):
+                        acc[a, e] += pv[a, e]
+            if keep and limit == 0:
+                probs[h, i0:i1] = 0
+            for a in range(r):
+                if l[a] != 0:                        # NaN too: it propagates
+                    inv = _ONE if keep else 1 / l[a]
+                    for e in range(Ev):
+                        out[h, i0 + a, e] = acc[a, e] * inv
+                    lse[h, i0 + a] = m[a] + np.log(l[a])
+                else:
+                    out[h, i0 + a] = 0
+                    lse[h, i0 + a] = np.inf
+
+
+# ----------------------------------------------------------------------------- backward
+def _backward(q, k, v, g, o, lse, probs, bias, bias_head, has_bias, causal, offset, bq, bk,
+              fast, use_probs, want_dbias, scale, h0, h1, dq, dk, dv, dbias):
+    """Heads ``h0:h1``: ``dq`` (n, L, E, written), ``dk`` (n, S, E) and ``dv``
+    (n, S, Ev) (both added to: zeros first), ``dbias`` (n, L, S) with ``want_dbias``."""
+    L, S, E, Ev = q.shape[1], k.shape[1], q.shape[2], v.shape[2]
+    dtype = q.dtype
+    pbuf = np.empty(bq * bk, dtype)
+    tbuf = np.empty(bq * bk, dtype)
+    dvb = np.empty((bk, Ev), dtype)
+    dkb = np.empty((bk, E), dtype)
+    dqb = np.empty((bq, E), dtype)
+    dqa = np.empty((bq, E), dtype)
+    D = np.empty(bq, dtype)
+    brows = bias.shape[1] > 1
+    bcols = bias.shape[2] > 1
+    for h in range(h0, h1):
+        bh = bias_head[h]
+        for i0 in range(0, L, bq):
+            i1 = min(L, i0 + bq)
+            r = i1 - i0
+            limit = S if not causal else max(0, min(S, i1 + offset))
+            for a in range(r):
+                t = _ZERO
+                for e in range(Ev):
+                    t += g[h, i0 + a, e] * o[h, i0 + a, e]
+                D[a] = t
+            dqa[:r] = 0
+            if want_dbias:
+                dbias[h, i0:i1, limit:] = 0
+            for j0 in range(0, limit, bk):
+                j1 = min(limit, j0 + bk)
+                c = j1 - j0
+                p = pbuf[:r * c].reshape((r, c))
+                if use_probs:
+                    for a in range(r):
+                        for j in range(c):
+                            p[a, j] = probs[h, i0 + a, j0 + j]
+                else:
+                    np.dot(q[h, i0:i1], k[h, j0:j1].T, p)
+                    for a in range(r):
+                        i = i0 + a
+                        row = p[a]
+                        if has_bias:
+                            _add_bias(p, a, c, bias, bh, i if brows else 0, j0, bcols)
+                        n = _visible(i, j0, c, causal, offset)
+                        if lse[h, i] == np.inf:
+                            n = 0
+                        _exp_shifted(row, n, lse[h, i], fast)
+                        row[n:] = 0
+                ds = tbuf[:r * c].reshape((r, c))
+                np.dot(p.T, g[h, i0:i1], dvb[:c])
+                np.dot(g[h, i0:i1], v[h, j0:j1].T, ds)
+                for a in range(r):
+                    da = D[a]
+                    for j in range(c):
+                        ds[a, j] = p[a, j] * (ds[a, j] - da)
+                if want_dbias:
+                    dbias[h, i0:i1, j0:j1] = ds
+                np.dot(ds, k[h, j0:j1], dqb[:r])
+                np.dot(ds.T, q[h, i0:i1], dkb[:c])
+                for j in range(c):
+                    for e in range(Ev):
+                        dv[h, j0 + j, e] += dvb[j, e]
+                    for e in range(E):
+                        dk[h, j0 + j, e] += dkb[j, e]
+                for a in range(r):
+                    for e in range(E):
+                        dqa[a, e] += dqb[a, e]
+            for a in range(r):
+                for e in range(E):
+                    dq[h, i0 + a, e] = dqa[a, e] * scale
+
+
+attention_forward = {True: kernel_fast(_forward), False: kernel(_forward)}
+attention_backward = {True: kernel_fast(_backward), False: kernel(_backward)}
+
+__all__ = ["attention_forward", "attention_backward"]
