@@ -21,7 +21,13 @@ Two kernels compute the same values:
   from them. Memory grows linearly with the length.
 
 Both run blocks of heads on the library's worker threads, each with single-threaded
-BLAS, so the elementwise passes (exp, max, sums) use both cores too.
+BLAS, so the elementwise passes (exp, max, sums) use both cores too. On the CPU, float32
+and float64 NumPy arrays go through compiled loops instead (:mod:`.kernels.attention`):
+one kernel call per thread walks its heads block by block, the products through BLAS,
+the mask, running maximum, exponentials and sums fused in between, with the same two
+algorithms (``keep``: plain). They recompute a block about as fast as they would read
+the kept probabilities back, so ``"auto"`` takes flash there. The NumPy block code below
+stays as their reference (and serves other array libraries and ``WONDERLAND_KERNELS=numpy``).
 
 The VJP and JVP rules are written with tensor operations: at first order, outside any
 transformation, the VJP runs the array kernel above; when the backward pass is itself

@@ -83,6 +83,15 @@ def _row_sum(x, n):
 
 
 @kernel_fast(inline=True)
+def _row_dot(x, y, n):
+    """``Σ x[:n] y[:n]``."""
+    t = _ZERO
+    for e in range(n):
+        t += x[e] * y[e]
+    return t
+
+
+@kernel_fast(inline=True)
 def _has_nan(x, n):
     for j in range(n):
         if x[j] != x[j]:
@@ -125,6 +134,69 @@ def _visible(i, j0, c, causal, offset):
 
 
 # ----------------------------------------------------------------------------- forward
+@kernel_fast(inline=True)
+def _fold_scores(s, i0, j0, bias, bh, has_bias, causal, offset, fast, m, l, acc):
+    """The online softmax over one block of scores ``s`` (rows from query ``i0``, keys
+    from ``j0``): each row becomes ``exp(s − m_new)`` (zeros past what it may see), its
+    running maximum ``m`` and sum ``l`` take the block in, and its output ``acc`` is
+    rescaled when the maximum rose."""
+    r, c = s.shape
+    brows = bias.shape[1] > 1
+    bcols = bias.shape[2] > 1
+    for a in range(r):
+        i = i0 + a
+        row = s[a]
+        if has_bias:
+            _add_bias(s, a, c, bias, bh, i if brows else 0, j0, bcols)
+        n = _visible(i, j0, c, causal, offset)
+        row[n:] = 0
+        bm = _row_max(row, n)
+        if bm == -np.inf:                            # nothing visible, or only NaN
+            if _has_nan(row, n):
+                bm = _ZERO
+            else:
+                row[:n] = 0
+                continue
+        m_new = max(m[a], bm)
+        _exp_shifted(row, n, m_new, fast)
+        total = _row_sum(row, n)
+        if m[a] > -np.inf and m_new > m[a]:
+            alpha = np.exp(m[a] - m_new)
+            l[a] *= alpha
+            for e in range(acc.shape[1]):
+                acc[a, e] *= alpha
+        l[a] += total
+        m[a] = m_new
+
+
+@kernel_fast(inline=True)
+def _keep_probabilities(s, l, h, i0, j0, probs):
+    """Normalise the block's rows (the plain algorithm's single key block) and write them
+    to ``probs[h]``, zeros for the keys after the block."""
+    r, c = s.shape
+    for a in range(r):
+        inv = 1 / l[a] if l[a] != 0 else _ZERO
+        for j in range(c):
+            s[a, j] *= inv
+            probs[h, i0 + a, j0 + j] = s[a, j]
+        probs[h, i0 + a, j0 + c:] = 0
+
+
+@kernel_fast(inline=True)
+def _finish_rows(acc, l, m, normalised, h, i0, r, out, lse):
+    """``out = acc / l`` and ``lse = m + log l`` for ``r`` rows from query ``i0``; a row
+    that saw nothing gets zeros and ``lse = +inf``; NaN propagates."""
+    for a in range(r):
+        if l[a] != 0:
+            inv = _ONE if normalised else 1 / l[a]
+            for e in range(acc.shape[1]):
+                out[h, i0 + a, e] = acc[a, e] * inv
+            lse[h, i0 + a] = m[a] + np.log(l[a])
+        else:
+            out[h, i0 + a] = 0
+            lse[h, i0 + a] = np.inf
+
+
 def _forward(q, k, v, bias, bias_head, has_bias, causal, offset, bq, bk, fast, keep,
              h0, h1, out, lse, probs):
     """Heads ``h0:h1``: ``out`` (n, L, Ev), ``lse`` (n, L) and, with ``keep``, ``probs``
@@ -136,10 +208,7 @@ def _forward(q, k, v, bias, bias_head, has_bias, causal, offset, bq, bk, fast, k
     pv = np.empty((bq, Ev), dtype)
     m = np.empty(bq, dtype)
     l = np.empty(bq, dtype)
-    brows = bias.shape[1] > 1
-    bcols = bias.shape[2] > 1
     for h in range(h0, h1):
-        bh = bias_head[h]
         for i0 in range(0, L, bq):
             i1 = min(L, i0 + bq)
             r = i1 - i0
@@ -149,58 +218,48 @@ def _forward(q, k, v, bias, bias_head, has_bias, causal, offset, bq, bk, fast, k
             acc[:r] = 0
             for j0 in range(0, limit, bk):
                 j1 = min(limit, j0 + bk)
-                c = j1 - j0
-                s = buf[:r * c].reshape((r, c))
+                s = buf[:r * (j1 - j0)].reshape((r, j1 - j0))
                 np.dot(q[h, i0:i1], k[h, j0:j1].T, s)
-                for a in range(r):
-                    i = i0 + a
-                    row = s[a]
-                    if has_bias:
-                        _add_bias(s, a, c, bias, bh, i if brows else 0, j0, bcols)
-                    n = _visible(i, j0, c, causal, offset)
-                    row[n:] = 0
-                    bm = _row_max(row, n)
-                    if bm == -np.inf:                # nothing visible, or only NaN
-                        if _has_nan(row, n):
-                            bm = _ZERO
-                        else:
-                            row[:n] = 0
-                            continue
-                    m_new = max(m[a], bm)
-                    _exp_shifted(row, n, m_new, fast)
-                    total = _row_sum(row, n)
-                    if m[a] > -np.inf and m_new > m[a]:
-                        alpha = np.exp(m[a] - m_new)
-                        l[a] *= alpha
-                        for e in range(Ev):
-                            acc[a, e] *= alpha
-                    l[a] += total
-                    m[a] = m_new
+                _fold_scores(s, i0, j0, bias, bias_head[h], has_bias, causal, offset, fast,
+                             m, l, acc)
                 if keep:
-                    for a in range(r):
-                        inv = 1 / l[a] if l[a] != 0 else _ZERO
-                        for j in range(c):
-                            s[a, j] *= inv
-                            probs[h, i0 + a, j0 + j] = s[a, j]
-                        probs[h, i0 + a, j1:] = 0
+                    _keep_probabilities(s, l, h, i0, j0, probs)
                 np.dot(s, v[h, j0:j1], pv[:r])
                 for a in range(r):
                     for e in range(Ev):
                         acc[a, e] += pv[a, e]
             if keep and limit == 0:
                 probs[h, i0:i1] = 0
-            for a in range(r):
-                if l[a] != 0:                        # NaN too: it propagates
-                    inv = _ONE if keep else 1 / l[a]
-                    for e in range(Ev):
-                        out[h, i0 + a, e] = acc[a, e] * inv
-                    lse[h, i0 + a] = m[a] + np.log(l[a])
-                else:
-                    out[h, i0 + a] = 0
-                    lse[h, i0 + a] = np.inf
+            _finish_rows(acc, l, m, keep, h, i0, r, out, lse)
 
 
 # ----------------------------------------------------------------------------- backward
+@kernel_fast(inline=True)
+def _recompute_probabilities(p, lse, h, i0, j0, bias, bh, has_bias, causal, offset, fast):
+    """The block's scores ``p`` turned back into probabilities ``exp(s − lse)``."""
+    r, c = p.shape
+    brows = bias.shape[1] > 1
+    bcols = bias.shape[2] > 1
+    for a in range(r):
+        i = i0 + a
+        row = p[a]
+        if has_bias:
+            _add_bias(p, a, c, bias, bh, i if brows else 0, j0, bcols)
+        n = _visible(i, j0, c, causal, offset)
+        if lse[h, i] == np.inf:                      # the row saw nothing
+            n = 0
+        _exp_shifted(row, n, lse[h, i], fast)
+        row[n:] = 0
+
+
+@kernel_fast(inline=True)
+def _add_rows(dst, h, j0, src, c):
+    """``dst[h, j0:j0+c] += src[:c]``."""
+    for j in range(c):
+        for e in range(src.shape[1]):
+            dst[h, j0 + j, e] += src[j, e]
+
+
 def _backward(q, k, v, g, o, lse, probs, bias, bias_head, has_bias, causal, offset, bq, bk,
               fast, use_probs, want_dbias, scale, h0, h1, dq, dk, dv, dbias):
     """Heads ``h0:h1``: ``dq`` (n, L, E, written), ``dk`` (n, S, E) and ``dv``
@@ -214,19 +273,13 @@ def _backward(q, k, v, g, o, lse, probs, bias, bias_head, has_bias, causal, offs
     dqb = np.empty((bq, E), dtype)
     dqa = np.empty((bq, E), dtype)
     D = np.empty(bq, dtype)
-    brows = bias.shape[1] > 1
-    bcols = bias.shape[2] > 1
     for h in range(h0, h1):
-        bh = bias_head[h]
         for i0 in range(0, L, bq):
             i1 = min(L, i0 + bq)
             r = i1 - i0
             limit = S if not causal else max(0, min(S, i1 + offset))
-            for a in range(r):
-                t = _ZERO
-                for e in range(Ev):
-                    t += g[h, i0 + a, e] * o[h, i0 + a, e]
-                D[a] = t
+            for a in range(r):                       # D = rowsum(dO ⊙ O)
+                D[a] = _row_dot(g[h, i0 + a], o[h, i0 + a], Ev)
             dqa[:r] = 0
             if want_dbias:
                 dbias[h, i0:i1, limit:] = 0
@@ -235,25 +288,15 @@ def _backward(q, k, v, g, o, lse, probs, bias, bias_head, has_bias, causal, offs
                 c = j1 - j0
                 p = pbuf[:r * c].reshape((r, c))
                 if use_probs:
-                    for a in range(r):
-                        for j in range(c):
-                            p[a, j] = probs[h, i0 + a, j0 + j]
+                    p[:, :] = probs[h, i0:i1, j0:j1]
                 else:
                     np.dot(q[h, i0:i1], k[h, j0:j1].T, p)
-                    for a in range(r):
-                        i = i0 + a
-                        row = p[a]
-                        if has_bias:
-                            _add_bias(p, a, c, bias, bh, i if brows else 0, j0, bcols)
-                        n = _visible(i, j0, c, causal, offset)
-                        if lse[h, i] == np.inf:
-                            n = 0
-                        _exp_shifted(row, n, lse[h, i], fast)
-                        row[n:] = 0
+                    _recompute_probabilities(p, lse, h, i0, j0, bias, bias_head[h], has_bias,
+                                             causal, offset, fast)
                 ds = tbuf[:r * c].reshape((r, c))
                 np.dot(p.T, g[h, i0:i1], dvb[:c])
                 np.dot(g[h, i0:i1], v[h, j0:j1].T, ds)
-                for a in range(r):
+                for a in range(r):                   # dS = P ⊙ (dP − D)
                     da = D[a]
                     for j in range(c):
                         ds[a, j] = p[a, j] * (ds[a, j] - da)
@@ -261,14 +304,9 @@ def _backward(q, k, v, g, o, lse, probs, bias, bias_head, has_bias, causal, offs
                     dbias[h, i0:i1, j0:j1] = ds
                 np.dot(ds, k[h, j0:j1], dqb[:r])
                 np.dot(ds.T, q[h, i0:i1], dkb[:c])
-                for j in range(c):
-                    for e in range(Ev):
-                        dv[h, j0 + j, e] += dvb[j, e]
-                    for e in range(E):
-                        dk[h, j0 + j, e] += dkb[j, e]
-                for a in range(r):
-                    for e in range(E):
-                        dqa[a, e] += dqb[a, e]
+                _add_rows(dv, h, j0, dvb, c)
+                _add_rows(dk, h, j0, dkb, c)
+                dqa[:r] += dqb[:r]
             for a in range(r):
                 for e in range(E):
                     dq[h, i0 + a, e] = dqa[a, e] * scale
