@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-FUNCS = ["erf", "gelu", "gelu fwd+bwd", "sigmoid", "sigmoid fwd+bwd", "tanh", "tanh fwd+bwd",
+FUNCS = ["erf", "gelu", "gelu fwd+bwd", "gelu_tanh", "gelu_tanh fwd+bwd", "sigmoid", "sigmoid fwd+bwd", "tanh", "tanh fwd+bwd",
          "silu", "silu fwd+bwd", "softplus", "softplus fwd+bwd", "exp", "softmax (rows of 1,024)"]
 CONTENDERS = ["wonderland", "numpy", "torch"]
 
@@ -33,7 +33,8 @@ CONTENDERS = ["wonderland", "numpy", "torch"]
 def _wonderland(name, x0, g0):
     import wonderland as wl
     F = wl.nn.functional
-    fn = {"erf": wl.erf, "gelu": F.gelu, "sigmoid": wl.sigmoid, "tanh": wl.tanh, "silu": F.silu,
+    fn = {"erf": wl.erf, "gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+          "sigmoid": wl.sigmoid, "tanh": wl.tanh, "silu": F.silu,
           "softplus": F.softplus, "exp": wl.exp,
           "softmax": lambda t: F.softmax(t, -1)}[name.split(" ")[0]]
     backward = name.endswith("fwd+bwd")
@@ -56,6 +57,16 @@ def _numpy(name, x, g):
         phi = half * (1 + sp.erf(x * root))
         return x * phi, g * (phi + x * density * np.exp(half * -(x * x)))
 
+    c, a = np.float32(np.sqrt(2 / np.pi)), np.float32(0.044715)
+
+    def gelu_tanh():
+        return half * x * (1 + np.tanh(c * (x + a * x * x * x)))
+
+    def gelu_tanh_both():
+        t = np.tanh(c * (x + a * x * x * x))
+        slope = half * (1 + t) + half * x * (1 - t * t) * c * (1 + 3 * a * x * x)
+        return half * x * (1 + t), g * slope
+
     def sig_both():
         s = sp.expit(x)
         return s, g * (s * (1 - s))
@@ -75,7 +86,8 @@ def _numpy(name, x, g):
         e = np.exp(x - x.max(-1, keepdims=True))
         return e / e.sum(-1, keepdims=True)
     return {"erf": lambda: sp.erf(x), "gelu": lambda: x * (half * (1 + sp.erf(x * root))),
-            "gelu fwd+bwd": gelu_both, "sigmoid": lambda: sp.expit(x), "sigmoid fwd+bwd": sig_both,
+            "gelu fwd+bwd": gelu_both, "gelu_tanh": gelu_tanh,
+            "gelu_tanh fwd+bwd": gelu_tanh_both, "sigmoid": lambda: sp.expit(x), "sigmoid fwd+bwd": sig_both,
             "tanh": lambda: np.tanh(x), "tanh fwd+bwd": tanh_both,
             "silu": lambda: x * sp.expit(x), "silu fwd+bwd": silu_both,
             "softplus": lambda: np.logaddexp(np.float32(0), x), "softplus fwd+bwd": softplus_both,
@@ -84,7 +96,9 @@ def _numpy(name, x, g):
 
 def _torch(name, x0, g0):
     import torch
-    fn = {"erf": torch.erf, "gelu": torch.nn.functional.gelu, "sigmoid": torch.sigmoid,
+    fn = {"erf": torch.erf, "gelu": torch.nn.functional.gelu,
+          "gelu_tanh": lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
+          "sigmoid": torch.sigmoid,
           "tanh": torch.tanh, "silu": torch.nn.functional.silu,
           "softplus": torch.nn.functional.softplus, "exp": torch.exp,
           "softmax": lambda t: torch.softmax(t, -1)}[name.split(" ")[0]]
@@ -115,6 +129,14 @@ def one(name, contender, n, iters):
     return statistics.median(times) / x.size
 
 
+def _gelu_tanh_slope(x):
+    """The tanh form's slope in float64: σ(2u) + 2x σ(2u) σ(−2u) u'."""
+    from scipy import special as sp
+    c = np.sqrt(2 / np.pi)
+    u2 = 2 * c * (x + 0.044715 * x ** 3)
+    return sp.expit(u2) + 2 * x * sp.expit(u2) * sp.expit(-u2) * c * (1 + 3 * 0.044715 * x * x)
+
+
 def errors():
     """The largest errors of the float32 kernels against SciPy in float64."""
     from scipy import special as sp
@@ -130,10 +152,13 @@ def errors():
         exact = {"erf": sp.erf(x64), "gelu": 0.5 * x64 * sp.erfc(-x64 / np.sqrt(2)),
                  "gelu'": 0.5 * sp.erfc(-x64 / np.sqrt(2)) + x64 * np.exp(-0.5 * x64 * x64)
                  / np.sqrt(2 * np.pi),
+                 "gelu_tanh": x64 * sp.expit(2 * np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64 ** 3)),
+                 "gelu_tanh'": _gelu_tanh_slope(x64),
                  "sigmoid": s, "silu": x64 * s, "silu'": s * (1 + x64 * sp.expit(-x64)),
                  "softplus": np.logaddexp(0, x64)}
     ones = np.ones_like(x)
     got = {"erf": special.erf(x), "gelu": special.gelu(x), "gelu'": special.gelu_vjp(ones, x),
+           "gelu_tanh": special.gelu(x, True), "gelu_tanh'": special.gelu_vjp(ones, x, True),
            "sigmoid": special.sigmoid(x), "silu": special.silu(x),
            "silu'": special.silu_vjp(ones, x), "softplus": special.softplus(x)}
     normal = np.finfo(np.float32).tiny
@@ -144,7 +169,7 @@ def errors():
         err = np.abs(got[k].astype(np.float64) - want)
         ok = np.isfinite(want)
         i = np.argmax(np.where(ok, err, -1))
-        big = ok & (np.abs(want) >= normal) & ~((k in ("gelu", "gelu'", "silu'")) & (x64 < 0))
+        big = ok & (np.abs(want) >= normal) & ~((k in ("gelu", "gelu'", "gelu_tanh'", "silu'")) & (x64 < 0))
         big &= ~((k == "silu") & (x64 < -80))     # σ(x) itself subnormal there
         rel = (err[big] / np.abs(want[big])).max()
         print(f"| {k} | {err[ok].max():.2e} | x = {x[i]:.4g} | {rel:.2e} | {err[gauss].max():.2e} |")

@@ -34,6 +34,14 @@ def _run(kern, *arrays):
     return out.astype(np.float64)
 
 
+_C = np.sqrt(2.0 / np.pi)
+
+
+def _tanh_arg(x):
+    """``2u`` of GELU's tanh form ``½ x (1 + tanh u) = x σ(2u)``, float64."""
+    return 2 * _C * (x + 0.044715 * x ** 3)
+
+
 def _exact(name, x):
     """SciPy/NumPy in float64."""
     x = x.astype(np.float64)
@@ -43,6 +51,9 @@ def _exact(name, x):
                 "gelu": lambda: 0.5 * x * sp.erfc(-x / np.sqrt(2.0)),
                 "gelu_grad": lambda: 0.5 * sp.erfc(-x / np.sqrt(2.0))
                 + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi),
+                "gelu_tanh": lambda: x * sp.expit(_tanh_arg(x)),
+                "gelu_tanh_grad": lambda: sp.expit(_tanh_arg(x)) + 2 * x * sp.expit(_tanh_arg(x))
+                * sp.expit(-_tanh_arg(x)) * _C * (1 + 3 * 0.044715 * x * x),
                 "sigmoid": lambda: s,
                 "silu": lambda: x * s,
                 "silu_grad": lambda: s * (1.0 + x * sp.expit(-x)),
@@ -62,12 +73,12 @@ def _check_values(name, got, x):
     if name == "erf":
         assert err[finite].max() < 5e-7
         assert _rel(got, want, normal).max() < 5e-7
-    elif name == "gelu":
+    elif name in ("gelu", "gelu_tanh"):
         # 1 + erf cancels in the negative tail: absolute error, growing with |x| / 2
         assert (err[finite] / np.maximum(np.abs(x[finite]), 1.0)).max() < 3e-7
         pos = normal & (x > 0)
         assert _rel(got, want, pos).max() < 4e-7
-    elif name in ("gelu_grad", "silu_grad"):
+    elif name in ("gelu_grad", "gelu_tanh_grad", "silu_grad"):
         assert err[finite].max() < 5e-7
     elif name in ("sigmoid", "softplus"):
         assert _rel(got, want, normal).max() < 4e-7
@@ -79,14 +90,15 @@ def _check_values(name, got, x):
         assert err[finite & ~keep].max() < 1e-37
 
 
-UNARY = [("erf", "erf_kernel"), ("gelu", "gelu_kernel"), ("sigmoid", "sigmoid_kernel"),
-         ("silu", "silu_kernel"), ("softplus", "softplus_kernel")]
-WITH_G = [("gelu_grad", "gelu_grad_kernel"), ("silu_grad", "silu_grad_kernel"),
-          ("sigmoid", "sigmoid_times_kernel")]
+UNARY = [("erf", "erf_kernel"), ("gelu", "gelu_kernel"), ("gelu_tanh", "gelu_tanh_kernel"),
+         ("sigmoid", "sigmoid_kernel"), ("silu", "silu_kernel"), ("softplus", "softplus_kernel")]
+WITH_G = [("gelu_grad", "gelu_grad_kernel"), ("gelu_tanh_grad", "gelu_tanh_grad_kernel"),
+          ("silu_grad", "silu_grad_kernel"), ("sigmoid", "sigmoid_times_kernel")]
 LIMITS = {  # at nan, +inf, -inf
     "erf": (np.nan, 1.0, -1.0), "gelu": (np.nan, np.inf, 0.0), "sigmoid": (np.nan, 1.0, 0.0),
     "silu": (np.nan, np.inf, 0.0), "softplus": (np.nan, np.inf, 0.0),
-    "gelu_grad": (np.nan, 1.0, 0.0), "silu_grad": (np.nan, 1.0, 0.0)}
+    "gelu_grad": (np.nan, 1.0, 0.0), "silu_grad": (np.nan, 1.0, 0.0),
+    "gelu_tanh": (np.nan, np.inf, 0.0), "gelu_tanh_grad": (np.nan, 1.0, 0.0)}
 
 
 def _kernel(attr, compiled_form):
@@ -103,7 +115,7 @@ def test_kernel_equals_scipy_over_the_float32_range(name, attr):
     got = _run(_kernel(attr, True), *((np.ones_like(SPECIAL), SPECIAL)
                                       if (name, attr) in WITH_G else (SPECIAL,)))
     np.testing.assert_array_equal(got[:3], LIMITS[name])
-    if name in ("erf", "gelu", "silu"):
+    if name in ("erf", "gelu", "gelu_tanh", "silu"):
         assert got[3] == 0.0 and got[4] == 0.0
 
 
@@ -119,6 +131,7 @@ def test_plain_python_form_meets_the_same_bounds(name, attr):
 
 @pytest.mark.skipif(not compiled.ENABLED, reason="numba is not installed")
 @pytest.mark.parametrize("attr", ["erf_kernel", "gelu_kernel", "gelu_grad_kernel",
+                                  "gelu_tanh_kernel", "gelu_tanh_grad_kernel",
                                   "sigmoid_kernel", "silu_grad_kernel", "softplus_kernel"])
 def test_kernels_compile_to_vector_instructions(attr):
     """No library call stops the loop: LLVM vectorises it (``<8 x float>`` on AVX
@@ -130,7 +143,9 @@ def test_kernels_compile_to_vector_instructions(attr):
 
 
 # ----------------------------------------------------------------------------- primitives
-FUNCS = {"gelu": wl.nn.functional.gelu, "silu": wl.nn.functional.silu,
+FUNCS = {"gelu": wl.nn.functional.gelu,
+         "gelu_tanh": lambda x: wl.nn.functional.gelu(x, approximate="tanh"),
+         "silu": wl.nn.functional.silu,
          "softplus": wl.nn.functional.softplus, "sigmoid": wl.sigmoid, "tanh": wl.tanh,
          "erf": wl.erf}
 
@@ -171,7 +186,8 @@ def test_primitives_with_the_kernels_switched_off(name, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=2e-6, atol=2e-6 * np.abs(x).max())
 
 
-@pytest.mark.parametrize("name", ["gelu", "silu", "softplus", "sigmoid", "tanh", "erf"])
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh", "silu", "softplus", "sigmoid", "tanh",
+                                  "erf"])
 def test_float64_gradients_by_finite_differences(name):
     """Float64 takes the exact functions; the one-pass backward of sigmoid and tanh serves
     float64 too (first order), the composite rules the second."""
@@ -194,7 +210,8 @@ def test_the_primitives_take_the_kernels(monkeypatch):
     x = wl.tensor(np.linspace(-3, 3, 24, dtype=np.float32).reshape(4, 6), requires_grad=True)
     for fn in FUNCS.values():
         fn(x).sum().backward()
-    assert sorted(calls) == sorted(["gelu", "gelu_vjp", "silu", "silu_vjp", "softplus",
+    assert sorted(calls) == sorted(["gelu", "gelu_vjp", "gelu", "gelu_vjp", "silu", "silu_vjp",
+                                    "softplus",
                                     "softplus_vjp", "sigmoid", "sigmoid_backward",
                                     "tanh_backward", "erf"]), calls
 

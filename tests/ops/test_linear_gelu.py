@@ -1,5 +1,6 @@
-"""``linear(..., activation="gelu")``: the bias and the exact GELU in the product's
-epilogue, against its composite reference ``gelu(linear(x, w, b))``."""
+"""``linear(..., activation="gelu")`` and ``"gelu_tanh"``: the bias and GELU (exact, or
+its tanh form) in the product's epilogue, against the composite reference
+``gelu(linear(x, w, b), approximate)``."""
 
 import numpy as np
 import pytest
@@ -27,47 +28,62 @@ def _run(fn, x, w, b, g):
     return [y.numpy()] + [t.grad.numpy() for t in ts]
 
 
-def _fused(x, w, b):
-    return F.linear(x, w, b, activation="gelu")
+FORMS = ["gelu", "gelu_tanh"]
 
 
-def _composite(x, w, b):
-    return F.gelu(F.linear(x, w, b))
+def _fused(x, w, b, form="gelu"):
+    return F.linear(x, w, b, activation=form)
 
 
+def _composite(x, w, b, form="gelu"):
+    return F.gelu(F.linear(x, w, b), approximate="tanh" if form == "gelu_tanh" else "none")
+
+
+def _both(form):
+    return (lambda x, w, b: _fused(x, w, b, form)), (lambda x, w, b: _composite(x, w, b, form))
+
+
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("shape", [(3, 5, 16), (7, 16), (16,)])
-def test_float32_fused_equals_the_composite(shape):
+def test_float32_fused_equals_the_composite(shape, form):
     x, w, b, g = _arrays(np.float32, shape)
-    fused, ref = _run(_fused, x, w, b, g), _run(_composite, x, w, b, g)
+    fused_fn, composite_fn = _both(form)
+    fused, ref = _run(fused_fn, x, w, b, g), _run(composite_fn, x, w, b, g)
     for a, r in zip(fused, ref):
         assert a.dtype == np.float32 and a.shape == r.shape
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(r).max()))
 
 
-def test_float32_fused_takes_the_epilogue_kernels(monkeypatch):
+@pytest.mark.parametrize("form", FORMS)
+def test_float32_fused_takes_the_epilogue_kernels(monkeypatch, form):
     if not special.applies(np.zeros(1, np.float32)):
         pytest.skip("compiled kernels are switched off")
     calls = []
     for name in ("bias_gelu", "gelu_grad_bias"):
         fn = getattr(special, name)
         monkeypatch.setattr(special, name,
-                            lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
-    _run(_fused, *_arrays(np.float32))
-    assert calls == ["bias_gelu", "gelu_grad_bias"]
+                            lambda *a, fn=fn, name=name: calls.append((name, a[-1])) or fn(*a))
+    _run(_both(form)[0], *_arrays(np.float32))
+    tanh_form = form == "gelu_tanh"
+    assert calls == [("bias_gelu", tanh_form), ("gelu_grad_bias", tanh_form)]
 
 
-def test_float64_equals_the_composite_and_finite_differences():
+@pytest.mark.parametrize("form", FORMS)
+def test_float64_equals_the_composite_and_finite_differences(form):
     x, w, b, g = _arrays(np.float64, (2, 3, 4), out=5)
-    for a, r in zip(_run(_fused, x, w, b, g), _run(_composite, x, w, b, g)):
+    fused_fn, composite_fn = _both(form)
+    for a, r in zip(_run(fused_fn, x, w, b, g), _run(composite_fn, x, w, b, g)):
         np.testing.assert_allclose(a, r, rtol=1e-13, atol=1e-13)
-    wl.testing.check_grads(_fused, (wl.tensor(x), wl.tensor(w), wl.tensor(b)), order=2)
+    wl.testing.check_grads(fused_fn, (wl.tensor(x), wl.tensor(w), wl.tensor(b)), order=2)
 
 
-def test_kernels_switched_off(monkeypatch):
+@pytest.mark.parametrize("form", FORMS)
+def test_kernels_switched_off(monkeypatch, form):
     x, w, b, g = _arrays(np.float32)
-    on = _run(_fused, x, w, b, g)
+    fused_fn = _both(form)[0]
+    on = _run(fused_fn, x, w, b, g)
     monkeypatch.setattr(compiled, "ENABLED", False)
-    off = _run(_fused, x, w, b, g)
+    off = _run(fused_fn, x, w, b, g)
     for a, r in zip(on, off):
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(r).max()))
 
@@ -107,23 +123,25 @@ def test_vmap_jvp_and_jit_agree_with_the_composite():
             np.testing.assert_allclose(a.numpy(), r.numpy(), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("where", ["gpt", "encoder"])
-def test_layers_with_the_exact_gelu_use_the_fused_node(where, monkeypatch):
-    """The GPT block and the transformer layers put their exact GELU in the first
-    product's epilogue; the result is that of the composite."""
+@pytest.mark.parametrize("where", ["gpt", "gpt_tanh", "encoder"])
+def test_layers_with_gelu_use_the_fused_node(where, monkeypatch):
+    """The GPT block (exact GELU, or GPT-2's tanh form) and the transformer layers put
+    their GELU in the first product's epilogue; the result is that of the composite."""
     prims = []
     apply = ops_nn.apply
     monkeypatch.setattr(ops_nn, "apply",
                         lambda p, *a, **k: prims.append(p.name) or apply(p, *a, **k))
     wl.random.seed(0)
-    if where == "gpt":
-        model = wl.models.GPT(11, 8, 2, 2, 16, activation="gelu")
+    if where.startswith("gpt"):
+        model = wl.models.GPT(11, 8, 2, 2, 16,
+                              activation="gelu_tanh" if where == "gpt_tanh" else "gelu")
         x = np.random.default_rng(0).integers(0, 11, (2, 8))
     else:
         model = wl.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation="gelu")
         x = np.random.default_rng(0).standard_normal((2, 8, 16)).astype(np.float32)
     y = model(x).numpy()
     assert "linear_gelu" in prims
-    monkeypatch.setattr(ops_nn, "linear_gelu", lambda a, m, c: F.gelu(F.linear(a, m, c)))
+    monkeypatch.setattr(ops_nn, "linear_gelu", lambda a, m, c, approximate="none": F.gelu(
+        F.linear(a, m, c), approximate=approximate))
     monkeypatch.setattr(wl.nn.dense, "_fused_linear_gelu", ops_nn.linear_gelu)
     np.testing.assert_allclose(model(x).numpy(), y, rtol=1e-5, atol=1e-5)

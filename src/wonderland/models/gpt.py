@@ -70,8 +70,8 @@ class Block(Module):
                          cache=cache, rope=rope)
         x = x + self.dropout(a)
         h = self.ln_2(x)
-        if self.activation == "gelu":      # the exact GELU in the product's epilogue
-            h = F.linear(h, self.fc.weight, self.fc.bias, activation="gelu")
+        if self.activation in ("gelu", "gelu_tanh"):   # GELU in the product's epilogue
+            h = F.linear(h, self.fc.weight, self.fc.bias, activation=self.activation)
         else:
             h = ACTIVATIONS[self.activation](self.fc(h))
         return x + self.dropout(self.proj(h))

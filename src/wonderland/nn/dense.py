@@ -19,7 +19,7 @@ def linear(x, weight, bias=None, activation=None) -> Tensor:
     """``x @ weight + bias`` with ``weight`` of shape ``(in, out)``: ``x`` is ``(...,
     in)``, features last. One fused node (see ``wonderland.ops.nn.linear``).
     ``activation="gelu"`` applies the exact GELU in the same node, in the product's
-    epilogue (``wonderland.ops.nn.linear_gelu``)."""
+    epilogue (``wonderland.ops.nn.linear_gelu``); ``"gelu_tanh"`` its tanh form."""
     ndim = x.ndim if isinstance(x, Tensor) else np.ndim(x)
     w_shape = tuple(getattr(weight, "shape", np.shape(weight)))
     if ndim == 0 and len(w_shape) == 2:
@@ -27,9 +27,10 @@ def linear(x, weight, bias=None, activation=None) -> Tensor:
                          f"last) for a weight of shape {w_shape}, got a scalar")
     if activation is None:
         return _fused_linear(x, weight, bias)
-    if activation != "gelu":
-        raise ValueError(f"linear: activation must be None or 'gelu', got {activation!r}")
-    return _fused_linear_gelu(x, weight, bias)
+    if activation not in ("gelu", "gelu_tanh"):
+        raise ValueError(f"linear: activation must be None, 'gelu' or 'gelu_tanh', "
+                         f"got {activation!r}")
+    return _fused_linear_gelu(x, weight, bias, "tanh" if activation == "gelu_tanh" else "none")
 
 
 def one_hot(indices, num_classes=-1, dtype=None) -> Tensor:

@@ -1,6 +1,6 @@
 """Fused primitives for neural-network layers, where composition would be slower, less
-stable or keep more memory: ``linear`` (x @ W + b in one node), ``linear_gelu`` (the
-exact GELU in the product's epilogue),
+stable or keep more memory: ``linear`` (x @ W + b in one node), ``linear_gelu`` (GELU,
+exact or its tanh form, in the product's epilogue),
 ``softmax_cross_entropy``, the activations ``gelu`` and ``silu`` (one node keeping only
 the input, where the composite keeps three or four arrays) and ``masked_scale``
 (dropout: keeps only the boolean mask).
@@ -166,11 +166,11 @@ _TANH_C = math.sqrt(2.0 / math.pi)
 
 
 def _gelu_forward(x, *, approximate):
+    if _special.applies(x):
+        return _special.gelu(x, approximate == "tanh")
     if approximate == "tanh":
         inner = _TANH_C * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1.0 + np.tanh(inner))
-    if _special.applies(x):
-        return _special.gelu(x)
     return 0.5 * x * (1.0 + B.of(x).erf(x * _SQRT_HALF))
 
 
@@ -187,12 +187,11 @@ def _gelu_vjp(g, out, x, *, approximate):
 
 
 def _gelu_vjp_kernel(g, out, inputs, needs, *, approximate):
-    """First order, exact GELU: one compiled pass over the cotangent and the input."""
+    """First order, float32: one compiled pass over the cotangent and the input."""
     x, = inputs
-    if approximate != "none" or not _special.applies(x.data) or g.shape != x.shape \
-            or g.dtype != x.dtype:
+    if not _special.applies(x.data) or g.shape != x.shape or g.dtype != x.dtype:
         return NotImplemented
-    return [constant(record_call(_special.gelu_vjp, g.data, x.data))]
+    return [constant(record_call(_special.gelu_vjp, g.data, x.data, approximate == "tanh"))]
 
 
 def _gelu_onnx(g, inputs, outputs, *, approximate):
@@ -264,63 +263,63 @@ def silu(x) -> Tensor:
     return apply(_silu, (x,))
 
 
-# ----------------------------------------------------------------------------- linear + exact GELU
-def _linear_gelu_forward(x, w, b):
+# ----------------------------------------------------------------------------- linear + GELU
+def _linear_gelu_forward(x, w, b, *, approximate="none"):
     """``gelu(x @ w + b)`` and the pre-activation ``h`` (kept for the backward). Float32:
     the bias and the GELU in one compiled pass over the product (its epilogue)."""
     if not (_special.applies(x) and _special.applies(w) and _special.applies(b)):
         h = _linear_forward(x, w, b)
-        return _gelu_forward(h, approximate="none"), (h,)
+        return _gelu_forward(h, approximate=approximate), (h,)
     x2 = np.ascontiguousarray(x).reshape(_matrix_shape(x.shape))
     h = gemm(x2, w)
-    y = _special.bias_gelu(h, b)
+    y = _special.bias_gelu(h, b, approximate == "tanh")
     shape = x.shape[:-1] + (w.shape[-1],)
     return y.reshape(shape), (h.reshape(shape),)
 
 
-def _linear_gelu_vjp(g, out, inputs, needs, *, res):
+def _linear_gelu_vjp(g, out, inputs, needs, *, res, approximate="none"):
     """The composite rule (every order): the pre-activation recomputed with tensor ops."""
     x, w, b = inputs
-    gh = g * _gelu_slope(apply(_linear, (x, w, b)), "none")
+    gh = g * _gelu_slope(apply(_linear, (x, w, b)), approximate)
     return [rule(gh, None, x, w, b) if need else None
             for rule, need in zip((_linear_vjp_x, _linear_vjp_w, lambda gh, *_: gh), needs)]
 
 
-def _linear_gelu_vjp_kernel(g, out, inputs, needs, *, res):
+def _linear_gelu_vjp_kernel(g, out, inputs, needs, *, res, approximate="none"):
     """First order, float32: GELU's slope and the bias gradient in one compiled pass over
     the kept pre-activation, then the two products of ``linear``'s rules."""
     x, w, b = inputs
     h = res[0].data
     if not _special.applies(h) or g.shape != h.shape or g.dtype != h.dtype:
         return NotImplemented
-    gh, gb = record_call(_special.gelu_grad_bias, g.data, h)
+    gh, gb = record_call(_special.gelu_grad_bias, g.data, h, approximate == "tanh")
     gh = constant(gh)
     return [_linear_vjp_x(gh, None, x, w, b) if needs[0] else None,
             _linear_vjp_w(gh, None, x, w, b) if needs[1] else None,
             constant(gb) if needs[2] else None]
 
 
-def _linear_gelu_jvp(tangents, out, inputs):
+def _linear_gelu_jvp(tangents, out, inputs, *, approximate="none"):
     x, w, b = inputs
     tx, tw, tb = tangents
     th = None
     for t in (None if tx is None else _mm(tx, w), None if tw is None else _mm(x, tw), tb):
         if t is not None:
             th = t if th is None else th + t
-    return th * _gelu_slope(apply(_linear, (x, w, b)), "none")
+    return th * _gelu_slope(apply(_linear, (x, w, b)), approximate)
 
 
-def _linear_gelu_batch(args, axes):
+def _linear_gelu_batch(args, axes, *, approximate="none"):
     (x, w, b), (ax, aw, ab) = args, axes
     if aw is None and ab is None:
-        return apply(_linear_gelu, (moveaxis(x, ax, 0), w, b)), 0
+        return apply(_linear_gelu, (moveaxis(x, ax, 0), w, b), {"approximate": approximate}), 0
     h, ah = _linear_batch(args, axes)
-    return apply(_gelu, (h,), {"approximate": "none"}), ah
+    return apply(_gelu, (h,), {"approximate": approximate}), ah
 
 
-def _linear_gelu_onnx(g, inputs, outputs):
+def _linear_gelu_onnx(g, inputs, outputs, *, approximate="none"):
     x, w, b = inputs
-    _gelu_onnx(g, [g.node("Add", [g.matmul(x, w), b])], outputs, approximate="none")
+    _gelu_onnx(g, [g.node("Add", [g.matmul(x, w), b])], outputs, approximate=approximate)
 
 
 _linear_gelu = Primitive(
@@ -329,15 +328,19 @@ _linear_gelu = Primitive(
     batch=_linear_gelu_batch, onnx=_linear_gelu_onnx)
 
 
-def linear_gelu(x, weight, bias) -> Tensor:
-    """``gelu(x @ weight + bias)`` with the exact GELU as one node: for float32 the bias
-    and the GELU run in one pass over the product (its epilogue), and the backward
-    computes GELU's slope and the bias gradient in one pass too. ``gelu(linear(x,
-    weight, bias))`` is its reference (and what it computes without a bias)."""
+def linear_gelu(x, weight, bias, approximate="none") -> Tensor:
+    """``gelu(x @ weight + bias)`` as one node (``approximate="tanh"``: GELU's tanh form):
+    for float32 the bias and the GELU run in one pass over the product (its epilogue),
+    and the backward computes GELU's slope and the bias gradient in one pass too.
+    ``gelu(linear(x, weight, bias), approximate)`` is its reference (and what it computes
+    without a bias)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"linear_gelu: approximate must be 'none' or 'tanh', "
+                         f"got {approximate!r}")
     x, weight, bias = _linear_operands(x, weight, bias)
     if bias is None or x.ndim == 0:
-        return gelu(linear(x, weight, bias))
-    return apply(_linear_gelu, (x, weight, bias))
+        return gelu(linear(x, weight, bias), approximate)
+    return apply(_linear_gelu, (x, weight, bias), {"approximate": approximate})
 
 
 # ----------------------------------------------------------------------------- dropout

@@ -1,5 +1,5 @@
-"""Float32 transcendental kernels at SIMD speed: erf, the exact GELU and its slope, the
-logistic sigmoid, SiLU and softplus (forward, and the one-pass backward rules of the
+"""Float32 transcendental kernels at SIMD speed: erf, GELU (exact, and its tanh form) and
+their slopes, the logistic sigmoid, SiLU and softplus (forward, and the one-pass backward rules of the
 layers that use them), GELU in a linear layer's epilogue, and the inlined sigmoid and
 tanh of the recurrent layers' loops.
 
@@ -32,6 +32,10 @@ AVX-512 machines, whose preferred vector width is 256 bits).
 
 GELU is ``½ x (1 + erf(x/√2))``: in its negative tail ``1 + erf`` cancels, so the error
 there is judged in absolute terms (about ``|x|/2 · 3.9e-7``), as for PyTorch's own GELU.
+GELU's tanh form (GPT-2's) ``½ x (1 + tanh u)``, ``u = √(2/π) (x + 0.044715 x³)``, is
+computed as ``x σ(2u)``, with ``σ(2u)`` and ``σ(−2u)`` from one exponential, so the tail
+keeps its relative precision and the slope ``σ(2u) + 2x σ(2u) σ(−2u) u'`` has no
+cancelling ``1 − tanh²``: within 1.4e-7 · max(|x|, 1) (value) and 2e-7 (slope).
 Float64 arrays keep SciPy's and NumPy's functions. The tests compare every kernel with
 SciPy in float64 over the whole float32 range; ``benchmarks/README.md`` has the table of
 errors and times.
@@ -47,9 +51,14 @@ from ...backend import compiled, threads
 from ...backend.compiled import float32_from_bits, kernel_fast, kernel_fma
 
 _F = np.float32
-_ZERO, _HALF, _ONE = _F(0.0), _F(0.5), _F(1.0)
+_ZERO, _HALF, _ONE, _TWO = _F(0.0), _F(0.5), _F(1.0), _F(2.0)
 _SQRT_HALF = _F(1.0 / math.sqrt(2.0))
 _INV_SQRT_2PI = _F(1.0 / math.sqrt(2.0 * math.pi))
+
+# GELU's tanh form: ½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))
+_GELU_TANH_C = _F(math.sqrt(2.0 / math.pi))
+_GELU_TANH_A = _F(0.044715)
+_GELU_TANH_3A = _F(3 * 0.044715)
 
 # erf(z) = z P(z²) / Q(z²) on [-4, 4] (Eigen's and XLA's float32 coefficients)
 _ERF_CLAMP = _F(4.0)
@@ -192,6 +201,48 @@ def _silu_slope(v):
     return slope if v == v else v
 
 
+@kernel_fast(inline=True)
+def _sigmoid_both(w):
+    """``(σ(w), σ(−w))`` from one exponential ``e = e^−|w|``, each with its own relative
+    precision (``1 − σ`` would cancel in the tails)."""
+    e = _exp_neg(-abs(w))
+    d = _ONE / (_ONE + e)
+    small = e * d
+    return (small, d) if w < _ZERO else (d, small)
+
+
+@kernel_fast(inline=True)
+def _gelu_value(v, tanh_form):
+    """GELU of a float32 ``v``: exact, ``½ v (1 + erf(v/√2))``, or the tanh form ``½ v (1 +
+    tanh(u))`` with ``u = √(2/π) (v + 0.044715 v³)``, written as ``v σ(2u)`` so that the
+    negative tail keeps its relative precision; 0 at −∞, NaN stays NaN."""
+    if tanh_form:
+        s, _ = _sigmoid_both(_TWO * _GELU_TANH_C * (v + _GELU_TANH_A * v * v * v))
+        y = _ZERO if s == _ZERO else v * s
+        return y if v == v else v
+    two_phi = _ONE + _erf(v * _SQRT_HALF)
+    return _ZERO if two_phi == _ZERO else _HALF * v * two_phi
+
+
+@kernel_fast(inline=True)
+def _gelu_slope(v, tanh_form):
+    """d GELU / dv at a float32 ``v``: ``Φ(v) + v φ(v)`` (one ``exp(−v²/2)``), or for the
+    tanh form ``σ(2u) + 2 v σ(2u) σ(−2u) u'`` (``½ (1 + tanh u) + ½ v sech²(u) u'``); 1 at
+    +∞, 0 at −∞."""
+    if tanh_form:
+        v2 = v * v
+        s, r = _sigmoid_both(_TWO * _GELU_TANH_C * (v + _GELU_TANH_A * v2 * v))
+        both = s * r
+        tail = _ZERO if both == _ZERO else \
+            _TWO * v * both * _GELU_TANH_C * (_ONE + _GELU_TANH_3A * v2)
+        d = s + tail
+        return d if v == v else v
+    phi = _HALF + _HALF * _erf(v * _SQRT_HALF)
+    density = _exp_neg(-_HALF * v * v)
+    tail = _ZERO if density == _ZERO else v * density * _INV_SQRT_2PI
+    return phi + tail
+
+
 # ----------------------------------------------------------------------------- kernels
 @kernel_fast
 def erf_kernel(x, out):
@@ -204,9 +255,7 @@ def erf_kernel(x, out):
 def gelu_kernel(x, out):
     """``out = x Φ(x) = ½ x (1 + erf(x/√2))`` (0 at −∞)."""
     for i in range(x.size):
-        v = x[i]
-        two_phi = _ONE + _erf(v * _SQRT_HALF)
-        out[i] = _ZERO if two_phi == _ZERO else _HALF * v * two_phi
+        out[i] = _gelu_value(x[i], False)
 
 
 @kernel_fast
@@ -214,11 +263,21 @@ def gelu_grad_kernel(g, x, out):
     """``out = g (Φ(x) + x φ(x))``: GELU's slope times the cotangent, one vectorised
     ``exp(−x²/2)`` per element."""
     for i in range(x.size):
-        v = x[i]
-        phi = _HALF + _HALF * _erf(v * _SQRT_HALF)
-        density = _exp_neg(-_HALF * v * v)
-        tail = _ZERO if density == _ZERO else v * density * _INV_SQRT_2PI
-        out[i] = g[i] * (phi + tail)
+        out[i] = g[i] * _gelu_slope(x[i], False)
+
+
+@kernel_fast
+def gelu_tanh_kernel(x, out):
+    """``out = ½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))`` (0 at −∞)."""
+    for i in range(x.size):
+        out[i] = _gelu_value(x[i], True)
+
+
+@kernel_fast
+def gelu_tanh_grad_kernel(g, x, out):
+    """``out = g`` times the tanh form's slope."""
+    for i in range(x.size):
+        out[i] = g[i] * _gelu_slope(x[i], True)
 
 
 @kernel_fast
@@ -261,34 +320,42 @@ def softplus_kernel(x, out):
 
 
 @kernel_fast
-def bias_gelu_kernel(h, bias, out):
+def bias_gelu_kernel(h, bias, out, tanh_form):
     """The epilogue of ``gelu(x @ w + b)`` on the product ``h`` (rows × n): ``h += b`` in
-    place (the backward reads it) and ``out = gelu(h)``, in one pass."""
+    place (the backward reads it) and ``out = gelu(h)``, in one pass (``tanh_form``: the
+    tanh form of GELU)."""
     rows, n = h.shape
     for r in range(rows):
-        for j in range(n):
-            v = h[r, j] + bias[j]
-            h[r, j] = v
-            two_phi = _ONE + _erf(v * _SQRT_HALF)
-            out[r, j] = _ZERO if two_phi == _ZERO else _HALF * v * two_phi
+        if tanh_form:
+            for j in range(n):
+                v = h[r, j] + bias[j]
+                h[r, j] = v
+                out[r, j] = _gelu_value(v, True)
+        else:
+            for j in range(n):
+                v = h[r, j] + bias[j]
+                h[r, j] = v
+                out[r, j] = _gelu_value(v, False)
 
 
 @kernel_fast
-def gelu_grad_bias_kernel(g, h, out, g_bias):
+def gelu_grad_bias_kernel(g, h, out, g_bias, tanh_form):
     """``out = g gelu'(h)`` (rows × n) and ``g_bias`` (n) = its sum over the rows, in one
     pass (rows added one after another, as NumPy's ``sum(axis=0)`` does)."""
     rows, n = h.shape
     for j in range(n):
         g_bias[j] = _ZERO
     for r in range(rows):
-        for j in range(n):
-            v = h[r, j]
-            phi = _HALF + _HALF * _erf(v * _SQRT_HALF)
-            density = _exp_neg(-_HALF * v * v)
-            tail = _ZERO if density == _ZERO else v * density * _INV_SQRT_2PI
-            d = g[r, j] * (phi + tail)
-            out[r, j] = d
-            g_bias[j] += d
+        if tanh_form:
+            for j in range(n):
+                d = g[r, j] * _gelu_slope(h[r, j], True)
+                out[r, j] = d
+                g_bias[j] += d
+        else:
+            for j in range(n):
+                d = g[r, j] * _gelu_slope(h[r, j], False)
+                out[r, j] = d
+                g_bias[j] += d
 
 
 # ----------------------------------------------------------------------------- array level
@@ -321,14 +388,14 @@ def erf(x):
     return _map(erf_kernel, x)
 
 
-def gelu(x):
-    """Exact GELU ``x Φ(x)`` of a float32 NumPy array."""
-    return _map(gelu_kernel, x)
+def gelu(x, tanh_form=False):
+    """GELU of a float32 NumPy array: exact ``x Φ(x)``, or the tanh form."""
+    return _map(gelu_tanh_kernel if tanh_form else gelu_kernel, x)
 
 
-def gelu_vjp(g, x):
+def gelu_vjp(g, x, tanh_form=False):
     """``g · gelu'(x)`` for float32 NumPy arrays of one shape, in one pass."""
-    return _map(gelu_grad_kernel, x, g)
+    return _map(gelu_tanh_grad_kernel if tanh_form else gelu_grad_kernel, x, g)
 
 
 def sigmoid(x):
@@ -399,17 +466,17 @@ def exp_all(arg, e, bits, fast):
             e[i] = np.exp(arg[i])
 
 
-def bias_gelu(h, bias):
+def bias_gelu(h, bias, tanh_form=False):
     """``gelu(h + bias)`` for a C-contiguous float32 product ``h`` (rows × n), which gets
     ``h + bias`` in place; rows split over the library's threads."""
     out = np.empty_like(h)
     b = np.ascontiguousarray(bias, dtype=np.float32)
-    threads.parallel_for(h.shape[0], lambda lo, hi, _: bias_gelu_kernel(h[lo:hi], b, out[lo:hi]),
-                         size=h.size)
+    threads.parallel_for(h.shape[0], lambda lo, hi, _: bias_gelu_kernel(
+        h[lo:hi], b, out[lo:hi], tanh_form), size=h.size)
     return out
 
 
-def gelu_grad_bias(g, h):
+def gelu_grad_bias(g, h, tanh_form=False):
     """``(g gelu'(h), its sum over every axis but the last)`` for float32 ``g`` and ``h``
     of one shape, in one pass (rows split over the library's threads)."""
     n = h.shape[-1]
@@ -418,5 +485,5 @@ def gelu_grad_bias(g, h):
     out = np.empty_like(h2)
     parts = np.zeros((threads.get_num_threads(), n), np.float32)
     threads.parallel_for(h2.shape[0], lambda lo, hi, lane: gelu_grad_bias_kernel(
-        g2[lo:hi], h2[lo:hi], out[lo:hi], parts[lane]), size=h2.size)
+        g2[lo:hi], h2[lo:hi], out[lo:hi], parts[lane], tanh_form), size=h2.size)
     return out.reshape(h.shape), parts.sum(axis=0)
