@@ -642,6 +642,10 @@ def _attention_workload(L, causal, batch=8, heads=8, dim=64):
         rng = np.random.default_rng(0)
         q, k, v, g = (rng.standard_normal((batch, heads, L, dim)).astype(np.float32)
                       for _ in range(4))
+        if contender == "numpy":
+            return _numpy_attention_step(q, k, v, g, causal)
+        if contender == "jax":
+            return _jax_attention_step(q, k, v, g, causal)
         if contender == "wonderland":
             import wonderland as wl
             Q, K, V = (wl.tensor(a, requires_grad=True) for a in (q, k, v))
@@ -660,10 +664,58 @@ def _attention_workload(L, causal, batch=8, heads=8, dim=64):
     return build
 
 
+def _numpy_attention_step(q, k, v, g, causal):
+    """Attention forward and backward by hand in NumPy: the whole probability matrix per
+    head, kept for the backward pass."""
+    scale = np.float32(1 / np.sqrt(q.shape[-1]))
+    L, S = q.shape[-2], k.shape[-2]
+    hidden = np.triu(np.ones((L, S), bool), 1) if causal else None
+
+    def step():
+        s = q @ k.swapaxes(-1, -2)
+        s *= scale
+        if hidden is not None:
+            s[..., hidden] = -np.inf
+        s -= s.max(-1, keepdims=True)
+        p = np.exp(s, out=s)
+        p /= p.sum(-1, keepdims=True)
+        o = p @ v
+        dv = p.swapaxes(-1, -2) @ g
+        ds = g @ v.swapaxes(-1, -2)
+        ds -= (g * o).sum(-1, keepdims=True)
+        ds *= p
+        ds *= scale
+        return o, ds @ k, ds.swapaxes(-1, -2) @ q, dv
+    return step
+
+
+def _jax_attention_step(q, k, v, g, causal):
+    """Attention forward and backward as JAX users write it: the softmax form under
+    ``jax.jit`` of ``jax.vjp``."""
+    import jax
+    import jax.numpy as jnp
+    scale = 1 / np.sqrt(q.shape[-1])
+    L, S = q.shape[-2], k.shape[-2]
+    allowed = jnp.asarray(np.tril(np.ones((L, S), bool))) if causal else None
+
+    def forward(q, k, v):
+        s = jnp.einsum("bhle,bhse->bhls", q, k) * scale
+        if allowed is not None:
+            s = jnp.where(allowed, s, -jnp.inf)
+        return jax.nn.softmax(s, axis=-1) @ v
+
+    @jax.jit
+    def fwd_bwd(q, k, v, g):
+        out, back = jax.vjp(forward, q, k, v)
+        return out, back(g)
+    args = [jnp.asarray(a) for a in (q, k, v, g)]
+    return lambda: jax.block_until_ready(fwd_bwd(*args))
+
+
 for _L in (256, 1024):
     for _causal in (False, True):
-        workload(f"attention_L{_L}{'_causal' if _causal else ''}", ("wonderland", "torch"))(
-            _attention_workload(_L, _causal))
+        workload(f"attention_L{_L}{'_causal' if _causal else ''}",
+                 ("wonderland", "torch", "jax", "numpy"))(_attention_workload(_L, _causal))
 
 
 # ----------------------------------------------------------------------------- character GPT
@@ -791,6 +843,16 @@ def _gelu_workload(backward, shape=(16, 256, 1024)):
                 gelu(x).backward(g)
                 x.grad = None
             return step
+        if contender == "jax":
+            import jax
+            import jax.numpy as jnp
+            xj, gj = jnp.asarray(x0), jnp.asarray(g0)
+            exact = lambda x: jax.nn.gelu(x, approximate=False)  # noqa: E731
+            if not backward:
+                f = jax.jit(exact)
+                return lambda: f(xj).block_until_ready()
+            fb = jax.jit(lambda x, g: jax.vjp(exact, x)[1](g))
+            return lambda: jax.block_until_ready(fb(xj, gj))
         from scipy.special import erf
         half, root = np.float32(0.5), np.float32(1 / np.sqrt(2))
         density = np.float32(1 / np.sqrt(2 * np.pi))
@@ -805,8 +867,9 @@ def _gelu_workload(backward, shape=(16, 256, 1024)):
     return build
 
 
-workload("gelu_forward", ("wonderland", "torch", "numpy"))(_gelu_workload(False))
-workload("gelu_forward_backward", ("wonderland", "torch", "numpy"))(_gelu_workload(True))
+workload("gelu_forward", ("wonderland", "torch", "jax", "numpy"))(_gelu_workload(False))
+workload("gelu_forward_backward", ("wonderland", "torch", "jax", "numpy"))(
+    _gelu_workload(True))
 
 
 # ----------------------------------------------------------------------------- LSTM training step

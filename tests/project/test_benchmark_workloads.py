@@ -42,3 +42,28 @@ def test_fusion_benchmark_runs_and_rejects_unknown_models(capsys):
     assert n_fused > 0
     with pytest.raises(SystemExit):
         bench.main(["no-such-model"])
+
+
+@pytest.mark.parametrize("contender", ["numpy", "jax"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_contenders_compute_what_wonderland_computes(contender, causal):
+    """The hand-written NumPy and JAX attention steps give the output and the three
+    cotangents that wonderland's ``scaled_dot_product_attention`` gives."""
+    if contender == "jax" and importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    import numpy as np
+
+    import wonderland as wl
+    import workloads
+
+    rng = np.random.default_rng(0)
+    q, k, v, g = (rng.standard_normal((2, 3, 24, 8)).astype(np.float32) for _ in range(4))
+    make = workloads._numpy_attention_step if contender == "numpy" else workloads._jax_attention_step
+    result = make(q, k, v, g, causal)()
+    theirs = list(result) if contender == "numpy" else [result[0], *result[1]]
+    Q, K, V = (wl.tensor(a, requires_grad=True) for a in (q, k, v))
+    out = wl.nn.functional.scaled_dot_product_attention(Q, K, V, is_causal=causal)
+    out.backward(wl.tensor(g))
+    ours = [out.numpy(), Q.grad.numpy(), K.grad.numpy(), V.grad.numpy()]
+    for a, b in zip(theirs, ours):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=2e-6)
