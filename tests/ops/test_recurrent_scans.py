@@ -556,3 +556,24 @@ def test_layers_refuse_inputs_and_states_of_another_dtype(cls, rng):
     with pytest.raises(TypeError, match=f"{name}: the recurrence runs in float32 or float64, "
                                         f"but the weights are float16"):
         half(wl.tensor(np.ones((2, 5, 3), dtype=np.float16)))
+
+
+def test_warm_up_compiles_only_the_data_types_asked_for(monkeypatch):
+    """``wl.ops.warm_up(dtypes=...)`` runs each module's kernels on those types only (a
+    fresh cache then compiles a third as much); without ``dtypes``, every type served."""
+    from wonderland.ops import recurrence, scan_ops, wkv
+
+    seen = []
+    for module, data in ((recurrence, 0), (wkv, -1)):        # the argument holding the data
+        real = module._forward
+        monkeypatch.setattr(module, "_forward", lambda *a, real=real, data=data, **k: seen.append(
+            np.asarray(a[data]).dtype) or real(*a, **k))
+    real_scan = scan_ops._recurrence_kernel
+    monkeypatch.setattr(scan_ops, "_recurrence_kernel",
+                        lambda a, *rest: seen.append(a.dtype) or real_scan(a, *rest))
+    wl.ops.warm_up(dtypes=(np.float32, np.complex64))
+    assert set(seen) == {np.dtype(np.float32), np.dtype(np.complex64)}
+    seen.clear()
+    wl.ops.warm_up()
+    assert set(seen) == {np.dtype(t) for t in (np.float32, np.float64, np.complex64,
+                                               np.complex128)}

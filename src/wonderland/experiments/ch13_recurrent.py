@@ -393,7 +393,7 @@ COPY_GAP_SEEDS = (0.052, 0.359, 0.169, 0.117)
 
 def run(ctx) -> Result:
     t0 = time.perf_counter()
-    wl.ops.warm_up()
+    wl.ops.warm_up(dtypes=(np.float32, np.complex64))     # what this chapter's models run
     compile_s = time.perf_counter() - t0
     ctx.status("vanishing gradients")
     curves = _vanishing(ctx)

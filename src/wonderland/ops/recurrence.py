@@ -51,8 +51,12 @@ KINDS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 
 
-def warm() -> None:
+def warm(dtypes=None) -> None:
+    """Compile this module's kernels for ``dtypes`` (a set of NumPy dtypes; default:
+    all it serves)."""
     for dt in (np.float32, np.float64):
+        if dtypes is not None and np.dtype(dt) not in dtypes:
+            continue
         for kind in KINDS:
             h = 1
             xw = np.zeros((1, 1, GATES[kind] * h), dt)

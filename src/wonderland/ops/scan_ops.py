@@ -175,8 +175,12 @@ def _recurrence_kernel(a, b, h0, out, reverse, lo, hi):
                     out[p, t, q] = h[q]
 
 
-def warm() -> None:
+def warm(dtypes=None) -> None:
+    """Compile this module's kernels for ``dtypes`` (a set of NumPy dtypes; default:
+    all it serves)."""
     for dt in (np.float32, np.float64, np.complex64, np.complex128):
+        if dtypes is not None and np.dtype(dt) not in dtypes:
+            continue
         a = np.ones((1, 2, 1), dt)
         b = np.ones((1, 2, 1), dt)
         _recurrence_kernel(a, b, b[:, 0], np.empty_like(b), False, 0, 1)

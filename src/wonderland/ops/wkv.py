@@ -150,8 +150,12 @@ def _backward_kernel(gy, w, u, k, v, y, m, z, lo, hi, gk, gv, gw, gu, fast):
                 ex[c] = e_new[c]
 
 
-def warm() -> None:
+def warm(dtypes=None) -> None:
+    """Compile this module's kernels for ``dtypes`` (a set of NumPy dtypes; default:
+    all it serves)."""
     for dt in (np.float32, np.float64):
+        if dtypes is not None and np.dtype(dt) not in dtypes:
+            continue
         k = np.zeros((1, 2, 1), dt)
         w = np.ones(1, dt)
         out, res = _forward(w, w, k, k)
