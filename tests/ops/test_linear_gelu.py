@@ -145,3 +145,13 @@ def test_layers_with_gelu_use_the_fused_node(where, monkeypatch):
         F.linear(a, m, c), approximate=approximate))
     monkeypatch.setattr(wl.nn.dense, "_fused_linear_gelu", ops_nn.linear_gelu)
     np.testing.assert_allclose(model(x).numpy(), y, rtol=1e-5, atol=1e-5)
+
+
+def test_an_unknown_gelu_form_is_a_clear_error():
+    x, w, b, _ = _arrays(np.float32)
+    with pytest.raises(ValueError, match="linear_gelu: approximate must be 'none' or 'tanh', "
+                                         "got 'erf'"):
+        ops_nn.linear_gelu(wl.tensor(x), wl.tensor(w), wl.tensor(b), "erf")
+    with pytest.raises(ValueError, match="linear: activation must be None, 'gelu' or "
+                                         "'gelu_tanh', got 'relu6'"):
+        F.linear(x, w, b, activation="relu6")
