@@ -118,3 +118,52 @@ def test_nested_parallel_calls_run_inline_and_errors_propagate(set_threads):
 
     with pytest.raises(RuntimeError, match="task failed"):
         threads.run_parallel([lambda: None, boom])
+
+
+def test_every_task_runs_once_and_the_pool_survives_errors(set_threads):
+    set_threads(2)
+    ran = []
+    threads.run_parallel([(lambda i=i: ran.append(i)) for i in range(5)])   # 5 tasks, 2 lanes
+    assert sorted(ran) == [0, 1, 2, 3, 4]
+
+    def boom():
+        raise ValueError("on the calling thread")
+
+    with pytest.raises(ValueError, match="on the calling thread"):
+        threads.run_parallel([boom, lambda: ran.append("worker")])
+    assert ran[-1] == "worker"                          # the worker's task still finished
+    ran.clear()
+    threads.run_parallel([lambda: ran.append(0), lambda: ran.append(1)])    # usable again
+    assert sorted(ran) == [0, 1]
+
+
+def test_a_second_caller_runs_inline_while_the_pool_is_busy(set_threads):
+    """Two threads of a program calling parallel work at once: the second runs its tasks
+    on its own thread instead of queueing behind the first (so it cannot deadlock)."""
+    set_threads(2)
+    seen = []
+
+    def second_caller():
+        me = threading.get_ident()
+        threads.run_parallel([lambda: seen.append(threading.get_ident() == me)] * 2)
+
+    def first_task():
+        other = threading.Thread(target=second_caller)
+        other.start()
+        other.join()
+
+    threads.run_parallel([first_task, lambda: None])
+    assert seen == [True, True]
+
+
+def test_resizing_the_pool_stops_the_old_workers(set_threads):
+    set_threads(3)
+    threads.run_parallel([lambda: None] * 3)
+    old = [t for t in threading.enumerate() if t.name.startswith("wl_")]
+    assert len(old) == 2
+    set_threads(2)
+    assert not any(t.is_alive() for t in old)
+    lanes = set()
+    threads.run_parallel([lambda: lanes.add(threading.get_ident())] * 2)
+    assert len(lanes) == 2
+    assert len([t for t in threading.enumerate() if t.name.startswith("wl_")]) == 1

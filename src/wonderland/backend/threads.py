@@ -12,13 +12,16 @@ updates) on **one** pool of worker threads, sized from the cores this process ma
   who own the machine may give BLAS more threads with ``set_num_threads(n,
   blas_threads=k)`` or ``WONDERLAND_BLAS_THREADS``; BLAS is still limited to one thread
   while the pool's own threads run, so the two never multiply.
-* **No spinning waits.** Pool threads block on a queue; the caller waits on futures.
+* **No spinning waits.** Each pool thread sleeps on a lock of its own until it is handed
+  work, and the caller sleeps on a lock until the thread is done: one wake-up each way,
+  the cheapest hand-off Python offers (no queue, no futures).
   When wonderland is imported before NumPy, ``OPENBLAS_THREAD_TIMEOUT`` is set (unless the
   user set it) so that idle OpenBLAS threads go to sleep at once instead of spinning for
   about a tenth of a second after each call; the variable only takes effect if it is set
   before NumPy loads OpenBLAS.
 * **Small jobs run inline**, and work submitted from inside a pool thread runs inline
-  too, so nested parallel calls can never deadlock.
+  too, so nested parallel calls can never deadlock; so does work submitted while another
+  thread of the program has the pool (the two never queue behind each other).
 """
 
 from __future__ import annotations
@@ -26,14 +29,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 NUM_THREADS_ENV = "WONDERLAND_NUM_THREADS"
 BLAS_THREADS_ENV = "WONDERLAND_BLAS_THREADS"
 
 _lock = threading.RLock()
 _local = threading.local()
-_state = {"size": None, "blas": None, "pool": None, "controllers": None}
+_state = {"size": None, "blas": None, "pool": None, "controllers": None, "blas_set": None}
 _blas_users = [0]            # callers currently holding BLAS at one thread
 _blas_saved = [None]         # BLAS thread counts to restore when the last one leaves
 
@@ -94,7 +96,7 @@ def set_num_threads(n: int, blas_threads: int | None = None) -> None:
         if blas_threads is not None:
             _state["blas"] = blas_threads
     if old is not None:
-        old.shutdown(wait=True)
+        old.shutdown()
     apply_blas_policy()
 
 
@@ -124,16 +126,22 @@ def apply_blas_policy() -> None:
     with _lock:
         if _blas_users[0]:
             _blas_saved[0] = [target] * len(_blas_controllers())
+            _state["blas_set"] = None
             return
         for c in _blas_controllers(refresh=True):
             if c.num_threads != target:
                 c.set_num_threads(target)
+        _state["blas_set"] = target
 
 
 @contextlib.contextmanager
 def single_threaded_blas():
     """Hold every BLAS library at one thread for the duration (re-entrant, shared
-    between threads: the counts are restored when the last holder leaves)."""
+    between threads: the counts are restored when the last holder leaves). Free when the
+    policy has already set BLAS to one thread (the default): nothing to change."""
+    if _state["blas_set"] == 1:
+        yield
+        return
     with _lock:
         if _blas_users[0] == 0:
             controllers = _blas_controllers()
@@ -154,15 +162,66 @@ def single_threaded_blas():
 
 
 # ----------------------------------------------------------------------------- the pool
-def _mark_worker():
-    _local.in_pool = True
+class _Worker:
+    """One pool thread: it sleeps on ``_go`` until handed a list of tasks, runs them,
+    keeps the first error and releases ``_done``."""
+
+    def __init__(self, name):
+        self._go, self._done = threading.Lock(), threading.Lock()
+        self._go.acquire()
+        self._done.acquire()
+        self._tasks, self.error = None, None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        _local.in_pool = True
+        while True:
+            self._go.acquire()
+            tasks = self._tasks
+            if tasks is None:                       # shut down
+                return
+            try:
+                for task in tasks:
+                    task()
+            except BaseException as err:            # re-raised on the caller's thread
+                self.error = err
+            finally:
+                self._tasks = None
+                self._done.release()
+
+    def start(self, tasks):
+        self.error, self._tasks = None, tasks
+        self._go.release()
+
+    def join(self):
+        """Wait for the tasks handed over by ``start``; return their first error."""
+        self._done.acquire()
+        return self.error
+
+    def stop(self):
+        self._tasks = None
+        self._go.release()
+        self._thread.join()
+
+
+class _Pool:
+    """``size - 1`` persistent workers; one caller at a time hands them work (``busy``)."""
+
+    def __init__(self, size):
+        self.busy = threading.Lock()
+        self.workers = [_Worker(f"wl_{i}") for i in range(size - 1)]
+
+    def shutdown(self):
+        with self.busy:
+            for worker in self.workers:
+                worker.stop()
 
 
 def _pool(size):
     with _lock:
         if _state["pool"] is None:
-            _state["pool"] = ThreadPoolExecutor(max_workers=size - 1, thread_name_prefix="wl",
-                                                initializer=_mark_worker)
+            _state["pool"] = _Pool(size)
         return _state["pool"]
 
 
@@ -171,25 +230,41 @@ def in_worker() -> bool:
     return getattr(_local, "in_pool", False)
 
 
+def _run_inline(tasks):
+    for task in tasks:
+        task()
+
+
 def run_parallel(tasks) -> None:
     """Run the callables ``tasks`` (no arguments), the first on the calling thread and
-    the others on the pool, with BLAS at one thread; return when all have finished and
-    re-raise the first error. Runs them one after another where threads cannot help."""
+    the others on the pool (task ``i`` on lane ``i mod size``), with BLAS at one thread;
+    return when all have finished and re-raise the first error. Runs them one after
+    another where threads cannot help: one task, a pool of one, a call from a pool
+    thread, or the pool busy with another thread's work."""
     tasks = list(tasks)
     size = get_num_threads()
     if len(tasks) <= 1 or size <= 1 or in_worker():
-        for task in tasks:
-            task()
+        _run_inline(tasks)
         return
-    with single_threaded_blas():
-        futures = [_pool(size).submit(task) for task in tasks[1:]]
-        try:
-            tasks[0]()
-        finally:
-            errors = [f.exception() for f in futures]
-        for err in errors:
-            if err is not None:
-                raise err
+    pool = _pool(size)
+    if not pool.busy.acquire(blocking=False):
+        _run_inline(tasks)
+        return
+    try:
+        lanes = min(size, len(tasks))
+        workers = pool.workers[:lanes - 1]
+        with single_threaded_blas():
+            for i, worker in enumerate(workers, start=1):
+                worker.start(tasks[i::lanes])
+            try:
+                _run_inline(tasks[0::lanes])
+            finally:
+                errors = [worker.join() for worker in workers]
+    finally:
+        pool.busy.release()
+    for err in errors:
+        if err is not None:
+            raise err
 
 
 MIN_PARALLEL_WORK = 1 << 19   # elements of work below which a thread hand-off does not pay
