@@ -111,6 +111,35 @@ def test_clip_grad_norm_and_value():
     assert np.abs(b.grad.numpy()).max() <= 0.1
 
 
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.0, float("inf")])
+def test_clip_grad_norm_matches_the_norm_of_all_gradients(norm_type):
+    """Against NumPy's norm of every gradient concatenated (float64); float32 gradients."""
+    rng = np.random.default_rng(3)
+    grads = [rng.standard_normal(s).astype(np.float32) for s in [(300, 7), (11,), (2, 3, 4)]]
+    params = [nn.Parameter(np.zeros(g.shape, np.float32)) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = wl.tensor(g)
+    params.append(nn.Parameter(np.zeros(3, np.float32)))          # no gradient: skipped
+    flat = np.concatenate([g.astype(np.float64).ravel() for g in grads])
+    want = np.linalg.norm(flat, ord=norm_type)
+    total = optim.clip_grad_norm_(params, 0.5, norm_type=norm_type)
+    assert total.dtype == np.float32
+    assert total.item() == pytest.approx(want, rel=1e-6)
+    coef = 0.5 / (want + 1e-6)
+    for p, g in zip(params, grads):
+        np.testing.assert_allclose(p.grad.numpy(), g * coef, rtol=1e-6)
+    again = optim.clip_grad_norm_(params, 10.0, norm_type=norm_type)   # below: unchanged
+    assert again.item() == pytest.approx(0.5, rel=1e-5)
+    np.testing.assert_allclose(params[0].grad.numpy(), grads[0] * coef, rtol=1e-6)
+
+
+def test_clip_grad_norm_reports_a_nonfinite_norm():
+    a = nn.Parameter(np.zeros(2, np.float32))
+    a.grad = wl.tensor(np.array([1.0, np.inf], np.float32))
+    with pytest.raises(RuntimeError, match="clip_grad_norm_: the total gradient norm is inf"):
+        optim.clip_grad_norm_([a], 1.0, error_if_nonfinite=True)
+
+
 torch = pytest.importorskip("torch")
 
 

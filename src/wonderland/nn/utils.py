@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from .. import backend as B
 from .. import ops
-from ..core import dtypes
 from ..core.modes import no_grad
 from ..core.tensor import Tensor, tensor
 
@@ -16,10 +18,22 @@ def _grads(parameters):
     return [p for p in parameters if p.grad is not None]
 
 
+def _norm_power(a, norm_type) -> float:
+    """``Σ |a|^p`` of one backend array, accumulated in float64 (``max |a|`` for p = inf)."""
+    xp = B.ns(a)
+    if math.isinf(norm_type):
+        return float(xp.abs(a).max()) if a.size else 0.0
+    flat = a.reshape(-1).astype(np.float64, copy=False)
+    if norm_type == 2.0:
+        return float(xp.dot(flat, flat))
+    return float((xp.abs(flat) ** norm_type).sum())
+
+
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False) -> Tensor:
     """Scale gradients in place so their global norm is at most ``max_norm``.
 
-    Returns the norm before clipping (as a tensor).
+    Returns the norm before clipping (as a tensor). The norm is computed on the gradients'
+    arrays in float64, one reduction per gradient (this runs every training step).
     """
     params = _grads(parameters)
     if max_norm < 0:
@@ -27,16 +41,13 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if not params:
         return tensor(0.0)
     norm_type = float(norm_type)
-    with no_grad():
-        if math.isinf(norm_type):
-            total = max(float(ops.abs(p.grad).max()) if p.grad.size else 0.0 for p in params)
-        else:
-            total = sum(float((ops.abs(p.grad.astype(dtypes.float64)) ** norm_type).sum())
-                        for p in params) ** (1.0 / norm_type)
-        if error_if_nonfinite and not math.isfinite(total):
-            raise RuntimeError(f"clip_grad_norm_: the total gradient norm is {total}")
-        coef = min(max_norm / (total + 1e-6), 1.0)
-        if coef < 1.0:
+    powers = [_norm_power(p.grad.data, norm_type) for p in params]
+    total = max(powers) if math.isinf(norm_type) else sum(powers) ** (1.0 / norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total gradient norm is {total}")
+    coef = min(max_norm / (total + 1e-6), 1.0)
+    if coef < 1.0:
+        with no_grad():
             for p in params:
                 p.grad = p.grad * coef
     return tensor(total, dtype=params[0].grad.dtype)
