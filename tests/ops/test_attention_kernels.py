@@ -108,3 +108,64 @@ def test_auto_takes_the_compiled_flash_loops_on_the_cpu(rng):
     out = A.attention(*(wl.tensor(x, requires_grad=True) for x in (q, k, v)), None, 0)
     node = out._node
     assert node is not None and node.params["impl"] == "flash"
+
+
+def _through_layout(layout, rng, dtype):
+    """q, k, v (as tensors requiring grad) and the arrays they are views of, laid out as a
+    caller may hand them over."""
+    b, H, L, S, E = 2, 3, 9, 11, 4
+    if layout == "heads of a projection":           # (batch, length, heads, features).T
+        bases = [rng.standard_normal((b, n, H, E)).astype(dtype) for n in (L, S, S)]
+        views = lambda ts: [t.transpose(0, 2, 1, 3) for t in ts]       # noqa: E731
+    elif layout == "keys shared by the heads":      # k and v broadcast over the heads
+        bases = [rng.standard_normal((b, H, L, E)).astype(dtype)] + \
+                [rng.standard_normal((b, 1, S, E)).astype(dtype) for _ in range(2)]
+        views = lambda ts: ts                                           # noqa: E731
+    elif layout == "reversed rows":                 # negative strides: copied first
+        bases = [rng.standard_normal((b, H, n, E)).astype(dtype) for n in (L, S, S)]
+        views = lambda ts: [t[:, :, ::-1] for t in ts]                  # noqa: E731
+    elif layout == "two batch axes and heads":      # (b1, b2, length, heads, features).T
+        bases = [rng.standard_normal((2, b, n, H, E)).astype(dtype) for n in (L, S, S)]
+        views = lambda ts: [t.transpose(0, 1, 3, 2, 4) for t in ts]    # noqa: E731
+    else:                                            # one head, no batch
+        bases = [rng.standard_normal((n, E)).astype(dtype) for n in (L, S, S)]
+        views = lambda ts: ts                                           # noqa: E731
+    return bases, views
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 3e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("layout", ["heads of a projection", "keys shared by the heads",
+                                    "reversed rows", "two batch axes and heads", "one head"])
+def test_compiled_loops_read_any_layout_of_the_heads(rng, dtype, tol, layout):
+    """The compiled loops read q, k, v where they lie (views of any strides whose rows are
+    contiguous) and give what the NumPy blocks give on the same views."""
+    bases, views = _through_layout(layout, rng, dtype)
+    results = []
+    for compiled_loops in (True, False):
+        saved = A._compiled_applies
+        if not compiled_loops:
+            A._compiled_applies = lambda *arrays: False
+        try:
+            ts = [wl.tensor(x, requires_grad=True) for x in bases]
+            out = A.attention(*views(ts), None, 1, 0.6)
+            g = np.sin(np.arange(out.size)).reshape(out.shape).astype(dtype)
+            out.backward(wl.tensor(g))
+            results.append([out.numpy()] + [t.grad.numpy() for t in ts])
+        finally:
+            A._compiled_applies = saved
+    for a, b in zip(*results):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_heads_come_back_ready_to_merge(rng):
+    """For a multi-head layer's heads the output is laid out (batch, length, heads,
+    features), so merging the heads is a view and not a copy; so are the gradients."""
+    b, L, H, E = 2, 7, 3, 4
+    ts = [wl.tensor(rng.standard_normal((b, L, H, E)).astype(np.float32), requires_grad=True)
+          for _ in range(3)]
+    out = A.attention(*[t.transpose(0, 2, 1, 3) for t in ts], None, 0)
+    merged = out.data.transpose(0, 2, 1, 3)
+    assert merged.flags.c_contiguous
+    out.backward(wl.ones(out.shape))
+    assert all(t.grad.data.flags.c_contiguous for t in ts)

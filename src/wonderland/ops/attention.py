@@ -26,7 +26,10 @@ and float64 NumPy arrays go through compiled loops instead (:mod:`.kernels.atten
 one kernel call per thread walks its heads block by block, the products through BLAS,
 the mask, running maximum, exponentials and sums fused in between, with the same two
 algorithms (``keep``: plain). They recompute a block about as fast as they would read
-the kept probabilities back, so ``"auto"`` takes flash there. The NumPy block code below
+the kept probabilities back, so ``"auto"`` takes flash there. They read ``q``, ``k``,
+``v`` (and ``dO``, ``O``) in the layout they come in, and write the output and the
+gradients laid out ``(batch, length, heads, features)``: a multi-head layer splits and
+merges its heads without a copy. The NumPy block code below
 stays as their reference (and serves other array libraries and ``WONDERLAND_KERNELS=numpy``).
 
 The VJP and JVP rules are written with tensor operations: at first order, outside any
@@ -180,11 +183,63 @@ def _kernel_bias(bias_, n, dtype):
     return bias_.arr, index, True
 
 
-def _forward_compiled(qf, kf, vf, bias_, causal, impl, block_q, block_k):
-    n, L, _ = qf.shape
-    S, Ev = kf.shape[1], vf.shape[2]
-    dtype = qf.dtype
-    out = np.empty((n, L, Ev), dtype)
+def _head_axes(bs):
+    """The broadcast batch ``bs`` as two axes ``(n1, n2)``: its last axis (a multi-head
+    layer's heads) and all the others together."""
+    if not bs:
+        return 1, 1
+    return int(np.prod(bs[:-1], dtype=np.int64)), int(bs[-1])
+
+
+def _merged_stride(shape, strides):
+    """The stride of these axes flattened into one, or ``None`` when that needs a copy."""
+    dims = [(n, st) for n, st in zip(shape, strides) if n != 1]
+    if any(a != b * n for (_, a), (n, b) in zip(dims, dims[1:])):
+        return None
+    return dims[-1][1] if dims else 0
+
+
+def _memory(x, bs):
+    """``x (*b, r, c)`` over the broadcast batch ``bs`` as the compiled loops read it: its
+    memory as a flat read-only array from its first element and the element strides of
+    its (n1, n2, row) axes. No copy when its rows are contiguous (a multi-head layer's
+    heads, a transposed ``(batch, length, heads, features)`` array, a broadcast); a
+    C-ordered copy otherwise."""
+    r, c = x.shape[-2:]
+    if x.shape[:-2] != tuple(bs):
+        x = np.broadcast_to(x, tuple(bs) + (r, c))
+    item = x.itemsize
+    lead = _merged_stride(x.shape[:-3], x.strides[:-3]) if len(bs) > 1 else 0
+    ok = (lead is not None and x.strides[-1] == item and min(x.strides) >= 0
+          and all(st % item == 0 for st in x.strides))
+    if not ok:
+        x = np.ascontiguousarray(x)
+        lead = _merged_stride(x.shape[:-3], x.strides[:-3]) if len(bs) > 1 else 0
+    heads = x.strides[-3] if bs else 0
+    span = 1 + sum((n - 1) * st for n, st in zip(x.shape, x.strides)) // item
+    flat = np.lib.stride_tricks.as_strided(x, (max(span, 1),), (item,), writeable=False)
+    return flat, np.array([lead // item, heads // item, x.strides[-2] // item], np.int64)
+
+
+def _head_major(n1, n2, r, c, dtype):
+    """A fresh ``(n1, n2, r, c)`` array laid out as ``(n1, r, n2, c)`` (the way a
+    multi-head layer's projections lay its heads out, so merging them back into
+    ``(batch, length, features)`` is a view), with its flat memory and strides as
+    :func:`_memory` gives them."""
+    buf = np.empty((n1, r, n2, c), dtype)
+    return buf.transpose(0, 2, 1, 3), buf.reshape(-1), np.array([r * n2 * c, c, n2 * c],
+                                                                np.int64)
+
+
+def _forward_compiled(q, k, v, bias_, bs, scale, causal, impl, block_q, block_k):
+    """The compiled forward on ``q, k, v`` as they are laid out; ``out`` comes back
+    head-major, ``lse`` as (n, L), ``probs`` as (n, L, S) (plain algorithm)."""
+    L, E, S, Ev = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+    n1, n2 = _head_axes(bs)
+    n = n1 * n2
+    dtype = q.dtype
+    (qm, q_at), (km, k_at), (vm, v_at) = _memory(q, bs), _memory(k, bs), _memory(v, bs)
+    out, om, o_at = _head_major(n1, n2, L, Ev, dtype)
     lse = np.empty((n, L), dtype)
     keep = impl == "plain"
     probs = np.empty((n, L, S), dtype) if keep else np.empty((1, 1, 1), dtype)
@@ -193,38 +248,44 @@ def _forward_compiled(qf, kf, vf, bias_, causal, impl, block_q, block_k):
     fast = dtype == np.float32
     kern = kernels.attention_forward[fast]
     offset = 0 if causal is None else causal
+    sizes = np.array([n2, L, S, E, Ev], np.int64)
 
     def work(lo, hi, lane):
-        kern(qf, kf, vf, barr, bhead, has_bias, causal is not None, offset, bq, bk, fast,
-             keep, lo, hi, out, lse, probs)
+        kern(qm, q_at, km, k_at, vm, v_at, dtype.type(scale), sizes, barr, bhead, has_bias,
+             causal is not None, offset, bq, bk, fast, keep, lo, hi, om, o_at, lse, probs)
 
     threads.parallel_for(n, work, n * L * S)
     return out, lse, (probs if keep else None)
 
 
-def _backward_compiled(qf, kf, vf, gf, of, lse, probs, bias_, causal, impl, block_q, block_k,
+def _backward_compiled(q, k, v, g, o, lse, probs, bias_, bs, causal, impl, block_q, block_k,
                        scale, need_bias):
-    n, L, E = qf.shape
-    S, Ev = kf.shape[1], vf.shape[2]
-    dtype = qf.dtype
-    dq = np.empty((n, L, E), dtype)
-    dk = np.zeros((n, S, E), dtype)
-    dv = np.zeros((n, S, Ev), dtype)
+    """The compiled backward; ``dq, dk, dv`` come back head-major, ``dbias`` as (n, L, S)."""
+    L, E, S, Ev = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+    n1, n2 = _head_axes(bs)
+    n = n1 * n2
+    dtype = q.dtype
+    memory = [_memory(x, bs) for x in (q, k, v, g, o)]
+    dq, dqm, dq_at = _head_major(n1, n2, L, E, dtype)
+    dk, dkm, dk_at = _head_major(n1, n2, S, E, dtype)
+    dv, dvm, dv_at = _head_major(n1, n2, S, Ev, dtype)
     dbias = np.empty((n, L, S), dtype) if need_bias else np.empty((1, 1, 1), dtype)
     use_probs = probs is not None
-    dummy = np.empty((1, 1), dtype)
-    probs = np.ascontiguousarray(probs) if use_probs else np.empty((1, 1, 1), dtype)
-    lse = dummy if lse is None else np.ascontiguousarray(lse)
+    probs = (np.ascontiguousarray(probs).reshape(n, L, S) if use_probs
+             else np.empty((1, 1, 1), dtype))
+    lse = np.empty((1, 1), dtype) if lse is None else np.ascontiguousarray(lse).reshape(n, L)
     bq, bk = _compiled_blocks(L, S, causal, impl, block_q, block_k)
     barr, bhead, has_bias = _kernel_bias(bias_, n, dtype)
     fast = dtype == np.float32
     kern = kernels.attention_backward[fast]
     offset = 0 if causal is None else causal
+    sizes = np.array([n2, L, S, E, Ev], np.int64)
+    args = [a for pair in memory for a in pair]
 
     def work(lo, hi, lane):
-        kern(qf, kf, vf, gf, of, lse, probs, barr, bhead, has_bias, causal is not None,
-             offset, bq, bk, fast, use_probs, need_bias, dtype.type(scale), lo, hi,
-             dq, dk, dv, dbias)
+        kern(*args, sizes, lse, probs, barr, bhead, has_bias, causal is not None, offset, bq,
+             bk, fast, use_probs, need_bias, dtype.type(scale), lo, hi, dqm, dq_at, dkm,
+             dk_at, dvm, dv_at, dbias)
 
     threads.parallel_for(n, work, n * L * S)
     return dq, dk, dv, (dbias if need_bias else None)
@@ -233,17 +294,18 @@ def _backward_compiled(qf, kf, vf, gf, of, lse, probs, bias_, causal, impl, bloc
 # ----------------------------------------------------------------------------- forward kernel
 def _attention_forward(q, k, v, *bias, scale, causal, impl, block_q, block_k):
     xp = B.ns(q)
-    L, E, S, Ev = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+    L, S, Ev = q.shape[-2], k.shape[-2], v.shape[-1]
     bs = _batch_shape(q.shape, k.shape, v.shape, *(b.shape for b in bias))
     n = int(np.prod(bs, dtype=np.int64))
     dtype = q.dtype
-    qf = _flat(q, bs) * dtype.type(scale)
-    kf, vf = _flat(k, bs), _flat(v, bs)
     bias_ = _Bias(bias[0], bs) if bias else None
     if n and L and _compiled_applies(q, k, v, *bias):
-        out, lse, probs = _forward_compiled(qf, kf, vf, bias_, causal, impl, block_q, block_k)
+        out, lse, probs = _forward_compiled(q, k, v, bias_, bs, scale, causal, impl, block_q,
+                                            block_k)
         res = probs if impl == "plain" else lse
         return out.reshape(tuple(bs) + (L, Ev)), (res.reshape(tuple(bs) + res.shape[1:]),)
+    qf = _flat(q, bs) * dtype.type(scale)
+    kf, vf = _flat(k, bs), _flat(v, bs)
     out = xp.empty((n, L, Ev), dtype)
     lse = xp.empty((n, L), dtype)
     probs = xp.empty((n, L, S), dtype) if impl == "plain" else None
@@ -333,19 +395,19 @@ def _attention_backward(g, q, k, v, bias, out, res, *, scale, causal, impl, bloc
     bs = _batch_shape(q.shape, k.shape, v.shape, *(b.shape for b in bias))
     n = int(np.prod(bs, dtype=np.int64))
     dtype = q.dtype
-    qf = _flat(q, bs) * dtype.type(scale)
-    kf, vf = _flat(k, bs), _flat(v, bs)
-    gf, of = _flat(g, bs), _flat(out, bs)
     bias_ = _Bias(bias[0], bs) if bias else None
     if n and L and _compiled_applies(q, k, v, g, out, *bias, *res):
-        probs = res[0].reshape(n, L, S) if impl == "plain" else None
-        lse = res[0].reshape(n, L) if impl != "plain" else None
-        dq, dk, dv, dbias = _backward_compiled(qf, kf, vf, gf, of, lse, probs, bias_, causal,
+        probs = res[0] if impl == "plain" else None
+        lse = res[0] if impl != "plain" else None
+        dq, dk, dv, dbias = _backward_compiled(q, k, v, g, out, lse, probs, bias_, bs, causal,
                                                impl, block_q, block_k, scale, need_bias)
         shape = tuple(bs)
         return (dq.reshape(shape + (L, E)), dk.reshape(shape + (S, E)),
                 dv.reshape(shape + (S, Ev)),
                 None if dbias is None else dbias.reshape(shape + (L, S)))
+    qf = _flat(q, bs) * dtype.type(scale)
+    kf, vf = _flat(k, bs), _flat(v, bs)
+    gf, of = _flat(g, bs), _flat(out, bs)
     D = np.einsum("nle,nle->nl", gf, of)
     dq = xp.zeros((n, L, E), dtype)
     dk = xp.zeros((n, S, E), dtype)

@@ -22,6 +22,12 @@ probabilities), then ``dV += pᵀ dO``, ``dP = dO Vᵀ``, ``dS = p ⊙ (dP − D
 rowsum(dO ⊙ O)``, ``dQ += dS K`` and ``dK += dSᵀ Q``: five products and two fused
 elementwise passes per block.
 
+The heads are read where they lie: every (batch, head, rows, features) array comes as
+its memory and the strides of its (batch, head, row) axes, so a multi-head layer's
+heads, a transposed view of ``(batch, length, heads, features)``, need no copy before
+the call; each head is copied into contiguous buffers inside the loop (in cache, on the
+thread that uses it), and the outputs are written back the same way.
+
 The row reductions (maximum, sum) keep eight partial results, which the compiler turns
 into vector instructions; float32 exponentials use the vectorised ``exp`` of
 :mod:`.special` (``fast``), float64 the C library's. NaN in a score propagates to its
@@ -39,6 +45,29 @@ from .special import _exp_neg
 _NEG = np.float32(-np.inf)
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
+
+
+# ----------------------------------------------------------------------------- heads in and out
+@kernel_fast(inline=True)
+def _load(flat, layout, a1, a2, rows, cols, scale, buf):
+    """Head ``(a1, a2)`` of an array given as its memory ``flat`` and the element strides
+    ``layout`` of its (n1, n2, row) axes (rows contiguous), times ``scale``, into the
+    contiguous ``buf[:rows, :cols]``."""
+    base = layout[0] * a1 + layout[1] * a2
+    for i in range(rows):
+        at = base + layout[2] * i
+        for e in range(cols):
+            buf[i, e] = flat[at + e] * scale
+
+
+@kernel_fast(inline=True)
+def _store(buf, rows, cols, a1, a2, flat, layout):
+    """``buf[:rows, :cols]`` into head ``(a1, a2)`` of ``flat`` (laid out as in ``_load``)."""
+    base = layout[0] * a1 + layout[1] * a2
+    for i in range(rows):
+        at = base + layout[2] * i
+        for e in range(cols):
+            flat[at + e] = buf[i, e]
 
 
 # ----------------------------------------------------------------------------- row helpers
@@ -170,45 +199,59 @@ def _fold_scores(s, i0, j0, bias, bh, has_bias, causal, offset, fast, m, l, acc)
 
 
 @kernel_fast(inline=True)
-def _keep_probabilities(s, l, h, i0, j0, probs):
+def _keep_probabilities(s, l, i0, j0, probs):
     """Normalise the block's rows (the plain algorithm's single key block) and write them
-    to ``probs[h]``, zeros for the keys after the block."""
+    to the head's ``probs`` (L, S), zeros for the keys after the block."""
     r, c = s.shape
     for a in range(r):
         inv = 1 / l[a] if l[a] != 0 else _ZERO
         for j in range(c):
             s[a, j] *= inv
-            probs[h, i0 + a, j0 + j] = s[a, j]
-        probs[h, i0 + a, j0 + c:] = 0
+            probs[i0 + a, j0 + j] = s[a, j]
+        probs[i0 + a, j0 + c:] = 0
 
 
 @kernel_fast(inline=True)
-def _finish_rows(acc, l, m, normalised, h, i0, r, out, lse):
-    """``out = acc / l`` and ``lse = m + log l`` for ``r`` rows from query ``i0``; a row
-    that saw nothing gets zeros and ``lse = +inf``; NaN propagates."""
+def _finish_rows(acc, l, m, normalised, i0, r, out, lse):
+    """``out = acc / l`` and ``lse = m + log l`` for ``r`` rows from query ``i0`` of a
+    head's ``out`` (L, Ev) and ``lse`` (L,); a row that saw nothing gets zeros and ``lse =
+    +inf``; NaN propagates."""
     for a in range(r):
         if l[a] != 0:
             inv = _ONE if normalised else 1 / l[a]
             for e in range(acc.shape[1]):
-                out[h, i0 + a, e] = acc[a, e] * inv
-            lse[h, i0 + a] = m[a] + np.log(l[a])
+                out[i0 + a, e] = acc[a, e] * inv
+            lse[i0 + a] = m[a] + np.log(l[a])
         else:
-            out[h, i0 + a] = 0
-            lse[h, i0 + a] = np.inf
+            out[i0 + a] = 0
+            lse[i0 + a] = np.inf
 
 
-def _forward(q, k, v, bias, bias_head, has_bias, causal, offset, bq, bk, fast, keep,
-             h0, h1, out, lse, probs):
-    """Heads ``h0:h1``: ``out`` (n, L, Ev), ``lse`` (n, L) and, with ``keep``, ``probs``
-    (n, L, S); ``bk`` must cover every key then."""
-    L, S, Ev = q.shape[1], k.shape[1], v.shape[2]
-    dtype = q.dtype
+def _forward(q, q_at, k, k_at, v, v_at, scale, sizes, bias, bias_head, has_bias, causal,
+             offset, bq, bk, fast, keep, h0, h1, out, out_at, lse, probs):
+    """Heads ``h0:h1`` of ``n = n1 · n2``. ``q``, ``k``, ``v`` and ``out`` are given as
+    their memory and the element strides of their (n1, n2, row) axes (``*_at``; any
+    layout whose rows are contiguous, such as a multi-head layer's heads, with no copy
+    outside); each head is copied into contiguous buffers here (``q`` times ``scale``).
+    ``sizes`` = (n2, L, S, E, Ev). Writes ``out``, ``lse`` (n, L) and, with ``keep``,
+    ``probs`` (n, L, S); ``bk`` must cover every key then."""
+    n2, L, S, E, Ev = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4]
+    dtype = lse.dtype
+    one = _ONE
+    qh = np.empty((L, E), dtype)
+    kh = np.empty((S, E), dtype)
+    vh = np.empty((S, Ev), dtype)
+    oh = np.empty((L, Ev), dtype)
     buf = np.empty(bq * bk, dtype)
     acc = np.empty((bq, Ev), dtype)
     pv = np.empty((bq, Ev), dtype)
     m = np.empty(bq, dtype)
     l = np.empty(bq, dtype)
     for h in range(h0, h1):
+        a1, a2 = h // n2, h % n2
+        _load(q, q_at, a1, a2, L, E, scale, qh)
+        _load(k, k_at, a1, a2, S, E, one, kh)
+        _load(v, v_at, a1, a2, S, Ev, one, vh)
         for i0 in range(0, L, bq):
             i1 = min(L, i0 + bq)
             r = i1 - i0
@@ -219,24 +262,26 @@ def _forward(q, k, v, bias, bias_head, has_bias, causal, offset, bq, bk, fast, k
             for j0 in range(0, limit, bk):
                 j1 = min(limit, j0 + bk)
                 s = buf[:r * (j1 - j0)].reshape((r, j1 - j0))
-                np.dot(q[h, i0:i1], k[h, j0:j1].T, s)
+                np.dot(qh[i0:i1], kh[j0:j1].T, s)
                 _fold_scores(s, i0, j0, bias, bias_head[h], has_bias, causal, offset, fast,
                              m, l, acc)
                 if keep:
-                    _keep_probabilities(s, l, h, i0, j0, probs)
-                np.dot(s, v[h, j0:j1], pv[:r])
+                    _keep_probabilities(s, l, i0, j0, probs[h])
+                np.dot(s, vh[j0:j1], pv[:r])
                 for a in range(r):
                     for e in range(Ev):
                         acc[a, e] += pv[a, e]
             if keep and limit == 0:
                 probs[h, i0:i1] = 0
-            _finish_rows(acc, l, m, keep, h, i0, r, out, lse)
+            _finish_rows(acc, l, m, keep, i0, r, oh, lse[h])
+        _store(oh, L, Ev, a1, a2, out, out_at)
 
 
 # ----------------------------------------------------------------------------- backward
 @kernel_fast(inline=True)
-def _recompute_probabilities(p, lse, h, i0, j0, bias, bh, has_bias, causal, offset, fast):
-    """The block's scores ``p`` turned back into probabilities ``exp(s − lse)``."""
+def _recompute_probabilities(p, lse, i0, j0, bias, bh, has_bias, causal, offset, fast):
+    """The block's scores ``p`` turned back into probabilities ``exp(s − lse)`` (``lse``:
+    the head's, (L,))."""
     r, c = p.shape
     brows = bias.shape[1] > 1
     bcols = bias.shape[2] > 1
@@ -246,26 +291,36 @@ def _recompute_probabilities(p, lse, h, i0, j0, bias, bh, has_bias, causal, offs
         if has_bias:
             _add_bias(p, a, c, bias, bh, i if brows else 0, j0, bcols)
         n = _visible(i, j0, c, causal, offset)
-        if lse[h, i] == np.inf:                      # the row saw nothing
+        if lse[i] == np.inf:                         # the row saw nothing
             n = 0
-        _exp_shifted(row, n, lse[h, i], fast)
+        _exp_shifted(row, n, lse[i], fast)
         row[n:] = 0
 
 
 @kernel_fast(inline=True)
-def _add_rows(dst, h, j0, src, c):
-    """``dst[h, j0:j0+c] += src[:c]``."""
+def _add_rows(dst, j0, src, c):
+    """``dst[j0:j0+c] += src[:c]``."""
     for j in range(c):
         for e in range(src.shape[1]):
-            dst[h, j0 + j, e] += src[j, e]
+            dst[j0 + j, e] += src[j, e]
 
 
-def _backward(q, k, v, g, o, lse, probs, bias, bias_head, has_bias, causal, offset, bq, bk,
-              fast, use_probs, want_dbias, scale, h0, h1, dq, dk, dv, dbias):
-    """Heads ``h0:h1``: ``dq`` (n, L, E, written), ``dk`` (n, S, E) and ``dv``
-    (n, S, Ev) (both added to: zeros first), ``dbias`` (n, L, S) with ``want_dbias``."""
-    L, S, E, Ev = q.shape[1], k.shape[1], q.shape[2], v.shape[2]
-    dtype = q.dtype
+def _backward(q, q_at, k, k_at, v, v_at, g, g_at, o, o_at, sizes, lse, probs, bias,
+              bias_head, has_bias, causal, offset, bq, bk, fast, use_probs, want_dbias,
+              scale, h0, h1, dq, dq_at, dk, dk_at, dv, dv_at, dbias):
+    """Heads ``h0:h1``, every (n1, n2, rows, features) array given as in ``_forward``:
+    ``dq``, ``dk``, ``dv`` written, ``dbias`` (n, L, S) with ``want_dbias``."""
+    n2, L, S, E, Ev = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4]
+    dtype = lse.dtype
+    one = _ONE
+    qh = np.empty((L, E), dtype)
+    kh = np.empty((S, E), dtype)
+    vh = np.empty((S, Ev), dtype)
+    gh = np.empty((L, Ev), dtype)
+    oh = np.empty((L, Ev), dtype)
+    dqh = np.empty((L, E), dtype)
+    dkh = np.empty((S, E), dtype)
+    dvh = np.empty((S, Ev), dtype)
     pbuf = np.empty(bq * bk, dtype)
     tbuf = np.empty(bq * bk, dtype)
     dvb = np.empty((bk, Ev), dtype)
@@ -274,12 +329,21 @@ def _backward(q, k, v, g, o, lse, probs, bias, bias_head, has_bias, causal, offs
     dqa = np.empty((bq, E), dtype)
     D = np.empty(bq, dtype)
     for h in range(h0, h1):
+        a1, a2 = h // n2, h % n2
+        _load(q, q_at, a1, a2, L, E, scale, qh)
+        _load(k, k_at, a1, a2, S, E, one, kh)
+        _load(v, v_at, a1, a2, S, Ev, one, vh)
+        _load(g, g_at, a1, a2, L, Ev, one, gh)
+        _load(o, o_at, a1, a2, L, Ev, one, oh)
+        dkh[:, :] = 0
+        dvh[:, :] = 0
+        lseh = lse[h] if not use_probs else lse[0]
         for i0 in range(0, L, bq):
             i1 = min(L, i0 + bq)
             r = i1 - i0
             limit = S if not causal else max(0, min(S, i1 + offset))
             for a in range(r):                       # D = rowsum(dO ⊙ O)
-                D[a] = _row_dot(g[h, i0 + a], o[h, i0 + a], Ev)
+                D[a] = _row_dot(gh[i0 + a], oh[i0 + a], Ev)
             dqa[:r] = 0
             if want_dbias:
                 dbias[h, i0:i1, limit:] = 0
@@ -290,26 +354,29 @@ def _backward(q, k, v, g, o, lse, probs, bias, bias_head, has_bias, causal, offs
                 if use_probs:
                     p[:, :] = probs[h, i0:i1, j0:j1]
                 else:
-                    np.dot(q[h, i0:i1], k[h, j0:j1].T, p)
-                    _recompute_probabilities(p, lse, h, i0, j0, bias, bias_head[h], has_bias,
+                    np.dot(qh[i0:i1], kh[j0:j1].T, p)
+                    _recompute_probabilities(p, lseh, i0, j0, bias, bias_head[h], has_bias,
                                              causal, offset, fast)
                 ds = tbuf[:r * c].reshape((r, c))
-                np.dot(p.T, g[h, i0:i1], dvb[:c])
-                np.dot(g[h, i0:i1], v[h, j0:j1].T, ds)
+                np.dot(p.T, gh[i0:i1], dvb[:c])
+                np.dot(gh[i0:i1], vh[j0:j1].T, ds)
                 for a in range(r):                   # dS = P ⊙ (dP − D)
                     da = D[a]
                     for j in range(c):
                         ds[a, j] = p[a, j] * (ds[a, j] - da)
                 if want_dbias:
                     dbias[h, i0:i1, j0:j1] = ds
-                np.dot(ds, k[h, j0:j1], dqb[:r])
-                np.dot(ds.T, q[h, i0:i1], dkb[:c])
-                _add_rows(dv, h, j0, dvb, c)
-                _add_rows(dk, h, j0, dkb, c)
+                np.dot(ds, kh[j0:j1], dqb[:r])
+                np.dot(ds.T, qh[i0:i1], dkb[:c])
+                _add_rows(dvh, j0, dvb, c)
+                _add_rows(dkh, j0, dkb, c)
                 dqa[:r] += dqb[:r]
             for a in range(r):
                 for e in range(E):
-                    dq[h, i0 + a, e] = dqa[a, e] * scale
+                    dqh[i0 + a, e] = dqa[a, e] * scale
+        _store(dqh, L, E, a1, a2, dq, dq_at)
+        _store(dkh, S, E, a1, a2, dk, dk_at)
+        _store(dvh, S, Ev, a1, a2, dv, dv_at)
 
 
 attention_forward = {True: kernel_fast(_forward), False: kernel(_forward)}
