@@ -61,6 +61,16 @@ def _load(flat, layout, a1, a2, rows, cols, scale, buf):
 
 
 @kernel_fast(inline=True)
+def _load_qkv(q, q_at, k, k_at, v, v_at, a1, a2, sizes, scale, qh, kh, vh):
+    """Head ``(a1, a2)``'s queries (times ``scale``), keys and values into their buffers
+    (``sizes`` = (n2, L, S, E, Ev))."""
+    L, S, E, Ev = sizes[1], sizes[2], sizes[3], sizes[4]
+    _load(q, q_at, a1, a2, L, E, scale, qh)
+    _load(k, k_at, a1, a2, S, E, _ONE, kh)
+    _load(v, v_at, a1, a2, S, Ev, _ONE, vh)
+
+
+@kernel_fast(inline=True)
 def _store(buf, rows, cols, a1, a2, flat, layout):
     """``buf[:rows, :cols]`` into head ``(a1, a2)`` of ``flat`` (laid out as in ``_load``)."""
     base = layout[0] * a1 + layout[1] * a2
@@ -237,10 +247,7 @@ def _forward(q, q_at, k, k_at, v, v_at, scale, sizes, bias, bias_head, has_bias,
     ``probs`` (n, L, S); ``bk`` must cover every key then."""
     n2, L, S, E, Ev = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4]
     dtype = lse.dtype
-    one = _ONE
-    qh = np.empty((L, E), dtype)
-    kh = np.empty((S, E), dtype)
-    vh = np.empty((S, Ev), dtype)
+    qh, kh, vh = np.empty((L, E), dtype), np.empty((S, E), dtype), np.empty((S, Ev), dtype)
     oh = np.empty((L, Ev), dtype)
     buf = np.empty(bq * bk, dtype)
     acc = np.empty((bq, Ev), dtype)
@@ -249,9 +256,7 @@ def _forward(q, q_at, k, k_at, v, v_at, scale, sizes, bias, bias_head, has_bias,
     l = np.empty(bq, dtype)
     for h in range(h0, h1):
         a1, a2 = h // n2, h % n2
-        _load(q, q_at, a1, a2, L, E, scale, qh)
-        _load(k, k_at, a1, a2, S, E, one, kh)
-        _load(v, v_at, a1, a2, S, Ev, one, vh)
+        _load_qkv(q, q_at, k, k_at, v, v_at, a1, a2, sizes, scale, qh, kh, vh)
         for i0 in range(0, L, bq):
             i1 = min(L, i0 + bq)
             r = i1 - i0
@@ -312,15 +317,9 @@ def _backward(q, q_at, k, k_at, v, v_at, g, g_at, o, o_at, sizes, lse, probs, bi
     ``dq``, ``dk``, ``dv`` written, ``dbias`` (n, L, S) with ``want_dbias``."""
     n2, L, S, E, Ev = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4]
     dtype = lse.dtype
-    one = _ONE
-    qh = np.empty((L, E), dtype)
-    kh = np.empty((S, E), dtype)
-    vh = np.empty((S, Ev), dtype)
-    gh = np.empty((L, Ev), dtype)
-    oh = np.empty((L, Ev), dtype)
-    dqh = np.empty((L, E), dtype)
-    dkh = np.empty((S, E), dtype)
-    dvh = np.empty((S, Ev), dtype)
+    qh, kh, vh = np.empty((L, E), dtype), np.empty((S, E), dtype), np.empty((S, Ev), dtype)
+    gh, oh = np.empty((L, Ev), dtype), np.empty((L, Ev), dtype)
+    dqh, dkh, dvh = np.empty((L, E), dtype), np.empty((S, E), dtype), np.empty((S, Ev), dtype)
     pbuf = np.empty(bq * bk, dtype)
     tbuf = np.empty(bq * bk, dtype)
     dvb = np.empty((bk, Ev), dtype)
@@ -330,11 +329,9 @@ def _backward(q, q_at, k, k_at, v, v_at, g, g_at, o, o_at, sizes, lse, probs, bi
     D = np.empty(bq, dtype)
     for h in range(h0, h1):
         a1, a2 = h // n2, h % n2
-        _load(q, q_at, a1, a2, L, E, scale, qh)
-        _load(k, k_at, a1, a2, S, E, one, kh)
-        _load(v, v_at, a1, a2, S, Ev, one, vh)
-        _load(g, g_at, a1, a2, L, Ev, one, gh)
-        _load(o, o_at, a1, a2, L, Ev, one, oh)
+        _load_qkv(q, q_at, k, k_at, v, v_at, a1, a2, sizes, scale, qh, kh, vh)
+        _load(g, g_at, a1, a2, L, Ev, _ONE, gh)
+        _load(o, o_at, a1, a2, L, Ev, _ONE, oh)
         dkh[:, :] = 0
         dvh[:, :] = 0
         lseh = lse[h] if not use_probs else lse[0]
