@@ -49,11 +49,11 @@ _ONE = np.float32(1.0)
 
 # ----------------------------------------------------------------------------- heads in and out
 @kernel_fast(inline=True)
-def _load(flat, layout, a1, a2, rows, cols, scale, buf):
-    """Head ``(a1, a2)`` of an array given as its memory ``flat`` and the element strides
-    ``layout`` of its (n1, n2, row) axes (rows contiguous), times ``scale``, into the
-    contiguous ``buf[:rows, :cols]``."""
-    base = layout[0] * a1 + layout[1] * a2
+def _load(flat, layout, a1, a2, row0, rows, cols, scale, buf):
+    """Rows ``row0:row0+rows`` of head ``(a1, a2)`` of an array given as its memory
+    ``flat`` and the element strides ``layout`` of its (n1, n2, row) axes (rows
+    contiguous), times ``scale``, into the contiguous ``buf[:rows, :cols]``."""
+    base = layout[0] * a1 + layout[1] * a2 + layout[2] * row0
     for i in range(rows):
         at = base + layout[2] * i
         for e in range(cols):
@@ -61,23 +61,19 @@ def _load(flat, layout, a1, a2, rows, cols, scale, buf):
 
 
 @kernel_fast(inline=True)
-def _load_qkv(q, q_at, k, k_at, v, v_at, a1, a2, sizes, scale, qh, kh, vh):
-    """Head ``(a1, a2)``'s queries (times ``scale``), keys and values into their buffers
-    (``sizes`` = (n2, L, S, E, Ev))."""
-    L, S, E, Ev = sizes[1], sizes[2], sizes[3], sizes[4]
-    _load(q, q_at, a1, a2, L, E, scale, qh)
-    _load(k, k_at, a1, a2, S, E, _ONE, kh)
-    _load(v, v_at, a1, a2, S, Ev, _ONE, vh)
+def _load_kv(k, k_at, v, v_at, a1, a2, S, E, Ev, kh, vh):
+    """Head ``(a1, a2)``'s keys and values into their buffers (every query block reads
+    them; the queries are loaded a block at a time)."""
+    _load(k, k_at, a1, a2, 0, S, E, _ONE, kh)
+    _load(v, v_at, a1, a2, 0, S, Ev, _ONE, vh)
 
 
 @kernel_fast(inline=True)
-def _store(buf, rows, cols, a1, a2, flat, layout):
-    """``buf[:rows, :cols]`` into head ``(a1, a2)`` of ``flat`` (laid out as in ``_load``)."""
-    base = layout[0] * a1 + layout[1] * a2
+def _zero_rows(flat, base, step, rows, cols):
+    """Rows ``0:rows`` of a head that starts at ``flat[base]``, ``step`` apart, set to 0."""
     for i in range(rows):
-        at = base + layout[2] * i
         for e in range(cols):
-            flat[at + e] = buf[i, e]
+            flat[base + step * i + e] = 0
 
 
 # ----------------------------------------------------------------------------- row helpers
@@ -222,18 +218,20 @@ def _keep_probabilities(s, l, i0, j0, probs):
 
 
 @kernel_fast(inline=True)
-def _finish_rows(acc, l, m, normalised, i0, r, out, lse):
+def _finish_rows(acc, l, m, normalised, i0, r, out, base, step, lse):
     """``out = acc / l`` and ``lse = m + log l`` for ``r`` rows from query ``i0`` of a
-    head's ``out`` (L, Ev) and ``lse`` (L,); a row that saw nothing gets zeros and ``lse =
-    +inf``; NaN propagates."""
+    head whose output rows start at ``out[base]``, ``step`` apart, and whose ``lse`` is
+    (L,); a row that saw nothing gets zeros and ``lse = +inf``; NaN propagates."""
     for a in range(r):
+        at = base + step * (i0 + a)
         if l[a] != 0:
             inv = _ONE if normalised else 1 / l[a]
             for e in range(acc.shape[1]):
-                out[i0 + a, e] = acc[a, e] * inv
+                out[at + e] = acc[a, e] * inv
             lse[i0 + a] = m[a] + np.log(l[a])
         else:
-            out[i0 + a] = 0
+            for e in range(acc.shape[1]):
+                out[at + e] = 0
             lse[i0 + a] = np.inf
 
 
@@ -247,8 +245,7 @@ def _forward(q, q_at, k, k_at, v, v_at, scale, sizes, bias, bias_head, has_bias,
     ``probs`` (n, L, S); ``bk`` must cover every key then."""
     n2, L, S, E, Ev = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4]
     dtype = lse.dtype
-    qh, kh, vh = np.empty((L, E), dtype), np.empty((S, E), dtype), np.empty((S, Ev), dtype)
-    oh = np.empty((L, Ev), dtype)
+    qb, kh, vh = np.empty((bq, E), dtype), np.empty((S, E), dtype), np.empty((S, Ev), dtype)
     buf = np.empty(bq * bk, dtype)
     acc = np.empty((bq, Ev), dtype)
     pv = np.empty((bq, Ev), dtype)
@@ -256,10 +253,12 @@ def _forward(q, q_at, k, k_at, v, v_at, scale, sizes, bias, bias_head, has_bias,
     l = np.empty(bq, dtype)
     for h in range(h0, h1):
         a1, a2 = h // n2, h % n2
-        _load_qkv(q, q_at, k, k_at, v, v_at, a1, a2, sizes, scale, qh, kh, vh)
+        _load_kv(k, k_at, v, v_at, a1, a2, S, E, Ev, kh, vh)
+        o_base = out_at[0] * a1 + out_at[1] * a2
         for i0 in range(0, L, bq):
             i1 = min(L, i0 + bq)
             r = i1 - i0
+            _load(q, q_at, a1, a2, i0, r, E, scale, qb)
             limit = S if not causal else max(0, min(S, i1 + offset))
             m[:r] = -np.inf
             l[:r] = 0
@@ -267,7 +266,7 @@ def _forward(q, q_at, k, k_at, v, v_at, scale, sizes, bias, bias_head, has_bias,
             for j0 in range(0, limit, bk):
                 j1 = min(limit, j0 + bk)
                 s = buf[:r * (j1 - j0)].reshape((r, j1 - j0))
-                np.dot(qh[i0:i1], kh[j0:j1].T, s)
+                np.dot(qb[:r], kh[j0:j1].T, s)
                 _fold_scores(s, i0, j0, bias, bias_head[h], has_bias, causal, offset, fast,
                              m, l, acc)
                 if keep:
@@ -278,8 +277,7 @@ def _forward(q, q_at, k, k_at, v, v_at, scale, sizes, bias, bias_head, has_bias,
                         acc[a, e] += pv[a, e]
             if keep and limit == 0:
                 probs[h, i0:i1] = 0
-            _finish_rows(acc, l, m, keep, i0, r, oh, lse[h])
-        _store(oh, L, Ev, a1, a2, out, out_at)
+            _finish_rows(acc, l, m, keep, i0, r, out, o_base, out_at[2], lse[h])
 
 
 # ----------------------------------------------------------------------------- backward
@@ -303,11 +301,32 @@ def _recompute_probabilities(p, lse, i0, j0, bias, bh, has_bias, causal, offset,
 
 
 @kernel_fast(inline=True)
-def _add_rows(dst, j0, src, c):
-    """``dst[j0:j0+c] += src[:c]``."""
+def _softmax_grad(p, ds, D):
+    """``dS = P ⊙ (dP − D)`` in place of ``ds`` (which holds ``dP``), row by row."""
+    r, c = p.shape
+    for a in range(r):
+        da = D[a]
+        for j in range(c):
+            ds[a, j] = p[a, j] * (ds[a, j] - da)
+
+
+@kernel_fast(inline=True)
+def _write_rows(src, r, cols, scale, dst, base, step, i0):
+    """``src[:r] · scale`` into rows ``i0:i0+r`` of the head that starts at ``dst[base]``."""
+    for a in range(r):
+        at = base + step * (i0 + a)
+        for e in range(cols):
+            dst[at + e] = src[a, e] * scale
+
+
+@kernel_fast(inline=True)
+def _add_rows(dst, base, step, j0, src, c):
+    """Rows ``j0:j0+c`` of the head that starts at ``dst[base]`` (rows ``step`` apart)
+    ``+= src[:c]``."""
     for j in range(c):
+        at = base + step * (j0 + j)
         for e in range(src.shape[1]):
-            dst[j0 + j, e] += src[j, e]
+            dst[at + e] += src[j, e]
 
 
 def _backward(q, q_at, k, k_at, v, v_at, g, g_at, o, o_at, sizes, lse, probs, bias,
@@ -317,9 +336,8 @@ def _backward(q, q_at, k, k_at, v, v_at, g, g_at, o, o_at, sizes, lse, probs, bi
     ``dq``, ``dk``, ``dv`` written, ``dbias`` (n, L, S) with ``want_dbias``."""
     n2, L, S, E, Ev = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4]
     dtype = lse.dtype
-    qh, kh, vh = np.empty((L, E), dtype), np.empty((S, E), dtype), np.empty((S, Ev), dtype)
-    gh, oh = np.empty((L, Ev), dtype), np.empty((L, Ev), dtype)
-    dqh, dkh, dvh = np.empty((L, E), dtype), np.empty((S, E), dtype), np.empty((S, Ev), dtype)
+    qb, kh, vh = np.empty((bq, E), dtype), np.empty((S, E), dtype), np.empty((S, Ev), dtype)
+    gb, ob = np.empty((bq, Ev), dtype), np.empty((bq, Ev), dtype)
     pbuf = np.empty(bq * bk, dtype)
     tbuf = np.empty(bq * bk, dtype)
     dvb = np.empty((bk, Ev), dtype)
@@ -329,18 +347,22 @@ def _backward(q, q_at, k, k_at, v, v_at, g, g_at, o, o_at, sizes, lse, probs, bi
     D = np.empty(bq, dtype)
     for h in range(h0, h1):
         a1, a2 = h // n2, h % n2
-        _load_qkv(q, q_at, k, k_at, v, v_at, a1, a2, sizes, scale, qh, kh, vh)
-        _load(g, g_at, a1, a2, L, Ev, _ONE, gh)
-        _load(o, o_at, a1, a2, L, Ev, _ONE, oh)
-        dkh[:, :] = 0
-        dvh[:, :] = 0
+        _load_kv(k, k_at, v, v_at, a1, a2, S, E, Ev, kh, vh)
+        dq0 = dq_at[0] * a1 + dq_at[1] * a2
+        dk0 = dk_at[0] * a1 + dk_at[1] * a2
+        dv0 = dv_at[0] * a1 + dv_at[1] * a2
+        _zero_rows(dk, dk0, dk_at[2], S, E)
+        _zero_rows(dv, dv0, dv_at[2], S, Ev)
         lseh = lse[h] if not use_probs else lse[0]
         for i0 in range(0, L, bq):
             i1 = min(L, i0 + bq)
             r = i1 - i0
             limit = S if not causal else max(0, min(S, i1 + offset))
+            _load(q, q_at, a1, a2, i0, r, E, scale, qb)
+            _load(g, g_at, a1, a2, i0, r, Ev, _ONE, gb)
+            _load(o, o_at, a1, a2, i0, r, Ev, _ONE, ob)
             for a in range(r):                       # D = rowsum(dO ⊙ O)
-                D[a] = _row_dot(gh[i0 + a], oh[i0 + a], Ev)
+                D[a] = _row_dot(gb[a], ob[a], Ev)
             dqa[:r] = 0
             if want_dbias:
                 dbias[h, i0:i1, limit:] = 0
@@ -351,29 +373,21 @@ def _backward(q, q_at, k, k_at, v, v_at, g, g_at, o, o_at, sizes, lse, probs, bi
                 if use_probs:
                     p[:, :] = probs[h, i0:i1, j0:j1]
                 else:
-                    np.dot(qh[i0:i1], kh[j0:j1].T, p)
+                    np.dot(qb[:r], kh[j0:j1].T, p)
                     _recompute_probabilities(p, lseh, i0, j0, bias, bias_head[h], has_bias,
                                              causal, offset, fast)
                 ds = tbuf[:r * c].reshape((r, c))
-                np.dot(p.T, gh[i0:i1], dvb[:c])
-                np.dot(gh[i0:i1], vh[j0:j1].T, ds)
-                for a in range(r):                   # dS = P ⊙ (dP − D)
-                    da = D[a]
-                    for j in range(c):
-                        ds[a, j] = p[a, j] * (ds[a, j] - da)
+                np.dot(p.T, gb[:r], dvb[:c])
+                np.dot(gb[:r], vh[j0:j1].T, ds)
+                _softmax_grad(p, ds, D)
                 if want_dbias:
                     dbias[h, i0:i1, j0:j1] = ds
                 np.dot(ds, kh[j0:j1], dqb[:r])
-                np.dot(ds.T, qh[i0:i1], dkb[:c])
-                _add_rows(dvh, j0, dvb, c)
-                _add_rows(dkh, j0, dkb, c)
+                np.dot(ds.T, qb[:r], dkb[:c])
+                _add_rows(dv, dv0, dv_at[2], j0, dvb, c)
+                _add_rows(dk, dk0, dk_at[2], j0, dkb, c)
                 dqa[:r] += dqb[:r]
-            for a in range(r):
-                for e in range(E):
-                    dqh[i0 + a, e] = dqa[a, e] * scale
-        _store(dqh, L, E, a1, a2, dq, dq_at)
-        _store(dkh, S, E, a1, a2, dk, dk_at)
-        _store(dvh, S, Ev, a1, a2, dv, dv_at)
+            _write_rows(dqa, r, E, scale, dq, dq0, dq_at[2], i0)
 
 
 attention_forward = {True: kernel_fast(_forward), False: kernel(_forward)}
