@@ -25,8 +25,10 @@ elementwise passes per block.
 The heads are read where they lie: every (batch, head, rows, features) array comes as
 its memory and the strides of its (batch, head, row) axes, so a multi-head layer's
 heads, a transposed view of ``(batch, length, heads, features)``, need no copy before
-the call; each head is copied into contiguous buffers inside the loop (in cache, on the
-thread that uses it), and the outputs are written back the same way.
+the call. Inside the loop a head's keys and values, and a block's queries (and ``dO``,
+``O``), are copied into contiguous buffers that stay in cache, on the thread that uses
+them; outputs and gradients are written in place through the same strides. A thread's
+memory is a block plus one head's keys and values.
 
 The row reductions (maximum, sum) keep eight partial results, which the compiler turns
 into vector instructions; float32 exponentials use the vectorised ``exp`` of
@@ -240,7 +242,8 @@ def _forward(q, q_at, k, k_at, v, v_at, scale, sizes, bias, bias_head, has_bias,
     """Heads ``h0:h1`` of ``n = n1 · n2``. ``q``, ``k``, ``v`` and ``out`` are given as
     their memory and the element strides of their (n1, n2, row) axes (``*_at``; any
     layout whose rows are contiguous, such as a multi-head layer's heads, with no copy
-    outside); each head is copied into contiguous buffers here (``q`` times ``scale``).
+    outside); a head's keys and values and a block's queries (times ``scale``) are copied
+    into contiguous buffers here.
     ``sizes`` = (n2, L, S, E, Ev). Writes ``out``, ``lse`` (n, L) and, with ``keep``,
     ``probs`` (n, L, S); ``bk`` must cover every key then."""
     n2, L, S, E, Ev = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4]
